@@ -1,0 +1,64 @@
+# xdpnet — `make demo` and `make test` do all set-up on a fresh Debian 12 (root).
+SHELL := /bin/bash
+CLANG ?= clang
+BPF_CFLAGS := -target bpf -O2 -g -mcpu=v3 -Wall -Werror \
+	-I/usr/include/x86_64-linux-gnu -Ibpf
+BPF_SRC := $(wildcard bpf/*.bpf.c)
+BPF_OBJ := $(patsubst bpf/%.bpf.c,build/bpf/%.bpf.o,$(BPF_SRC))
+BPF_HDR := $(wildcard bpf/lib/*.h bpf/include/*.h)
+# Objects only tests load (e.g. one the verifier must reject).
+FIXTURE_OBJ := $(patsubst test/fixtures/%.bpf.c,build/fixtures/%.bpf.o,$(wildcard test/fixtures/*.bpf.c))
+
+APT_PKGS := clang llvm libbpf-dev linux-libc-dev iproute2 iputils-ping iperf3 ethtool \
+	tcpdump tshark iptables conntrack util-linux kmod
+
+.PHONY: all setup deps bpffs bpf ts demo test test-unit bench vagrant-bench clean
+
+all: bpf ts
+
+setup: deps node_modules/.installed bpffs
+
+# Install only what is missing, so a prepared machine pays nothing.
+deps:
+	@command -v node >/dev/null && node -e 'process.exit(+process.versions.node.split(".")[0] < 20)' \
+		|| { echo "xdpnet needs Node.js >= 20 on PATH" >&2; exit 1; }
+	@missing=$$(for p in $(APT_PKGS); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "installing:" $$missing; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+bpffs:
+	@mountpoint -q /sys/fs/bpf || mount -t bpf bpf /sys/fs/bpf
+
+bpf: $(BPF_OBJ) $(FIXTURE_OBJ)
+
+build/bpf/%.bpf.o: bpf/%.bpf.c $(BPF_HDR)
+	@mkdir -p $(@D)
+	$(CLANG) $(BPF_CFLAGS) -c $< -o $@
+
+build/fixtures/%.bpf.o: test/fixtures/%.bpf.c $(BPF_HDR)
+	@mkdir -p $(@D)
+	$(CLANG) $(BPF_CFLAGS) -c $< -o $@
+
+ts: node_modules/.installed
+	npx tsc -p tsconfig.json
+
+demo: setup all
+	node dist/src/demo/main.js
+
+test: setup all
+	node test/run.mjs
+
+bench: setup all
+	node dist/bench/main.js
+
+vagrant-bench:
+	vagrant/bench.sh
+
+clean:
+	rm -rf build dist

@@ -1,0 +1,52 @@
+/* Per-interface counters and drop accounting. Helpers return 0 or a negative
+ * enum drop_reason; the entry program counts a drop exactly once. */
+#pragma once
+#include "common.h"
+#include "../include/stats.h"
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(max_entries, XN_MAX_IFACES);
+	__type(key, __u32); /* ifindex */
+	__type(value, struct xn_if_stats);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} xn_if_stats SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, XN_DROP_MAX);
+	__type(key, __u32); /* enum xn_drop_reason */
+	__type(value, __u64);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} xn_drops SEC(".maps");
+
+/* Returns the interface's counters, creating them on its first packet. */
+__inline_fn struct xn_if_stats *if_stats(__u32 ifindex)
+{
+	struct xn_if_stats *s = bpf_map_lookup_elem(&xn_if_stats, &ifindex);
+	if (likely(s))
+		return s;
+	struct xn_if_stats zero = {};
+	bpf_map_update_elem(&xn_if_stats, &ifindex, &zero, BPF_NOEXIST);
+	return bpf_map_lookup_elem(&xn_if_stats, &ifindex);
+}
+
+__inline_fn void count_rx(__u32 ifindex, __u32 len)
+{
+	struct xn_if_stats *s = if_stats(ifindex);
+	if (s) { /* per-CPU value: plain adds are safe */
+		s->rx_packets++;
+		s->rx_bytes += len;
+	}
+}
+
+/* reason is negative (as returned by helpers). */
+__inline_fn void count_drop(int reason)
+{
+	__u32 key = (__u32)(-reason);
+	if (key >= XN_DROP_MAX)
+		key = XN_DROP_UNKNOWN;
+	__u64 *c = bpf_map_lookup_elem(&xn_drops, &key);
+	if (c)
+		*c += 1;
+}

@@ -1,0 +1,29 @@
+// Plain-text output helpers: aligned tables and human units.
+
+export function table(headers: string[], rows: Array<Array<string | number>>): string {
+  const cells = [headers, ...rows.map((r) => r.map(String))];
+  const widths = headers.map((_, i) => Math.max(...cells.map((r) => r[i]?.length ?? 0)));
+  return cells.map((r) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]))).join('  ')).join('\n');
+}
+
+const SI = ['', 'k', 'M', 'G', 'T'];
+export function si(n: number, unit: string, digits = 2): string {
+  let i = 0;
+  while (Math.abs(n) >= 1000 && i < SI.length - 1) {
+    n /= 1000;
+    i++;
+  }
+  return `${i ? n.toFixed(digits) : Math.round(n)} ${SI[i]}${unit}`;
+}
+
+export function ago(d: Date, now = Date.now()): string {
+  const s = Math.max(0, Math.round((now - d.getTime()) / 1000));
+  if (s < 60) return `${s}s ago`;
+  if (s < 3600) return `${Math.floor(s / 60)}m${String(s % 60).padStart(2, '0')}s ago`;
+  if (s < 86400) return `${Math.floor(s / 3600)}h${String(Math.floor((s % 3600) / 60)).padStart(2, '0')}m ago`;
+  return `${Math.floor(s / 86400)}d ago`;
+}
+
+export function json(v: unknown): string {
+  return JSON.stringify(v, null, 2);
+}

@@ -1,0 +1,33 @@
+#!/usr/bin/env node
+// xdpnet: the command-line entry point.
+import { Command, CommanderError } from 'commander';
+import { XdpnetError, VerifierError } from '../errors.js';
+import { libbpfLog } from '../sys/libbpf.js';
+import { attachCommands } from './attach.js';
+import { statsCommand } from './stats.js';
+
+const program = new Command('xdpnet')
+  .description('eBPF container networking: XDP/tc dataplane driven from the command line')
+  .version('0.1.0')
+  .option('--netns <name>', 'act inside this network namespace (from `ip netns list`); state stays on the host bpffs')
+  .option('-v, --verbose', 'show full verifier logs and libbpf messages on errors')
+  .showHelpAfterError('(run with --help for usage)')
+  .exitOverride();
+
+attachCommands(program);
+statsCommand(program);
+
+function fail(e: unknown): never {
+  if (e instanceof CommanderError) process.exit(e.code === 'commander.helpDisplayed' || e.code === 'commander.version' ? 0 : 2);
+  const verbose = process.argv.includes('--verbose') || process.argv.includes('-v');
+  if (e instanceof XdpnetError) {
+    console.error(`xdpnet: error: ${verbose && e instanceof VerifierError ? `${e.op} ${e.target}: verifier rejected it\n${e.log}` : e.message}`);
+    if (e.hint) console.error(`hint: ${e.hint}`);
+    if (verbose && libbpfLog().length) console.error(`libbpf said:\n${libbpfLog().join('\n')}`);
+    process.exit(e.exitCode);
+  }
+  console.error(`xdpnet: internal error: ${(e as Error)?.stack ?? e}`);
+  process.exit(70);
+}
+
+program.parseAsync(process.argv).catch(fail);

@@ -1,0 +1,163 @@
+// Attachments: one pinned bpf_link per interface, so the dataplane keeps
+// running after the CLI exits and the next invocation finds it on bpffs.
+import { mkdirSync, readdirSync, rmSync, statSync, unlinkSync, existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { XdpnetError, UsageError, BpfError } from '../errors.js';
+import {
+  BPF_TCX_INGRESS, BPF_XDP, BpfMap, XDP_FLAGS_DRV_MODE, XDP_FLAGS_SKB_MODE,
+  linkCreate, linkInfo, objGet, objPin,
+} from '../sys/libbpf.js';
+import { close as closeFd, ifIndexToName, ifNameToIndex } from '../sys/libc.js';
+import { COUNTER, loadCounter } from '../objects/counter.js';
+import { u32 } from '../objects/codec.js';
+import type { InstancePaths } from '../objects/paths.js';
+import { checkKernel, kernelRelease } from './host.js';
+
+export type Hook = 'xdp' | 'tc';
+export type XdpMode = 'native' | 'generic';
+
+export interface Attachment {
+  iface: string | null; // null: the interface is gone (the link is defunct)
+  ifindex: number;
+  hook: Hook;
+  mode: XdpMode | null;
+  progId: number;
+  linkId: number;
+  since: Date;
+  pin: string;
+}
+
+const PIN_RE = /^(\d+)-(xdp|tc)(?:-(native|generic))?$/;
+
+function pinName(ifindex: number, hook: Hook, mode: XdpMode | null): string {
+  return hook === 'xdp' ? `${ifindex}-xdp-${mode}` : `${ifindex}-tc`;
+}
+
+export function resolveIface(iface: string, netns?: string): number {
+  const ifindex = ifNameToIndex(iface);
+  if (!ifindex) {
+    throw new XdpnetError(
+      `interface ${iface} not found${netns ? ` in network namespace ${netns}` : ''}`,
+      `list interfaces with \`ip${netns ? ` -n ${netns}` : ''} link\``,
+    );
+  }
+  return ifindex;
+}
+
+/** Every attachment of the instance, read from its link pins. */
+export function listAttachments(inst: InstancePaths): Attachment[] {
+  if (!existsSync(inst.links)) return [];
+  const out: Attachment[] = [];
+  for (const f of readdirSync(inst.links).sort()) {
+    const m = PIN_RE.exec(f);
+    if (!m) continue;
+    const pin = join(inst.links, f);
+    const fd = objGet(pin);
+    try {
+      const info = linkInfo(fd, pin);
+      const ifindex = Number(m[1]);
+      out.push({
+        iface: info.ifindex ? (ifIndexToName(ifindex) ?? null) : null,
+        ifindex,
+        hook: m[2] as Hook,
+        mode: (m[3] as XdpMode | undefined) ?? null,
+        progId: info.progId,
+        linkId: info.id,
+        since: statSync(pin).mtime,
+        pin,
+      });
+    } finally {
+      closeFd(fd);
+    }
+  }
+  return out;
+}
+
+export interface AttachOptions {
+  hook: Hook;
+  mode?: XdpMode;
+  netns?: string;
+}
+
+export function attach(inst: InstancePaths, iface: string, o: AttachOptions): Attachment {
+  if (o.hook === 'tc' && o.mode) throw new UsageError('--mode applies to --hook xdp only');
+  const mode = o.hook === 'xdp' ? (o.mode ?? 'native') : null;
+  checkKernel(kernelRelease(), o.hook);
+  const ifindex = resolveIface(iface, o.netns);
+  const existing = listAttachments(inst).find((a) => a.ifindex === ifindex);
+  if (existing?.iface) {
+    const how = existing.mode ? `${existing.hook} ${existing.mode}` : existing.hook;
+    throw new XdpnetError(
+      `${iface} is already attached (${how}, program ${existing.progId}, since ${existing.since.toISOString()})`,
+      `detach it first: xdpnet detach ${iface}`,
+    );
+  }
+  if (existing) unlinkSync(existing.pin); // defunct link of a deleted interface that reused this ifindex
+
+  mkdirSync(inst.maps, { recursive: true });
+  mkdirSync(inst.links, { recursive: true });
+  const loaded = loadCounter(inst, o.hook);
+  let linkFd = -1;
+  try {
+    const what = `${o.hook}${mode ? ` (${mode})` : ''} program to ${iface}`;
+    try {
+      linkFd = o.hook === 'xdp'
+        ? linkCreate(loaded.prog.fd, ifindex, BPF_XDP, mode === 'generic' ? XDP_FLAGS_SKB_MODE : XDP_FLAGS_DRV_MODE, what)
+        : linkCreate(loaded.prog.fd, ifindex, BPF_TCX_INGRESS, 0, what);
+    } catch (e) {
+      throw explainAttachError(e, iface, o.hook, mode);
+    }
+    objPin(linkFd, join(inst.links, pinName(ifindex, o.hook, mode)));
+  } finally {
+    if (linkFd >= 0) closeFd(linkFd);
+    loaded.close();
+  }
+  return listAttachments(inst).find((a) => a.ifindex === ifindex)!;
+}
+
+function explainAttachError(e: unknown, iface: string, hook: Hook, mode: XdpMode | null): unknown {
+  if (!(e instanceof BpfError)) return e;
+  if (hook === 'xdp' && mode === 'native' && e.errno === 95 /* EOPNOTSUPP */) {
+    return new BpfError(e.op, e.target, e.errno, `${iface}'s driver has no native XDP: use --mode generic`);
+  }
+  if (e.errno === 16 /* EBUSY */ || e.errno === 17 /* EEXIST */) {
+    return new BpfError(e.op, e.target, e.errno, `another ${hook} program is attached to ${iface} (see \`ip link show ${iface}\`); remove it first`);
+  }
+  return e;
+}
+
+/** Removes the interface's link (which detaches the program) and its counters. */
+export function detach(inst: InstancePaths, iface: string, netns?: string): Attachment {
+  const ifindex = resolveIface(iface, netns);
+  const a = listAttachments(inst).find((x) => x.ifindex === ifindex);
+  if (!a) throw new XdpnetError(`${iface} is not attached`, 'see what is attached with `xdpnet status`');
+  removeAttachment(inst, a);
+  return a;
+}
+
+export function detachAll(inst: InstancePaths): Attachment[] {
+  const all = listAttachments(inst);
+  for (const a of all) removeAttachment(inst, a);
+  return all;
+}
+
+function removeAttachment(inst: InstancePaths, a: Attachment): void {
+  unlinkSync(a.pin);
+  const statsPin = join(inst.maps, COUNTER.maps.ifStats);
+  if (existsSync(statsPin)) {
+    const m = BpfMap.fromPin(statsPin);
+    try {
+      m.delete(u32(a.ifindex));
+    } finally {
+      m.close();
+    }
+  }
+  if (listAttachments(inst).length === 0) removeInstance(inst);
+}
+
+/** Leaves nothing of an idle instance on bpffs. */
+function removeInstance(inst: InstancePaths): void {
+  rmSync(inst.dir, { recursive: true, force: true });
+  const top = join(inst.dir, '..');
+  if (existsSync(top) && readdirSync(top).length === 0) rmSync(top, { recursive: true, force: true });
+}

@@ -1,0 +1,94 @@
+// Preconditions every privileged command checks first, each with an error
+// that says what is wrong and what to do: root, kernel, bpffs, netns.
+import { readFileSync, existsSync, mkdirSync } from 'node:fs';
+import { release } from 'node:os';
+import { XdpnetError } from '../errors.js';
+import { CLONE_NEWNET, close, mount, openRead, setns } from '../sys/libc.js';
+import { errnoName } from '../errors.js';
+
+const CAP_NET_ADMIN = 12n;
+const CAP_SYS_ADMIN = 21n;
+const CAP_BPF = 39n;
+
+/** Effective capabilities of this process (from /proc). */
+function capEff(): bigint {
+  const m = /^CapEff:\s*([0-9a-f]+)/m.exec(readFileSync('/proc/self/status', 'utf8'));
+  return m ? BigInt(`0x${m[1]}`) : 0n;
+}
+
+export function requirePrivileges(): void {
+  const caps = capEff();
+  const has = (c: bigint) => (caps >> c) & 1n;
+  if (has(CAP_NET_ADMIN) && (has(CAP_BPF) || has(CAP_SYS_ADMIN))) return;
+  throw new XdpnetError(
+    'permission denied: xdpnet needs root (CAP_BPF and CAP_NET_ADMIN)',
+    'run it as root, e.g. with sudo',
+  );
+}
+
+/** Minimum kernel: 5.9 for XDP links; the tc hook uses tcx links (6.6). */
+export function checkKernel(rel: string, hook: 'xdp' | 'tc'): void {
+  const [maj, min] = rel.split(/[.-]/).map(Number);
+  const need = hook === 'tc' ? [6, 6] : [5, 9];
+  if (maj > need[0] || (maj === need[0] && min >= need[1])) return;
+  throw new XdpnetError(
+    `kernel ${rel} is too old for the ${hook} hook: it needs ${need.join('.')} or newer` +
+      (hook === 'tc' ? ' (tcx links)' : ' (XDP links)'),
+    hook === 'tc' ? 'use --hook xdp, or upgrade the kernel' : 'upgrade the kernel',
+  );
+}
+
+export function kernelRelease(): string {
+  return release();
+}
+
+function isBpffs(path: string): boolean {
+  // mountinfo: "... mount-point ... - fstype source opts"
+  return readFileSync('/proc/self/mountinfo', 'utf8')
+    .split('\n')
+    .some((l) => {
+      const [pre, post] = l.split(' - ');
+      return pre?.split(' ')[4] === path && post?.startsWith('bpf ');
+    });
+}
+
+/** The bpffs root xdpnet pins under: mounted on demand, like `mount -t bpf bpf /sys/fs/bpf`. */
+export function ensureBpffs(root = bpffsRoot()): string {
+  if (isBpffs(root)) return root;
+  if (!existsSync(root)) {
+    try {
+      mkdirSync(root, { recursive: true });
+    } catch (e) {
+      throw bpffsError(root, (e as NodeJS.ErrnoException).code ?? 'error');
+    }
+  }
+  const ret = mount('bpf', root, 'bpf');
+  if (ret < 0) throw bpffsError(root, errnoName(-ret));
+  return root;
+}
+
+function bpffsError(root: string, why: string): XdpnetError {
+  return new XdpnetError(
+    `bpffs is not mounted at ${root} and mounting it failed: ${why}`,
+    `mount it yourself: mount -t bpf bpf ${root}`,
+  );
+}
+
+export function bpffsRoot(): string {
+  return process.env.XDPNET_BPFFS ?? '/sys/fs/bpf';
+}
+
+/**
+ * Moves this process into a named network namespace (as `ip netns` names
+ * them) while keeping the host's mounts, so pins stay on the host's bpffs.
+ */
+export function enterNetns(name: string): void {
+  if (!/^[A-Za-z0-9_.-]+$/.test(name)) throw new XdpnetError(`invalid network namespace name: ${name}`);
+  const fd = openRead(`/var/run/netns/${name}`);
+  if (fd < 0) {
+    throw new XdpnetError(`network namespace ${name} not found (${errnoName(-fd)})`, 'list them with `ip netns list`');
+  }
+  const ret = setns(fd, CLONE_NEWNET);
+  close(fd);
+  if (ret < 0) throw new XdpnetError(`cannot enter network namespace ${name}: ${errnoName(-ret)}`);
+}

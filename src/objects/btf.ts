@@ -1,0 +1,95 @@
+// A small reader for raw BTF (from BpfObject.btf()): enough to resolve the
+// size and member offsets of structs and the offsets of global variables, so
+// codecs and rodata writes are checked against what clang actually laid out.
+
+const KIND = { INT: 1, PTR: 2, ARRAY: 3, STRUCT: 4, UNION: 5, ENUM: 6, FWD: 7, TYPEDEF: 8, VOLATILE: 9,
+  CONST: 10, RESTRICT: 11, FUNC: 12, FUNC_PROTO: 13, VAR: 14, DATASEC: 15, FLOAT: 16, DECL_TAG: 17,
+  TYPE_TAG: 18, ENUM64: 19 } as const;
+
+interface BtfType {
+  kind: number;
+  name: string;
+  vlen: number;
+  sizeOrType: number;
+  members: Array<{ name: string; type: number; offset: number }>; // struct/union (bit offsets), datasec (byte offsets)
+  array?: { elem: number; nelems: number };
+}
+
+export interface StructLayout {
+  size: number;
+  members: Array<{ name: string; offset: number; size: number }>;
+}
+
+export class Btf {
+  private types: BtfType[] = [{ kind: 0, name: '', vlen: 0, sizeOrType: 0, members: [] }]; // id 0 = void
+
+  constructor(raw: Buffer) {
+    if (raw.readUInt16LE(0) !== 0xeb9f) throw new Error('not BTF (bad magic)');
+    const hdrLen = raw.readUInt32LE(4);
+    const typeOff = hdrLen + raw.readUInt32LE(8);
+    const typeEnd = typeOff + raw.readUInt32LE(12);
+    const strOff = hdrLen + raw.readUInt32LE(16);
+    const str = (off: number) => raw.toString('utf8', strOff + off, raw.indexOf(0, strOff + off));
+    for (let p = typeOff; p < typeEnd; ) {
+      const info = raw.readUInt32LE(p + 4);
+      const t: BtfType = { kind: (info >>> 24) & 0x1f, name: str(raw.readUInt32LE(p)), vlen: info & 0xffff,
+        sizeOrType: raw.readUInt32LE(p + 8), members: [] };
+      p += 12;
+      switch (t.kind) {
+        case KIND.INT: case KIND.VAR: case KIND.DECL_TAG: p += 4; break;
+        case KIND.ARRAY:
+          t.array = { elem: raw.readUInt32LE(p), nelems: raw.readUInt32LE(p + 8) };
+          p += 12;
+          break;
+        case KIND.STRUCT: case KIND.UNION: case KIND.DATASEC:
+          for (let i = 0; i < t.vlen; i++, p += 12) {
+            const name = t.kind === KIND.DATASEC ? '' : str(raw.readUInt32LE(p));
+            const type = raw.readUInt32LE(p + (t.kind === KIND.DATASEC ? 0 : 4));
+            t.members.push({ name, type, offset: raw.readUInt32LE(p + (t.kind === KIND.DATASEC ? 4 : 8)) });
+          }
+          break;
+        case KIND.ENUM: p += 8 * t.vlen; break;
+        case KIND.ENUM64: p += 12 * t.vlen; break;
+        case KIND.FUNC_PROTO: p += 8 * t.vlen; break;
+      }
+      this.types.push(t);
+    }
+  }
+
+  private find(kind: number, name: string): BtfType | undefined {
+    return this.types.find((t) => t.kind === kind && t.name === name);
+  }
+
+  /** Byte size of a type, through typedefs and qualifiers. */
+  sizeOf(id: number): number {
+    const t = this.types[id];
+    switch (t.kind) {
+      case KIND.INT: case KIND.STRUCT: case KIND.UNION: case KIND.ENUM: case KIND.ENUM64: case KIND.FLOAT:
+      case KIND.DATASEC:
+        return t.sizeOrType;
+      case KIND.PTR: return 8;
+      case KIND.ARRAY: return this.sizeOf(t.array!.elem) * t.array!.nelems;
+      case KIND.TYPEDEF: case KIND.VOLATILE: case KIND.CONST: case KIND.RESTRICT: case KIND.TYPE_TAG: case KIND.VAR:
+        return this.sizeOf(t.sizeOrType);
+      default: throw new Error(`BTF type ${id} (kind ${t.kind}) has no size`);
+    }
+  }
+
+  struct(name: string): StructLayout | undefined {
+    const t = this.find(KIND.STRUCT, name);
+    if (!t) return undefined;
+    return {
+      size: t.sizeOrType,
+      members: t.members.map((m) => ({ name: m.name, offset: m.offset / 8, size: this.sizeOf(m.type) })),
+    };
+  }
+
+  /** Offset and size of a global variable within its section (e.g. '.rodata'). */
+  variable(section: string, name: string): { offset: number; size: number } | undefined {
+    const sec = this.find(KIND.DATASEC, section);
+    for (const m of sec?.members ?? []) {
+      if (this.types[m.type].name === name) return { offset: m.offset, size: this.sizeOf(m.type) };
+    }
+    return undefined;
+  }
+}

@@ -1,0 +1,26 @@
+// bpf/counter.bpf.c: counts rx packets/bytes per interface and passes them.
+import { BpfObject, BpfProgram } from '../sys/libbpf.js';
+import { objectPath, type InstancePaths } from './paths.js';
+
+export const COUNTER = {
+  object: 'counter',
+  programs: { xdp: 'xn_count_xdp', tc: 'xn_count_tc' },
+  maps: { ifStats: 'xn_if_stats', drops: 'xn_drops' },
+} as const;
+
+/**
+ * Loads one entry program of the counter object, adopting (or creating) the
+ * instance's pinned maps. The caller owns the returned program's fd until it
+ * is attached; the object is closed when the program is.
+ */
+export function loadCounter(inst: InstancePaths, hook: 'xdp' | 'tc'): { prog: BpfProgram; close(): void } {
+  const name = COUNTER.programs[hook];
+  const obj = BpfObject.open(objectPath(COUNTER.object), { pinRoot: inst.maps, programs: [name] });
+  try {
+    obj.load();
+    return { prog: obj.program(name), close: () => obj.close() };
+  } catch (e) {
+    obj.close();
+    throw e;
+  }
+}

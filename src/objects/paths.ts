@@ -1,0 +1,31 @@
+// Where things live: built objects, and each instance's pins on bpffs.
+//   <bpffs>/xdpnet/<instance>/maps/<map>        maps shared by the instance's programs
+//   <bpffs>/xdpnet/<instance>/links/<ifindex>-<hook>[-<mode>]   one link per interface
+// An instance is the host ("host") or one named network namespace ("ns-<name>"),
+// so state of different namespaces never mixes.
+import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
+import { bpffsRoot } from '../dataplane/host.js';
+
+const PKG_ROOT = fileURLToPath(new URL('../../../', import.meta.url));
+
+export function objectPath(name: string): string {
+  return join(process.env.XDPNET_BPF_DIR ?? join(PKG_ROOT, 'build/bpf'), `${name}.bpf.o`);
+}
+
+export function instanceName(netns?: string): string {
+  return netns ? `ns-${netns}` : 'host';
+}
+
+export interface InstancePaths {
+  name: string;
+  dir: string;
+  maps: string;
+  links: string;
+}
+
+export function instancePaths(netns?: string): InstancePaths {
+  const name = instanceName(netns);
+  const dir = join(bpffsRoot(), 'xdpnet', name);
+  return { name, dir, maps: join(dir, 'maps'), links: join(dir, 'links') };
+}

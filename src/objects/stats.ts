@@ -1,0 +1,14 @@
+// Mirror of bpf/include/stats.h, shared by every object that counts.
+import { struct } from './codec.js';
+
+export const IfStats = struct('xn_if_stats', { rx_packets: 'u64', rx_bytes: 'u64' });
+
+/** enum xn_drop_reason → the name `xdpnet stats` prints. */
+export const DROP_REASONS: Record<number, string> = {
+  1: 'unknown',
+  2: 'truncated-ethernet',
+  3: 'truncated-vlan',
+  4: 'truncated-ipv4',
+  5: 'malformed-ipv4',
+};
+export const DROP_MAX = 32;

@@ -1,0 +1,515 @@
+// libbpf (Debian's libbpf.so.1, 1.1.x) through koffi. Everything above this
+// module works with BpfObject / BpfMap / BpfProgram and typed errors; nothing
+// else imports koffi except sys/libc.ts.
+import koffi from 'koffi';
+import { existsSync } from 'node:fs';
+import { BpfError, VerifierError, XdpnetError } from '../errors.js';
+import { close as closeFd, vformat } from './libc.js';
+
+// Kernel constants not in Debian 12's 6.1 uapi headers are spelled out here.
+export const BPF_XDP = 37;
+export const BPF_TCX_INGRESS = 46;
+export const BPF_TCX_EGRESS = 47;
+export const XDP_FLAGS_SKB_MODE = 1 << 1;
+export const XDP_FLAGS_DRV_MODE = 1 << 2;
+export const BPF_F_TEST_XDP_LIVE_FRAMES = 1 << 1;
+export const BPF_ANY = 0;
+export const BPF_NOEXIST = 1;
+export const BPF_EXIST = 2;
+export const LINK_TYPE = { 6: 'xdp', 11: 'tcx' } as Record<number, string>;
+export const PERCPU_MAP_TYPES = new Set([5, 6, 10, 21]); // PERCPU_HASH, PERCPU_ARRAY, LRU_PERCPU_HASH, PERCPU_CGROUP_STORAGE
+
+type Ptr = bigint | null;
+
+function bind() {
+  let so: ReturnType<typeof koffi.load>;
+  try {
+    so = koffi.load('libbpf.so.1');
+  } catch {
+    throw new XdpnetError('cannot load libbpf.so.1', 'install it: apt-get install libbpf1');
+  }
+  const OpenOpts = koffi.struct('xn_bpf_object_open_opts', {
+    sz: 'size_t',
+    object_name: 'const char *',
+    relaxed_maps: 'bool',
+    pin_root_path: 'const char *',
+    _removed: 'uint32_t',
+    kconfig: 'const char *',
+    btf_custom_path: 'const char *',
+    kernel_log_buf: 'void *',
+    kernel_log_size: 'size_t',
+    kernel_log_level: 'uint32_t',
+  });
+  const TestRunOpts = koffi.struct('xn_bpf_test_run_opts', {
+    sz: 'size_t',
+    data_in: 'void *',
+    data_out: 'void *',
+    data_size_in: 'uint32_t',
+    data_size_out: 'uint32_t',
+    ctx_in: 'void *',
+    ctx_out: 'void *',
+    ctx_size_in: 'uint32_t',
+    ctx_size_out: 'uint32_t',
+    retval: 'uint32_t',
+    repeat: 'int',
+    duration: 'uint32_t',
+    flags: 'uint32_t',
+    cpu: 'uint32_t',
+    batch_size: 'uint32_t',
+  });
+  // Only the leading fields we set; libbpf accepts a shorter sz.
+  const LinkCreateOpts = koffi.struct('xn_bpf_link_create_opts', { sz: 'size_t', flags: 'uint32_t' });
+  const BatchOpts = koffi.struct('xn_bpf_map_batch_opts', { sz: 'size_t', elem_flags: 'uint64_t', flags: 'uint64_t' });
+  const PrintFn = koffi.proto('int xn_libbpf_print_fn(int level, const char *fmt, void *ap)');
+  return {
+    OpenOpts,
+    TestRunOpts,
+    LinkCreateOpts,
+    BatchOpts,
+    PrintFn,
+    set_print: so.func('void *libbpf_set_print(xn_libbpf_print_fn *fn)'),
+    num_possible_cpus: so.func('int libbpf_num_possible_cpus(void)'),
+    object_open_file: so.func('void *bpf_object__open_file(const char *path, xn_bpf_object_open_opts *opts)'),
+    object_load: so.func('int bpf_object__load(void *obj)'),
+    object_close: so.func('void bpf_object__close(void *obj)'),
+    object_btf: so.func('void *bpf_object__btf(void *obj)'),
+    object_next_program: so.func('void *bpf_object__next_program(void *obj, void *prev)'),
+    object_next_map: so.func('void *bpf_object__next_map(void *obj, void *prev)'),
+    program_name: so.func('const char *bpf_program__name(void *prog)'),
+    program_fd: so.func('int bpf_program__fd(void *prog)'),
+    program_set_autoload: so.func('int bpf_program__set_autoload(void *prog, bool autoload)'),
+    map_name: so.func('const char *bpf_map__name(void *map)'),
+    map_fd: so.func('int bpf_map__fd(void *map)'),
+    map_initial_value: so.func('void *bpf_map__initial_value(void *map, _Out_ size_t *psize)'),
+    map_set_max_entries: so.func('int bpf_map__set_max_entries(void *map, uint32_t max)'),
+    btf_raw_data: so.func('void *btf__raw_data(void *btf, _Out_ uint32_t *size)'),
+    obj_pin: so.func('int bpf_obj_pin(int fd, const char *path)'),
+    obj_get: so.func('int bpf_obj_get(const char *path)'),
+    obj_get_info_by_fd: so.func('int bpf_obj_get_info_by_fd(int fd, void *info, _Inout_ uint32_t *len)'),
+    map_lookup_elem: so.func('int bpf_map_lookup_elem(int fd, const void *key, void *value)'),
+    map_update_elem: so.func('int bpf_map_update_elem(int fd, const void *key, const void *value, uint64_t flags)'),
+    map_delete_elem: so.func('int bpf_map_delete_elem(int fd, const void *key)'),
+    map_get_next_key: so.func('int bpf_map_get_next_key(int fd, const void *key, void *next)'),
+    map_lookup_batch: so.func(
+      'int bpf_map_lookup_batch(int fd, void *in_batch, void *out_batch, void *keys, void *values, _Inout_ uint32_t *count, xn_bpf_map_batch_opts *opts)',
+    ),
+    map_update_batch: so.func(
+      'int bpf_map_update_batch(int fd, const void *keys, const void *values, _Inout_ uint32_t *count, xn_bpf_map_batch_opts *opts)',
+    ),
+    map_delete_batch: so.func(
+      'int bpf_map_delete_batch(int fd, const void *keys, _Inout_ uint32_t *count, xn_bpf_map_batch_opts *opts)',
+    ),
+    prog_test_run_opts: so.func('int bpf_prog_test_run_opts(int fd, _Inout_ xn_bpf_test_run_opts *opts)'),
+    link_create: so.func('int bpf_link_create(int prog_fd, int target_fd, int attach_type, xn_bpf_link_create_opts *opts)'),
+  };
+}
+
+let L: ReturnType<typeof bind> | undefined;
+const libbpfMessages: string[] = [];
+
+/** Loads libbpf on first use and routes its messages into a buffer (shown with --verbose). */
+function lib(): ReturnType<typeof bind> {
+  if (L) return L;
+  L = bind();
+  const cb = koffi.register((_level: number, fmt: string, ap: unknown) => {
+    libbpfMessages.push(vformat(fmt, ap).trimEnd());
+    if (libbpfMessages.length > 200) libbpfMessages.shift();
+    return 0;
+  }, koffi.pointer(L.PrintFn));
+  L.set_print(cb as never);
+  return L;
+}
+
+/** libbpf's recent diagnostics (warnings and errors), oldest first. */
+export function libbpfLog(): string[] {
+  return [...libbpfMessages];
+}
+
+function errno(): number {
+  return koffi.errno();
+}
+
+/** Throws BpfError for a libbpf int return (negative errno in libbpf 1.x). */
+function check(ret: number, op: string, target: string, hint?: string): number {
+  if (ret < 0) throw new BpfError(op, target, -ret, hint);
+  return ret;
+}
+
+export function numPossibleCpus(): number {
+  return lib().num_possible_cpus() as number;
+}
+
+export interface OpenOptions {
+  /** Maps marked LIBBPF_PIN_BY_NAME are pinned (or adopted) under this directory. */
+  pinRoot?: string;
+  /** Only these programs are loaded (all when omitted). */
+  programs?: string[];
+}
+
+/** A .bpf.o file: open → configure (consts, map sizes) → load → use. */
+export class BpfObject {
+  private logBuf = Buffer.alloc(1 << 20);
+  private loaded = false;
+
+  private constructor(
+    private handle: Ptr,
+    readonly path: string,
+  ) {}
+
+  static open(path: string, opts: OpenOptions = {}): BpfObject {
+    if (!existsSync(path)) throw new XdpnetError(`object file missing: ${path}`, 'build it with `make`');
+    const l = lib();
+    const o = new BpfObject(null, path);
+    const handle = l.object_open_file(path, {
+      sz: koffi.sizeof(l.OpenOpts),
+      object_name: null,
+      relaxed_maps: false,
+      pin_root_path: opts.pinRoot ?? null,
+      _removed: 0,
+      kconfig: null,
+      btf_custom_path: null,
+      kernel_log_buf: o.logBuf,
+      kernel_log_size: o.logBuf.length,
+      kernel_log_level: 0, // libbpf retries with a log only when the load fails
+    }) as Ptr;
+    if (!handle) throw new BpfError('open object', path, errno());
+    o.handle = handle;
+    if (opts.programs) {
+      for (const p of o.programHandles()) {
+        l.program_set_autoload(p.handle, opts.programs.includes(p.name));
+      }
+    }
+    return o;
+  }
+
+  private get h(): Ptr {
+    if (!this.handle) throw new XdpnetError(`object ${this.path} is closed`);
+    return this.handle;
+  }
+
+  private *programHandles(): Generator<{ name: string; handle: Ptr }> {
+    const l = lib();
+    for (let p = l.object_next_program(this.h, null) as Ptr; p; p = l.object_next_program(this.h, p) as Ptr) {
+      yield { name: l.program_name(p) as string, handle: p };
+    }
+  }
+
+  private mapHandle(name: string): Ptr {
+    const l = lib();
+    for (let m = l.object_next_map(this.h, null) as Ptr; m; m = l.object_next_map(this.h, m) as Ptr) {
+      if (l.map_name(m) === name) return m;
+    }
+    throw new XdpnetError(`map ${name} not found in ${this.path}`);
+  }
+
+  /** Raw BTF of the opened object (datasec sizes and offsets fixed up by libbpf). */
+  btf(): Buffer {
+    const l = lib();
+    const btf = l.object_btf(this.h) as Ptr;
+    if (!btf) throw new XdpnetError(`${this.path} has no BTF (build with -g)`);
+    const size = [0];
+    const p = l.btf_raw_data(btf, size) as Ptr;
+    return Buffer.from(koffi.view(p, size[0]).slice(0));
+  }
+
+  /** Overwrites bytes of the .rodata section before load (see objects/btf.ts for offsets). */
+  writeRodata(offset: number, bytes: Buffer): void {
+    if (this.loaded) throw new XdpnetError('rodata can only be set before load');
+    const l = lib();
+    const rodata = [...this.mapNames()].find((n) => n.endsWith('.rodata'));
+    if (!rodata) throw new XdpnetError(`${this.path} has no .rodata section`);
+    const size = [0];
+    const p = l.map_initial_value(this.mapHandle(rodata), size) as Ptr;
+    if (!p || offset + bytes.length > size[0]) throw new XdpnetError(`rodata write out of range in ${this.path}`);
+    Buffer.from(koffi.view(p, size[0])).set(bytes, offset);
+  }
+
+  setMaxEntries(map: string, n: number): void {
+    check(lib().map_set_max_entries(this.mapHandle(map), n), 'set max_entries of map', map);
+  }
+
+  *mapNames(): Generator<string> {
+    const l = lib();
+    for (let m = l.object_next_map(this.h, null) as Ptr; m; m = l.object_next_map(this.h, m) as Ptr) {
+      yield l.map_name(m) as string;
+    }
+  }
+
+  load(): this {
+    const ret = lib().object_load(this.h) as number;
+    if (ret < 0) {
+      const log = this.logBuf.toString('utf8', 0, Math.max(0, this.logBuf.indexOf(0)));
+      // The log names the failing program only through libbpf's messages.
+      const failed = libbpfMessages
+        .map((m) => /prog '([^']+)': (?:BPF program load failed|failed to load)/.exec(m)?.[1])
+        .filter(Boolean)
+        .pop();
+      if (log) throw new VerifierError(failed ?? this.path, -ret, log);
+      throw new BpfError('load object', this.path, -ret, libbpfMessages.slice(-3).join('\n') || undefined);
+    }
+    this.loaded = true;
+    return this;
+  }
+
+  program(name: string): BpfProgram {
+    for (const p of this.programHandles()) {
+      if (p.name === name) {
+        const fd = lib().program_fd(p.handle) as number;
+        if (fd < 0) throw new XdpnetError(`program ${name} of ${this.path} is not loaded`);
+        return new BpfProgram(fd, name, false);
+      }
+    }
+    throw new XdpnetError(`program ${name} not found in ${this.path}`);
+  }
+
+  map(name: string): BpfMap {
+    const fd = lib().map_fd(this.mapHandle(name)) as number;
+    if (fd < 0) throw new XdpnetError(`map ${name} of ${this.path} is not created yet (load first)`);
+    return BpfMap.fromFd(fd, name, false);
+  }
+
+  /** Frees libbpf's object; fds handed out by program()/map() close with it. */
+  close(): void {
+    if (this.handle) lib().object_close(this.handle);
+    this.handle = null;
+  }
+}
+
+export interface TestRunOptions {
+  data: Buffer;
+  /** Room for the output frame (defaults to input length + 256 for encapsulation). */
+  dataOutSize?: number;
+  ctx?: Buffer;
+  repeat?: number;
+  flags?: number;
+  batchSize?: number;
+}
+
+export interface TestRunResult {
+  retval: number;
+  data: Buffer;
+  durationNs: number;
+}
+
+export class BpfProgram {
+  constructor(
+    readonly fd: number,
+    readonly name: string,
+    private owned: boolean,
+  ) {}
+
+  static fromPin(path: string): BpfProgram {
+    return new BpfProgram(objGet(path), path, true);
+  }
+
+  /** BPF_PROG_TEST_RUN: runs the program on a frame (or sends live frames). */
+  testRun(o: TestRunOptions): TestRunResult {
+    const l = lib();
+    const live = ((o.flags ?? 0) & BPF_F_TEST_XDP_LIVE_FRAMES) !== 0;
+    const out = live ? null : Buffer.alloc(o.dataOutSize ?? o.data.length + 256);
+    const opts = {
+      sz: koffi.sizeof(l.TestRunOpts),
+      data_in: o.data,
+      data_out: out,
+      data_size_in: o.data.length,
+      data_size_out: out?.length ?? 0,
+      ctx_in: o.ctx ?? null,
+      ctx_out: null,
+      ctx_size_in: o.ctx?.length ?? 0,
+      ctx_size_out: 0,
+      retval: 0,
+      repeat: o.repeat ?? 1,
+      duration: 0,
+      flags: o.flags ?? 0,
+      cpu: 0,
+      batch_size: o.batchSize ?? 0,
+    };
+    check(l.prog_test_run_opts(this.fd, opts), 'test-run program', this.name);
+    return {
+      retval: opts.retval,
+      data: out ? out.subarray(0, opts.data_size_out) : Buffer.alloc(0),
+      durationNs: opts.duration,
+    };
+  }
+
+  close(): void {
+    if (this.owned) closeFd(this.fd);
+  }
+}
+
+export interface MapInfo {
+  type: number;
+  id: number;
+  keySize: number;
+  valueSize: number;
+  maxEntries: number;
+  name: string;
+}
+
+/** A map by fd, with raw-bytes operations; typed access lives in objects/. */
+export class BpfMap {
+  readonly perCpu: boolean;
+  /** Bytes one lookup returns: per-CPU maps give one 8-byte aligned slot per possible CPU. */
+  readonly valueBufSize: number;
+
+  private constructor(
+    readonly fd: number,
+    readonly name: string,
+    readonly info: MapInfo,
+    private owned: boolean,
+  ) {
+    this.perCpu = PERCPU_MAP_TYPES.has(info.type);
+    this.valueBufSize = this.perCpu ? Math.ceil(info.valueSize / 8) * 8 * numPossibleCpus() : info.valueSize;
+  }
+
+  static fromFd(fd: number, name: string, owned: boolean): BpfMap {
+    const buf = Buffer.alloc(96); // struct bpf_map_info (prefix)
+    check(lib().obj_get_info_by_fd(fd, buf, [buf.length]), 'get info of map', name);
+    const info: MapInfo = {
+      type: buf.readUInt32LE(0),
+      id: buf.readUInt32LE(4),
+      keySize: buf.readUInt32LE(8),
+      valueSize: buf.readUInt32LE(12),
+      maxEntries: buf.readUInt32LE(16),
+      name: buf.toString('utf8', 24, 40).replace(/\0.*$/s, ''),
+    };
+    return new BpfMap(fd, name, info, owned);
+  }
+
+  static fromPin(path: string): BpfMap {
+    return BpfMap.fromFd(objGet(path), path, true);
+  }
+
+  lookup(key: Buffer): Buffer | undefined {
+    const v = Buffer.alloc(this.valueBufSize);
+    const ret = lib().map_lookup_elem(this.fd, key, v) as number;
+    if (ret === -2) return undefined; // ENOENT
+    check(ret, 'lookup in map', this.name);
+    return v;
+  }
+
+  update(key: Buffer, value: Buffer, flags = BPF_ANY): void {
+    check(lib().map_update_elem(this.fd, key, value, flags), 'update map', this.name);
+  }
+
+  /** Returns false when the key was not there. */
+  delete(key: Buffer): boolean {
+    const ret = lib().map_delete_elem(this.fd, key) as number;
+    if (ret === -2) return false;
+    check(ret, 'delete from map', this.name);
+    return true;
+  }
+
+  *keys(): Generator<Buffer> {
+    const l = lib();
+    let prev: Buffer | null = null;
+    for (;;) {
+      const next = Buffer.alloc(this.info.keySize);
+      const ret = l.map_get_next_key(this.fd, prev, next) as number;
+      if (ret === -2) return;
+      check(ret, 'iterate map', this.name);
+      yield next;
+      prev = next;
+    }
+  }
+
+  /** All entries through batch lookups (falls back to iteration where the map type has no batch op). */
+  entries(): Array<[Buffer, Buffer]> {
+    const l = lib();
+    const { keySize } = this.info;
+    const chunk = 4096;
+    const keys = Buffer.alloc(keySize * chunk);
+    const values = Buffer.alloc(this.valueBufSize * chunk);
+    const inBatch = Buffer.alloc(Math.max(keySize, 8));
+    const outBatch = Buffer.alloc(Math.max(keySize, 8));
+    const out: Array<[Buffer, Buffer]> = [];
+    let first = true;
+    for (;;) {
+      const count = [chunk];
+      const ret = l.map_lookup_batch(this.fd, first ? null : inBatch, outBatch, keys, values, count, {
+        sz: koffi.sizeof(l.BatchOpts),
+        elem_flags: 0,
+        flags: 0,
+      }) as number;
+      if (ret === -22 || ret === -95) {
+        // EINVAL/EOPNOTSUPP: no batch op for this map type
+        return [...this.keys()].flatMap((k) => {
+          const v = this.lookup(k);
+          return v ? [[k, v] as [Buffer, Buffer]] : [];
+        });
+      }
+      if (ret < 0 && ret !== -2) check(ret, 'batch lookup in map', this.name);
+      for (let i = 0; i < count[0]; i++) {
+        out.push([
+          Buffer.from(keys.subarray(i * keySize, (i + 1) * keySize)),
+          Buffer.from(values.subarray(i * this.valueBufSize, (i + 1) * this.valueBufSize)),
+        ]);
+      }
+      if (ret === -2) return out; // ENOENT: iteration complete
+      outBatch.copy(inBatch);
+      first = false;
+    }
+  }
+
+  /** Writes many entries in one syscall per chunk. */
+  updateBatch(keys: Buffer, values: Buffer, count: number, elemFlags = BPF_ANY): void {
+    const l = lib();
+    const n = [count];
+    check(
+      l.map_update_batch(this.fd, keys, values, n, { sz: koffi.sizeof(l.BatchOpts), elem_flags: elemFlags, flags: 0 }),
+      'batch update map',
+      this.name,
+    );
+  }
+
+  deleteBatch(keys: Buffer, count: number): void {
+    const l = lib();
+    check(
+      l.map_delete_batch(this.fd, keys, [count], { sz: koffi.sizeof(l.BatchOpts), elem_flags: 0, flags: 0 }),
+      'batch delete from map',
+      this.name,
+    );
+  }
+
+  close(): void {
+    if (this.owned) closeFd(this.fd);
+  }
+}
+
+export function objGet(path: string): number {
+  return check(lib().obj_get(path) as number, 'open pinned object', path);
+}
+
+export function objPin(fd: number, path: string): void {
+  check(lib().obj_pin(fd, path) as number, 'pin', path);
+}
+
+export interface LinkInfo {
+  type: string;
+  id: number;
+  progId: number;
+  /** 0 once the interface the link was attached to is gone. */
+  ifindex: number;
+}
+
+export function linkInfo(fd: number, what: string): LinkInfo {
+  const buf = Buffer.alloc(64); // struct bpf_link_info (prefix)
+  check(lib().obj_get_info_by_fd(fd, buf, [buf.length]), 'get info of link', what);
+  const type = buf.readUInt32LE(0);
+  return {
+    type: LINK_TYPE[type] ?? `type ${type}`,
+    id: buf.readUInt32LE(4),
+    progId: buf.readUInt32LE(8),
+    ifindex: buf.readUInt32LE(16), // xdp.ifindex and tcx.ifindex share this offset
+  };
+}
+
+/** bpf_link_create: an XDP (with mode flags) or tcx link; returns its fd. */
+export function linkCreate(progFd: number, ifindex: number, attachType: number, flags: number, what: string): number {
+  const l = lib();
+  return check(
+    l.link_create(progFd, ifindex, attachType, { sz: koffi.sizeof(l.LinkCreateOpts), flags }) as number,
+    'attach',
+    what,
+  );
+}

@@ -1,0 +1,60 @@
+// libc through koffi: namespaces, mounts and interface names. With
+// sys/libbpf.ts the only code that talks FFI.
+import koffi from 'koffi';
+import { setStrerror } from '../errors.js';
+
+const libc = koffi.load('libc.so.6');
+
+const c = {
+  setns: libc.func('int setns(int fd, int nstype)'),
+  open: libc.func('int open(const char *path, int flags)'),
+  close: libc.func('int close(int fd)'),
+  mount: libc.func('int mount(const char *src, const char *target, const char *fstype, unsigned long flags, const char *data)'),
+  if_nametoindex: libc.func('unsigned int if_nametoindex(const char *name)'),
+  if_indextoname: libc.func('char *if_indextoname(unsigned int ifindex, _Out_ uint8_t *buf)'),
+  strerror: libc.func('const char *strerror(int errnum)'),
+  vsnprintf: libc.func('int vsnprintf(_Out_ uint8_t *buf, size_t n, const char *fmt, void *ap)'),
+};
+
+setStrerror((e) => c.strerror(e) as string);
+
+export const CLONE_NEWNET = 0x40000000;
+const O_RDONLY = 0;
+const O_CLOEXEC = 0o2000000;
+
+/** Returns -errno on failure. */
+export function openRead(path: string): number {
+  const fd = c.open(path, O_RDONLY | O_CLOEXEC) as number;
+  return fd < 0 ? -koffi.errno() : fd;
+}
+
+export function close(fd: number): void {
+  c.close(fd);
+}
+
+/** Enter a namespace on the calling thread (Node's main thread). Returns 0 or -errno. */
+export function setns(fd: number, nstype: number): number {
+  return c.setns(fd, nstype) < 0 ? -koffi.errno() : 0;
+}
+
+export function mount(src: string, target: string, fstype: string): number {
+  return c.mount(src, target, fstype, 0, null) < 0 ? -koffi.errno() : 0;
+}
+
+/** 0 when no such interface exists in the current network namespace. */
+export function ifNameToIndex(name: string): number {
+  return c.if_nametoindex(name) as number;
+}
+
+export function ifIndexToName(ifindex: number): string | undefined {
+  const buf = Buffer.alloc(16);
+  if (!c.if_indextoname(ifindex, buf)) return undefined;
+  return buf.toString('utf8', 0, buf.indexOf(0));
+}
+
+/** Formats a printf-style message with a va_list (for libbpf's print callback). */
+export function vformat(fmt: string, ap: unknown): string {
+  const buf = Buffer.alloc(1024);
+  const n = c.vsnprintf(buf, buf.length, fmt, ap) as number;
+  return buf.toString('utf8', 0, Math.max(0, Math.min(n, buf.length - 1)));
+}
