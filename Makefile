@@ -10,9 +10,9 @@ BPF_HDR := $(wildcard bpf/lib/*.h bpf/include/*.h)
 FIXTURE_OBJ := $(patsubst test/fixtures/%.bpf.c,build/fixtures/%.bpf.o,$(wildcard test/fixtures/*.bpf.c))
 
 APT_PKGS := clang llvm libbpf-dev linux-libc-dev iproute2 iputils-ping iperf3 ethtool \
-	tcpdump tshark iptables conntrack util-linux kmod
+	tcpdump tshark iptables conntrack util-linux kmod bpftool
 
-.PHONY: all setup deps bpffs bpf ts demo test test-unit bench vagrant-bench clean
+.PHONY: all setup deps bpffs bpf ts demo test bench vagrant-bench clean
 
 all: bpf ts
 
@@ -52,6 +52,7 @@ demo: setup all
 	node dist/src/demo/main.js
 
 test: setup all
+	npx tsc -p test/tsconfig.json
 	node test/run.mjs
 
 bench: setup all

@@ -15,7 +15,7 @@ struct {
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, XN_DROP_MAX);
-	__type(key, __u32); /* enum xn_drop_reason */
+	__type(key, enum xn_drop_reason); /* in BTF, so the names' mirror is checked */
 	__type(value, __u64);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } xn_drops SEC(".maps");

@@ -28,6 +28,7 @@ Examples:
   xdpnet attach veth1 --hook tc        tc ingress (tcx), for container ports
   xdpnet --netns blue attach eth0      inside network namespace "blue"`)
     .action((iface: string, o: { hook: Hook; mode?: XdpMode }, cmd: Command) => {
+      if (o.hook === 'tc' && o.mode) throw new UsageError('--mode applies to --hook xdp only');
       const ctx = context(cmd);
       const a = attach(ctx.inst, iface, { hook: o.hook, mode: o.mode, netns: ctx.netns });
       console.log(`attached ${iface} (${describe(a)})`);

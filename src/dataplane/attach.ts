@@ -96,9 +96,10 @@ export function attach(inst: InstancePaths, iface: string, o: AttachOptions): At
 
   mkdirSync(inst.maps, { recursive: true });
   mkdirSync(inst.links, { recursive: true });
-  const loaded = loadCounter(inst, o.hook);
+  let loaded: ReturnType<typeof loadCounter> | undefined;
   let linkFd = -1;
   try {
+    loaded = loadCounter(inst, o.hook);
     const what = `${o.hook}${mode ? ` (${mode})` : ''} program to ${iface}`;
     try {
       linkFd = o.hook === 'xdp'
@@ -108,9 +109,12 @@ export function attach(inst: InstancePaths, iface: string, o: AttachOptions): At
       throw explainAttachError(e, iface, o.hook, mode);
     }
     objPin(linkFd, join(inst.links, pinName(ifindex, o.hook, mode)));
+  } catch (e) {
+    if (listAttachments(inst).length === 0) removeInstance(inst); // a failed first attach leaves nothing
+    throw e;
   } finally {
     if (linkFd >= 0) closeFd(linkFd);
-    loaded.close();
+    loaded?.close();
   }
   return listAttachments(inst).find((a) => a.ifindex === ifindex)!;
 }

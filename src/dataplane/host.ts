@@ -57,7 +57,7 @@ export function ensureBpffs(root = bpffsRoot()): string {
   if (isBpffs(root)) return root;
   if (!existsSync(root)) {
     try {
-      mkdirSync(root, { recursive: true });
+      mkdirSync(root); // not recursive: Node's recursive mkdir spins forever under /proc
     } catch (e) {
       throw bpffsError(root, (e as NodeJS.ErrnoException).code ?? 'error');
     }

@@ -1,6 +1,7 @@
 // A small reader for raw BTF (from BpfObject.btf()): enough to resolve the
 // size and member offsets of structs and the offsets of global variables, so
 // codecs and rodata writes are checked against what clang actually laid out.
+import type { BpfObject } from '../sys/libbpf.js';
 
 const KIND = { INT: 1, PTR: 2, ARRAY: 3, STRUCT: 4, UNION: 5, ENUM: 6, FWD: 7, TYPEDEF: 8, VOLATILE: 9,
   CONST: 10, RESTRICT: 11, FUNC: 12, FUNC_PROTO: 13, VAR: 14, DATASEC: 15, FLOAT: 16, DECL_TAG: 17,
@@ -11,7 +12,7 @@ interface BtfType {
   name: string;
   vlen: number;
   sizeOrType: number;
-  members: Array<{ name: string; type: number; offset: number }>; // struct/union (bit offsets), datasec (byte offsets)
+  members: Array<{ name: string; type: number; offset: number }>; // struct/union (bit offsets), datasec (byte offsets), enum (values)
   array?: { elem: number; nelems: number };
 }
 
@@ -48,7 +49,11 @@ export class Btf {
             t.members.push({ name, type, offset: raw.readUInt32LE(p + (t.kind === KIND.DATASEC ? 4 : 8)) });
           }
           break;
-        case KIND.ENUM: p += 8 * t.vlen; break;
+        case KIND.ENUM:
+          for (let i = 0; i < t.vlen; i++, p += 8) {
+            t.members.push({ name: str(raw.readUInt32LE(p)), type: 0, offset: raw.readInt32LE(p + 4) });
+          }
+          break;
         case KIND.ENUM64: p += 12 * t.vlen; break;
         case KIND.FUNC_PROTO: p += 8 * t.vlen; break;
       }
@@ -91,5 +96,27 @@ export class Btf {
       if (this.types[m.type].name === name) return { offset: m.offset, size: this.sizeOf(m.type) };
     }
     return undefined;
+  }
+
+  /** Name → value of a C enum. */
+  enumValues(name: string): Map<string, number> | undefined {
+    const t = this.find(KIND.ENUM, name);
+    return t && new Map(t.members.map((m) => [m.name, m.offset]));
+  }
+}
+
+/** Sets `const volatile` globals of an opened (not yet loaded) object by name. */
+export function setConsts(obj: BpfObject, values: Record<string, number | bigint | Buffer>): void {
+  const btf = new Btf(obj.btf());
+  for (const [name, v] of Object.entries(values)) {
+    const at = btf.variable('.rodata', name);
+    if (!at) throw new Error(`${obj.path} has no const volatile ${name}`);
+    const b = Buffer.alloc(at.size);
+    if (Buffer.isBuffer(v)) {
+      if (v.length !== at.size) throw new Error(`${name} is ${at.size} bytes, got ${v.length}`);
+      v.copy(b);
+    } else if (at.size === 8) b.writeBigUInt64LE(BigInt(v));
+    else b.writeUIntLE(Number(v), 0, at.size);
+    obj.writeRodata(at.offset, b);
   }
 }

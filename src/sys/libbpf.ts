@@ -451,15 +451,12 @@ export class BpfMap {
     }
   }
 
-  /** Writes many entries in one syscall per chunk. */
+  /** Writes many entries in one syscall. Not atomic: on error the message says how many went in. */
   updateBatch(keys: Buffer, values: Buffer, count: number, elemFlags = BPF_ANY): void {
     const l = lib();
     const n = [count];
-    check(
-      l.map_update_batch(this.fd, keys, values, n, { sz: koffi.sizeof(l.BatchOpts), elem_flags: elemFlags, flags: 0 }),
-      'batch update map',
-      this.name,
-    );
+    const ret = l.map_update_batch(this.fd, keys, values, n, { sz: koffi.sizeof(l.BatchOpts), elem_flags: elemFlags, flags: 0 }) as number;
+    check(ret, 'batch update map', this.name, `${n[0]} of ${count} entries were written`);
   }
 
   deleteBatch(keys: Buffer, count: number): void {

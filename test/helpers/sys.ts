@@ -1,0 +1,56 @@
+// Namespaces, veths and the CLI for root-tier tests. Everything created here
+// is recorded and removed by cleanup(), even when a test fails.
+import { execFileSync, spawnSync, type SpawnSyncReturns } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+
+export const ROOT = fileURLToPath(new URL('../../', import.meta.url));
+export const CLI = `${ROOT}dist/src/cli/main.js`;
+
+let seq = 0;
+const created: string[] = [];
+
+export function sh(cmd: string, args: string[]): string {
+  return execFileSync(cmd, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+}
+
+/** A fresh network namespace with lo up; name is unique to this process. */
+export function netns(tag: string): string {
+  const name = `xnt${process.pid}-${tag}${seq++}`;
+  sh('ip', ['netns', 'add', name]);
+  created.push(name);
+  sh('ip', ['-n', name, 'link', 'set', 'lo', 'up']);
+  return name;
+}
+
+/** A veth pair between two namespaces, up, with optional addresses. */
+export function veth(nsA: string, a: string, nsB: string, b: string, addrA?: string, addrB?: string): void {
+  sh('ip', ['-n', nsA, 'link', 'add', a, 'type', 'veth', 'peer', 'name', b, 'netns', nsB]);
+  if (addrA) sh('ip', ['-n', nsA, 'addr', 'add', addrA, 'dev', a]);
+  if (addrB) sh('ip', ['-n', nsB, 'addr', 'add', addrB, 'dev', b]);
+  sh('ip', ['-n', nsA, 'link', 'set', a, 'up']);
+  sh('ip', ['-n', nsB, 'link', 'set', b, 'up']);
+}
+
+export function inNs(ns: string, cmd: string, args: string[]): SpawnSyncReturns<string> {
+  return spawnSync('ip', ['netns', 'exec', ns, cmd, ...args], { encoding: 'utf8' });
+}
+
+export interface CliResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+export function xdpnet(args: string[], env: Record<string, string> = {}, wrap: string[] = []): CliResult {
+  const argv = [...wrap, process.execPath, CLI, ...args];
+  const r = spawnSync(argv[0], argv.slice(1), { encoding: 'utf8', env: { ...process.env, ...env }, timeout: 30_000 });
+  return { code: r.status ?? -1, stdout: r.stdout, stderr: r.stderr };
+}
+
+/** Detaches everything the namespaces had and deletes them. */
+export function cleanup(): void {
+  for (const ns of created.splice(0)) {
+    xdpnet(['--netns', ns, 'detach', '--all']);
+    spawnSync('ip', ['netns', 'del', ns]);
+  }
+}

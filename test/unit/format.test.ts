@@ -1,0 +1,33 @@
+import { describe, expect, it } from 'vitest';
+import { ago, si, table } from '../../src/cli/format.js';
+import { checkKernel } from '../../src/dataplane/host.js';
+
+describe('output formatting', () => {
+  it('aligns table columns', () => {
+    expect(table(['IFACE', 'PKTS'], [['veth0', 1], ['eth10', 12345]])).toBe('IFACE  PKTS\nveth0  1\neth10  12345');
+  });
+  it('prints SI rates', () => {
+    expect(si(999, 'pps')).toBe('999 pps');
+    expect(si(2_600_000, 'pps')).toBe('2.60 Mpps');
+    expect(si(13.4e9, 'bit/s')).toBe('13.40 Gbit/s');
+  });
+  it('prints ages', () => {
+    const now = Date.UTC(2026, 0, 1, 12);
+    expect(ago(new Date(now - 5_000), now)).toBe('5s ago');
+    expect(ago(new Date(now - 185_000), now)).toBe('3m05s ago');
+    expect(ago(new Date(now - 7_260_000), now)).toBe('2h01m ago');
+  });
+});
+
+describe('kernel check', () => {
+  it('accepts new kernels', () => {
+    expect(() => checkKernel('6.18.44-fc', 'tc')).not.toThrow();
+    expect(() => checkKernel('5.10.0-28-amd64', 'xdp')).not.toThrow();
+  });
+  it('rejects a kernel too old for XDP links', () => {
+    expect(() => checkKernel('5.4.0-150-generic', 'xdp')).toThrow('kernel 5.4.0-150-generic is too old for the xdp hook: it needs 5.9 or newer (XDP links)');
+  });
+  it('rejects a kernel without tcx for the tc hook and suggests XDP', () => {
+    expect(() => checkKernel('6.1.0-18-amd64', 'tc')).toThrow(/too old for the tc hook: it needs 6.6 or newer \(tcx links\)/);
+  });
+});
