@@ -20,7 +20,7 @@ setup: deps node_modules/.installed bpffs
 
 # Install only what is missing, so a prepared machine pays nothing.
 deps:
-	@command -v node >/dev/null && node -e 'process.exit(+process.versions.node.split(".")[0] < 20)' \
+	@command -v node >/dev/null && node -e 'process.exit(+(+process.versions.node.split(".")[0] < 20))' \
 		|| { echo "xdpnet needs Node.js >= 20 on PATH" >&2; exit 1; }
 	@missing=$$(for p in $(APT_PKGS); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; done); \
 	if [ -n "$$missing" ]; then \

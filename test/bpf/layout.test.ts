@@ -6,10 +6,12 @@ import { describe, expect, it } from 'vitest';
 import { Btf } from '../../src/objects/btf.js';
 import type { Codec } from '../../src/objects/codec.js';
 import { DROP_MAX, DROP_REASONS, IfStats } from '../../src/objects/stats.js';
+import { BRIDGE_CODECS } from '../../src/objects/bridge.js';
+import { BenchCount, GenFrame } from '../../src/objects/bench.js';
 import { BpfObject } from '../../src/sys/libbpf.js';
 import { ROOT } from '../helpers/sys.js';
 
-const CODECS: Codec<never>[] = [IfStats as Codec<never>];
+const CODECS = [IfStats, ...BRIDGE_CODECS, GenFrame, BenchCount] as unknown as Codec<never>[];
 
 const objects = readdirSync(join(ROOT, 'build/bpf')).filter((f) => f.endsWith('.bpf.o'));
 function btfOf(file: string): Btf {

@@ -1,0 +1,140 @@
+// `make bench`: packet-rate scenarios side by side in one run. Each scenario
+// builds a namespace topology gen → … → sink; a generator child process sends
+// 128-byte UDP frames from the gen namespace, xn_sink counts what arrives.
+//   node dist/bench/main.js [--only a,b] [--duration s] [--reps n] [--flows n] [--size bytes] [--cpu n]
+//   node dist/bench/main.js --role sink|gen --iface IF [--peer IP] …   (bench/run, vagrant)
+import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { availableParallelism, release } from 'node:os';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { requirePrivileges } from '../src/dataplane/host.js';
+import type { GenOptions, GenResult } from './gen.js';
+import { genRole, sinkRole } from './remote.js';
+import { CEILING, SCENARIOS, type Scenario } from './scenarios.js';
+import { Topology, reapStale } from './topology.js';
+
+interface Row {
+  scenario: string;
+  about: string;
+  deliveredMpps: number;
+  generatedMpps: number;
+  ratio: number | null;
+  runs: Array<{ deliveredMpps: number; generatedMpps: number; seconds: number }>;
+}
+
+const GEN_JS = fileURLToPath(new URL('./gen.js', import.meta.url));
+const RESULTS = fileURLToPath(new URL('../../bench/results/', import.meta.url));
+
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+
+interface RunOptions { seconds: number; reps: number; flows: number; size: number; varyMac: boolean; cpu?: string }
+
+async function measure(s: Scenario, o: RunOptions): Promise<Row> {
+  const t = new Topology();
+  try {
+    const e = s.build(t);
+    const sink = t.attachXdp(e.sink.ns, e.sink.iface, 'sink');
+    const gen: GenOptions = {
+      netns: t.nsName(e.gen.ns), iface: e.gen.iface, srcMac: t.mac(e.gen.ns, e.gen.iface),
+      dstMac: e.gen.dstMac ?? t.mac(e.sink.ns, e.sink.iface), srcIp: e.gen.ip, dstIp: e.sink.ip,
+      sport: 1024, dport: 9, size: o.size, flows: o.flows, varyMac: o.varyMac, seconds: o.seconds,
+    };
+    // The whole path runs in the generator's softirq context on its CPU, so
+    // pinning it (--cpu) steadies the figures on a machine that is not idle.
+    const argv = [process.execPath, GEN_JS, JSON.stringify(gen)];
+    if (o.cpu !== undefined) argv.unshift('taskset', '-c', o.cpu);
+    const runs: Row['runs'] = [];
+    for (let i = 0; i < o.reps; i++) {
+      const before = sink.count().packets;
+      const r = JSON.parse(await t.run('generator', argv[0], argv.slice(1))) as GenResult;
+      const delivered = Number(sink.count().packets - before);
+      runs.push({ deliveredMpps: delivered / r.seconds / 1e6, generatedMpps: r.packets / r.seconds / 1e6, seconds: r.seconds });
+      process.stderr.write(`  ${s.name} run ${i + 1}/${o.reps}: ${runs[i].deliveredMpps.toFixed(3)} Mpps delivered\n`);
+    }
+    return {
+      scenario: s.name, about: s.about, ratio: null, runs,
+      deliveredMpps: median(runs.map((r) => r.deliveredMpps)),
+      generatedMpps: median(runs.map((r) => r.generatedMpps)),
+    };
+  } finally {
+    t.destroy();
+  }
+}
+
+function printTable(rows: Row[]): void {
+  const w = Math.max(8, ...rows.map((r) => r.scenario.length));
+  console.log(`${'scenario'.padEnd(w)}  delivered Mpps  generated Mpps  vs ceiling`);
+  for (const r of rows) {
+    console.log(`${r.scenario.padEnd(w)}  ${r.deliveredMpps.toFixed(3).padStart(14)}  ${r.generatedMpps.toFixed(3).padStart(14)}  ${
+      r.ratio === null ? '         -' : r.ratio.toFixed(2).padStart(10)}`);
+  }
+}
+
+function writeResults(report: object): string {
+  mkdirSync(RESULTS, { recursive: true });
+  const file = `${RESULTS}latest.json`;
+  writeFileSync(`${file}.tmp`, `${JSON.stringify(report, null, 2)}\n`);
+  renameSync(`${file}.tmp`, file);
+  return file;
+}
+
+async function main(): Promise<void> {
+  const { values: a } = parseArgs({
+    options: {
+      only: { type: 'string' }, duration: { type: 'string' }, reps: { type: 'string', default: '3' },
+      flows: { type: 'string', default: '1' }, size: { type: 'string', default: '128' }, 'vary-mac': { type: 'boolean', default: false },
+      cpu: { type: 'string' }, role: { type: 'string' }, iface: { type: 'string' }, peer: { type: 'string' }, idle: { type: 'string', default: '3' },
+    },
+  });
+  const num = (v: string | undefined, name: string) => {
+    const n = Number(v);
+    if (v === undefined || !(n > 0)) throw new Error(`--${name} needs a positive number, got ${v}`);
+    return n;
+  };
+  requirePrivileges();
+  const frame = { size: num(a.size, 'size'), flows: num(a.flows, 'flows'), varyMac: a['vary-mac']! };
+  // Live frames must fit one page with XDP headroom and skb_shared_info tailroom.
+  if (frame.size < 60 || frame.size > 3520) throw new Error(`--size must be 60..3520 bytes, got ${frame.size}`);
+  const duration = a.duration === undefined ? undefined : num(a.duration, 'duration');
+
+  if (a.role) {
+    if (!a.iface) throw new Error('--role needs --iface');
+    if (a.role === 'sink') return sinkRole({ iface: a.iface, seconds: duration, idle: num(a.idle, 'idle') });
+    if (a.role === 'gen') {
+      if (!a.peer) throw new Error('--role gen needs --peer IP');
+      return genRole({ iface: a.iface, peer: a.peer, seconds: duration ?? 10, ...frame });
+    }
+    throw new Error(`unknown role ${a.role} (sink or gen)`);
+  }
+
+  const only = a.only?.split(',');
+  const unknown = only?.filter((n) => !SCENARIOS.some((s) => s.name === n)) ?? [];
+  if (unknown.length) throw new Error(`unknown scenario ${unknown.join(', ')}; known: ${SCENARIOS.map((s) => s.name).join(', ')}`);
+  reapStale();
+  const opts: RunOptions = { seconds: duration ?? 3, reps: num(a.reps, 'reps'), cpu: a.cpu, ...frame };
+  const rows: Row[] = [];
+  for (const s of SCENARIOS.filter((x) => !only || only.includes(x.name))) {
+    const skip = s.unavailable?.();
+    if (skip) {
+      process.stderr.write(`${s.name}: skipped, ${skip}\n`);
+      continue;
+    }
+    process.stderr.write(`${s.name}: ${s.about}\n`);
+    rows.push(await measure(s, opts));
+  }
+  const ceiling = rows.find((r) => r.scenario === CEILING)?.deliveredMpps;
+  for (const r of rows) r.ratio = ceiling ? r.deliveredMpps / ceiling : null;
+  printTable(rows);
+  const cpu = /^model name\s*:\s*(.*)$/m.exec(readFileSync('/proc/cpuinfo', 'utf8'))?.[1] ?? 'unknown';
+  const file = writeResults({
+    date: new Date().toISOString(), kernel: release(), cpu, nproc: availableParallelism(),
+    frameSize: opts.size, flows: opts.flows, varyMac: opts.varyMac, seconds: opts.seconds, reps: opts.reps,
+    genCpu: opts.cpu ?? null, rows,
+  });
+  console.log(`results: ${file}`);
+}
+
+main().catch((e: Error) => {
+  console.error(`bench: ${e.message}${'hint' in e && e.hint ? `\n  hint: ${e.hint}` : ''}`);
+  process.exit(1);
+});

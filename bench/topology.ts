@@ -1,0 +1,186 @@
+// Network-namespace topologies for benchmark scenarios. Every namespace is
+// named xnb-<pid>-<role>, so runs never collide and nothing outside them is
+// touched; interfaces are created directly inside their namespaces. destroy()
+// (also run on SIGINT/SIGTERM and at exit) kills our children by PID, detaches
+// our XDP links and deletes the namespaces, which deletes their veths.
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { enterNetns } from '../src/dataplane/host.js';
+import { BenchObject, type BenchConsts, type BenchProgram } from '../src/objects/bench.js';
+import { BPF_XDP, XDP_FLAGS_DRV_MODE, linkCreate } from '../src/sys/libbpf.js';
+import { CLONE_NEWNET, close as closeFd, ifNameToIndex, openRead, setns } from '../src/sys/libc.js';
+
+const PREFIX = 'xnb-';
+
+export function ip(...args: string[]): string {
+  return execFileSync('ip', args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+}
+
+/** One end of a veth pair: namespace role, interface name, optional address (CIDR). */
+export interface End {
+  ns: string;
+  name: string;
+  addr?: string;
+}
+
+const live = new Set<Topology>();
+let cleanupInstalled = false;
+
+export class Topology {
+  readonly prefix = `${PREFIX}${process.pid}`;
+  private namespaces: string[] = [];
+  private links: number[] = [];
+  private objects: BenchObject[] = [];
+  private children = new Set<ChildProcess>();
+
+  constructor() {
+    installCleanup();
+    live.add(this);
+  }
+
+  nsName(role: string): string {
+    return `${this.prefix}-${role}`;
+  }
+
+  /** A namespace with lo up and IPv6 off (no autoconf/DAD frames polluting counters). */
+  addNs(role: string): string {
+    const ns = this.nsName(role);
+    ip('netns', 'add', ns);
+    this.namespaces.push(ns);
+    ip('-n', ns, 'link', 'set', 'lo', 'up');
+    this.sysctl(role, { 'net.ipv6.conf.all.disable_ipv6': 1, 'net.ipv6.conf.default.disable_ipv6': 1 });
+    return ns;
+  }
+
+  /** Sets per-namespace sysctls (net.*) inside the role's namespace only. */
+  sysctl(role: string, values: Record<string, string | number>): void {
+    const kv = Object.entries(values).map(([k, v]) => `${k}=${v}`);
+    execFileSync('ip', ['netns', 'exec', this.nsName(role), 'sysctl', '-qw', ...kv]);
+  }
+
+  veth(a: End, b: End): void {
+    ip('link', 'add', a.name, 'netns', this.nsName(a.ns), 'type', 'veth', 'peer', 'name', b.name, 'netns', this.nsName(b.ns));
+    for (const e of [a, b]) {
+      if (e.addr) ip('-n', this.nsName(e.ns), 'addr', 'add', e.addr, 'dev', e.name);
+      ip('-n', this.nsName(e.ns), 'link', 'set', e.name, 'up');
+    }
+  }
+
+  /** A Linux bridge (STP off, so ports forward at once) over existing interfaces. */
+  bridge(role: string, name: string, ports: string[]): void {
+    const ns = this.nsName(role);
+    ip('-n', ns, 'link', 'add', name, 'type', 'bridge', 'stp_state', '0');
+    for (const p of ports) ip('-n', ns, 'link', 'set', p, 'master', name);
+    ip('-n', ns, 'link', 'set', name, 'up');
+  }
+
+  /** A static bridge FDB entry: mac is reached through port dev. */
+  fdb(role: string, mac: string, dev: string): void {
+    execFileSync('bridge', ['-n', this.nsName(role), 'fdb', 'add', mac, 'dev', dev, 'master', 'static']);
+  }
+
+  mac(role: string, iface: string): string {
+    return (JSON.parse(ip('-n', this.nsName(role), '-j', 'link', 'show', 'dev', iface)) as Array<{ address: string }>)[0].address;
+  }
+
+  ifindex(role: string, iface: string): number {
+    return this.inNs(role, () => ifNameToIndex(iface));
+  }
+
+  /** Runs fn with this thread in the role's namespace (ifindexes, links resolve there). */
+  inNs<T>(role: string, fn: () => T): T {
+    const home = openRead('/proc/thread-self/ns/net');
+    if (home < 0) throw new Error(`cannot open own network namespace: errno ${-home}`);
+    try {
+      enterNetns(this.nsName(role));
+      return fn();
+    } finally {
+      const ret = setns(home, CLONE_NEWNET);
+      closeFd(home);
+      if (ret < 0) throw new Error(`cannot return to the original network namespace: errno ${-ret}`);
+    }
+  }
+
+  /** Loads one bench program with its consts and attaches it (native XDP) to iface. */
+  attachXdp(role: string, iface: string, program: BenchProgram, consts: BenchConsts = {}): BenchObject {
+    const obj = BenchObject.load(program, consts);
+    this.objects.push(obj);
+    this.inNs(role, () => {
+      const ifindex = ifNameToIndex(iface);
+      if (!ifindex) throw new Error(`no interface ${iface} in ${this.nsName(role)}`);
+      this.links.push(linkCreate(obj.prog.fd, ifindex, BPF_XDP, XDP_FLAGS_DRV_MODE, `${program} to ${iface}`));
+    });
+    return obj;
+  }
+
+  /** Runs a command to completion as a tracked child (killed by PID on destroy); resolves with its stdout. */
+  run(what: string, cmd: string, args: string[]): Promise<string> {
+    const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'inherit'] });
+    this.children.add(child);
+    let out = '';
+    child.stdout!.on('data', (d: Buffer) => (out += d));
+    return new Promise((resolve, reject) => {
+      child.on('error', reject);
+      child.on('close', (code, signal) => {
+        this.children.delete(child);
+        if (code === 0) resolve(out);
+        else reject(new Error(`${what} failed (${signal ?? `exit ${code}`})`));
+      });
+    });
+  }
+
+  destroy(): void {
+    if (!live.delete(this)) return;
+    for (const c of this.children) {
+      try {
+        if (c.pid) process.kill(c.pid, 'SIGKILL');
+      } catch {
+        /* already gone */
+      }
+    }
+    this.children.clear();
+    for (const fd of this.links.splice(0)) closeFd(fd); // closing the link detaches the program
+    for (const o of this.objects.splice(0)) o.close();
+    for (const ns of this.namespaces.splice(0).reverse()) {
+      try {
+        ip('netns', 'del', ns);
+      } catch (e) {
+        console.error(`warning: could not delete netns ${ns}: ${(e as Error).message}`);
+      }
+    }
+  }
+}
+
+function installCleanup(): void {
+  if (cleanupInstalled) return;
+  cleanupInstalled = true;
+  const all = () => [...live].forEach((t) => t.destroy());
+  process.once('exit', all);
+  for (const sig of ['SIGINT', 'SIGTERM'] as const) {
+    process.once(sig, () => {
+      all();
+      process.exit(128 + (sig === 'SIGINT' ? 2 : 15));
+    });
+  }
+}
+
+/** Deletes namespaces left by earlier runs whose process is gone (killed with SIGKILL). */
+export function reapStale(): void {
+  for (const line of ip('netns', 'list').split('\n')) {
+    const m = /^(xnb-(\d+)-\S+)/.exec(line);
+    if (!m || isAlive(Number(m[2]))) continue;
+    try {
+      ip('netns', 'del', m[1]);
+    } catch {
+      /* raced with another reaper */
+    }
+  }
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
