@@ -12,6 +12,8 @@ struct pkt {
 	void *data_end;
 	__u32 ifindex; /* ingress interface */
 	__u32 len;     /* whole packet length (tc: skb->len, may exceed linear data) */
+	__u16 vlan_present; /* tc: the kernel moved an 802.1Q tag out of the data into the skb */
+	__u16 vlan_tci;
 };
 
 __inline_fn void pkt_from_xdp(struct pkt *p, struct xdp_md *ctx)
@@ -20,6 +22,8 @@ __inline_fn void pkt_from_xdp(struct pkt *p, struct xdp_md *ctx)
 	p->data_end = (void *)(long)ctx->data_end;
 	p->ifindex = ctx->ingress_ifindex;
 	p->len = (__u32)(p->data_end - p->data);
+	p->vlan_present = 0; /* XDP sees tags in the frame data */
+	p->vlan_tci = 0;
 }
 
 __inline_fn void pkt_from_skb(struct pkt *p, struct __sk_buff *skb)
@@ -28,6 +32,8 @@ __inline_fn void pkt_from_skb(struct pkt *p, struct __sk_buff *skb)
 	p->data_end = (void *)(long)skb->data_end;
 	p->ifindex = skb->ifindex;
 	p->len = skb->len;
+	p->vlan_present = skb->vlan_present;
+	p->vlan_tci = skb->vlan_tci;
 }
 
 /* Verdicts by hook. */

@@ -31,17 +31,30 @@ __inline_fn struct xn_if_stats *if_stats(__u32 ifindex)
 	return bpf_map_lookup_elem(&xn_if_stats, &ifindex);
 }
 
-__inline_fn void count_rx(__u32 ifindex, __u32 len)
+/* Counts a received frame; returns the interface's counters for the rest of
+ * the program (per-CPU values: plain adds are safe). */
+__inline_fn struct xn_if_stats *count_rx(__u32 ifindex, __u32 len)
 {
 	struct xn_if_stats *s = if_stats(ifindex);
-	if (s) { /* per-CPU value: plain adds are safe */
+	if (s) {
 		s->rx_packets++;
 		s->rx_bytes += len;
 	}
+	return s;
 }
 
-/* reason is negative (as returned by helpers). */
-__inline_fn void count_drop(int reason)
+__inline_fn void count_tx(__u32 ifindex, __u32 len)
+{
+	struct xn_if_stats *s = if_stats(ifindex);
+	if (s) {
+		s->tx_packets++;
+		s->tx_bytes += len;
+	}
+}
+
+/* reason is negative (as returned by helpers); rx is the ingress interface's
+ * counters, or NULL. */
+__inline_fn void count_drop(struct xn_if_stats *rx, int reason)
 {
 	__u32 key = (__u32)(-reason);
 	if (key >= XN_DROP_MAX)
@@ -49,4 +62,6 @@ __inline_fn void count_drop(int reason)
 	__u64 *c = bpf_map_lookup_elem(&xn_drops, &key);
 	if (c)
 		*c += 1;
+	if (rx)
+		rx->dropped++;
 }

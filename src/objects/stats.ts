@@ -1,7 +1,15 @@
 // Mirror of bpf/include/stats.h, shared by every object that counts.
 import { struct } from './codec.js';
 
-export const IfStats = struct('xn_if_stats', { rx_packets: 'u64', rx_bytes: 'u64' });
+export const IfStats = struct('xn_if_stats', {
+  rx_packets: 'u64',
+  rx_bytes: 'u64',
+  tx_packets: 'u64',
+  tx_bytes: 'u64',
+  flooded: 'u64',
+  learned: 'u64',
+  dropped: 'u64',
+});
 
 /** enum xn_drop_reason → the name `xdpnet stats` prints. */
 export const DROP_REASONS: Record<number, string> = {
@@ -10,5 +18,12 @@ export const DROP_REASONS: Record<number, string> = {
   3: 'truncated-vlan',
   4: 'truncated-ipv4',
   5: 'malformed-ipv4',
+  6: 'invalid-source-mac',
+  7: 'vlan-untagged-refused',
+  8: 'vlan-ingress-denied',
+  9: 'vlan-egress-denied',
+  10: 'same-port',
+  11: 'no-bridge',
+  12: 'vlan-tag-op-failed',
 };
 export const DROP_MAX = 32;

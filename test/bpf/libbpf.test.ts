@@ -5,6 +5,7 @@ import { COUNTER } from '../../src/objects/counter.js';
 import { u32 } from '../../src/objects/codec.js';
 import { VerifierError, XdpnetError } from '../../src/errors.js';
 import { BpfObject, numPossibleCpus } from '../../src/sys/libbpf.js';
+import { IfStats } from '../../src/objects/stats.js';
 import { builtObject, fixtureObject, PinRoot, XDP } from '../helpers/bpf.js';
 
 describe('libbpf binding', () => {
@@ -51,7 +52,7 @@ describe('libbpf binding', () => {
   it('batch-updates, iterates, batch-looks-up and batch-deletes a per-CPU map', () => {
     const m = pins.open(builtObject(COUNTER.object)).map(COUNTER.maps.ifStats);
     expect(m.perCpu).toBe(true);
-    expect(m.valueBufSize).toBe(16 * numPossibleCpus());
+    expect(m.valueBufSize).toBe(IfStats.size * numPossibleCpus());
     const n = 3000; // more than max_entries (1024)
     const keys = Buffer.concat(Array.from({ length: n }, (_, i) => u32(100 + i)));
     const values = Buffer.alloc(m.valueBufSize * n);

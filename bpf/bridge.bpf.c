@@ -1,0 +1,143 @@
+/* The L2 bridge's entry programs: XDP ingress (+ its devmap egress program)
+ * and tc ingress. The switching logic is in lib/bridge.h. */
+#include "lib/bridge.h"
+#include "lib/vlan.h"
+
+SEC("xdp")
+int xn_br_xdp(struct xdp_md *ctx)
+{
+	struct pkt p;
+	pkt_from_xdp(&p, ctx);
+	struct xn_if_stats *st = count_rx(p.ifindex, p.len);
+	struct br_frame f = {};
+	int r = br_ingress(&p, &f, bpf_ktime_get_ns(), st);
+	if (r < 0) {
+		count_drop(st, r);
+		return XDP_DROP;
+	}
+	if (r == BR_NOT_PORT || r == BR_LOCAL)
+		return XDP_PASS;
+
+	/* Tell the egress program the frame's bridge and VLAN. */
+	if (bpf_xdp_adjust_meta(ctx, -(int)sizeof(struct xn_br_meta))) {
+		count_drop(st, -XN_DROP_UNKNOWN);
+		return XDP_DROP;
+	}
+	struct xn_br_meta *m = (void *)(long)ctx->data_meta;
+	if ((void *)(m + 1) > (void *)(long)ctx->data)
+		return XDP_DROP;
+	m->bridge = f.bridge;
+	m->vid = f.vid;
+	m->tagged = f.tagged;
+
+	if (r == BR_FORWARD)
+		return bpf_redirect_map(&xn_tx_ports, f.out, XDP_DROP);
+	if (st)
+		st->flooded++;
+	return bpf_redirect_map(&xn_tx_ports, 0, BPF_F_BROADCAST | BPF_F_EXCLUDE_INGRESS);
+}
+
+/* Runs once per destination port of an XDP redirect: drops copies of a flood
+ * that do not belong to that port's bridge and VLAN, and tags or untags. */
+SEC("xdp/devmap")
+int xn_br_egress(struct xdp_md *ctx)
+{
+	struct xn_br_meta *m = (void *)(long)ctx->data_meta;
+	if ((void *)(m + 1) > (void *)(long)ctx->data)
+		return XDP_DROP;
+	__u32 out = ctx->egress_ifindex;
+	struct xn_port *port = bpf_map_lookup_elem(&xn_ports, &out);
+	if (!port || port->bridge != m->bridge)
+		return XDP_DROP; /* another bridge's port: not a drop, just not ours */
+	int tag = br_egress_tagging(out, m->vid);
+	if (tag < 0)
+		return XDP_DROP; /* not in this VLAN (unicast to a non-member is refused at ingress time by tc; here it is filtering) */
+	if (xdp_vlan_set(ctx, m->tagged, tag, m->vid)) {
+		count_drop(0, -XN_DROP_VLAN_OP);
+		return XDP_DROP;
+	}
+	count_tx(out, (__u32)(ctx->data_end - ctx->data));
+	return XDP_PASS;
+}
+
+struct flood_ctx {
+	struct __sk_buff *skb;
+	struct xn_flood *fl;
+	__u32 ingress;
+	__u16 vid;
+	__u16 want_tag;
+	int others; /* a member wants the other tagging */
+};
+
+/* One member of the flood domain: clone the frame to it if its egress tagging
+ * is want_tag. A bpf_loop callback: verified once, whatever XN_FLOOD_MAX is. */
+static long flood_one(__u64 i, void *data)
+{
+	struct flood_ctx *c = data;
+	if (i >= c->fl->count || i >= XN_FLOOD_MAX)
+		return 1;
+	__u32 out = c->fl->ifindex[i];
+	if (out == c->ingress)
+		return 0;
+	if (br_egress_tagging(out, c->vid) != c->want_tag) {
+		c->others = 1;
+		return 0;
+	}
+	if (bpf_clone_redirect(c->skb, out, 0) == 0)
+		count_tx(out, c->skb->len);
+	return 0;
+}
+
+/* tc: forward with bpf_redirect, flood with one clone per member port. */
+SEC("tc")
+int xn_br_tc(struct __sk_buff *skb)
+{
+	struct pkt p;
+	pkt_from_skb(&p, skb);
+	struct xn_if_stats *st = count_rx(p.ifindex, p.len);
+	struct br_frame f = {};
+	int r = br_ingress(&p, &f, bpf_ktime_get_ns(), st);
+	if (r < 0)
+		goto drop;
+	if (r == BR_NOT_PORT || r == BR_LOCAL)
+		return TC_ACT_OK;
+
+	if (r == BR_FORWARD) {
+		int tag = br_egress_tagging(f.out, f.vid);
+		if (tag < 0) {
+			r = -XN_DROP_VLAN_EGRESS;
+			goto drop;
+		}
+		if (skb_vlan_set(skb, f.tagged, tag, f.vid)) {
+			r = -XN_DROP_VLAN_OP;
+			goto drop;
+		}
+		count_tx(f.out, skb->len);
+		return bpf_redirect(f.out, 0);
+	}
+
+	struct xn_flood_key fk = { .bridge = f.bridge, .vid = f.vid };
+	struct xn_flood *fl = bpf_map_lookup_elem(&xn_flood, &fk);
+	if (!fl)
+		return TC_ACT_SHOT;
+	if (st)
+		st->flooded++;
+	/* Two passes, untagged members then tagged ones (only if there are any),
+	 * so the tag changes at most twice per flood. */
+	struct flood_ctx c = { .skb = skb, .fl = fl, .ingress = p.ifindex, .vid = f.vid };
+	if (skb_vlan_set(skb, f.tagged, 0, f.vid) == 0) {
+		bpf_loop(XN_FLOOD_MAX, flood_one, &c, 0);
+		if (c.others && skb_vlan_set(skb, 0, 1, f.vid) == 0) {
+			c.want_tag = 1;
+			c.others = 0;
+			bpf_loop(XN_FLOOD_MAX, flood_one, &c, 0);
+		}
+	}
+	return TC_ACT_SHOT; /* every copy has gone out */
+
+drop:
+	count_drop(st, r);
+	return TC_ACT_SHOT;
+}
+
+char LICENSE[] SEC("license") = "GPL";

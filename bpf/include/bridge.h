@@ -1,0 +1,82 @@
+/* The L2 bridge's maps, shared with user space (src/objects/bridge.ts mirrors
+ * these; test/bpf/layout.test.ts checks the mirror against BTF). */
+#pragma once
+#include <linux/types.h>
+
+#define XN_MAX_BRIDGES 64
+#define XN_MAX_PORTS 1024
+#define XN_MAX_VLAN_MEMBERS 65536
+#define XN_FDB_MAX 131072
+#define XN_FLOOD_MAX 64 /* ports per flood domain (bridge, VLAN): the tc clone loop's bound */
+
+/* xn_bridges: bridge id -> config. Ids are small integers the control process allocates. */
+struct xn_bridge {
+	__u8 mac[6];       /* frames to it go to the host (FDB entry to the host port, else XDP_PASS/TC_ACT_OK) */
+	__u16 flags;
+	__u32 ageing_sec;  /* learned entries older than this are ignored, then removed by the control process */
+	__u32 max_learned; /* learning stops at this many learned entries (0: no limit) */
+	__u32 learned;     /* learned entries: BPF adds, the control process recounts when it ages */
+	char name[16];
+};
+
+/* xn_ports: ifindex -> port config. */
+enum xn_port_flags {
+	XN_PORT_LEARNING = 1, /* learn source MACs on this port */
+	XN_PORT_HOST = 2,     /* the port behind the bridge's own host interface */
+};
+
+struct xn_port {
+	__u32 bridge;
+	__u16 pvid;  /* VLAN of untagged frames; 0: untagged frames are refused (pure trunk) */
+	__u16 flags; /* enum xn_port_flags */
+};
+
+/* xn_vlans: (port, VLAN) -> membership; no entry means the VLAN is not allowed on the port. */
+struct xn_vlan_key {
+	__u32 ifindex;
+	__u16 vid;
+	__u16 pad;
+};
+
+struct xn_vlan {
+	__u32 untagged; /* 1: egress without a tag (access port / native VLAN), 0: tagged */
+};
+
+/* xn_fdb: (bridge, VLAN, MAC) -> where the MAC is. */
+struct xn_fdb_key {
+	__u32 bridge;
+	__u16 vid;
+	__u8 mac[6];
+};
+
+enum xn_fdb_flags {
+	XN_FDB_STATIC = 1, /* never ages, never overwritten by learning */
+	XN_FDB_LOCAL = 2,  /* the bridge's own MAC */
+};
+
+struct xn_fdb_entry {
+	__u32 ifindex;     /* local port */
+	__be32 remote;     /* VTEP address for MACs behind the overlay (0: local) */
+	__u64 updated_ns;  /* bpf_ktime_get_ns() of the last learn/refresh (CLOCK_MONOTONIC) */
+	__u32 flags;       /* enum xn_fdb_flags */
+	__u32 pad;
+};
+
+/* xn_flood: (bridge, VLAN) -> its member ports, for flooding from tc. */
+struct xn_flood_key {
+	__u32 bridge;
+	__u16 vid;
+	__u16 pad;
+};
+
+struct xn_flood {
+	__u32 count;
+	__u32 ifindex[XN_FLOOD_MAX];
+};
+
+/* XDP metadata from the ingress program to the devmap egress program. */
+struct xn_br_meta {
+	__u32 bridge;
+	__u16 vid;
+	__u16 tagged; /* the frame carries an 802.1Q tag now */
+};

@@ -1,0 +1,279 @@
+// The bridge programs, byte-exact. The test process enters a private
+// namespace with four veth ports; a capture program on each port's far end
+// records exactly what the bridge sent out of it. XDP runs with live frames
+// (so the devmap egress program really runs), tc with BPF_PROG_RUN (its
+// floods are real clones, its unicast verdict is checked with tx counters).
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { enterNetns } from '../../src/dataplane/host.js';
+import {
+  Bridge, BRIDGE, DevmapVal, FDB_FLAGS, FdbEntry, FdbKey, floodList, FloodKey, Port, PORT_FLAGS, Vlan, VlanKey,
+} from '../../src/objects/bridge.js';
+import { sumPerCpu, u32 } from '../../src/objects/codec.js';
+import { DROP_REASONS, IfStats } from '../../src/objects/stats.js';
+import { BPF_F_TEST_XDP_LIVE_FRAMES, BPF_XDP, BpfMap, BpfObject, linkCreate, XDP_FLAGS_DRV_MODE } from '../../src/sys/libbpf.js';
+import { close, ifNameToIndex } from '../../src/sys/libc.js';
+import { builtObject, fixtureObject, PinRoot, TC, XDP } from '../helpers/bpf.js';
+import { eth, ETH_P, hex, mac, udp4 } from '../helpers/packet.js';
+import { cleanup, netns, sh, veth } from '../helpers/sys.js';
+
+const BR = 1;
+const BR_MAC = '02:b0:00:00:00:01';
+const A = '02:00:00:00:00:0a';
+const B = '02:00:00:00:00:0b';
+const C = '02:00:00:00:00:0c';
+const BCAST = 'ff:ff:ff:ff:ff:ff';
+const PORTS = ['p1', 'p2', 'p3', 'p4'] as const;
+type PortName = (typeof PORTS)[number];
+
+const payload = udp4({ src: '10.0.0.1', dst: '10.0.0.2', sport: 1111, dport: 2222 }, Buffer.from('xdpnet bridge test'));
+const frame = (dst: string, src: string, vlan?: number) => eth({ dst, src, type: ETH_P.IPV4, vlan }, payload);
+
+describe('bridge programs', () => {
+  let pins: PinRoot;
+  let br: BpfObject;
+  let cap: BpfObject;
+  const ifx = {} as Record<PortName, number>;
+  const links: number[] = [];
+  const map = (name: string): BpfMap => br.map(name);
+
+  beforeAll(() => {
+    const ns = netns('bridge');
+    for (const p of PORTS) {
+      veth(ns, p, ns, `${p}x`);
+      // Tags leave in the frame, as on a NIC without VLAN offload: veth would
+      // otherwise carry tc's tag out of band, where XDP capture cannot see it.
+      sh('ip', ['netns', 'exec', ns, 'ethtool', '-K', p, 'txvlan', 'off']);
+    }
+    pins = new PinRoot('bridge'); // on the host bpffs: entering the netns keeps our mounts
+    enterNetns(ns);
+    for (const p of PORTS) ifx[p] = ifNameToIndex(p);
+    br = pins.open(builtObject(BRIDGE.object));
+    cap = pins.open(fixtureObject('capture'));
+    for (const p of PORTS) {
+      links.push(linkCreate(cap.program('xn_capture').fd, ifNameToIndex(`${p}x`), BPF_XDP, XDP_FLAGS_DRV_MODE, `capture on ${p}x`));
+    }
+  });
+  afterAll(() => {
+    links.forEach(close);
+    pins?.cleanup();
+    cleanup();
+  });
+
+  /** p1, p2: access VLAN 1; p3: trunk VLANs 1 and 10 (tagged), no PVID; p4: access VLAN 10. */
+  beforeEach(() => {
+    for (const name of Object.values(BRIDGE.maps)) {
+      const m = map(name);
+      for (const k of [...m.keys()]) m.delete(k);
+    }
+    for (const m of [map('xn_if_stats'), map('xn_drops')]) for (const k of [...m.keys()]) m.update(k, Buffer.alloc(m.valueBufSize));
+    map(BRIDGE.maps.bridges).update(u32(BR), Bridge.encode({
+      mac: mac(BR_MAC), flags: 0, ageing_sec: 300, max_learned: 0, learned: 0, name: Buffer.from('br0'),
+    }));
+    const member: Record<PortName, Array<[number, boolean]>> = {
+      p1: [[1, true]], p2: [[1, true]], p3: [[1, false], [10, false]], p4: [[10, true]],
+    };
+    const pvid: Record<PortName, number> = { p1: 1, p2: 1, p3: 0, p4: 10 };
+    for (const p of PORTS) {
+      map(BRIDGE.maps.ports).update(u32(ifx[p]), Port.encode({ bridge: BR, pvid: pvid[p], flags: PORT_FLAGS.LEARNING }));
+      for (const [vid, untagged] of member[p]) {
+        map(BRIDGE.maps.vlans).update(VlanKey.encode({ ifindex: ifx[p], vid, pad: 0 }), Vlan.encode({ untagged: untagged ? 1 : 0 }));
+      }
+      map(BRIDGE.maps.txPorts).update(u32(ifx[p]), DevmapVal.encode({ ifindex: ifx[p], prog_fd: br.program(BRIDGE.programs.egress).fd }));
+    }
+    for (const vid of [1, 10]) {
+      const members = PORTS.filter((p) => member[p].some(([v]) => v === vid)).map((p) => ifx[p]);
+      map(BRIDGE.maps.flood).update(FloodKey.encode({ bridge: BR, vid, pad: 0 }), floodList(members));
+    }
+    resetCaptures();
+  });
+
+  function resetCaptures(): void {
+    cap.map('xn_cap_count').update(u32(0), u32(0));
+  }
+  /** Frames captured since the last reset, by the port they left the bridge from. */
+  function captured(): Partial<Record<PortName, string[]>> {
+    const n = cap.map('xn_cap_count').lookup(u32(0))!.readUInt32LE(0);
+    const out: Partial<Record<PortName, string[]>> = {};
+    for (let i = 0; i < n; i++) {
+      const c = cap.map('xn_cap').lookup(u32(i))!;
+      const port = PORTS.find((p) => ifNameToIndex(`${p}x`) === c.readUInt32LE(0))!;
+      (out[port] ??= []).push(hex(c.subarray(8, 8 + c.readUInt32LE(4))));
+    }
+    resetCaptures();
+    return out;
+  }
+  const xdpCtx = (p: PortName, f: Buffer) => {
+    const ctx = Buffer.alloc(24); // struct xdp_md
+    ctx.writeUInt32LE(f.length, 4); // data_end: the kernel wants the frame's length
+    ctx.writeUInt32LE(ifx[p], 12); // ingress_ifindex
+    return ctx;
+  };
+  /** The XDP verdict, without sending anything. */
+  const xdpVerdict = (p: PortName, f: Buffer) => br.program(BRIDGE.programs.xdp).testRun({ data: f, ctx: xdpCtx(p, f) }).retval;
+  /** Sends the frame through the XDP path for real and returns what came out where. */
+  function xdpSend(p: PortName, f: Buffer) {
+    br.program(BRIDGE.programs.xdp).testRun({ data: f, ctx: xdpCtx(p, f), flags: BPF_F_TEST_XDP_LIVE_FRAMES, repeat: 1 });
+    return captured();
+  }
+  function tcRun(p: PortName, f: Buffer) {
+    const ctx = Buffer.alloc(44); // struct __sk_buff up to ifindex
+    ctx.writeUInt32LE(ifx[p], 40);
+    return br.program(BRIDGE.programs.tc).testRun({ data: f, ctx });
+  }
+  function fdb(m: string, vid = 1) {
+    const v = map(BRIDGE.maps.fdb).lookup(FdbKey.encode({ bridge: BR, vid, mac: mac(m) }));
+    return v && FdbEntry.decode(v);
+  }
+  function addStatic(m: string, p: PortName, vid = 1) {
+    map(BRIDGE.maps.fdb).update(FdbKey.encode({ bridge: BR, vid, mac: mac(m) }),
+      FdbEntry.encode({ ifindex: ifx[p], remote: 0, updated_ns: 0n, flags: FDB_FLAGS.STATIC, pad: 0 }));
+  }
+  function stats(p: PortName) {
+    const v = map('xn_if_stats').lookup(u32(ifx[p]));
+    return v ? sumPerCpu(IfStats, v) : undefined;
+  }
+  function drops(): Record<string, number> {
+    const out: Record<string, number> = {};
+    for (const [k, v] of map('xn_drops').entries()) {
+      let n = 0n;
+      for (let o = 0; o < v.length; o += 8) n += v.readBigUInt64LE(o);
+      if (n) out[DROP_REASONS[k.readUInt32LE(0)]] = Number(n);
+    }
+    return out;
+  }
+
+  describe('XDP', () => {
+    it('floods a broadcast to the other ports of its VLAN, tagging for the trunk', () => {
+      const f = frame(BCAST, A);
+      expect(xdpVerdict('p1', f)).toBe(XDP.REDIRECT);
+      expect(xdpSend('p1', f)).toEqual({ p2: [hex(f)], p3: [hex(frame(BCAST, A, 1))] });
+      expect(stats('p1')).toMatchObject({ rx_packets: 2n, flooded: 2n, learned: 1n, dropped: 0n });
+      expect(stats('p3')).toMatchObject({ tx_packets: 1n, tx_bytes: BigInt(f.length + 4) });
+    });
+
+    it('learns the source MAC against the ingress port, once', () => {
+      xdpSend('p1', frame(BCAST, A));
+      expect(fdb(A)).toMatchObject({ ifindex: ifx.p1, remote: 0, flags: 0 });
+      const first = fdb(A)!.updated_ns;
+      xdpSend('p1', frame(BCAST, A));
+      expect(fdb(A)!.updated_ns).toBe(first); // not rewritten within a second
+      expect(stats('p1')!.learned).toBe(1n);
+      expect(Bridge.decode(map(BRIDGE.maps.bridges).lookup(u32(BR))!).learned).toBe(1);
+    });
+
+    it('forwards known unicast to the learned port only', () => {
+      xdpSend('p2', frame(BCAST, B)); // B learned on p2
+      expect(xdpSend('p1', frame(B, A))).toEqual({ p2: [hex(frame(B, A))] });
+    });
+
+    it('floods unknown unicast', () => {
+      expect(xdpSend('p1', frame(C, A))).toEqual({ p2: [hex(frame(C, A))], p3: [hex(frame(C, A, 1))] });
+    });
+
+    it('follows a MAC that moves to another port', () => {
+      xdpSend('p1', frame(BCAST, A));
+      xdpSend('p2', frame(BCAST, A));
+      expect(fdb(A)!.ifindex).toBe(ifx.p2);
+      expect(xdpSend('p3', frame(A, C, 1))).toEqual({ p2: [hex(frame(A, C))] });
+    });
+
+    it('never overwrites a static entry by learning', () => {
+      addStatic(A, 'p2');
+      xdpSend('p1', frame(BCAST, A));
+      expect(fdb(A)).toMatchObject({ ifindex: ifx.p2, flags: FDB_FLAGS.STATIC });
+      expect(stats('p1')!.learned).toBe(0n);
+    });
+
+    it('drops a frame whose destination is behind its ingress port', () => {
+      addStatic(B, 'p1');
+      expect(xdpVerdict('p1', frame(B, A))).toBe(XDP.DROP);
+      expect(drops()).toEqual({ 'same-port': 1 });
+    });
+
+    it('drops multicast and zero source MACs without learning them', () => {
+      expect(xdpVerdict('p1', frame(BCAST, '01:00:5e:00:00:01'))).toBe(XDP.DROP);
+      expect(xdpVerdict('p1', frame(BCAST, '00:00:00:00:00:00'))).toBe(XDP.DROP);
+      expect(drops()).toEqual({ 'invalid-source-mac': 2 });
+      expect([...map(BRIDGE.maps.fdb).keys()]).toEqual([]);
+    });
+
+    it('pops the tag from trunk to access port and keeps VLANs apart', () => {
+      const f = frame(BCAST, C, 10);
+      expect(xdpSend('p3', f)).toEqual({ p4: [hex(frame(BCAST, C))] });
+      expect(fdb(C, 10)).toMatchObject({ ifindex: ifx.p3 });
+      expect(fdb(C, 1)).toBeUndefined();
+      // VLAN 10 from p4 never reaches the VLAN-1 ports
+      expect(xdpSend('p4', frame(BCAST, A))).toEqual({ p3: [hex(frame(BCAST, A, 10))] });
+    });
+
+    it('refuses VLANs a port does not allow, and untagged frames on a port without PVID', () => {
+      expect(xdpVerdict('p3', frame(BCAST, C, 20))).toBe(XDP.DROP);
+      expect(xdpVerdict('p1', frame(BCAST, A, 10))).toBe(XDP.DROP);
+      expect(xdpVerdict('p3', frame(BCAST, C))).toBe(XDP.DROP);
+      expect(drops()).toEqual({ 'vlan-ingress-denied': 2, 'vlan-untagged-refused': 1 });
+      expect(stats('p3')!.dropped).toBe(2n);
+    });
+
+    it('passes frames for the bridge MAC to the host stack', () => {
+      expect(xdpVerdict('p1', frame(BR_MAC, A))).toBe(XDP.PASS);
+    });
+
+    it('leaves frames of interfaces that are not ports alone', () => {
+      map(BRIDGE.maps.ports).delete(u32(ifx.p2));
+      expect(xdpVerdict('p2', frame(BCAST, A))).toBe(XDP.PASS);
+      expect(drops()).toEqual({});
+    });
+
+    it('drops a tagged frame truncated inside its tag, at every length', () => {
+      const f = frame(BCAST, A, 1);
+      for (let len = 14; len < 18; len++) {
+        expect(xdpVerdict('p3', f.subarray(0, len)), `length ${len}`).toBe(XDP.DROP);
+      }
+      expect(drops()).toEqual({ 'truncated-vlan': 4 });
+      expect([...map(BRIDGE.maps.fdb).keys()]).toEqual([]);
+    });
+  });
+
+  describe('tc', () => {
+    it('floods with one clone per member, tagging for the trunk, and drops the original', () => {
+      const f = frame(BCAST, A);
+      const r = tcRun('p1', f);
+      expect(r.retval).toBe(TC.SHOT);
+      expect(captured()).toEqual({ p2: [hex(f)], p3: [hex(frame(BCAST, A, 1))] });
+      expect(fdb(A)).toMatchObject({ ifindex: ifx.p1 });
+      expect(stats('p1')).toMatchObject({ rx_packets: 1n, flooded: 1n, learned: 1n });
+    });
+
+    it('pops the tag from trunk to access port', () => {
+      expect(tcRun('p3', frame(BCAST, C, 10)).retval).toBe(TC.SHOT);
+      expect(captured()).toEqual({ p4: [hex(frame(BCAST, C))] });
+    });
+
+    it('redirects known unicast to the learned port', () => {
+      addStatic(B, 'p2');
+      const r = tcRun('p1', frame(B, A));
+      expect(r.retval).toBe(TC.REDIRECT);
+      expect(r.data.equals(frame(B, A))).toBe(true);
+      expect(stats('p2')).toMatchObject({ tx_packets: 1n });
+      expect(stats('p3')?.tx_packets ?? 0n).toBe(0n);
+    });
+
+    it('refuses unicast to a port outside the frame\'s VLAN', () => {
+      addStatic(B, 'p4', 1); // a stale static entry pointing at a VLAN-10-only port
+      expect(tcRun('p1', frame(B, A)).retval).toBe(TC.SHOT);
+      expect(drops()).toEqual({ 'vlan-egress-denied': 1 });
+    });
+
+    it('drops what XDP drops, with the same reasons', () => {
+      addStatic(B, 'p1');
+      expect(tcRun('p1', frame(B, A)).retval).toBe(TC.SHOT);
+      expect(tcRun('p1', frame(BCAST, '01:00:00:00:00:01')).retval).toBe(TC.SHOT);
+      expect(tcRun('p3', frame(BCAST, C, 20)).retval).toBe(TC.SHOT);
+      expect(drops()).toEqual({ 'same-port': 1, 'invalid-source-mac': 1, 'vlan-ingress-denied': 1 });
+    });
+
+    it('passes frames for the bridge MAC', () => {
+      expect(tcRun('p1', frame(BR_MAC, A)).retval).toBe(TC.OK);
+    });
+  });
+});
