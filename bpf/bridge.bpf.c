@@ -1,7 +1,11 @@
-/* The L2 bridge's entry programs: XDP ingress (+ its devmap egress program)
- * and tc ingress. The switching logic is in lib/bridge.h. */
+/* The L2 bridge's entry programs: XDP ingress (+ its devmap egress program),
+ * tc ingress, and the VXLAN uplink's XDP program. The switching logic is in
+ * lib/bridge.h, the overlay's in lib/vxlan.h. The uplink program lives here
+ * because decapsulation feeds this bridge: the same FDB, learning, devmap and
+ * egress program, one set of map definitions for the verifier and libbpf. */
 #include "lib/bridge.h"
 #include "lib/vlan.h"
+#include "lib/vxlan.h"
 
 SEC("xdp")
 int xn_br_xdp(struct xdp_md *ctx)
@@ -10,16 +14,28 @@ int xn_br_xdp(struct xdp_md *ctx)
 	pkt_from_xdp(&p, ctx);
 	struct xn_if_stats *st = count_rx(p.ifindex, p.len);
 	struct br_frame f = {};
-	int r = br_ingress(&p, &f, bpf_ktime_get_ns(), st);
-	if (r < 0) {
-		count_drop(st, r);
-		return XDP_DROP;
-	}
-	if (r == BR_NOT_PORT || r == BR_LOCAL)
+	int r = br_ingress(&p, &f, bpf_ktime_get_ns(), st, 1);
+	if (r < 0)
+		goto drop;
+	if (r == BR_NOT_PORT)
 		return XDP_PASS;
+	if (r == BR_LOCAL)
+		return xdp_pass_to_tc(ctx, XN_META_LOCAL);
+	if (r == BR_FORWARD && f.remote) {
+		r = vx_xdp_encap(ctx, &f);
+		if (r < 0)
+			goto drop;
+		return r;
+	}
+	/* XDP cannot clone into differently encapsulated copies: floods that
+	 * reach remote VTEPs are the tc program's. */
+	if (r == BR_FLOOD && vx_has_remotes(f.bridge, f.vid))
+		return xdp_pass_to_tc(ctx, XN_META_PUNT);
 
 	/* Tell the egress program the frame's bridge and VLAN. */
-	if (bpf_xdp_adjust_meta(ctx, -(int)sizeof(struct xn_br_meta))) {
+	/* Replace whatever metadata the frame arrived with (live-frame pages and
+	 * some NIC drivers leave some, up to the whole headroom) with ours. */
+	if (bpf_xdp_adjust_meta(ctx, (int)(ctx->data - ctx->data_meta) - (int)sizeof(struct xn_br_meta))) {
 		count_drop(st, -XN_DROP_UNKNOWN);
 		return XDP_DROP;
 	}
@@ -35,6 +51,27 @@ int xn_br_xdp(struct xdp_md *ctx)
 	if (st)
 		st->flooded++;
 	return bpf_redirect_map(&xn_tx_ports, 0, BPF_F_BROADCAST | BPF_F_EXCLUDE_INGRESS);
+
+drop:
+	count_drop(st, r);
+	return XDP_DROP;
+}
+
+/* XDP on a VTEP's uplink (not a bridge port): VXLAN for our VTEPs is
+ * decapsulated and switched to local ports; everything else goes to the
+ * stack untouched. */
+SEC("xdp")
+int xn_vx_uplink(struct xdp_md *ctx)
+{
+	struct pkt p;
+	pkt_from_xdp(&p, ctx);
+	struct xn_if_stats *st = count_rx(p.ifindex, p.len);
+	int r = vx_xdp_decap(ctx, &p, bpf_ktime_get_ns(), st);
+	if (r < 0) {
+		count_drop(st, r);
+		return XDP_DROP;
+	}
+	return r;
 }
 
 /* Runs once per destination port of an XDP redirect: drops copies of a flood
@@ -88,20 +125,40 @@ static long flood_one(__u64 i, void *data)
 	return 0;
 }
 
-/* tc: forward with bpf_redirect, flood with one clone per member port. */
+/* The XN_META_* note XDP left in front of a frame it passed, or 0. */
+__inline_fn __u32 xdp_note(struct __sk_buff *skb)
+{
+	__u32 *m = (void *)(long)skb->data_meta;
+	if ((void *)(m + 1) > (void *)(long)skb->data)
+		return 0;
+	return *m;
+}
+
+/* tc: forward with bpf_redirect, flood with one clone per member port (and
+ * per remote VTEP). Also the slow path of XDP ports on overlay bridges. */
 SEC("tc")
 int xn_br_tc(struct __sk_buff *skb)
 {
 	struct pkt p;
 	pkt_from_skb(&p, skb);
-	struct xn_if_stats *st = count_rx(p.ifindex, p.len);
+	__u32 note = xdp_note(skb);
+	if (note == XN_META_LOCAL)
+		return TC_ACT_OK; /* XDP counted it and sent it to the host */
+	int punted = note == XN_META_PUNT; /* XDP counted and learned it already */
+	struct xn_if_stats *st = punted ? if_stats(p.ifindex) : count_rx(p.ifindex, p.len);
 	struct br_frame f = {};
-	int r = br_ingress(&p, &f, bpf_ktime_get_ns(), st);
+	int r = br_ingress(&p, &f, bpf_ktime_get_ns(), st, !punted);
 	if (r < 0)
 		goto drop;
 	if (r == BR_NOT_PORT || r == BR_LOCAL)
 		return TC_ACT_OK;
 
+	if (r == BR_FORWARD && f.remote) {
+		r = vx_skb_encap(skb, &f);
+		if (r < 0)
+			goto drop;
+		return r;
+	}
 	if (r == BR_FORWARD) {
 		int tag = br_egress_tagging(f.out, f.vid);
 		if (tag < 0) {
@@ -125,14 +182,18 @@ int xn_br_tc(struct __sk_buff *skb)
 	/* Two passes, untagged members then tagged ones (only if there are any),
 	 * so the tag changes at most twice per flood. */
 	struct flood_ctx c = { .skb = skb, .fl = fl, .ingress = p.ifindex, .vid = f.vid };
+	int tagged = f.tagged;
 	if (skb_vlan_set(skb, f.tagged, 0, f.vid) == 0) {
+		tagged = 0;
 		bpf_loop(XN_FLOOD_MAX, flood_one, &c, 0);
 		if (c.others && skb_vlan_set(skb, 0, 1, f.vid) == 0) {
+			tagged = 1;
 			c.want_tag = 1;
 			c.others = 0;
 			bpf_loop(XN_FLOOD_MAX, flood_one, &c, 0);
 		}
 	}
+	vx_skb_flood(skb, &f, tagged, st); /* last: it encapsulates the frame in place */
 	return TC_ACT_SHOT; /* every copy has gone out */
 
 drop:

@@ -55,8 +55,8 @@ enum xn_fdb_flags {
 };
 
 struct xn_fdb_entry {
-	__u32 ifindex;     /* local port */
-	__be32 remote;     /* VTEP address for MACs behind the overlay (0: local) */
+	__u32 ifindex;     /* local port; for a remote MAC the VTEP's uplink (informational) */
+	__be32 remote;     /* VTEP address for MACs behind the overlay (0: local); decides encapsulation */
 	__u64 updated_ns;  /* bpf_ktime_get_ns() of the last learn/refresh (CLOCK_MONOTONIC) */
 	__u32 flags;       /* enum xn_fdb_flags */
 	__u32 pad;
@@ -73,6 +73,14 @@ struct xn_flood {
 	__u32 count;
 	__u32 ifindex[XN_FLOOD_MAX];
 };
+
+/* XDP metadata in front of a frame that XDP passes to the stack, read by the
+ * tc program of the same port (attached next to XDP on ports of bridges with
+ * an overlay): XN_META_LOCAL: XDP counted it and it is for the host;
+ * XN_META_PUNT: XDP counted and learned it, tc must forward it (it needs a
+ * clone per remote VTEP, or the kernel's neighbour resolution). */
+#define XN_META_LOCAL 0x786e4c4fU
+#define XN_META_PUNT 0x786e5054U
 
 /* XDP metadata from the ingress program to the devmap egress program. */
 struct xn_br_meta {

@@ -16,7 +16,7 @@ struct xn_if_stats {
 	__u64 dropped;    /* frames received here and dropped (by reason: xn_drops) */
 };
 
-/* Drop reasons; names live in src/objects/codecs.ts (DROP_REASONS). */
+/* Drop reasons; names live in src/objects/stats.ts (DROP_REASONS). */
 enum xn_drop_reason {
 	XN_DROP_UNKNOWN = 1,
 	XN_DROP_TRUNC_ETH = 2,
@@ -30,5 +30,23 @@ enum xn_drop_reason {
 	XN_DROP_SAME_PORT = 10,    /* destination is behind the ingress port */
 	XN_DROP_NO_BRIDGE = 11,    /* port of a bridge that no longer exists */
 	XN_DROP_VLAN_OP = 12,      /* pushing or popping a tag failed */
+	XN_DROP_TRUNC_TCP = 13,    /* IP payload shorter than a TCP header */
+	XN_DROP_TRUNC_UDP = 14,
+	XN_DROP_TRUNC_ICMP = 15,   /* ICMP header, or the header an ICMP error quotes, cut short */
+	XN_DROP_BAD_ICMP_ERR = 16, /* an ICMP error quoting something that is not an IPv4 header */
+	XN_DROP_NAT_FRAG = 17,     /* a fragment of a flow that needs translation (fragments are not translated) */
+	XN_DROP_NAT_PORTS = 18,    /* no free source port in the SNAT rule's range */
+	XN_DROP_CT_INSERT = 19,    /* a conntrack entry could not be created */
+	XN_DROP_NAT_NO_FWD = 20,   /* translated, but neither xdpnet nor the kernel may forward it (no neighbour
+				    * in XDP, too big without DF) */
+	/* 24..31: the VXLAN overlay */
+	XN_DROP_VX_TRUNC = 24,     /* UDP to a VXLAN port of ours too short for the VXLAN header and an inner Ethernet header */
+	XN_DROP_VX_FLAGS = 25,     /* VXLAN header without the I flag, or with reserved bits set (the kernel drops these too) */
+	XN_DROP_VX_VNI = 26,       /* VNI with no VTEP here (decap), or a frame for a remote MAC on a VLAN without one (encap) */
+	XN_DROP_VX_VTEP = 27,      /* sender is not a peer of the VNI and the VTEP does not learn */
+	XN_DROP_VX_TOO_BIG = 28,   /* encapsulated, it would exceed the route's MTU: never fragmented */
+	XN_DROP_VX_NO_ROUTE = 29,  /* no usable route to the remote VTEP */
+	XN_DROP_VX_NO_NEIGH = 30,  /* next hop to the remote VTEP unresolved where the kernel cannot resolve it for us */
+	XN_DROP_VX_ENCAP = 31,     /* growing the frame for the outer headers failed */
 	XN_DROP_MAX = 32,
 };

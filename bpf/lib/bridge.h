@@ -69,20 +69,23 @@ enum br_action {
 struct br_frame {
 	__u32 bridge;
 	__u16 vid;
-	__u16 tagged; /* carries a tag now (in the data for XDP, in the skb for tc) */
-	__u32 out;    /* BR_FORWARD: egress ifindex */
+	__u16 tagged;  /* carries a tag now (in the data for XDP, in the skb for tc) */
+	__u32 out;     /* BR_FORWARD: egress ifindex */
+	__be32 remote; /* BR_FORWARD: the VTEP behind which the MAC is (0: a local port) */
 };
 
-__inline_fn void br_learn(struct xn_bridge *br, struct br_frame *f, const __u8 *mac, __u32 ifindex, __u64 now,
-			  struct xn_if_stats *st)
+/* Learns mac as behind local port ifindex (remote 0) or behind VTEP remote
+ * (ifindex: the uplink, for display). */
+__inline_fn void br_learn(struct xn_bridge *br, __u32 bridge, __u16 vid, const __u8 *mac, __u32 ifindex,
+			  __be32 remote, __u64 now, struct xn_if_stats *st)
 {
-	struct xn_fdb_key k = { .bridge = f->bridge, .vid = f->vid };
+	struct xn_fdb_key k = { .bridge = bridge, .vid = vid };
 	__builtin_memcpy(k.mac, mac, 6);
 	struct xn_fdb_entry *e = bpf_map_lookup_elem(&xn_fdb, &k);
 	if (e) {
 		if (e->flags & XN_FDB_STATIC)
 			return;
-		if (e->ifindex == ifindex && !e->remote) {
+		if (e->ifindex == ifindex && e->remote == remote) {
 			if (now - e->updated_ns > XN_FDB_REFRESH_NS)
 				e->updated_ns = now; /* keeps it from ageing; at most once a second */
 			return;
@@ -91,7 +94,7 @@ __inline_fn void br_learn(struct xn_bridge *br, struct br_frame *f, const __u8 *
 		return;
 	}
 	/* New or moved: replace the whole entry, so readers see old or new, never a mix. */
-	struct xn_fdb_entry n = { .ifindex = ifindex, .updated_ns = now };
+	struct xn_fdb_entry n = { .ifindex = ifindex, .remote = remote, .updated_ns = now };
 	if (bpf_map_update_elem(&xn_fdb, &k, &n, e ? BPF_EXIST : BPF_NOEXIST))
 		return;
 	if (!e)
@@ -100,9 +103,21 @@ __inline_fn void br_learn(struct xn_bridge *br, struct br_frame *f, const __u8 *
 		st->learned++;
 }
 
+/* The FDB entry for (bridge, vid, mac) if it is static or not aged out. */
+__inline_fn struct xn_fdb_entry *br_fdb_find(struct xn_bridge *br, __u32 bridge, __u16 vid, const __u8 *mac, __u64 now)
+{
+	struct xn_fdb_key k = { .bridge = bridge, .vid = vid };
+	__builtin_memcpy(k.mac, mac, 6);
+	struct xn_fdb_entry *e = bpf_map_lookup_elem(&xn_fdb, &k);
+	if (e && ((e->flags & XN_FDB_STATIC) || now - e->updated_ns <= (__u64)br->ageing_sec * 1000000000ULL))
+		return e;
+	return NULL;
+}
+
 /* Decides what happens to a frame received on p->ifindex: enum br_action, or a
- * negative drop reason. */
-__inline_fn int br_ingress(struct pkt *p, struct br_frame *f, __u64 now, struct xn_if_stats *st)
+ * negative drop reason. learn is 0 when an earlier hook already learned from
+ * this frame (XDP handing it to tc). */
+__inline_fn int br_ingress(struct pkt *p, struct br_frame *f, __u64 now, struct xn_if_stats *st, int learn)
 {
 	struct xn_port *port = bpf_map_lookup_elem(&xn_ports, &p->ifindex);
 	if (!port)
@@ -140,18 +155,17 @@ __inline_fn int br_ingress(struct pkt *p, struct br_frame *f, __u64 now, struct 
 
 	if (mac_is_multicast(eth->h_source) || mac_is_zero(eth->h_source))
 		return -XN_DROP_SRC_MAC;
-	if (port->flags & XN_PORT_LEARNING)
-		br_learn(br, f, eth->h_source, p->ifindex, now, st);
+	if (learn && (port->flags & XN_PORT_LEARNING))
+		br_learn(br, f->bridge, vid, eth->h_source, p->ifindex, 0, now, st);
 
 	if (mac_is_multicast(eth->h_dest))
 		return BR_FLOOD;
-	struct xn_fdb_key k = { .bridge = f->bridge, .vid = vid };
-	__builtin_memcpy(k.mac, eth->h_dest, 6);
-	struct xn_fdb_entry *e = bpf_map_lookup_elem(&xn_fdb, &k);
-	if (e && ((e->flags & XN_FDB_STATIC) || now - e->updated_ns <= (__u64)br->ageing_sec * 1000000000ULL)) {
-		if (e->ifindex == p->ifindex)
+	struct xn_fdb_entry *e = br_fdb_find(br, f->bridge, vid, eth->h_dest, now);
+	if (e) {
+		if (e->ifindex == p->ifindex && !e->remote)
 			return -XN_DROP_SAME_PORT;
 		f->out = e->ifindex;
+		f->remote = e->remote;
 		return BR_FORWARD;
 	}
 	if (mac_eq(eth->h_dest, br->mac))

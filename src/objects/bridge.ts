@@ -19,6 +19,8 @@ export const BRIDGE = {
 } as const;
 
 export const PORT_FLAGS = { LEARNING: 1, HOST: 2 } as const;
+/** XN_META_* (bpf/include/bridge.h): the note XDP puts in the metadata of a frame it passes to the port's tc program. */
+export const XDP_NOTES = { LOCAL: 0x786e4c4f, PUNT: 0x786e5054 } as const;
 export const FDB_FLAGS = { STATIC: 1, LOCAL: 2 } as const;
 
 export const Bridge = struct('xn_bridge', {
@@ -47,11 +49,100 @@ export const DevmapVal = struct('bpf_devmap_val', { ifindex: 'u32', prog_fd: 'u3
 
 export const BRIDGE_CODECS = [Bridge, Port, VlanKey, Vlan, FdbKey, FdbEntry, FloodKey, Flood];
 
+/**
+ * The VXLAN overlay (bpf/include/vxlan.h): maps and the uplink program of the
+ * same object. Its maps stay out of BRIDGE.maps so instances pinned before the
+ * overlay existed still open; pinBridgeMaps() creates them with the rest.
+ *
+ * What the control process writes (all hash maps, values replaced whole):
+ *   xn_vteps       VNI → Vtep {bridge, vid, flags, local, ifindex (uplink), port}: the source of truth
+ *   xn_vx_vlans    FloodKey {bridge, vid} → u32 VNI (encap side; one VNI per bridge VLAN)
+ *   xn_vx_ports    VxPortKey {local, port} → u32 number of VTEPs using it (> 0)
+ *   xn_vx_remotes  VNI → VxRemotes (remoteList()): BUM head-end replication list
+ *   xn_vx_peers    VxPeerKey {vni, addr} → u32 1: senders decap accepts when the VTEP does not learn
+ *   xn_fdb         FdbEntry {ifindex: uplink, remote: VTEP address} for MACs behind a remote VTEP
+ * and it attaches xn_vx_uplink (XDP) to the uplink, and xn_br_tc next to
+ * xn_br_xdp on XDP ports of overlay bridges (their slow path: BUM frames that
+ * need copies per remote VTEP, next hops the kernel must resolve).
+ */
+export const VXLAN = {
+  programs: { uplink: 'xn_vx_uplink' },
+  maps: {
+    vteps: 'xn_vteps',
+    vlans: 'xn_vx_vlans',
+    ports: 'xn_vx_ports',
+    remotes: 'xn_vx_remotes',
+    peers: 'xn_vx_peers',
+  },
+  limits: { vteps: 4096, remotesMax: 64, peers: 65536, vniMin: 1, vniMax: 0xffffff },
+  /** Outer Ethernet + IPv4 + UDP + VXLAN: inner MTU = uplink MTU - 50. */
+  headerLen: 50,
+  /** Outer UDP source ports are spread over this range by a hash of the inner flow. */
+  sourcePorts: { min: 49152, max: 65535 },
+} as const;
+
+export const VTEP_FLAGS = { LEARNING: 1 } as const;
+
+/** Addresses and ports are numbers in host order (the codec converts to network order). */
+export const Vtep = struct('xn_vtep', {
+  bridge: 'u32',
+  vid: 'u16',
+  flags: 'u16',
+  local: 'be32',
+  ifindex: 'u32',
+  port: 'be16',
+  pad: 'u16',
+});
+export const VxPortKey = struct('xn_vx_port_key', { local: 'be32', port: 'be16', pad: 'u16' });
+export const VxRemotes = struct('xn_vx_remotes', { count: 'u32', addr: { bytes: 4 * VXLAN.limits.remotesMax } });
+export const VxPeerKey = struct('xn_vx_peer_key', { vni: 'u32', addr: 'be32' });
+
+export const VXLAN_CODECS = [Vtep, VxPortKey, VxRemotes, VxPeerKey];
+
+/** IPv4 text ↔ the number a be32 field holds. */
+export function ipv4ToNum(ip: string): number {
+  const p = ip.split('.').map(Number);
+  if (p.length !== 4 || p.some((x) => !Number.isInteger(x) || x < 0 || x > 255)) throw new Error(`malformed IPv4 address: ${ip}`);
+  return ((p[0] << 24) | (p[1] << 16) | (p[2] << 8) | p[3]) >>> 0;
+}
+export function numToIpv4(n: number): string {
+  return [n >>> 24, (n >>> 16) & 255, (n >>> 8) & 255, n & 255].join('.');
+}
+
+/** Encodes remote VTEP addresses (numbers, see ipv4ToNum) into struct xn_vx_remotes. */
+export function remoteList(addrs: number[]): Buffer {
+  if (addrs.length > VXLAN.limits.remotesMax) throw new Error(`at most ${VXLAN.limits.remotesMax} remote VTEPs per VNI`);
+  const buf = Buffer.alloc(4 * VXLAN.limits.remotesMax);
+  addrs.forEach((a, i) => buf.writeUInt32BE(a, i * 4));
+  return VxRemotes.encode({ count: addrs.length, addr: buf });
+}
+
+export function decodeRemoteList(buf: Buffer): number[] {
+  const r = VxRemotes.decode(buf);
+  return Array.from({ length: Math.min(r.count, VXLAN.limits.remotesMax) }, (_, i) => r.addr.readUInt32BE(i * 4));
+}
+
 /** Encodes a flood list (ifindexes) into struct xn_flood. */
 export function floodList(ifindexes: number[]): Buffer {
   const ids = Buffer.alloc(4 * BRIDGE.limits.floodMax);
   ifindexes.forEach((x, i) => ids.writeUInt32LE(x, i * 4));
   return Flood.encode({ count: ifindexes.length, ifindex: ids });
+}
+
+/** The ifindexes of a struct xn_flood. */
+export function decodeFloodList(buf: Buffer): number[] {
+  const f = Flood.decode(buf);
+  return Array.from({ length: Math.min(f.count, BRIDGE.limits.floodMax) }, (_, i) => f.ifindex.readUInt32LE(i * 4));
+}
+
+/** Creates (or adopts) the instance's pinned maps without loading any program: bridges exist before ports. */
+export function pinBridgeMaps(inst: InstancePaths): void {
+  const obj = BpfObject.open(objectPath(BRIDGE.object), { pinRoot: inst.maps, programs: [] });
+  try {
+    obj.load();
+  } finally {
+    obj.close();
+  }
 }
 
 /**
@@ -65,6 +156,18 @@ export function loadBridge(inst: InstancePaths, hook: 'xdp' | 'tc'): { prog: Bpf
   try {
     obj.load();
     return { prog: obj.program(ingress), egress: obj.program(BRIDGE.programs.egress), close: () => obj.close() };
+  } catch (e) {
+    obj.close();
+    throw e;
+  }
+}
+
+/** Loads the uplink's decapsulation program (XDP), adopting the instance's pinned maps. */
+export function loadVxlanUplink(inst: InstancePaths): { prog: BpfProgram; close(): void } {
+  const obj = BpfObject.open(objectPath(BRIDGE.object), { pinRoot: inst.maps, programs: [VXLAN.programs.uplink] });
+  try {
+    obj.load();
+    return { prog: obj.program(VXLAN.programs.uplink), close: () => obj.close() };
   } catch (e) {
     obj.close();
     throw e;

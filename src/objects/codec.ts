@@ -93,3 +93,9 @@ export function u32(n: number): Buffer {
   b.writeUInt32LE(n);
   return b;
 }
+
+/** A `char name[n]` field's text (up to the first NUL). */
+export function cString(buf: Buffer): string {
+  const end = buf.indexOf(0);
+  return buf.toString('utf8', 0, end < 0 ? buf.length : end);
+}

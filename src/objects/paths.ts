@@ -4,6 +4,7 @@
 // An instance is the host ("host") or one named network namespace ("ns-<name>"),
 // so state of different namespaces never mixes.
 import { fileURLToPath } from 'node:url';
+import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { bpffsRoot } from '../dataplane/host.js';
 
@@ -25,7 +26,16 @@ export interface InstancePaths {
 }
 
 export function instancePaths(netns?: string): InstancePaths {
-  const name = instanceName(netns);
+  return instanceAt(instanceName(netns));
+}
+
+function instanceAt(name: string): InstancePaths {
   const dir = join(bpffsRoot(), 'xdpnet', name);
   return { name, dir, maps: join(dir, 'maps'), links: join(dir, 'links') };
+}
+
+/** Every instance with state on bpffs (for work across namespaces, like ageing). */
+export function listInstances(): InstancePaths[] {
+  const top = join(bpffsRoot(), 'xdpnet');
+  return existsSync(top) ? readdirSync(top).filter((n) => n === 'host' || n.startsWith('ns-')).sort().map(instanceAt) : [];
 }

@@ -6,7 +6,7 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { enterNetns } from '../../src/dataplane/host.js';
 import {
-  Bridge, BRIDGE, DevmapVal, FDB_FLAGS, FdbEntry, FdbKey, floodList, FloodKey, Port, PORT_FLAGS, Vlan, VlanKey,
+  Bridge, BRIDGE, DevmapVal, FDB_FLAGS, FdbEntry, FdbKey, floodList, FloodKey, Port, PORT_FLAGS, Vlan, VlanKey, XDP_NOTES,
 } from '../../src/objects/bridge.js';
 import { sumPerCpu, u32 } from '../../src/objects/codec.js';
 import { DROP_REASONS, IfStats } from '../../src/objects/stats.js';
@@ -214,8 +214,15 @@ describe('bridge programs', () => {
       expect(stats('p3')!.dropped).toBe(2n);
     });
 
-    it('passes frames for the bridge MAC to the host stack', () => {
-      expect(xdpVerdict('p1', frame(BR_MAC, A))).toBe(XDP.PASS);
+    it('passes frames for the bridge MAC to the host stack, unchanged', () => {
+      const f = frame(BR_MAC, A);
+      const r = br.program(BRIDGE.programs.xdp).testRun({ data: f, ctx: xdpCtx('p1', f) });
+      expect(r.retval).toBe(XDP.PASS);
+      // BPF_PROG_RUN returns the metadata too: XDP's note for the port's tc
+      // program (XN_META_LOCAL: counted, for the host), then the frame as it came
+      expect(r.data.readUInt32LE(0)).toBe(XDP_NOTES.LOCAL);
+      expect(hex(r.data.subarray(4))).toBe(hex(f));
+      expect(stats('p1')).toMatchObject({ rx_packets: 1n, learned: 1n });
     });
 
     it('leaves frames of interfaces that are not ports alone', () => {

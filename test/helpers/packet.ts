@@ -161,10 +161,10 @@ function icmp(type: number, code: number, rest: Buffer, body: Buffer): Buffer {
 export const icmpEcho = (o: { type: 8 | 0; id: number; seq: number; code?: number }, payload: Buffer = EMPTY): Buffer =>
   icmp(o.type, o.code ?? 0, pack([2, o.id], [2, o.seq]), payload);
 
-/** ICMP error quoting the original IP header + first 8 bytes of its L4; `mtu` fills bytes 6-7 (frag needed). */
-export function icmpError(o: { type: number; code: number; mtu?: number }, original: Buffer): Buffer {
+/** ICMP error quoting the original IP header + the first `quote` bytes (default 8) of its L4; `mtu` fills bytes 6-7 (frag needed). */
+export function icmpError(o: { type: number; code: number; mtu?: number; quote?: number }, original: Buffer): Buffer {
   const ihl = original.length ? (original.readUInt8(0) & 0x0f) * 4 : 0;
-  return icmp(o.type, o.code, pack([2, 0], [2, o.mtu ?? 0]), original.subarray(0, ihl + 8));
+  return icmp(o.type, o.code, pack([2, 0], [2, o.mtu ?? 0]), original.subarray(0, ihl + (o.quote ?? 8)));
 }
 
 /** 8-byte VXLAN header (flags 0x08 = VNI valid) + inner Ethernet frame. */

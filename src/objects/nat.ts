@@ -1,0 +1,147 @@
+// bpf/nat.bpf.c: NAT with connection tracking. Codecs mirror bpf/include/nat.h
+// (checked against BTF by test/bpf/layout.test.ts). Addresses and ports are
+// network order in the maps: codecs give them as numbers (be32/be16).
+import { BpfObject, BpfProgram } from '../sys/libbpf.js';
+import { struct } from './codec.js';
+import { objectPath, type InstancePaths } from './paths.js';
+
+export const NAT = {
+  object: 'nat',
+  programs: { xdp: 'xn_nat_xdp', tc: 'xn_nat_tc' },
+  maps: {
+    ct: 'xn_ct',
+    ctStats: 'xn_ct_stats',
+    config: 'xn_nat_config',
+    snat: 'xn_snat',
+    portmap: 'xn_portmap',
+    addrs: 'xn_nat_addrs',
+  },
+  limits: { ct: 262144, snatRules: 1024, portmaps: 4096, addrs: 256, portTries: 128 },
+  /** Source ports of hairpin flows (no rule gives a range). */
+  hairpinPorts: [1024, 65535],
+} as const;
+
+export const IPPROTO = { ICMP: 1, TCP: 6, UDP: 17 } as const;
+
+/** enum xn_ct_state */
+export const CT_STATE = {
+  NONE: 0, SYN_SENT: 1, SYN_RECV: 2, ESTABLISHED: 3, FIN_WAIT: 4, TIME_WAIT: 5, CLOSE: 6, UDP: 7, UDP_REPLIED: 8, ICMP: 9,
+} as const;
+export const CT_STATE_NAMES: Record<number, string> = Object.fromEntries(
+  Object.entries(CT_STATE).map(([k, v]) => [v, k.toLowerCase().replace(/_/g, '-')]),
+);
+/** enum xn_ct_flags */
+export const CT_FLAGS = { REPLY: 1, FIN_ORIG: 2, FIN_REPLY: 4 } as const;
+/** enum xn_snat_flags */
+export const SNAT_FLAGS = { MASQUERADE: 1 } as const;
+
+export const CtKey = struct('xn_ct_key', { src: 'be32', dst: 'be32', sport: 'be16', dport: 'be16', proto: 'u8', pad: { bytes: 3 } });
+export const CtEntry = struct('xn_ct_entry', {
+  last_seen_ns: 'u64',
+  to_src: 'be32',
+  to_dst: 'be32',
+  to_sport: 'be16',
+  to_dport: 'be16',
+  state: 'u8',
+  flags: 'u8',
+  pad: 'u16',
+});
+export const CtStats = struct('xn_ct_stats', {
+  created: 'u64',
+  insert_failed: 'u64',
+  port_exhausted: 'u64',
+  port_retries: 'u64',
+  expired: 'u64',
+  restored: 'u64',
+});
+export const NatConfig = struct('xn_nat_config', {
+  tcp_syn_sent: 'u32',
+  tcp_syn_recv: 'u32',
+  tcp_established: 'u32',
+  tcp_fin_wait: 'u32',
+  tcp_time_wait: 'u32',
+  tcp_close: 'u32',
+  udp: 'u32',
+  udp_replied: 'u32',
+  icmp: 'u32',
+});
+export const SnatKey = struct('xn_snat_key', { prefixlen: 'u32', ifindex: 'u32', src: 'be32' });
+export const SnatRule = struct('xn_snat_rule', { addr_min: 'be32', addr_max: 'be32', port_min: 'u16', port_max: 'u16', flags: 'u32' });
+export const PortmapKey = struct('xn_portmap_key', { ifindex: 'u32', port: 'be16', proto: 'u8', pad: 'u8' });
+export const Portmap = struct('xn_portmap', { to_addr: 'be32', to_port: 'be16', pad: 'u16' });
+
+export const NAT_CODECS = [CtKey, CtEntry, CtStats, NatConfig, SnatKey, SnatRule, PortmapKey, Portmap];
+
+export type CtKeyT = ReturnType<typeof CtKey.decode>;
+export type CtEntryT = ReturnType<typeof CtEntry.decode>;
+export type NatConfigT = ReturnType<typeof NatConfig.decode>;
+
+/** The datapath's timeouts (seconds) where xn_nat_config holds 0: XN_CT_DEF_* (nf_conntrack's defaults). */
+export const DEFAULT_TIMEOUTS: NatConfigT = {
+  tcp_syn_sent: 120,
+  tcp_syn_recv: 60,
+  tcp_established: 432000,
+  tcp_fin_wait: 120,
+  tcp_time_wait: 120,
+  tcp_close: 10,
+  udp: 30,
+  udp_replied: 120,
+  icmp: 30,
+};
+
+const STATE_TIMEOUT: Record<number, keyof NatConfigT> = {
+  [CT_STATE.SYN_SENT]: 'tcp_syn_sent',
+  [CT_STATE.SYN_RECV]: 'tcp_syn_recv',
+  [CT_STATE.ESTABLISHED]: 'tcp_established',
+  [CT_STATE.FIN_WAIT]: 'tcp_fin_wait',
+  [CT_STATE.TIME_WAIT]: 'tcp_time_wait',
+  [CT_STATE.UDP]: 'udp',
+  [CT_STATE.UDP_REPLIED]: 'udp_replied',
+  [CT_STATE.ICMP]: 'icmp',
+};
+
+/** A state's idle timeout in seconds, as ct_timeout_ns() computes it (anything else counts as close). */
+export function timeoutSec(config: NatConfigT, state: number): number {
+  const field = STATE_TIMEOUT[state] ?? 'tcp_close';
+  return config[field] || DEFAULT_TIMEOUTS[field];
+}
+
+/** Whether an entry has expired at `nowNs` (CLOCK_MONOTONIC, as bpf_ktime_get_ns): the GC's test, the datapath's too. */
+export function ctExpired(e: CtEntryT, config: NatConfigT, nowNs: bigint): boolean {
+  const idle = nowNs - e.last_seen_ns;
+  return idle > 1_000_000_000n && idle > BigInt(timeoutSec(config, e.state)) * 1_000_000_000n;
+}
+
+/** The key of the flow's other entry: the reverse of this entry's translated tuple (remove both together). */
+export function ctPeerKey(k: CtKeyT, e: CtEntryT): CtKeyT {
+  return { src: e.to_dst, dst: e.to_src, sport: e.to_dport, dport: e.to_sport, proto: k.proto, pad: Buffer.alloc(3) };
+}
+
+export function ipv4ToNum(s: string): number {
+  const p = s.split('.').map(Number);
+  if (p.length !== 4 || p.some((x) => !Number.isInteger(x) || x < 0 || x > 255)) throw new Error(`malformed IPv4 address: ${s}`);
+  return ((p[0] << 24) | (p[1] << 16) | (p[2] << 8) | p[3]) >>> 0;
+}
+export const numToIpv4 = (n: number): string => [n >>> 24, (n >>> 16) & 255, (n >>> 8) & 255, n & 255].join('.');
+
+/** The LPM key of a source rule: (egress ifindex, "a.b.c.d/len"). */
+export function snatKey(ifindex: number, cidr: string): Buffer {
+  const [addr, len = '32'] = cidr.split('/');
+  const bits = Number(len);
+  if (!Number.isInteger(bits) || bits < 0 || bits > 32) throw new Error(`malformed prefix: ${cidr}`);
+  const mask = bits ? (0xffffffff << (32 - bits)) >>> 0 : 0;
+  return SnatKey.encode({ prefixlen: 32 + bits, ifindex, src: (ipv4ToNum(addr) & mask) >>> 0 });
+}
+
+/** Loads the NAT object, adopting the instance's pinned maps; ctMax sizes a new conntrack table (entries, two per flow). */
+export function loadNat(inst: InstancePaths, hook: 'xdp' | 'tc', opts: { ctMax?: number } = {}): { prog: BpfProgram; close(): void } {
+  const obj = BpfObject.open(objectPath(NAT.object), { pinRoot: inst.maps, programs: [NAT.programs[hook]] });
+  try {
+    if (opts.ctMax) obj.setMaxEntries(NAT.maps.ct, opts.ctMax);
+    obj.load();
+    return { prog: obj.program(NAT.programs[hook]), close: () => obj.close() };
+  } catch (e) {
+    obj.close();
+    throw e;
+  }
+}
