@@ -12,6 +12,8 @@ import type { GenOptions, GenResult } from './gen.js';
 import { genRole, sinkRole } from './remote.js';
 import { CEILING, SCENARIOS, type Scenario } from './scenarios.js';
 import { Topology, reapStale } from './topology.js';
+import { measureTcp, TCP_REFERENCE, TCP_SCENARIOS, type TcpRow } from './tcp.js';
+import { measureChurn, type ChurnResult } from './churn.js';
 
 interface Row {
   scenario: string;
@@ -25,30 +27,39 @@ interface Row {
 const GEN_JS = fileURLToPath(new URL('./gen.js', import.meta.url));
 const RESULTS = fileURLToPath(new URL('../../bench/results/', import.meta.url));
 
+const CHURN = 'fdb-churn';
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
 interface RunOptions { seconds: number; reps: number; flows: number; size: number; varyMac: boolean; cpu?: string }
 
-async function measure(s: Scenario, o: RunOptions): Promise<Row> {
-  const t = new Topology();
-  try {
-    const e = s.build(t);
-    const sink = t.attachXdp(e.sink.ns, e.sink.iface, 'sink');
-    const gen: GenOptions = {
+/** Builds the scenario, attaches the sink; returns how to run the generator and read the sink. */
+function prepare(t: Topology, s: Scenario, o: RunOptions) {
+  const e = s.build(t);
+  const sink = t.attachXdp(e.sink.ns, e.sink.iface, 'sink');
+  const gen = (seconds: number): Promise<GenResult> => {
+    const spec: GenOptions = {
       netns: t.nsName(e.gen.ns), iface: e.gen.iface, srcMac: t.mac(e.gen.ns, e.gen.iface),
       dstMac: e.gen.dstMac ?? t.mac(e.sink.ns, e.sink.iface), srcIp: e.gen.ip, dstIp: e.sink.ip,
-      sport: 1024, dport: 9, size: o.size, flows: o.flows, varyMac: o.varyMac, seconds: o.seconds,
+      sport: 1024, dport: 9, size: o.size, flows: s.flows ?? o.flows, varyMac: s.varyMac ?? o.varyMac, seconds,
     };
     // The whole path runs in the generator's softirq context on its CPU, so
     // pinning it (--cpu) steadies the figures on a machine that is not idle.
-    const argv = [process.execPath, GEN_JS, JSON.stringify(gen)];
+    const argv = [process.execPath, GEN_JS, JSON.stringify(spec)];
     if (o.cpu !== undefined) argv.unshift('taskset', '-c', o.cpu);
+    return t.run('generator', argv[0], argv.slice(1)).then((out) => JSON.parse(out) as GenResult);
+  };
+  return { gen, delivered: () => Number(sink.count().packets) };
+}
+
+async function measure(s: Scenario, o: RunOptions): Promise<Row> {
+  const t = new Topology();
+  try {
+    const { gen, delivered } = prepare(t, s, o);
     const runs: Row['runs'] = [];
     for (let i = 0; i < o.reps; i++) {
-      const before = sink.count().packets;
-      const r = JSON.parse(await t.run('generator', argv[0], argv.slice(1))) as GenResult;
-      const delivered = Number(sink.count().packets - before);
-      runs.push({ deliveredMpps: delivered / r.seconds / 1e6, generatedMpps: r.packets / r.seconds / 1e6, seconds: r.seconds });
+      const before = delivered();
+      const r = await gen(o.seconds);
+      runs.push({ deliveredMpps: (delivered() - before) / r.seconds / 1e6, generatedMpps: r.packets / r.seconds / 1e6, seconds: r.seconds });
       process.stderr.write(`  ${s.name} run ${i + 1}/${o.reps}: ${runs[i].deliveredMpps.toFixed(3)} Mpps delivered\n`);
     }
     return {
@@ -70,9 +81,18 @@ function printTable(rows: Row[]): void {
   }
 }
 
-function writeResults(report: object): string {
+function printTcpTable(rows: TcpRow[]): void {
+  const w = Math.max(8, ...rows.map((r) => r.scenario.length));
+  console.log(`\n${'scenario'.padEnd(w)}  streams   Gbit/s  vs ${TCP_REFERENCE}`);
+  for (const r of rows) {
+    console.log(`${r.scenario.padEnd(w)}  ${String(r.streams).padStart(7)}  ${r.gbps.toFixed(2).padStart(7)}  ${r.ratio === null ? '-' : r.ratio.toFixed(2)}`);
+  }
+}
+
+/** A full run replaces latest.json (the README's table); an --only run writes partial.json. */
+function writeResults(report: object, partial: boolean): string {
   mkdirSync(RESULTS, { recursive: true });
-  const file = `${RESULTS}latest.json`;
+  const file = `${RESULTS}${partial ? 'partial' : 'latest'}.json`;
   writeFileSync(`${file}.tmp`, `${JSON.stringify(report, null, 2)}\n`);
   renameSync(`${file}.tmp`, file);
   return file;
@@ -108,8 +128,9 @@ async function main(): Promise<void> {
   }
 
   const only = a.only?.split(',');
-  const unknown = only?.filter((n) => !SCENARIOS.some((s) => s.name === n)) ?? [];
-  if (unknown.length) throw new Error(`unknown scenario ${unknown.join(', ')}; known: ${SCENARIOS.map((s) => s.name).join(', ')}`);
+  const known = [...SCENARIOS, ...TCP_SCENARIOS].map((s) => s.name).concat(CHURN);
+  const unknown = only?.filter((n) => !known.includes(n)) ?? [];
+  if (unknown.length) throw new Error(`unknown scenario ${unknown.join(', ')}; known: ${known.join(', ')}`);
   reapStale();
   const opts: RunOptions = { seconds: duration ?? 3, reps: num(a.reps, 'reps'), cpu: a.cpu, ...frame };
   const rows: Row[] = [];
@@ -124,13 +145,44 @@ async function main(): Promise<void> {
   }
   const ceiling = rows.find((r) => r.scenario === CEILING)?.deliveredMpps;
   for (const r of rows) r.ratio = ceiling ? r.deliveredMpps / ceiling : null;
-  printTable(rows);
+  if (rows.length) printTable(rows);
+
+  const tcp: TcpRow[] = [];
+  for (const s of TCP_SCENARIOS.filter((x) => !only || only.includes(x.name))) {
+    process.stderr.write(`${s.name}: ${s.about}\n`);
+    const t = new Topology();
+    try {
+      tcp.push(...(await measureTcp(t, s, [1, 4], opts.seconds + 2)));
+    } finally {
+      t.destroy();
+    }
+  }
+  for (const r of tcp) {
+    const ref = tcp.find((x) => x.scenario === TCP_REFERENCE && x.streams === r.streams);
+    r.ratio = ref ? r.gbps / ref.gbps : null;
+  }
+  if (tcp.length) printTcpTable(tcp);
+
+  let churn: ChurnResult | null = null;
+  if (!only || only.includes(CHURN)) {
+    const s = SCENARIOS.find((x) => x.name === 'xdpnet-bridge')!;
+    process.stderr.write(`${CHURN}: \`xdpnet fdb load\` moving 100k MACs between ports while ${s.name} forwards\n`);
+    const t = new Topology();
+    try {
+      const { gen, delivered } = prepare(t, s, opts);
+      churn = await measureChurn(t, gen, delivered, opts.seconds + 2);
+    } finally {
+      t.destroy();
+    }
+    console.log(`\n${CHURN}: ${Math.round(churn.updatesPerSec).toLocaleString('en')} FDB updates/s (${churn.updates} in ${churn.seconds.toFixed(2)} s); ` +
+      `frames generated ${churn.generated}, delivered ${churn.delivered}, flooded ${churn.flooded}, dropped ${JSON.stringify(churn.drops)}`);
+  }
   const cpu = /^model name\s*:\s*(.*)$/m.exec(readFileSync('/proc/cpuinfo', 'utf8'))?.[1] ?? 'unknown';
   const file = writeResults({
     date: new Date().toISOString(), kernel: release(), cpu, nproc: availableParallelism(),
     frameSize: opts.size, flows: opts.flows, varyMac: opts.varyMac, seconds: opts.seconds, reps: opts.reps,
-    genCpu: opts.cpu ?? null, rows,
-  });
+    genCpu: opts.cpu ?? null, rows, tcp, churn,
+  }, Boolean(only));
   console.log(`results: ${file}`);
 }
 

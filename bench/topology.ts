@@ -4,12 +4,17 @@
 // (also run on SIGINT/SIGTERM and at exit) kills our children by PID, detaches
 // our XDP links and deletes the namespaces, which deletes their veths.
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import { enterNetns } from '../src/dataplane/host.js';
 import { BenchObject, type BenchConsts, type BenchProgram } from '../src/objects/bench.js';
 import { BPF_XDP, XDP_FLAGS_DRV_MODE, linkCreate } from '../src/sys/libbpf.js';
 import { CLONE_NEWNET, close as closeFd, ifNameToIndex, openRead, setns } from '../src/sys/libc.js';
 
 const PREFIX = 'xnb-';
+/** br_netfilter is loaded: it hooks every new namespace's bridges unless told not to. */
+export const BR_NETFILTER = existsSync('/proc/sys/net/bridge');
+const CLI = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));
 
 export function ip(...args: string[]): string {
   return execFileSync('ip', args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
@@ -31,6 +36,7 @@ export class Topology {
   private links: number[] = [];
   private objects: BenchObject[] = [];
   private children = new Set<ChildProcess>();
+  private xdpnetRoles = new Set<string>(); // namespaces whose xdpnet state destroy() removes
 
   constructor() {
     installCleanup();
@@ -76,6 +82,21 @@ export class Topology {
   /** A static bridge FDB entry: mac is reached through port dev. */
   fdb(role: string, mac: string, dev: string): void {
     execFileSync('bridge', ['-n', this.nsName(role), 'fdb', 'add', mac, 'dev', dev, 'master', 'static']);
+  }
+
+  /** Runs the xdpnet CLI inside the role's namespace; destroy() removes what it made there. */
+  xdpnet(role: string, ...args: string[]): string {
+    this.xdpnetRoles.add(role);
+    return execFileSync(process.execPath, [CLI, '--netns', this.nsName(role), ...args], {
+      encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'],
+    });
+  }
+
+  private removeXdpnet(role: string): void {
+    const cli = (...args: string[]) =>
+      execFileSync(process.execPath, [CLI, '--netns', this.nsName(role), ...args], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+    cli('detach', '--all');
+    for (const b of JSON.parse(cli('bridge', 'show', '--json')) as Array<{ name: string }>) cli('bridge', 'del', b.name, '--force');
   }
 
   mac(role: string, iface: string): string {
@@ -138,6 +159,14 @@ export class Topology {
       }
     }
     this.children.clear();
+    for (const role of this.xdpnetRoles) {
+      try {
+        this.removeXdpnet(role);
+      } catch (e) {
+        console.error(`warning: could not remove xdpnet state of ${role}: ${(e as Error).message}`);
+      }
+    }
+    this.xdpnetRoles.clear();
     for (const fd of this.links.splice(0)) closeFd(fd); // closing the link detaches the program
     for (const o of this.objects.splice(0)) o.close();
     for (const ns of this.namespaces.splice(0).reverse()) {

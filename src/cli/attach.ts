@@ -1,44 +1,62 @@
 // attach / detach / status
 import { Command, Option } from 'commander';
-import { attach, detach, detachAll, listAttachments, type Attachment, type Hook, type XdpMode } from '../dataplane/attach.js';
+import { parseVlan, parseVlanList } from '../dataplane/addr.js';
+import { attach, listAttachments, type Attachment, type Hook, type XdpMode } from '../dataplane/attach.js';
+import { addPort, detachAll, detachInterface, listPorts, type PortInfo } from '../dataplane/bridge.js';
 import { UsageError } from '../errors.js';
 import { context } from './context.js';
-import { ago, json, table } from './format.js';
+import { ago, json, table, vlansText } from './format.js';
 
 function describe(a: Attachment): string {
   return `${a.hook}${a.mode ? ` ${a.mode}` : ''}, program ${a.progId}`;
 }
 
-function toJson(a: Attachment) {
+function toJson(a: Attachment, p?: PortInfo) {
   return { iface: a.iface, ifindex: a.ifindex, hook: a.hook, mode: a.mode, progId: a.progId, linkId: a.linkId,
-    since: a.since.toISOString(), defunct: a.iface === null };
+    since: a.since.toISOString(), defunct: a.iface === null,
+    bridge: p?.bridge ?? null, pvid: p?.pvid ?? null, vlans: p?.vlans ?? null, hostPort: p?.host ?? false };
 }
+
+interface AttachOpts { hook?: Hook; mode?: XdpMode; bridge?: string; pvid?: string; trunk?: string }
 
 export function attachCommands(program: Command): void {
   program
     .command('attach')
-    .description('attach the xdpnet dataplane to an interface (stays attached after xdpnet exits)')
+    .description('attach the xdpnet dataplane to an interface, or make it a bridge port (stays attached after xdpnet exits)')
     .argument('<iface>', 'interface name, e.g. eth0 or veth1')
-    .addOption(new Option('--hook <hook>', 'where to run: xdp (highest packet rate) or tc (keeps GSO/TSO)').choices(['xdp', 'tc']).default('xdp'))
+    .addOption(new Option('--hook <hook>', 'where to run: xdp (highest packet rate) or tc (keeps GSO/TSO); default xdp, tc for bridge ports').choices(['xdp', 'tc']))
     .addOption(new Option('--mode <mode>', 'XDP mode: native (in the driver) or generic (any device, slower); default native').choices(['native', 'generic']))
+    .option('--bridge <name>', 'make the interface a port of this bridge (see `xdpnet bridge add`)')
+    .option('--pvid <vlan>', 'bridge port: the VLAN of untagged frames (access port; default 1)')
+    .option('--trunk <vlans>', 'bridge port: tagged VLANs, e.g. 10,20,30-40 (no untagged VLAN unless --pvid is given too)')
     .addHelpText('after', `
 Examples:
-  xdpnet attach eth0                   XDP in native mode
-  xdpnet attach eth0 --mode generic    XDP for drivers without native support
-  xdpnet attach veth1 --hook tc        tc ingress (tcx), for container ports
-  xdpnet --netns blue attach eth0      inside network namespace "blue"`)
-    .action((iface: string, o: { hook: Hook; mode?: XdpMode }, cmd: Command) => {
+  xdpnet attach eth0                             XDP in native mode (counts packets)
+  xdpnet attach eth0 --mode generic              XDP for drivers without native support
+  xdpnet attach veth1 --hook tc                  tc ingress (tcx), for container ports
+  xdpnet attach veth1 --bridge br0               a port of bridge br0 (tc hook, VLAN 1 untagged)
+  xdpnet attach veth2 --bridge br0 --pvid 10     an access port on VLAN 10
+  xdpnet attach eth1 --bridge br0 --hook xdp --trunk 10,20 --pvid 1
+                                                 a trunk: VLANs 10 and 20 tagged, 1 untagged
+  xdpnet --netns blue attach eth0                inside network namespace "blue"`)
+    .action((iface: string, o: AttachOpts, cmd: Command) => {
       if (o.hook === 'tc' && o.mode) throw new UsageError('--mode applies to --hook xdp only');
+      if (!o.bridge && (o.pvid || o.trunk)) throw new UsageError('--pvid and --trunk apply to bridge ports', 'add --bridge NAME');
+      const vlans = { pvid: o.pvid === undefined ? undefined : parseVlan(o.pvid), trunk: o.trunk === undefined ? undefined : parseVlanList(o.trunk) };
       const ctx = context(cmd);
-      const a = attach(ctx.inst, iface, { hook: o.hook, mode: o.mode, netns: ctx.netns });
-      console.log(`attached ${iface} (${describe(a)})`);
+      if (!o.bridge) {
+        const a = attach(ctx.inst, iface, { hook: o.hook ?? 'xdp', mode: o.mode, netns: ctx.netns });
+        return console.log(`attached ${iface} (${describe(a)})`);
+      }
+      const { port, attachment } = addPort(ctx.inst, iface, o.bridge, { hook: o.hook ?? 'tc', mode: o.mode, netns: ctx.netns, ...vlans });
+      console.log(`attached ${iface} to bridge ${port.bridge} (${describe(attachment)}; VLAN ${vlansText(port)})`);
     });
 
   program
     .command('detach')
-    .description('detach xdpnet from an interface and remove its pins')
+    .description('detach xdpnet from an interface and remove its pins; a bridge port leaves its bridge')
     .argument('[iface]', 'interface name')
-    .option('--all', 'detach every interface of this host (or of --netns)')
+    .option('--all', 'detach every interface of this host (or of --netns); bridges and their host interfaces stay')
     .action((iface: string | undefined, o: { all?: boolean }, cmd: Command) => {
       if (!iface === !o.all) throw new UsageError('name one interface or use --all', 'e.g. xdpnet detach eth0');
       const ctx = context(cmd);
@@ -47,22 +65,27 @@ Examples:
         console.log(gone.length ? gone.map((a) => `detached ${a.iface ?? `ifindex ${a.ifindex} (gone)`}`).join('\n') : 'nothing attached');
         return;
       }
-      const a = detach(ctx.inst, iface!, ctx.netns);
-      console.log(`detached ${iface} (${describe(a)})`);
+      const r = detachInterface(ctx.inst, iface!, ctx.netns);
+      console.log(`detached ${iface}${r.attachment ? ` (${describe(r.attachment)})` : ''}${r.bridge ? ` from bridge ${r.bridge}` : ''}`);
     });
 
   program
     .command('status')
-    .description('list attached interfaces: hook, mode, program id, since when')
+    .description('list attached interfaces: hook, mode, program id, bridge and VLANs, since when')
     .option('--json', 'machine-readable output')
     .action((o: { json?: boolean }, cmd: Command) => {
       const ctx = context(cmd);
       const all = listAttachments(ctx.inst);
-      if (o.json) return console.log(json(all.map(toJson)));
+      const ports = new Map(listPorts(ctx.inst).map((p) => [p.ifindex, p]));
+      if (o.json) return console.log(json(all.map((a) => toJson(a, ports.get(a.ifindex)))));
       if (!all.length) return console.log('nothing attached');
-      console.log(table(['IFACE', 'HOOK', 'MODE', 'PROG', 'SINCE'], all.map((a) => [
-        a.iface ?? `ifindex ${a.ifindex} (gone)`, a.hook, a.mode ?? '-', a.progId,
-        `${a.since.toISOString().replace('T', ' ').slice(0, 19)} (${ago(a.since)})`,
-      ])));
+      console.log(table(['IFACE', 'HOOK', 'MODE', 'PROG', 'BRIDGE', 'VLANS', 'SINCE'], all.map((a) => {
+        const p = ports.get(a.ifindex);
+        return [
+          a.iface ?? `ifindex ${a.ifindex} (gone)`, a.hook, a.mode ?? '-', a.progId,
+          p ? `${p.bridge}${p.host ? ' (host)' : ''}` : '-', p ? vlansText(p) : '-',
+          `${a.since.toISOString().replace('T', ' ').slice(0, 19)} (${ago(a.since)})`,
+        ];
+      })));
     });
 }

@@ -1,9 +1,10 @@
 // Plain-text output helpers: aligned tables and human units.
+import { formatVlanList } from '../dataplane/addr.js';
 
 export function table(headers: string[], rows: Array<Array<string | number>>): string {
   const cells = [headers, ...rows.map((r) => r.map(String))];
   const widths = headers.map((_, i) => Math.max(...cells.map((r) => r[i]?.length ?? 0)));
-  return cells.map((r) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]))).join('  ')).join('\n');
+  return cells.map((r) => r.map((c, i) => c.padEnd(widths[i])).join('  ').trimEnd()).join('\n');
 }
 
 const SI = ['', 'k', 'M', 'G', 'T'];
@@ -26,4 +27,10 @@ export function ago(d: Date, now = Date.now()): string {
 
 export function json(v: unknown): string {
   return JSON.stringify(v, null, 2);
+}
+
+/** A port's VLANs for people: "1 untagged", "10,20,30-40 tagged", "1 untagged; 10,20 tagged". */
+export function vlansText(p: { vlans: Array<{ vid: number; tagged: boolean }> }): string {
+  const list = (tagged: boolean) => formatVlanList(p.vlans.filter((v) => v.tagged === tagged).map((v) => v.vid));
+  return [[list(false), 'untagged'], [list(true), 'tagged']].filter(([l]) => l).map(([l, how]) => `${l} ${how}`).join('; ') || 'none';
 }

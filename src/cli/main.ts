@@ -4,6 +4,9 @@ import { Command, CommanderError } from 'commander';
 import { XdpnetError, VerifierError } from '../errors.js';
 import { libbpfLog } from '../sys/libbpf.js';
 import { attachCommands } from './attach.js';
+import { bridgeCommands } from './bridge.js';
+import { daemonCommand } from './daemon.js';
+import { fdbCommands } from './fdb.js';
 import { statsCommand } from './stats.js';
 
 const program = new Command('xdpnet')
@@ -15,7 +18,10 @@ const program = new Command('xdpnet')
   .exitOverride();
 
 attachCommands(program);
+bridgeCommands(program);
+fdbCommands(program);
 statsCommand(program);
+daemonCommand(program);
 
 function fail(e: unknown): never {
   if (e instanceof CommanderError) process.exit(e.code === 'commander.helpDisplayed' || e.code === 'commander.version' ? 0 : 2);

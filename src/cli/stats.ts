@@ -1,15 +1,17 @@
 // stats [--json] [--watch [SECS]]
 import { Command } from 'commander';
-import { readStats, type Stats } from '../dataplane/stats.js';
-import { UsageError } from '../errors.js';
+import { readStats, type IfaceStats, type Stats } from '../dataplane/stats.js';
+import { positive } from './args.js';
 import { context } from './context.js';
 import { json, si, table } from './format.js';
 
+const name = (i: IfaceStats) => i.iface ?? `ifindex ${i.ifindex}`;
+
 function render(s: Stats): string {
-  const rows = s.interfaces.map((i) => [i.iface ?? `ifindex ${i.ifindex}`, i.rxPackets, i.rxBytes]);
+  const rows = s.interfaces.map((i) => [name(i), i.rxPackets, i.rxBytes, i.txPackets, i.txBytes, i.flooded, i.learned, i.dropped]);
   const drops = Object.entries(s.drops);
   return [
-    rows.length ? table(['IFACE', 'RX-PACKETS', 'RX-BYTES'], rows) : 'nothing attached',
+    rows.length ? table(['IFACE', 'RX-PACKETS', 'RX-BYTES', 'TX-PACKETS', 'TX-BYTES', 'FLOODED', 'LEARNED', 'DROPPED'], rows) : 'nothing attached',
     `drops: ${drops.length ? drops.map(([r, n]) => `${r}=${n}`).join(' ') : 'none'}`,
   ].join('\n');
 }
@@ -17,24 +19,18 @@ function render(s: Stats): string {
 function renderRates(prev: Stats, cur: Stats): string {
   const dt = (cur.at - prev.at) / 1000;
   const rows = cur.interfaces.map((i) => {
-    const p = prev.interfaces.find((x) => x.ifindex === i.ifindex);
-    const dp = i.rxPackets - (p?.rxPackets ?? i.rxPackets);
-    const db = i.rxBytes - (p?.rxBytes ?? i.rxBytes);
-    return [i.iface ?? `ifindex ${i.ifindex}`, si(dp / dt, 'pps'), si((db * 8) / dt, 'bit/s'), i.rxPackets, i.rxBytes];
+    const p = prev.interfaces.find((x) => x.ifindex === i.ifindex) ?? i;
+    const rate = (f: 'rxPackets' | 'txPackets' | 'dropped') => si((i[f] - p[f]) / dt, 'pps');
+    const bits = (f: 'rxBytes' | 'txBytes') => si(((i[f] - p[f]) * 8) / dt, 'bit/s');
+    return [name(i), rate('rxPackets'), bits('rxBytes'), rate('txPackets'), bits('txBytes'), rate('dropped'), i.rxPackets, i.txPackets];
   });
-  return table(['IFACE', 'RX-RATE', 'RX-BITRATE', 'RX-PACKETS', 'RX-BYTES'], rows);
-}
-
-function positive(v: string, what: string): number {
-  const n = Number(v);
-  if (!Number.isFinite(n) || n <= 0) throw new UsageError(`${what} must be a positive number, got ${v}`);
-  return n;
+  return table(['IFACE', 'RX-RATE', 'RX-BITRATE', 'TX-RATE', 'TX-BITRATE', 'DROP-RATE', 'RX-PACKETS', 'TX-PACKETS'], rows);
 }
 
 export function statsCommand(program: Command): void {
   program
     .command('stats')
-    .description('per-interface packet and byte counters (summed over CPUs) and drops by reason')
+    .description('per-interface counters (summed over CPUs): rx, tx, flooded, learned, dropped; drops by reason')
     .option('--json', 'machine-readable output (with --watch: one JSON object per line)')
     .option('--watch [secs]', 'refresh every SECS seconds (default 1) and show rates')
     .option('--count <n>', 'with --watch: stop after N refreshes')

@@ -5,9 +5,10 @@ import { join } from 'node:path';
 import { XdpnetError, UsageError, BpfError } from '../errors.js';
 import {
   BPF_TCX_INGRESS, BPF_XDP, BpfMap, XDP_FLAGS_DRV_MODE, XDP_FLAGS_SKB_MODE,
-  linkCreate, linkInfo, objGet, objPin,
+  linkCreate, linkInfo, objGet, objPin, type BpfProgram,
 } from '../sys/libbpf.js';
 import { close as closeFd, ifIndexToName, ifNameToIndex } from '../sys/libc.js';
+import { BRIDGE } from '../objects/bridge.js';
 import { COUNTER, loadCounter } from '../objects/counter.js';
 import { u32 } from '../objects/codec.js';
 import type { InstancePaths } from '../objects/paths.js';
@@ -73,10 +74,22 @@ export function listAttachments(inst: InstancePaths): Attachment[] {
   return out;
 }
 
+/** A loaded entry program; the link holds it once attached, so close() follows either way. */
+export interface LoadedProgram {
+  prog: BpfProgram;
+  close(): void;
+}
+
 export interface AttachOptions {
   hook: Hook;
   mode?: XdpMode;
   netns?: string;
+  /** Loads the program for the hook (default: the counter). Runs after the checks, before the link. */
+  load?: (inst: InstancePaths, hook: Hook) => LoadedProgram;
+}
+
+export function findAttachment(inst: InstancePaths, ifindex: number): Attachment | undefined {
+  return listAttachments(inst).find((a) => a.ifindex === ifindex);
 }
 
 export function attach(inst: InstancePaths, iface: string, o: AttachOptions): Attachment {
@@ -84,7 +97,7 @@ export function attach(inst: InstancePaths, iface: string, o: AttachOptions): At
   const mode = o.hook === 'xdp' ? (o.mode ?? 'native') : null;
   checkKernel(kernelRelease(), o.hook);
   const ifindex = resolveIface(iface, o.netns);
-  const existing = listAttachments(inst).find((a) => a.ifindex === ifindex);
+  const existing = findAttachment(inst, ifindex);
   if (existing?.iface) {
     const how = existing.mode ? `${existing.hook} ${existing.mode}` : existing.hook;
     throw new XdpnetError(
@@ -96,10 +109,10 @@ export function attach(inst: InstancePaths, iface: string, o: AttachOptions): At
 
   mkdirSync(inst.maps, { recursive: true });
   mkdirSync(inst.links, { recursive: true });
-  let loaded: ReturnType<typeof loadCounter> | undefined;
+  let loaded: LoadedProgram | undefined;
   let linkFd = -1;
   try {
-    loaded = loadCounter(inst, o.hook);
+    loaded = (o.load ?? loadCounter)(inst, o.hook);
     const what = `${o.hook}${mode ? ` (${mode})` : ''} program to ${iface}`;
     try {
       linkFd = o.hook === 'xdp'
@@ -110,13 +123,13 @@ export function attach(inst: InstancePaths, iface: string, o: AttachOptions): At
     }
     objPin(linkFd, join(inst.links, pinName(ifindex, o.hook, mode)));
   } catch (e) {
-    if (listAttachments(inst).length === 0) removeInstance(inst); // a failed first attach leaves nothing
+    removeInstanceIfIdle(inst); // a failed first attach leaves nothing
     throw e;
   } finally {
     if (linkFd >= 0) closeFd(linkFd);
     loaded?.close();
   }
-  return listAttachments(inst).find((a) => a.ifindex === ifindex)!;
+  return findAttachment(inst, ifindex)!;
 }
 
 function explainAttachError(e: unknown, iface: string, hook: Hook, mode: XdpMode | null): unknown {
@@ -130,37 +143,17 @@ function explainAttachError(e: unknown, iface: string, hook: Hook, mode: XdpMode
   return e;
 }
 
-/** Removes the interface's link (which detaches the program) and its counters. */
-export function detach(inst: InstancePaths, iface: string, netns?: string): Attachment {
-  const ifindex = resolveIface(iface, netns);
-  const a = listAttachments(inst).find((x) => x.ifindex === ifindex);
-  if (!a) throw new XdpnetError(`${iface} is not attached`, 'see what is attached with `xdpnet status`');
-  removeAttachment(inst, a);
-  return a;
-}
-
-export function detachAll(inst: InstancePaths): Attachment[] {
-  const all = listAttachments(inst);
-  for (const a of all) removeAttachment(inst, a);
-  return all;
-}
-
-function removeAttachment(inst: InstancePaths, a: Attachment): void {
+/** Removes an attachment's link (which detaches the program) and its counters. */
+export function removeAttachment(inst: InstancePaths, a: Attachment): void {
   unlinkSync(a.pin);
-  const statsPin = join(inst.maps, COUNTER.maps.ifStats);
-  if (existsSync(statsPin)) {
-    const m = BpfMap.fromPin(statsPin);
-    try {
-      m.delete(u32(a.ifindex));
-    } finally {
-      m.close();
-    }
-  }
-  if (listAttachments(inst).length === 0) removeInstance(inst);
+  BpfMap.usePin(join(inst.maps, COUNTER.maps.ifStats), (m) => m.delete(u32(a.ifindex)));
+  removeInstanceIfIdle(inst);
 }
 
-/** Leaves nothing of an idle instance on bpffs. */
-function removeInstance(inst: InstancePaths): void {
+/** Leaves nothing of an instance on bpffs once it has no links and no bridges (configuration lives in maps). */
+export function removeInstanceIfIdle(inst: InstancePaths): void {
+  if (existsSync(inst.links) && readdirSync(inst.links).length) return;
+  if (BpfMap.usePin(join(inst.maps, BRIDGE.maps.bridges), (m) => !m.keys().next().done)) return;
   rmSync(inst.dir, { recursive: true, force: true });
   const top = join(inst.dir, '..');
   if (existsSync(top) && readdirSync(top).length === 0) rmSync(top, { recursive: true, force: true });

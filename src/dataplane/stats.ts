@@ -1,5 +1,4 @@
 // Counters read from the instance's pinned maps, summed over CPUs.
-import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { BpfMap } from '../sys/libbpf.js';
 import { sumPerCpu } from '../objects/codec.js';
@@ -13,6 +12,15 @@ export interface IfaceStats {
   ifindex: number;
   rxPackets: number;
   rxBytes: number;
+  /** Sent out of this interface by xdpnet (bridge forwarding and flooding). */
+  txPackets: number;
+  txBytes: number;
+  /** Received here and flooded. */
+  flooded: number;
+  /** MACs learned (new or moved) on this port. */
+  learned: number;
+  /** Received here and dropped (reasons: Stats.drops). */
+  dropped: number;
 }
 
 export interface Stats {
@@ -21,39 +29,30 @@ export interface Stats {
   drops: Record<string, number>;
 }
 
-function withMap<T>(inst: InstancePaths, name: string, fn: (m: BpfMap) => T, empty: T): T {
-  const pin = join(inst.maps, name);
-  if (!existsSync(pin)) return empty;
-  const m = BpfMap.fromPin(pin);
-  try {
-    return fn(m);
-  } finally {
-    m.close();
-  }
-}
+type Counters = ReturnType<typeof IfStats.decode>;
 
 export function readStats(inst: InstancePaths): Stats {
   const attached = listAttachments(inst);
-  const counters = withMap(inst, COUNTER.maps.ifStats, (m) => {
-    const byIf = new Map<number, { rx_packets: bigint; rx_bytes: bigint }>();
-    for (const [k, v] of m.entries()) byIf.set(k.readUInt32LE(0), sumPerCpu(IfStats, v));
-    return byIf;
-  }, new Map());
-  const drops = withMap(inst, COUNTER.maps.drops, (m) => {
-    const out: Record<string, number> = {};
+  const counters = BpfMap.usePin(join(inst.maps, COUNTER.maps.ifStats), (m) =>
+    new Map(m.entries().map(([k, v]) => [k.readUInt32LE(0), sumPerCpu(IfStats, v)] as const))) ?? new Map<number, Counters>();
+  const drops: Record<string, number> = {};
+  BpfMap.usePin(join(inst.maps, COUNTER.maps.drops), (m) => {
     for (const [k, v] of m.entries()) {
       let n = 0n;
       for (let off = 0; off + 8 <= v.length; off += 8) n += v.readBigUInt64LE(off);
       const reason = DROP_REASONS[k.readUInt32LE(0)];
-      if (n && reason) out[reason] = Number(n);
+      if (n && reason) drops[reason] = Number(n);
     }
-    return out;
-  }, {});
+  });
   return {
     at: Date.now(),
     interfaces: attached.map((a) => {
       const c = counters.get(a.ifindex);
-      return { iface: a.iface, ifindex: a.ifindex, rxPackets: Number(c?.rx_packets ?? 0n), rxBytes: Number(c?.rx_bytes ?? 0n) };
+      const n = (f: keyof Counters) => Number(c?.[f] ?? 0n);
+      return {
+        iface: a.iface, ifindex: a.ifindex, rxPackets: n('rx_packets'), rxBytes: n('rx_bytes'), txPackets: n('tx_packets'),
+        txBytes: n('tx_bytes'), flooded: n('flooded'), learned: n('learned'), dropped: n('dropped'),
+      };
     }),
     drops,
   };

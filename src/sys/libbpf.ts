@@ -3,6 +3,7 @@
 // else imports koffi except sys/libc.ts.
 import koffi from 'koffi';
 import { existsSync } from 'node:fs';
+import { join } from 'node:path';
 import { BpfError, VerifierError, XdpnetError } from '../errors.js';
 import { close as closeFd, vformat } from './libc.js';
 
@@ -18,6 +19,8 @@ export const BPF_NOEXIST = 1;
 export const BPF_EXIST = 2;
 export const LINK_TYPE = { 6: 'xdp', 11: 'tcx' } as Record<number, string>;
 export const PERCPU_MAP_TYPES = new Set([5, 6, 10, 21]); // PERCPU_HASH, PERCPU_ARRAY, LRU_PERCPU_HASH, PERCPU_CGROUP_STORAGE
+const DEVMAP_TYPES = new Set([14, 16, 25]); // DEVMAP, CPUMAP, DEVMAP_HASH
+const BPF_F_RDONLY_PROG = 1 << 7;
 
 type Ptr = bigint | null;
 
@@ -82,6 +85,9 @@ function bind() {
     map_fd: so.func('int bpf_map__fd(void *map)'),
     map_initial_value: so.func('void *bpf_map__initial_value(void *map, _Out_ size_t *psize)'),
     map_set_max_entries: so.func('int bpf_map__set_max_entries(void *map, uint32_t max)'),
+    map_type: so.func('int bpf_map__type(void *map)'),
+    map_flags: so.func('uint32_t bpf_map__map_flags(void *map)'),
+    map_set_flags: so.func('int bpf_map__set_map_flags(void *map, uint32_t flags)'),
     btf_raw_data: so.func('void *btf__raw_data(void *btf, _Out_ uint32_t *size)'),
     obj_pin: so.func('int bpf_obj_pin(int fd, const char *path)'),
     obj_get: so.func('int bpf_obj_get(const char *path)'),
@@ -179,7 +185,23 @@ export class BpfObject {
         l.program_set_autoload(p.handle, opts.programs.includes(p.name));
       }
     }
+    if (opts.pinRoot) o.matchPinnedDevmaps(opts.pinRoot);
     return o;
+  }
+
+  /**
+   * The kernel adds BPF_F_RDONLY_PROG to every devmap/cpumap it creates (and
+   * refuses it at creation), and libbpf 1.1 then finds the pin's flags differ
+   * from the definition's and will not adopt it. Matching the flags only when a
+   * pin exists lets the next object reuse it (newer libbpf does the same).
+   */
+  private matchPinnedDevmaps(pinRoot: string): void {
+    const l = lib();
+    for (const { name, handle } of this.mapHandles()) {
+      if (DEVMAP_TYPES.has(l.map_type(handle) as number) && existsSync(join(pinRoot, name))) {
+        l.map_set_flags(handle, (l.map_flags(handle) as number) | BPF_F_RDONLY_PROG);
+      }
+    }
   }
 
   private get h(): Ptr {
@@ -194,11 +216,15 @@ export class BpfObject {
     }
   }
 
-  private mapHandle(name: string): Ptr {
+  private *mapHandles(): Generator<{ name: string; handle: Ptr }> {
     const l = lib();
     for (let m = l.object_next_map(this.h, null) as Ptr; m; m = l.object_next_map(this.h, m) as Ptr) {
-      if (l.map_name(m) === name) return m;
+      yield { name: l.map_name(m) as string, handle: m };
     }
+  }
+
+  private mapHandle(name: string): Ptr {
+    for (const m of this.mapHandles()) if (m.name === name) return m.handle;
     throw new XdpnetError(`map ${name} not found in ${this.path}`);
   }
 
@@ -229,10 +255,7 @@ export class BpfObject {
   }
 
   *mapNames(): Generator<string> {
-    const l = lib();
-    for (let m = l.object_next_map(this.h, null) as Ptr; m; m = l.object_next_map(this.h, m) as Ptr) {
-      yield l.map_name(m) as string;
-    }
+    for (const m of this.mapHandles()) yield m.name;
   }
 
   load(): this {
@@ -380,6 +403,17 @@ export class BpfMap {
     return BpfMap.fromFd(objGet(path), path, true);
   }
 
+  /** Runs fn on a pinned map and closes it; undefined when nothing is pinned there. */
+  static usePin<T>(path: string, fn: (m: BpfMap) => T): T | undefined {
+    if (!existsSync(path)) return undefined;
+    const m = BpfMap.fromPin(path);
+    try {
+      return fn(m);
+    } finally {
+      m.close();
+    }
+  }
+
   lookup(key: Buffer): Buffer | undefined {
     const v = Buffer.alloc(this.valueBufSize);
     const ret = lib().map_lookup_elem(this.fd, key, v) as number;
@@ -431,8 +465,8 @@ export class BpfMap {
         elem_flags: 0,
         flags: 0,
       }) as number;
-      if (ret === -22 || ret === -95) {
-        // EINVAL/EOPNOTSUPP: no batch op for this map type
+      if (ret === -22 || ret === -95 || ret === -524) {
+        // EINVAL/EOPNOTSUPP/ENOTSUPP (the kernel's own, e.g. devmaps): no batch op for this map type
         return [...this.keys()].flatMap((k) => {
           const v = this.lookup(k);
           return v ? [[k, v] as [Buffer, Buffer]] : [];

@@ -47,10 +47,12 @@ export function xdpnet(args: string[], env: Record<string, string> = {}, wrap: s
   return { code: r.status ?? -1, stdout: r.stdout, stderr: r.stderr };
 }
 
-/** Detaches everything the namespaces had and deletes them. */
+/** Detaches everything the namespaces had, deletes their bridges (so nothing stays pinned) and the namespaces. */
 export function cleanup(): void {
   for (const ns of created.splice(0)) {
     xdpnet(['--netns', ns, 'detach', '--all']);
+    const bridges = xdpnet(['--netns', ns, 'bridge', 'show', '--json']);
+    for (const b of bridges.code ? [] : (JSON.parse(bridges.stdout) as Array<{ name: string }>)) xdpnet(['--netns', ns, 'bridge', 'del', b.name, '--force']);
     spawnSync('ip', ['netns', 'del', ns]);
   }
 }

@@ -1,5 +1,8 @@
 import { describe, expect, it } from 'vitest';
-import { struct, sumPerCpu } from '../../src/objects/codec.js';
+import {
+  Bridge, decodeFloodList, FDB_FLAGS, FdbEntry, FdbKey, Flood, FloodKey, floodList, Port, PORT_FLAGS, Vlan, VlanKey,
+} from '../../src/objects/bridge.js';
+import { cString, struct, sumPerCpu, type Codec } from '../../src/objects/codec.js';
 
 describe('struct codec', () => {
   const S = struct('s', { a: 'u8', b: 'u32', c: 'be16', d: 'u64', mac: { bytes: 6 } });
@@ -27,5 +30,36 @@ describe('struct codec', () => {
     const C = struct('c', { p: 'u64', b: 'u64' });
     const buf = Buffer.concat([C.encode({ p: 1n, b: 100n }), C.encode({ p: 2n, b: 200n }), C.encode({ p: 0n, b: 7n })]);
     expect(sumPerCpu(C, buf)).toEqual({ p: 3n, b: 307n });
+  });
+});
+
+describe('bridge codecs (bpf/include/bridge.h)', () => {
+  it('round-trip every struct', () => {
+    const mac = Buffer.from('0242ac110002', 'hex');
+    const cases: Array<[Codec<never>, Record<string, unknown>]> = [
+      [Bridge as never, { mac, flags: 0, ageing_sec: 300, max_learned: 10, learned: 3, name: Buffer.from('br0'.padEnd(16, '\0')) }],
+      [Port as never, { bridge: 1, pvid: 10, flags: PORT_FLAGS.LEARNING | PORT_FLAGS.HOST }],
+      [VlanKey as never, { ifindex: 7, vid: 4094, pad: 0 }],
+      [Vlan as never, { untagged: 1 }],
+      [FdbKey as never, { bridge: 2, vid: 20, mac }],
+      [FdbEntry as never, { ifindex: 9, remote: 0x0a000001, updated_ns: 123456789012345n, flags: FDB_FLAGS.STATIC, pad: 0 }],
+      [FloodKey as never, { bridge: 2, vid: 20, pad: 0 }],
+    ];
+    for (const [c, v] of cases) expect(c.decode(c.encode(v as never))).toEqual(v);
+  });
+
+  it('lays out keys as the kernel hashes them: no stray bytes', () => {
+    expect(FdbKey.encode({ bridge: 1, vid: 10, mac: Buffer.from('0242ac110002', 'hex') }).toString('hex')).toBe('01000000' + '0a00' + '0242ac110002');
+    expect([Bridge.size, Port.size, VlanKey.size, FdbKey.size, FdbEntry.size, FloodKey.size, Flood.size]).toEqual([36, 8, 8, 12, 24, 8, 4 + 4 * 64]);
+  });
+
+  it('encodes flood lists and reads them back', () => {
+    expect(decodeFloodList(floodList([3, 5, 9]))).toEqual([3, 5, 9]);
+    expect(decodeFloodList(floodList([]))).toEqual([]);
+  });
+
+  it('reads C strings up to the first NUL', () => {
+    expect(cString(Buffer.from('br0\0\0\0junk'))).toBe('br0');
+    expect(cString(Buffer.from('exactly16chars!!'))).toBe('exactly16chars!!');
   });
 });

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { ago, si, table } from '../../src/cli/format.js';
+import { ago, si, table, vlansText } from '../../src/cli/format.js';
 import { checkKernel } from '../../src/dataplane/host.js';
 
 describe('output formatting', () => {
@@ -29,5 +29,11 @@ describe('kernel check', () => {
   });
   it('rejects a kernel without tcx for the tc hook and suggests XDP', () => {
     expect(() => checkKernel('6.1.0-18-amd64', 'tc')).toThrow(/too old for the tc hook: it needs 6.6 or newer \(tcx links\)/);
+  });
+  it("describes a port's VLANs", () => {
+    const v = (vid: number, tagged: boolean) => ({ vid, tagged });
+    expect(vlansText({ vlans: [v(1, false)] })).toBe('1 untagged');
+    expect(vlansText({ vlans: [v(10, true), v(20, true), v(21, true)] })).toBe('10,20-21 tagged');
+    expect(vlansText({ vlans: [v(1, false), v(10, true)] })).toBe('1 untagged; 10 tagged');
   });
 });

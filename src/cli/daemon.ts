@@ -1,0 +1,56 @@
+// daemon: periodic housekeeping of every instance until SIGINT/SIGTERM. The
+// datapath never depends on it (expired entries are already ignored); it frees
+// map slots. Later tasks (conntrack GC) join TASKS.
+import { Command } from 'commander';
+import { ageFdb } from '../dataplane/bridge.js';
+import { listInstances, type InstancePaths } from '../objects/paths.js';
+import { positive } from './args.js';
+import { context, globals } from './context.js';
+
+const TASKS: Array<{ name: string; run(inst: InstancePaths): string }> = [
+  { name: 'fdb', run: (inst) => `${ageFdb(inst).removed} aged out` },
+];
+
+export function daemonCommand(program: Command): void {
+  program
+    .command('daemon')
+    .description('run housekeeping (FDB ageing) for every instance, periodically, until interrupted')
+    .option('--interval <secs>', 'seconds between passes', '5')
+    .addHelpText('after', `
+Examples:
+  xdpnet daemon                     every instance (host and namespaces), every 5 s
+  xdpnet --verbose daemon --interval 1
+                                    one line per pass
+  xdpnet --netns blue daemon        only namespace "blue"`)
+    .action(async (o: { interval: string }, cmd: Command) => {
+      const interval = positive(o.interval, '--interval');
+      const { verbose, netns } = globals(cmd);
+      const ctx = context(cmd);
+      let timer: NodeJS.Timeout | undefined;
+      let wake = () => {};
+      let stop = false;
+      const onSignal = () => {
+        stop = true;
+        clearTimeout(timer);
+        wake();
+      };
+      process.once('SIGINT', onSignal).once('SIGTERM', onSignal);
+      while (!stop) {
+        const done: string[] = [];
+        for (const inst of netns ? [ctx.inst] : listInstances()) {
+          for (const t of TASKS) {
+            try {
+              done.push(`${inst.name} ${t.name}: ${t.run(inst)}`);
+            } catch (e) {
+              console.error(`xdpnet: ${inst.name} ${t.name}: ${(e as Error).message}`); // one bad instance stops no other
+            }
+          }
+        }
+        if (verbose) console.log(`${new Date().toISOString()} ${done.join(', ') || 'no instances'}`);
+        await new Promise<void>((r) => {
+          wake = r;
+          timer = setTimeout(r, interval * 1000);
+        });
+      }
+    });
+}

@@ -1,0 +1,109 @@
+// fdb add / del / show / flush / load / age
+import { Command } from 'commander';
+import { parseUnicastMac, parseVlan } from '../dataplane/addr.js';
+import { addFdb, ageFdb, delFdb, flushFdb, listFdb, loadFdb, type FdbRow } from '../dataplane/bridge.js';
+import { context } from './context.js';
+import { json, table } from './format.js';
+
+const render = (rows: FdbRow[]) => table(['MAC', 'VLAN', 'BRIDGE', 'PORT', 'TYPE', 'AGE'], rows.map((r) => [
+  r.mac, r.vlan, r.bridge, r.port ?? `ifindex ${r.ifindex} (gone)`, r.expired ? 'learned (expired)' : r.type, r.age === null ? '-' : `${r.age}s`,
+]));
+
+const vlanOpt = (v?: string) => (v === undefined ? undefined : parseVlan(v));
+const entries = (n: number, kind = '') => `${n} ${kind}entr${n === 1 ? 'y' : 'ies'}`;
+
+export function fdbCommands(program: Command): void {
+  const fdb = program
+    .command('fdb')
+    .description("bridges' forwarding databases: which port each MAC is behind, per bridge and VLAN");
+
+  fdb
+    .command('add')
+    .description('add a static entry (never ages, never moved by learning; replaces a learned one)')
+    .argument('<mac>', 'MAC address, e.g. 02:42:ac:11:00:02')
+    .requiredOption('--bridge <name>', 'bridge')
+    .requiredOption('--port <iface>', 'the port the MAC is behind')
+    .option('--vlan <vlan>', "VLAN (default: the port's PVID, else 1)")
+    .addHelpText('after', `
+Examples:
+  xdpnet fdb add 02:42:ac:11:00:02 --bridge br0 --port veth1
+  xdpnet fdb add 02:42:ac:11:00:03 --bridge br0 --port eth1 --vlan 20`)
+    .action((mac: string, o: { bridge: string; port: string; vlan?: string }, cmd: Command) => {
+      const e = { mac: parseUnicastMac(mac), bridge: o.bridge, port: o.port, vlan: vlanOpt(o.vlan) };
+      const ctx = context(cmd);
+      const r = addFdb(ctx.inst, e, ctx.netns);
+      console.log(`added ${r.mac} on bridge ${r.bridge} VLAN ${r.vlan} -> ${r.port} (static)`);
+    });
+
+  fdb
+    .command('del')
+    .description('remove a MAC from a bridge (in one VLAN, or in all)')
+    .argument('<mac>', 'MAC address')
+    .requiredOption('--bridge <name>', 'bridge')
+    .option('--vlan <vlan>', 'only this VLAN (default: every VLAN)')
+    .addHelpText('after', `
+Examples:
+  xdpnet fdb del 02:42:ac:11:00:02 --bridge br0`)
+    .action((mac: string, o: { bridge: string; vlan?: string }, cmd: Command) => {
+      const m = parseUnicastMac(mac);
+      const vlan = vlanOpt(o.vlan);
+      const n = delFdb(context(cmd).inst, m, o.bridge, vlan);
+      console.log(`deleted ${entries(n)}`);
+    });
+
+  fdb
+    .command('show')
+    .description('entries: MAC, VLAN, bridge, port, static/learned/local, age in seconds')
+    .option('--bridge <name>', 'only this bridge')
+    .option('--port <iface>', 'only MACs behind this port')
+    .option('--all', "also learned entries older than the bridge's ageing (ignored by the datapath until aged out)")
+    .option('--json', 'machine-readable output')
+    .addHelpText('after', `
+Examples:
+  xdpnet fdb show
+  xdpnet fdb show --bridge br0 --json`)
+    .action((o: { bridge?: string; port?: string; all?: boolean; json?: boolean }, cmd: Command) => {
+      const ctx = context(cmd);
+      const rows = listFdb(ctx.inst, o, ctx.netns);
+      if (o.json) return console.log(json(rows));
+      console.log(rows.length ? render(rows) : 'no entries');
+    });
+
+  fdb
+    .command('flush')
+    .description('remove entries (all but the bridges\' own local ones), by bridge, port and kind')
+    .option('--bridge <name>', 'only this bridge')
+    .option('--port <iface>', 'only entries leading to this port')
+    .option('--learned', 'only learned entries (keep static ones)')
+    .addHelpText('after', `
+Examples:
+  xdpnet fdb flush --bridge br0 --learned
+  xdpnet fdb flush --port veth1`)
+    .action((o: { bridge?: string; port?: string; learned?: boolean }, cmd: Command) => {
+      const ctx = context(cmd);
+      const n = flushFdb(ctx.inst, o, ctx.netns);
+      console.log(`flushed ${entries(n)}`);
+    });
+
+  fdb
+    .command('load')
+    .description('add or replace many static entries from a JSON file in one batch (all rows are checked first)')
+    .argument('<file>', 'JSON array of {"mac", "bridge", "port", "vlan"?}')
+    .addHelpText('after', `
+Example file:
+  [{"mac": "02:42:ac:11:00:02", "bridge": "br0", "port": "veth1"},
+   {"mac": "02:42:ac:11:00:03", "bridge": "br0", "port": "eth1", "vlan": 20}]`)
+    .action((file: string, _o: unknown, cmd: Command) => {
+      const ctx = context(cmd);
+      const n = loadFdb(ctx.inst, file, ctx.netns);
+      console.log(`loaded ${entries(n)}`);
+    });
+
+  fdb
+    .command('age')
+    .description("one ageing pass: remove learned entries older than their bridge's ageing (`xdpnet daemon` runs it periodically)")
+    .action((_o: unknown, cmd: Command) => {
+      const r = ageFdb(context(cmd).inst);
+      console.log(`aged out ${entries(r.removed, 'learned ')}, ${r.remaining} left`);
+    });
+}

@@ -1,0 +1,293 @@
+// The bridge's control plane through the CLI, across processes: what the CLI
+// says is checked against the pinned maps the datapath reads (read here
+// directly), refused commands change nothing, and nothing stays behind. No
+// traffic: IPv6 is off in the namespace, so nothing is learned behind our back.
+import { spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  Bridge, BRIDGE, decodeFloodList, DevmapVal, FDB_FLAGS, FdbEntry, FdbKey, FloodKey, Port, PORT_FLAGS, Vlan, VlanKey,
+} from '../../src/objects/bridge.js';
+import { cString } from '../../src/objects/codec.js';
+import { BpfMap } from '../../src/sys/libbpf.js';
+import { macStr, mac } from '../helpers/packet.js';
+import { CLI, cleanup, netns, sh, veth, xdpnet } from '../helpers/sys.js';
+
+interface FdbRow { mac: string; bridge: string; port: string | null; ifindex: number; vlan: number; type: string; age: number | null; expired: boolean; remote: string | null }
+
+const MAC0 = '02:b0:00:00:00:01';
+const S1 = '02:00:00:00:01:01';
+const S2 = '02:00:00:00:01:02';
+
+describe('bridge control plane', () => {
+  let ns: string;
+  let tmp: string;
+  const dir = () => `/sys/fs/bpf/xdpnet/ns-${ns}`;
+  const ifx: Record<string, number> = {};
+
+  const run = (...args: string[]) => xdpnet(['--netns', ns, ...args]);
+  function ok(...args: string[]): string {
+    const r = run(...args);
+    expect(r.stderr, `xdpnet ${args.join(' ')}`).toBe('');
+    expect(r.code, `xdpnet ${args.join(' ')}`).toBe(0);
+    return r.stdout;
+  }
+  const okJson = <T>(...args: string[]): T => JSON.parse(ok(...args, '--json'));
+  const fdb = (...args: string[]) => okJson<FdbRow[]>('fdb', 'show', ...args);
+
+  /** The map as the kernel holds it, decoded. */
+  function entries<K, V>(name: string, key: { decode(b: Buffer): K }, value: { decode(b: Buffer): V }): Array<[K, V]> {
+    return BpfMap.usePin(join(dir(), 'maps', name), (m) => m.entries().map(([k, v]) => [key.decode(k), value.decode(v)] as [K, V])) ?? [];
+  }
+  const fdbInMap = () => entries(BRIDGE.maps.fdb, FdbKey, FdbEntry)
+    .map(([k, e]) => ({ mac: macStr(k.mac), vlan: k.vid, bridge: k.bridge, ifindex: e.ifindex, flags: e.flags }))
+    .sort((a, b) => a.vlan - b.vlan || a.mac.localeCompare(b.mac));
+  /** Every bridge map and the link pins, byte for byte. */
+  const state = () => ({
+    maps: Object.values(BRIDGE.maps).map((n) =>
+      BpfMap.usePin(join(dir(), 'maps', n), (m) => m.entries().map(([k, v]) => `${k.toString('hex')}=${v.toString('hex')}`).sort())),
+    links: existsSync(join(dir(), 'links')) ? readdirSync(join(dir(), 'links')) : [],
+  });
+  /** What the datapath would write when it learns (flags 0), `age` seconds ago. */
+  function learn(m: string, port: string, age: number, bridge = 1, vid = 1): void {
+    BpfMap.usePin(join(dir(), 'maps', BRIDGE.maps.fdb), (x) => x.update(FdbKey.encode({ bridge, vid, mac: mac(m) }),
+      FdbEntry.encode({ ifindex: ifx[port], remote: 0, updated_ns: process.hrtime.bigint() - BigInt(age) * 1_000_000_000n, flags: 0, pad: 0 })));
+  }
+
+  beforeAll(() => {
+    ns = netns('brc');
+    sh('ip', ['netns', 'exec', ns, 'sysctl', '-qw', 'net.ipv6.conf.all.disable_ipv6=1', 'net.ipv6.conf.default.disable_ipv6=1']);
+    for (const p of ['p1', 'p2', 'p3', 'p4']) veth(ns, p, ns, `${p}x`);
+    for (const l of JSON.parse(sh('ip', ['-n', ns, '-j', 'link', 'show'])) as Array<{ ifname: string; ifindex: number }>) ifx[l.ifname] = l.ifindex;
+    tmp = mkdtempSync(join(tmpdir(), 'xdpnet-fdb-'));
+  });
+  afterAll(() => {
+    cleanup();
+    rmSync(tmp, { recursive: true, force: true });
+  });
+
+  it('adds, shows and deletes a bridge; the map holds what show says; nothing stays pinned', () => {
+    expect(ok('bridge', 'add', 'br0', '--mac', MAC0, '--ageing', '120', '--max-learned', '10')).toBe(`added bridge br0 (id 1, mac ${MAC0})\n`);
+    expect(okJson('bridge', 'show')).toEqual([{
+      name: 'br0', id: 1, mac: MAC0, hostIface: null, addresses: [], ageing: 120, maxLearned: 10, learned: 0, ports: [],
+    }]);
+    expect(entries(BRIDGE.maps.bridges, { decode: (k) => k.readUInt32LE(0) }, Bridge).map(([id, b]) => ({ ...b, id, name: cString(b.name) })))
+      .toEqual([{ id: 1, name: 'br0', mac: mac(MAC0), flags: 0, ageing_sec: 120, max_learned: 10, learned: 0 }]);
+    expect(ok('bridge', 'show')).toBe(`br0: id 1, mac ${MAC0}, address -, ageing 120s, learned 0/10\n  no ports\n`);
+
+    const before = state();
+    expect(run('bridge', 'add', 'br0')).toMatchObject({ code: 1, stderr: 'xdpnet: error: bridge br0 already exists\nhint: see `xdpnet bridge show`\n' });
+    expect(state()).toEqual(before);
+
+    expect(ok('bridge', 'add', 'br1')).toMatch(/^added bridge br1 \(id 2, mac ([0-9a-f]{2}:){5}[0-9a-f]{2}\)\n$/);
+    expect(ok('bridge', 'del', 'br1')).toBe('deleted bridge br1\n');
+    expect(ok('bridge', 'del', 'br0')).toBe('deleted bridge br0\n');
+    expect(run('bridge', 'del', 'br0')).toMatchObject({ code: 1, stderr: expect.stringMatching(/^xdpnet: error: bridge br0 not found\n/) });
+    expect(existsSync(dir())).toBe(false);
+    expect(ok('bridge', 'show')).toBe('no bridges\n');
+  });
+
+  it('--address gives the host an interface with the address and the bridge MAC, a host port and a local FDB entry', () => {
+    ok('bridge', 'add', 'brh', '--address', '10.123.0.1/24', '--mac', MAC0);
+    const [link] = JSON.parse(sh('ip', ['-n', ns, '-j', 'addr', 'show', 'dev', 'brh']));
+    expect(link).toMatchObject({ address: MAC0, operstate: 'UP', addr_info: [expect.objectContaining({ local: '10.123.0.1', prefixlen: 24 })] });
+    const peer = JSON.parse(sh('ip', ['-n', ns, '-j', 'link', 'show', 'dev', 'xnp1']))[0];
+    const [b] = okJson<Array<Record<string, unknown>>>('bridge', 'show');
+    expect(b).toMatchObject({ name: 'brh', hostIface: 'brh', addresses: ['10.123.0.1/24'],
+      ports: [{ iface: 'xnp1', ifindex: peer.ifindex, bridge: 'brh', pvid: 1, vlans: [{ vid: 1, tagged: false }], host: true, hook: 'tc', mode: null }] });
+    expect(fdb()).toEqual([{ mac: MAC0, bridge: 'brh', port: 'xnp1', ifindex: peer.ifindex, vlan: 1, type: 'local', age: null, expired: false, remote: null }]);
+    expect(fdbInMap()).toEqual([{ mac: MAC0, vlan: 1, bridge: 1, ifindex: peer.ifindex, flags: FDB_FLAGS.STATIC | FDB_FLAGS.LOCAL }]);
+    expect(run('detach', 'xnp1')).toMatchObject({ code: 1, stderr: 'xdpnet: error: xnp1 is the host port of bridge brh\nhint: it goes with the bridge: xdpnet bridge del brh\n' });
+    expect(run('fdb', 'del', MAC0, '--bridge', 'brh').stderr).toContain("is the bridge's own (local)");
+    expect(run('bridge', 'add', 'brx', '--address', '10.124.0.1/24').stderr).toBe(''); // a second one: xnp2
+    ok('bridge', 'del', 'brx');
+
+    ok('detach', '--all'); // leaves the host port: it belongs to the bridge
+    expect(okJson<unknown[]>('status').length).toBe(1);
+    expect(ok('bridge', 'del', 'brh')).toBe('deleted bridge brh\n');
+    expect(sh('ip', ['-n', ns, 'link', 'show'])).not.toMatch(/brh|xnp/);
+    expect(existsSync(dir())).toBe(false);
+  });
+
+  describe('ports and the FDB', () => {
+    beforeAll(() => {
+      ok('bridge', 'add', 'br0', '--mac', MAC0, '--ageing', '120');
+    });
+    afterAll(() => {
+      run('bridge', 'del', 'br0', '--force');
+    });
+
+    it('writes each port into xn_ports, xn_vlans, xn_flood and xn_tx_ports', () => {
+      expect(ok('attach', 'p1', '--bridge', 'br0')).toMatch(/^attached p1 to bridge br0 \(tc, program \d+; VLAN 1 untagged\)\n$/);
+      ok('attach', 'p2', '--bridge', 'br0', '--pvid', '10');
+      expect(ok('attach', 'p3', '--bridge', 'br0', '--hook', 'xdp', '--trunk', '10,20-21', '--pvid', '1'))
+        .toMatch(/^attached p3 to bridge br0 \(xdp native, program \d+; VLAN 1 untagged; 10,20-21 tagged\)\n$/);
+
+      expect(entries(BRIDGE.maps.ports, { decode: (k) => k.readUInt32LE(0) }, Port).sort((a, b) => a[0] - b[0])).toEqual([
+        [ifx.p1, { bridge: 1, pvid: 1, flags: PORT_FLAGS.LEARNING }],
+        [ifx.p2, { bridge: 1, pvid: 10, flags: PORT_FLAGS.LEARNING }],
+        [ifx.p3, { bridge: 1, pvid: 1, flags: PORT_FLAGS.LEARNING }],
+      ]);
+      expect(entries(BRIDGE.maps.vlans, VlanKey, Vlan).map(([k, v]) => `${k.ifindex}:${k.vid}:${v.untagged}`).sort()).toEqual([
+        `${ifx.p1}:1:1`, `${ifx.p2}:10:1`, `${ifx.p3}:1:1`, `${ifx.p3}:10:0`, `${ifx.p3}:20:0`, `${ifx.p3}:21:0`,
+      ].sort());
+      expect(Object.fromEntries(entries(BRIDGE.maps.flood, FloodKey, { decode: decodeFloodList }).map(([k, v]) => [`${k.bridge}/${k.vid}`, v]))).toEqual({
+        '1/1': [ifx.p1, ifx.p3], '1/10': [ifx.p2, ifx.p3], '1/20': [ifx.p3], '1/21': [ifx.p3],
+      });
+      // The devmap reports the egress program by id: the same program for every port of one attach.
+      const tx = entries(BRIDGE.maps.txPorts, { decode: (k) => k.readUInt32LE(0) }, DevmapVal);
+      expect(tx.map(([k, v]) => [k, v.ifindex]).sort((a, b) => a[0] - b[0])).toEqual([[ifx.p1, ifx.p1], [ifx.p2, ifx.p2], [ifx.p3, ifx.p3]]);
+      expect(tx.every(([, v]) => v.prog_fd > 0)).toBe(true);
+
+      const status = okJson<Array<{ iface: string; bridge: string | null; hook: string; pvid: number | null; vlans: unknown }>>('status');
+      expect(status.map((s) => [s.iface, s.bridge, s.hook, s.pvid])).toEqual([['p1', 'br0', 'tc', 1], ['p2', 'br0', 'tc', 10], ['p3', 'br0', 'xdp', 1]]);
+      expect(ok('status')).toMatch(/^p3\s+xdp\s+native\s+\d+\s+br0\s+1 untagged; 10,20-21 tagged\s+\d{4}/m);
+    });
+
+    it('refuses bad attaches and changes nothing', () => {
+      const before = state();
+      const cases: Array<[string[], number, string]> = [
+        [['attach', 'p4', '--bridge', 'nope'], 1, 'xdpnet: error: bridge nope not found\n'],
+        [['attach', 'p4', '--bridge', 'br0', '--pvid', '4095'], 2, 'xdpnet: error: invalid VLAN 4095: expected a VLAN id from 1 to 4094\n'],
+        [['attach', 'p4', '--bridge', 'br0', '--trunk', '10,a'], 2, "xdpnet: error: invalid VLAN list '10,a': 'a' is not a VLAN id or range like 30-40\n"],
+        [['attach', 'p1', '--bridge', 'br0'], 1, 'xdpnet: error: p1 is already a port of bridge br0\nhint: detach it first: xdpnet detach p1\n'],
+        [['attach', 'nope0', '--bridge', 'br0'], 1, `xdpnet: error: interface nope0 not found in network namespace ${ns}\n`],
+        [['attach', 'p4', '--bridge', 'br0', '--hook', 'tc', '--mode', 'generic'], 2, 'xdpnet: error: --mode applies to --hook xdp only\n'],
+      ];
+      for (const [args, code, err] of cases) {
+        const r = run(...args);
+        expect({ args, code: r.code, stderr: r.stderr.slice(0, err.length) }).toEqual({ args, code, stderr: err });
+        expect(state()).toEqual(before);
+      }
+      ok('attach', 'p4'); // attached without a bridge (the counter): a bridge attach is refused as for any attached interface
+      const r = run('attach', 'p4', '--bridge', 'br0');
+      expect(r.stderr).toMatch(/^xdpnet: error: p4 is already attached \(xdp native/);
+      ok('detach', 'p4');
+      expect(state()).toEqual(before);
+    });
+
+    it('fdb add/show/del: the CLI and the kernel map agree', () => {
+      expect(ok('fdb', 'add', S1, '--bridge', 'br0', '--port', 'p1')).toBe(`added ${S1} on bridge br0 VLAN 1 -> p1 (static)\n`);
+      ok('fdb', 'add', S2, '--bridge', 'br0', '--port', 'p2'); // the port's PVID: 10
+      ok('fdb', 'add', S2, '--bridge', 'br0', '--port', 'p3', '--vlan', '20');
+      const rows = fdb('--bridge', 'br0');
+      expect(rows).toEqual([
+        { mac: S1, bridge: 'br0', port: 'p1', ifindex: ifx.p1, vlan: 1, type: 'static', age: null, expired: false, remote: null },
+        { mac: S2, bridge: 'br0', port: 'p2', ifindex: ifx.p2, vlan: 10, type: 'static', age: null, expired: false, remote: null },
+        { mac: S2, bridge: 'br0', port: 'p3', ifindex: ifx.p3, vlan: 20, type: 'static', age: null, expired: false, remote: null },
+      ]);
+      expect(fdbInMap()).toEqual(rows.map((r) => ({ mac: r.mac, vlan: r.vlan, bridge: 1, ifindex: r.ifindex, flags: FDB_FLAGS.STATIC })));
+      expect(ok('fdb', 'show')).toMatch(new RegExp(`^MAC\\s+VLAN\\s+BRIDGE\\s+PORT\\s+TYPE\\s+AGE\\n${S1}\\s+1\\s+br0\\s+p1\\s+static\\s+-\\n`));
+
+      const before = state();
+      for (const [args, err] of [
+        [['fdb', 'add', S1, '--bridge', 'br0', '--port', 'p2', '--vlan', '20'], 'xdpnet: error: p2 is not in VLAN 20\nhint: its VLANs: 10; name one with --vlan\n'],
+        [['fdb', 'add', S1, '--bridge', 'br0', '--port', 'p4'], 'xdpnet: error: p4 is not a port of bridge br0\nhint: make it one: xdpnet attach p4 --bridge br0\n'],
+        [['fdb', 'add', MAC0, '--bridge', 'br0', '--port', 'p1'], `xdpnet: error: ${MAC0} is bridge br0's own MAC address\nhint: its local entry goes with the bridge\n`],
+        [['fdb', 'add', S1, '--bridge', 'nope', '--port', 'p1'], 'xdpnet: error: bridge nope not found\n'],
+        [['fdb', 'del', '02:00:00:00:09:09', '--bridge', 'br0'], 'xdpnet: error: no FDB entry for 02:00:00:00:09:09 on bridge br0\nhint: see `xdpnet fdb show --bridge br0`\n'],
+      ] as Array<[string[], string]>) {
+        const r = run(...args);
+        expect({ args, code: r.code, stderr: r.stderr.slice(0, err.length) }).toEqual({ args, code: 1, stderr: err });
+        expect(state()).toEqual(before);
+      }
+
+      expect(ok('fdb', 'del', S2, '--bridge', 'br0', '--vlan', '20')).toBe('deleted 1 entry\n');
+      expect(ok('fdb', 'del', S2, '--bridge', 'br0')).toBe('deleted 1 entry\n');
+      expect(fdbInMap().map((e) => e.mac)).toEqual([S1]);
+    });
+
+    it('learned entries: age shown, expired ones hidden unless --all, `fdb age` removes them and recounts', () => {
+      learn('02:00:00:00:02:01', 'p1', 5);
+      learn('02:00:00:00:02:02', 'p3', 1000); // older than the bridge's 120 s
+      learn('02:00:00:00:02:03', 'p3', 3, 1, 20);
+      const learned = (...a: string[]) => fdb(...a).filter((r) => r.type === 'learned');
+      expect(learned().map((r) => [r.mac, r.port, r.vlan])).toEqual([['02:00:00:00:02:01', 'p1', 1], ['02:00:00:00:02:03', 'p3', 20]]);
+      expect(learned()[0].age).toBeGreaterThanOrEqual(5);
+      expect(learned('--all')).toContainEqual(expect.objectContaining({ mac: '02:00:00:00:02:02', expired: true, age: expect.any(Number) }));
+      expect(ok('fdb', 'show', '--all')).toMatch(/02:00:00:00:02:02\s+1\s+br0\s+p3\s+learned \(expired\)\s+100\ds/);
+
+      expect(ok('fdb', 'age')).toBe('aged out 1 learned entry, 3 left\n');
+      expect(fdbInMap().map((e) => e.mac).sort()).toEqual([S1, '02:00:00:00:02:01', '02:00:00:00:02:03'].sort());
+      expect(okJson<Array<{ learned: number }>>('bridge', 'show')[0].learned).toBe(2); // recounted from the FDB
+
+      // A static entry replaces a learned one; flush --learned keeps static entries.
+      ok('fdb', 'add', '02:00:00:00:02:01', '--bridge', 'br0', '--port', 'p3');
+      expect(okJson<Array<{ learned: number }>>('bridge', 'show')[0].learned).toBe(1);
+      expect(ok('fdb', 'flush', '--learned')).toBe('flushed 1 entry\n');
+      expect(fdb().map((r) => [r.mac, r.type])).toEqual([[S1, 'static'], ['02:00:00:00:02:01', 'static']]);
+      expect(ok('fdb', 'flush', '--bridge', 'br0', '--port', 'p3')).toBe('flushed 1 entry\n');
+      expect(fdb().map((r) => r.mac)).toEqual([S1]);
+    });
+
+    it('fdb load: many rows in one batch; a bad row is named by index and nothing is written', () => {
+      const rows = Array.from({ length: 2000 }, (_, i) => ({
+        mac: `02:10:00:00:${((i >> 8) & 0xff).toString(16).padStart(2, '0')}:${(i & 0xff).toString(16).padStart(2, '0')}`,
+        bridge: 'br0', port: i % 2 ? 'p1' : 'p3', ...(i % 3 === 0 ? { vlan: i % 2 ? 1 : 21 } : {}),
+      }));
+      const file = join(tmp, 'fdb.json');
+      const before = state();
+      for (const [bad, err] of [
+        [{ ...rows[2], mac: 'zz:00:00:00:00:01' }, "fdb.json[2]: invalid MAC address 'zz:00:00:00:00:01'"],
+        [{ ...rows[2], vid: 10 }, "fdb.json[2]: unknown field 'vid' (fields: mac, bridge, port, vlan)"],
+        [{ ...rows[2], port: 'p4' }, 'fdb.json[2]: p4 is not a port of bridge br0'],
+        [{ ...rows[2], vlan: 4095 }, 'fdb.json[2]: invalid VLAN 4095'],
+        ['02:00:00:00:00:01', 'fdb.json[2]: expected an object like'],
+      ] as Array<[unknown, string]>) {
+        writeFileSync(file, JSON.stringify([rows[0], rows[1], bad, rows[3]], null, 1));
+        const r = run('fdb', 'load', file);
+        expect(r.code).toBeGreaterThan(0);
+        expect(r.stderr).toContain(`xdpnet: error: ${join(tmp, err)}`);
+        expect(state()).toEqual(before);
+      }
+      writeFileSync(file, '{"mac": ');
+      expect(run('fdb', 'load', file).stderr).toMatch(/^xdpnet: error: cannot read .*fdb\.json: .*JSON/);
+
+      writeFileSync(file, JSON.stringify(rows));
+      expect(ok('fdb', 'load', file)).toBe('loaded 2000 entries\n');
+      const shown = fdb('--bridge', 'br0');
+      expect(shown.length).toBe(2001); // and S1
+      expect(shown).toContainEqual({ mac: '02:10:00:00:00:03', bridge: 'br0', port: 'p1', ifindex: ifx.p1, vlan: 1, type: 'static', age: null, expired: false, remote: null });
+      expect(shown).toContainEqual(expect.objectContaining({ mac: '02:10:00:00:00:00', port: 'p3', vlan: 21 }));
+      expect(shown).toContainEqual(expect.objectContaining({ mac: '02:10:00:00:00:02', port: 'p3', vlan: 1 })); // p3's PVID
+      expect(fdbInMap().map((e) => `${e.mac}@${e.vlan}>${e.ifindex}`).sort()).toEqual(shown.map((r) => `${r.mac}@${r.vlan}>${r.ifindex}`).sort());
+      expect(ok('fdb', 'flush', '--bridge', 'br0')).toBe('flushed 2001 entries\n');
+    });
+
+    it('detach takes a port out of its bridge: config and its FDB entries go, others stay', () => {
+      ok('fdb', 'add', S1, '--bridge', 'br0', '--port', 'p2');
+      ok('fdb', 'add', S2, '--bridge', 'br0', '--port', 'p1');
+      learn('02:00:00:00:02:09', 'p2', 1, 1, 10);
+      expect(ok('detach', 'p2')).toMatch(/^detached p2 \(tc, program \d+\) from bridge br0\n$/);
+      expect(entries(BRIDGE.maps.ports, { decode: (k) => k.readUInt32LE(0) }, Port).map(([k]) => k).sort()).toEqual([ifx.p1, ifx.p3]);
+      expect(entries(BRIDGE.maps.vlans, VlanKey, Vlan).some(([k]) => k.ifindex === ifx.p2)).toBe(false);
+      expect(Object.fromEntries(entries(BRIDGE.maps.flood, FloodKey, { decode: decodeFloodList }).map(([k, v]) => [k.vid, v]))[10]).toEqual([ifx.p3]);
+      expect(entries(BRIDGE.maps.txPorts, { decode: (k) => k.readUInt32LE(0) }, DevmapVal).map(([k]) => k).sort()).toEqual([ifx.p1, ifx.p3]);
+      expect(fdbInMap().map((e) => e.mac)).toEqual([S2]);
+      expect(okJson<Array<{ learned: number }>>('bridge', 'show')[0].learned).toBe(0);
+    });
+
+    it('the daemon ages every instance until SIGTERM', async () => {
+      learn('02:00:00:00:03:01', 'p1', 1000);
+      const d = spawn(process.execPath, [CLI, '--verbose', 'daemon', '--interval', '0.2'], { stdio: ['ignore', 'pipe', 'pipe'] });
+      let out = '';
+      d.stdout.on('data', (b) => (out += b));
+      await new Promise<void>((resolve) => d.stdout.on('data', () => out.includes(`ns-${ns} fdb: 1 aged out`) && resolve()));
+      const code = new Promise((resolve) => d.on('exit', resolve));
+      d.kill('SIGTERM');
+      expect(await code).toBe(0);
+      expect(out).toMatch(new RegExp(`^\\d{4}-\\d\\d-\\d\\dT\\S+ .*ns-${ns} fdb: 1 aged out`, 'm'));
+      expect(fdbInMap().map((e) => e.mac)).toEqual([S2]);
+    });
+
+    it('bridge del refuses while ports remain; --force detaches them and leaves nothing', () => {
+      const r = run('bridge', 'del', 'br0');
+      expect(r).toMatchObject({ code: 1, stderr: 'xdpnet: error: bridge br0 still has ports: p1, p3\nhint: detach them first (xdpnet detach IFACE), or use --force\n' });
+      expect(ok('bridge', 'del', 'br0', '--force')).toBe('deleted bridge br0 (detached p1, p3)\n');
+      expect(existsSync(dir())).toBe(false);
+      expect(sh('ip', ['-n', ns, 'link', 'show', 'p3'])).not.toMatch(/ xdp/);
+    });
+  });
+});
