@@ -27,14 +27,29 @@ int xn_br_xdp(struct xdp_md *ctx)
 			goto drop;
 		return r;
 	}
+	if (r == BR_FORWARD) {
+		/* Known unicast goes straight out, tagged here: no metadata, no
+		 * devmap egress program (that is only for floods). */
+		int tag = br_egress_tagging(f.out, f.vid);
+		if (tag < 0) {
+			r = -XN_DROP_VLAN_EGRESS;
+			goto drop;
+		}
+		if ((f.tagged || tag) && xdp_vlan_set(ctx, f.tagged, tag, f.vid)) {
+			r = -XN_DROP_VLAN_OP;
+			goto drop;
+		}
+		count_tx(f.out, (__u32)(ctx->data_end - ctx->data));
+		return bpf_redirect(f.out, 0);
+	}
 	/* XDP cannot clone into differently encapsulated copies: floods that
 	 * reach remote VTEPs are the tc program's. */
 	if (r == BR_FLOOD && vx_has_remotes(f.bridge, f.vid))
 		return xdp_pass_to_tc(ctx, XN_META_PUNT);
 
-	/* Tell the egress program the frame's bridge and VLAN. */
-	/* Replace whatever metadata the frame arrived with (live-frame pages and
-	 * some NIC drivers leave some, up to the whole headroom) with ours. */
+	/* Flood: tell the egress program the frame's bridge and VLAN, replacing
+	 * whatever metadata the frame arrived with (live-frame pages and some
+	 * NIC drivers leave some, up to the whole headroom). */
 	if (bpf_xdp_adjust_meta(ctx, (int)(ctx->data - ctx->data_meta) - (int)sizeof(struct xn_br_meta))) {
 		count_drop(st, -XN_DROP_UNKNOWN);
 		return XDP_DROP;
@@ -46,8 +61,6 @@ int xn_br_xdp(struct xdp_md *ctx)
 	m->vid = f.vid;
 	m->tagged = f.tagged;
 
-	if (r == BR_FORWARD)
-		return bpf_redirect_map(&xn_tx_ports, f.out, XDP_DROP);
 	if (st)
 		st->flooded++;
 	return bpf_redirect_map(&xn_tx_ports, 0, BPF_F_BROADCAST | BPF_F_EXCLUDE_INGRESS);
@@ -88,7 +101,7 @@ int xn_br_egress(struct xdp_md *ctx)
 		return XDP_DROP; /* another bridge's port: not a drop, just not ours */
 	int tag = br_egress_tagging(out, m->vid);
 	if (tag < 0)
-		return XDP_DROP; /* not in this VLAN (unicast to a non-member is refused at ingress time by tc; here it is filtering) */
+		return XDP_DROP; /* not in this VLAN: filtering a flood, not a drop */
 	if (xdp_vlan_set(ctx, m->tagged, tag, m->vid)) {
 		count_drop(0, -XN_DROP_VLAN_OP);
 		return XDP_DROP;

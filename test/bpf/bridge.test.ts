@@ -166,6 +166,18 @@ describe('bridge programs', () => {
       expect(xdpSend('p1', frame(B, A))).toEqual({ p2: [hex(frame(B, A))] });
     });
 
+    it('tags known unicast leaving a trunk, without the devmap', () => {
+      addStatic(C, 'p3');
+      expect(xdpSend('p1', frame(C, A))).toEqual({ p3: [hex(frame(C, A, 1))] });
+      expect(stats('p3')).toMatchObject({ tx_packets: 1n, tx_bytes: BigInt(frame(C, A).length + 4) });
+    });
+
+    it('refuses known unicast to a port outside the frame\'s VLAN', () => {
+      addStatic(B, 'p4', 1); // a stale static entry pointing at a VLAN-10-only port
+      expect(xdpVerdict('p1', frame(B, A))).toBe(XDP.DROP);
+      expect(drops()).toEqual({ 'vlan-egress-denied': 1 });
+    });
+
     it('floods unknown unicast', () => {
       expect(xdpSend('p1', frame(C, A))).toEqual({ p2: [hex(frame(C, A))], p3: [hex(frame(C, A, 1))] });
     });
