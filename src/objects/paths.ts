@@ -5,10 +5,15 @@
 // so state of different namespaces never mixes.
 import { fileURLToPath } from 'node:url';
 import { existsSync, readdirSync } from 'node:fs';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { bpffsRoot } from '../dataplane/host.js';
 
-const PKG_ROOT = fileURLToPath(new URL('../../../', import.meta.url));
+/** The package root: the nearest folder up with a package.json (from dist/ or from source). */
+const PKG_ROOT = (() => {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  while (!existsSync(join(dir, 'package.json')) && dirname(dir) !== dir) dir = dirname(dir);
+  return dir;
+})();
 
 export function objectPath(name: string): string {
   return join(process.env.XDPNET_BPF_DIR ?? join(PKG_ROOT, 'build/bpf'), `${name}.bpf.o`);
