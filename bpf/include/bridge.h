@@ -23,6 +23,7 @@ struct xn_bridge {
 enum xn_port_flags {
 	XN_PORT_LEARNING = 1, /* learn source MACs on this port */
 	XN_PORT_HOST = 2,     /* the port behind the bridge's own host interface */
+	XN_PORT_ACCESS = 4,   /* member of its PVID only, untagged: untagged frames need no VLAN lookup */
 };
 
 struct xn_port {
@@ -59,7 +60,7 @@ struct xn_fdb_entry {
 	__be32 remote;     /* VTEP address for MACs behind the overlay (0: local); decides encapsulation */
 	__u64 updated_ns;  /* bpf_ktime_get_ns() of the last learn/refresh (CLOCK_MONOTONIC) */
 	__u32 flags;       /* enum xn_fdb_flags */
-	__u32 pad;
+	__u32 ageing_sec;  /* learned: the bridge's ageing, so forwarding needs no bridge lookup */
 };
 
 /* xn_flood: (bridge, VLAN) -> its member ports, for flooding from tc. */

@@ -399,19 +399,16 @@ __inline_fn int vx_xdp_decap(struct xdp_md *ctx, struct pkt *p, __u64 now, struc
 		if (!bpf_map_lookup_elem(&xn_vx_peers, &pk))
 			return -XN_DROP_VX_VTEP;
 	}
-	struct xn_bridge *br = bpf_map_lookup_elem(&xn_bridges, &bridge);
-	if (!br)
-		return -XN_DROP_NO_BRIDGE;
 	if (in->h_proto == bpf_htons(ETH_P_8021Q) || in->h_proto == bpf_htons(ETH_P_8021AD))
 		return -XN_DROP_VLAN_INGRESS; /* the VNI carries one VLAN, untagged */
 	if (mac_is_multicast(in->h_source) || mac_is_zero(in->h_source))
 		return -XN_DROP_SRC_MAC;
 	if (v->flags & XN_VTEP_LEARNING)
-		br_learn(br, bridge, vid, in->h_source, v->ifindex, rx.saddr, now, st);
+		br_learn(bridge, vid, in->h_source, v->ifindex, rx.saddr, now, st);
 
 	__u32 out = 0;
 	if (!mac_is_multicast(in->h_dest)) {
-		struct xn_fdb_entry *e = br_fdb_find(br, bridge, vid, in->h_dest, now);
+		struct xn_fdb_entry *e = br_fdb_find(bridge, vid, in->h_dest, now);
 		if (e) {
 			if (e->remote)
 				return -XN_DROP_SAME_PORT;

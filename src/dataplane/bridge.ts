@@ -189,8 +189,8 @@ const ageNs = (e: FdbEntryRec, now: bigint) => (now > e.updated_ns ? now - e.upd
 const isExpired = (e: FdbEntryRec, ageingSec: number, now: bigint) => isLearned(e) && ageNs(e, now) > BigInt(ageingSec) * NS_PER_SEC;
 
 /** Static entries carry the time they were written (shown nowhere, but a real CLOCK_MONOTONIC time). */
-const staticEntry = (ifindex: number, flags: number = FDB_FLAGS.STATIC) =>
-  ({ ifindex, remote: 0, updated_ns: process.hrtime.bigint(), flags, pad: 0 });
+const staticEntry = (ifindex: number, flags: number = FDB_FLAGS.STATIC, remote = 0) =>
+  ({ ifindex, remote, updated_ns: process.hrtime.bigint(), flags, ageing_sec: 0 });
 
 function deleteFdb(m: Maps, match: (k: FdbKeyRec, e: FdbEntryRec) => boolean): number {
   const keys = m.fdb.entries().filter(([k, v]) => match(FdbKey.decode(k), FdbEntry.decode(v))).map(([k]) => k);
@@ -419,6 +419,8 @@ export function addPort(
 }
 
 function writePort(m: Maps, p: PortRec, vlans: VlanMembership[], egressFd: number): void {
+  // A pure access port (its PVID only, untagged) spares the datapath a VLAN lookup per untagged frame.
+  if (vlans.length === 1 && vlans[0].vid === p.pvid && !vlans[0].tagged) p = { ...p, flags: p.flags | PORT_FLAGS.ACCESS };
   for (const v of vlans) m.vlans.update(VlanKey.encode({ ifindex: p.ifindex, vid: v.vid, pad: 0 }), Vlan.encode({ untagged: v.tagged ? 0 : 1 }));
   m.ports.update(u32(p.ifindex), Port.encode(p));
   // Every port is in the devmap, whatever its hook: XDP ports forward and flood to all of them.

@@ -18,7 +18,7 @@ export const BRIDGE = {
   limits: { floodMax: 64, ports: 1024, bridges: 64, fdb: 131072 },
 } as const;
 
-export const PORT_FLAGS = { LEARNING: 1, HOST: 2 } as const;
+export const PORT_FLAGS = { LEARNING: 1, HOST: 2, ACCESS: 4 } as const;
 /** XN_META_* (bpf/include/bridge.h): the note XDP puts in the metadata of a frame it passes to the port's tc program. */
 export const XDP_NOTES = { LOCAL: 0x786e4c4f, PUNT: 0x786e5054 } as const;
 export const FDB_FLAGS = { STATIC: 1, LOCAL: 2 } as const;
@@ -40,7 +40,7 @@ export const FdbEntry = struct('xn_fdb_entry', {
   remote: 'be32',
   updated_ns: 'u64',
   flags: 'u32',
-  pad: 'u32',
+  ageing_sec: 'u32',
 });
 export const FloodKey = struct('xn_flood_key', { bridge: 'u32', vid: 'u16', pad: 'u16' });
 export const Flood = struct('xn_flood', { count: 'u32', ifindex: { bytes: 4 * BRIDGE.limits.floodMax } });

@@ -74,7 +74,8 @@ describe('bridge programs', () => {
     };
     const pvid: Record<PortName, number> = { p1: 1, p2: 1, p3: 0, p4: 10 };
     for (const p of PORTS) {
-      map(BRIDGE.maps.ports).update(u32(ifx[p]), Port.encode({ bridge: BR, pvid: pvid[p], flags: PORT_FLAGS.LEARNING }));
+      const access = member[p].length === 1 ? PORT_FLAGS.ACCESS : 0; // as the control plane writes them
+      map(BRIDGE.maps.ports).update(u32(ifx[p]), Port.encode({ bridge: BR, pvid: pvid[p], flags: PORT_FLAGS.LEARNING | access }));
       for (const [vid, untagged] of member[p]) {
         map(BRIDGE.maps.vlans).update(VlanKey.encode({ ifindex: ifx[p], vid, pad: 0 }), Vlan.encode({ untagged: untagged ? 1 : 0 }));
       }
@@ -126,7 +127,7 @@ describe('bridge programs', () => {
   }
   function addStatic(m: string, p: PortName, vid = 1) {
     map(BRIDGE.maps.fdb).update(FdbKey.encode({ bridge: BR, vid, mac: mac(m) }),
-      FdbEntry.encode({ ifindex: ifx[p], remote: 0, updated_ns: 0n, flags: FDB_FLAGS.STATIC, pad: 0 }));
+      FdbEntry.encode({ ifindex: ifx[p], remote: 0, updated_ns: 0n, flags: FDB_FLAGS.STATIC, ageing_sec: 0 }));
   }
   function stats(p: PortName) {
     const v = map('xn_if_stats').lookup(u32(ifx[p]));
@@ -153,7 +154,7 @@ describe('bridge programs', () => {
 
     it('learns the source MAC against the ingress port, once', () => {
       xdpSend('p1', frame(BCAST, A));
-      expect(fdb(A)).toMatchObject({ ifindex: ifx.p1, remote: 0, flags: 0 });
+      expect(fdb(A)).toMatchObject({ ifindex: ifx.p1, remote: 0, flags: 0, ageing_sec: 300 });
       const first = fdb(A)!.updated_ns;
       xdpSend('p1', frame(BCAST, A));
       expect(fdb(A)!.updated_ns).toBe(first); // not rewritten within a second
@@ -176,6 +177,12 @@ describe('bridge programs', () => {
       addStatic(B, 'p4', 1); // a stale static entry pointing at a VLAN-10-only port
       expect(xdpVerdict('p1', frame(B, A))).toBe(XDP.DROP);
       expect(drops()).toEqual({ 'vlan-egress-denied': 1 });
+    });
+
+    it('ignores a learned entry older than its ageing and floods', () => {
+      map(BRIDGE.maps.fdb).update(FdbKey.encode({ bridge: BR, vid: 1, mac: mac(B) }),
+        FdbEntry.encode({ ifindex: ifx.p2, remote: 0, updated_ns: 1n, flags: 0, ageing_sec: 300 })); // learned at boot
+      expect(xdpSend('p1', frame(B, A))).toEqual({ p2: [hex(frame(B, A))], p3: [hex(frame(B, A, 1))] });
     });
 
     it('floods unknown unicast', () => {

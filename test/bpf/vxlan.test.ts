@@ -257,11 +257,11 @@ describe('VXLAN VTEP', () => {
   }
   function addRemoteMac(m: string, vtep: string, vid = 1, bridge = BR, uplink = ifx.up0) {
     map(BRIDGE.maps.fdb).update(FdbKey.encode({ bridge, vid, mac: mac(m) }),
-      FdbEntry.encode({ ifindex: uplink, remote: ipv4ToNum(vtep), updated_ns: 0n, flags: FDB_FLAGS.STATIC, pad: 0 }));
+      FdbEntry.encode({ ifindex: uplink, remote: ipv4ToNum(vtep), updated_ns: 0n, flags: FDB_FLAGS.STATIC, ageing_sec: 0 }));
   }
   function addLocalMac(m: string, p: Iface) {
     map(BRIDGE.maps.fdb).update(FdbKey.encode({ bridge: BR, vid: 1, mac: mac(m) }),
-      FdbEntry.encode({ ifindex: ifx[p], remote: 0, updated_ns: 0n, flags: FDB_FLAGS.STATIC, pad: 0 }));
+      FdbEntry.encode({ ifindex: ifx[p], remote: 0, updated_ns: 0n, flags: FDB_FLAGS.STATIC, ageing_sec: 0 }));
   }
   function stats(dev: string) {
     const v = map('xn_if_stats').lookup(u32(ifNameToIndex(dev)));

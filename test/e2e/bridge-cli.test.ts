@@ -53,7 +53,7 @@ describe('bridge control plane', () => {
   /** What the datapath would write when it learns (flags 0), `age` seconds ago. */
   function learn(m: string, port: string, age: number, bridge = 1, vid = 1): void {
     BpfMap.usePin(join(dir(), 'maps', BRIDGE.maps.fdb), (x) => x.update(FdbKey.encode({ bridge, vid, mac: mac(m) }),
-      FdbEntry.encode({ ifindex: ifx[port], remote: 0, updated_ns: process.hrtime.bigint() - BigInt(age) * 1_000_000_000n, flags: 0, pad: 0 })));
+      FdbEntry.encode({ ifindex: ifx[port], remote: 0, updated_ns: process.hrtime.bigint() - BigInt(age) * 1_000_000_000n, flags: 0, ageing_sec: 300 })));
   }
 
   beforeAll(() => {
@@ -126,9 +126,9 @@ describe('bridge control plane', () => {
         .toMatch(/^attached p3 to bridge br0 \(xdp native, program \d+; VLAN 1 untagged; 10,20-21 tagged\)\n$/);
 
       expect(entries(BRIDGE.maps.ports, { decode: (k) => k.readUInt32LE(0) }, Port).sort((a, b) => a[0] - b[0])).toEqual([
-        [ifx.p1, { bridge: 1, pvid: 1, flags: PORT_FLAGS.LEARNING }],
-        [ifx.p2, { bridge: 1, pvid: 10, flags: PORT_FLAGS.LEARNING }],
-        [ifx.p3, { bridge: 1, pvid: 1, flags: PORT_FLAGS.LEARNING }],
+        [ifx.p1, { bridge: 1, pvid: 1, flags: PORT_FLAGS.LEARNING | PORT_FLAGS.ACCESS }],
+        [ifx.p2, { bridge: 1, pvid: 10, flags: PORT_FLAGS.LEARNING | PORT_FLAGS.ACCESS }],
+        [ifx.p3, { bridge: 1, pvid: 1, flags: PORT_FLAGS.LEARNING }], // a trunk: VLAN lookups stay
       ]);
       expect(entries(BRIDGE.maps.vlans, VlanKey, Vlan).map(([k, v]) => `${k.ifindex}:${k.vid}:${v.untagged}`).sort()).toEqual([
         `${ifx.p1}:1:1`, `${ifx.p2}:10:1`, `${ifx.p3}:1:1`, `${ifx.p3}:10:0`, `${ifx.p3}:20:0`, `${ifx.p3}:21:0`,

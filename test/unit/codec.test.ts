@@ -42,7 +42,7 @@ describe('bridge codecs (bpf/include/bridge.h)', () => {
       [VlanKey as never, { ifindex: 7, vid: 4094, pad: 0 }],
       [Vlan as never, { untagged: 1 }],
       [FdbKey as never, { bridge: 2, vid: 20, mac }],
-      [FdbEntry as never, { ifindex: 9, remote: 0x0a000001, updated_ns: 123456789012345n, flags: FDB_FLAGS.STATIC, pad: 0 }],
+      [FdbEntry as never, { ifindex: 9, remote: 0x0a000001, updated_ns: 123456789012345n, flags: FDB_FLAGS.STATIC, ageing_sec: 0 }],
       [FloodKey as never, { bridge: 2, vid: 20, pad: 0 }],
     ];
     for (const [c, v] of cases) expect(c.decode(c.encode(v as never))).toEqual(v);
