@@ -17,12 +17,6 @@
 #include "csum.h"
 #include "ct.h"
 
-#ifndef AF_INET
-#define AF_INET 2
-#endif
-#define IP_DF 0x4000
-#define IP_MF 0x2000
-#define IP_OFFSET 0x1fff
 /* Headers the parser may need in the linear part: Ethernet, IP with options,
  * ICMP, the quoted IP with options, and the quoted TCP up to its checksum. */
 #define NAT_PULL_LEN (ETH_HLEN + 60 + 8 + 60 + 18)

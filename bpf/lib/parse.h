@@ -15,6 +15,14 @@ struct vlan_hdr {
 
 #define VLAN_VID_MASK 0x0fff
 
+/* IPv4 fragment field bits, and AF_INET for bpf_fib_lookup (no libc here). */
+#define IP_DF 0x4000
+#define IP_MF 0x2000
+#define IP_OFFSET 0x1fff
+#ifndef AF_INET
+#define AF_INET 2
+#endif
+
 /* Returns a pointer to len bytes at the cursor and advances it, or NULL. */
 __inline_fn void *cursor_pull(struct cursor *c, const __u32 len)
 {

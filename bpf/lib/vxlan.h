@@ -11,12 +11,6 @@
 #include "vlan.h"
 #include "../include/vxlan.h"
 
-#ifndef AF_INET
-#define AF_INET 2
-#endif
-#define IP_DF 0x4000
-#define IP_MF 0x2000
-#define IP_OFFSET 0x1fff
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);

@@ -31,19 +31,23 @@ export interface Stats {
 
 type Counters = ReturnType<typeof IfStats.decode>;
 
+/** Drop counts by reason name, summed over CPUs, from an xn_drops map (reasons never hit are left out). */
+export function readDrops(m: BpfMap): Record<string, number> {
+  const drops: Record<string, number> = {};
+  for (const [k, v] of m.entries()) {
+    let n = 0n;
+    for (let off = 0; off + 8 <= v.length; off += 8) n += v.readBigUInt64LE(off);
+    const reason = DROP_REASONS[k.readUInt32LE(0)];
+    if (n && reason) drops[reason] = Number(n);
+  }
+  return drops;
+}
+
 export function readStats(inst: InstancePaths): Stats {
   const attached = listAttachments(inst);
   const counters = BpfMap.usePin(join(inst.maps, COUNTER.maps.ifStats), (m) =>
     new Map(m.entries().map(([k, v]) => [k.readUInt32LE(0), sumPerCpu(IfStats, v)] as const))) ?? new Map<number, Counters>();
-  const drops: Record<string, number> = {};
-  BpfMap.usePin(join(inst.maps, COUNTER.maps.drops), (m) => {
-    for (const [k, v] of m.entries()) {
-      let n = 0n;
-      for (let off = 0; off + 8 <= v.length; off += 8) n += v.readBigUInt64LE(off);
-      const reason = DROP_REASONS[k.readUInt32LE(0)];
-      if (n && reason) drops[reason] = Number(n);
-    }
-  });
+  const drops = BpfMap.usePin(join(inst.maps, COUNTER.maps.drops), readDrops) ?? {};
   return {
     at: Date.now(),
     interfaces: attached.map((a) => {

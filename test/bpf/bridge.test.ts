@@ -3,13 +3,14 @@
 // records exactly what the bridge sent out of it. XDP runs with live frames
 // (so the devmap egress program really runs), tc with BPF_PROG_RUN (its
 // floods are real clones, its unicast verdict is checked with tx counters).
+import { readDrops } from '../../src/dataplane/stats.js';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { enterNetns } from '../../src/dataplane/host.js';
 import {
   Bridge, BRIDGE, DevmapVal, FDB_FLAGS, FdbEntry, FdbKey, floodList, FloodKey, Port, PORT_FLAGS, Vlan, VlanKey, XDP_NOTES,
 } from '../../src/objects/bridge.js';
 import { sumPerCpu, u32 } from '../../src/objects/codec.js';
-import { DROP_REASONS, IfStats } from '../../src/objects/stats.js';
+import { IfStats } from '../../src/objects/stats.js';
 import { BPF_F_TEST_XDP_LIVE_FRAMES, BPF_XDP, BpfMap, BpfObject, linkCreate, XDP_FLAGS_DRV_MODE } from '../../src/sys/libbpf.js';
 import { close, ifNameToIndex } from '../../src/sys/libc.js';
 import { builtObject, fixtureObject, PinRoot, TC, XDP } from '../helpers/bpf.js';
@@ -133,15 +134,7 @@ describe('bridge programs', () => {
     const v = map('xn_if_stats').lookup(u32(ifx[p]));
     return v ? sumPerCpu(IfStats, v) : undefined;
   }
-  function drops(): Record<string, number> {
-    const out: Record<string, number> = {};
-    for (const [k, v] of map('xn_drops').entries()) {
-      let n = 0n;
-      for (let o = 0; o < v.length; o += 8) n += v.readBigUInt64LE(o);
-      if (n) out[DROP_REASONS[k.readUInt32LE(0)]] = Number(n);
-    }
-    return out;
-  }
+  const drops = () => readDrops(map('xn_drops'));
 
   describe('XDP', () => {
     it('floods a broadcast to the other ports of its VLAN, tagging for the trunk', () => {

@@ -7,6 +7,7 @@
 // test/helpers/packet.ts, so every checksum in them is an independent full
 // computation; the parser's checksum flags are asserted on top.
 import { spawn, spawnSync } from 'node:child_process';
+import { readDrops } from '../../src/dataplane/stats.js';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { enterNetns } from '../../src/dataplane/host.js';
 import { sumPerCpu, u32 } from '../../src/objects/codec.js';
@@ -14,7 +15,6 @@ import {
   CT_FLAGS, CT_STATE, CT_STATE_NAMES, CtEntry, CtKey, CtStats, ipv4ToNum, NAT, NatConfig, numToIpv4, Portmap, PortmapKey,
   SNAT_FLAGS, SnatRule, snatKey, type CtEntryT, type NatConfigT,
 } from '../../src/objects/nat.js';
-import { DROP_REASONS } from '../../src/objects/stats.js';
 import { BPF_TCX_INGRESS, BPF_XDP, linkCreate, XDP_FLAGS_DRV_MODE, type BpfMap, type BpfObject } from '../../src/sys/libbpf.js';
 import { close, ifNameToIndex } from '../../src/sys/libc.js';
 import { builtObject, PinRoot, TC, XDP } from '../helpers/bpf.js';
@@ -198,15 +198,7 @@ describe('NAT programs', () => {
     }
   }
   const ctStats = () => sumPerCpu(CtStats, map(NAT.maps.ctStats).lookup(u32(0))!);
-  function drops(): Record<string, number> {
-    const out: Record<string, number> = {};
-    for (const [k, v] of map('xn_drops').entries()) {
-      let n = 0n;
-      for (let o = 0; o < v.length; o += 8) n += v.readBigUInt64LE(o);
-      if (n) out[DROP_REASONS[k.readUInt32LE(0)]] = Number(n);
-    }
-    return out;
-  }
+  const drops = () => readDrops(map('xn_drops'));
   const now = () => process.hrtime.bigint(); // CLOCK_MONOTONIC, like bpf_ktime_get_ns()
 
   const syn = (ttl = 64) => fromC1(tcp4({ src: C1, dst: S, sport: 40000, dport: 80, flags: 'S', seq: 1000, ttl }));

@@ -8,6 +8,7 @@
 // really happen), tc with BPF_PROG_RUN (clones are real; a unicast verdict's
 // frame is the returned data). The last block interoperates with the Linux
 // kernel's own vxlan device in a second namespace.
+import { readDrops } from '../../src/dataplane/stats.js';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { enterNetns } from '../../src/dataplane/host.js';
 import {
@@ -15,7 +16,7 @@ import {
   Vlan, VlanKey, Vtep, VTEP_FLAGS, VXLAN, VxPeerKey, VxPortKey, XDP_NOTES,
 } from '../../src/objects/bridge.js';
 import { sumPerCpu, u32 } from '../../src/objects/codec.js';
-import { DROP_REASONS, IfStats } from '../../src/objects/stats.js';
+import { IfStats } from '../../src/objects/stats.js';
 import {
   BPF_F_TEST_XDP_LIVE_FRAMES, BPF_TCX_INGRESS, BPF_XDP, BpfMap, BpfObject, linkCreate, XDP_FLAGS_DRV_MODE,
 } from '../../src/sys/libbpf.js';
@@ -267,15 +268,7 @@ describe('VXLAN VTEP', () => {
     const v = map('xn_if_stats').lookup(u32(ifNameToIndex(dev)));
     return v ? sumPerCpu(IfStats, v) : undefined;
   }
-  function drops(): Record<string, number> {
-    const out: Record<string, number> = {};
-    for (const [k, v] of map('xn_drops').entries()) {
-      let n = 0n;
-      for (let o = 0; o < v.length; o += 8) n += v.readBigUInt64LE(o);
-      if (n) out[DROP_REASONS[k.readUInt32LE(0)]] = Number(n);
-    }
-    return out;
-  }
+  const drops = () => readDrops(map('xn_drops'));
   /** A VXLAN frame from remote VTEP .2 (by default) to our uplink. */
   const fromRemote = (f: Buffer, o: { saddr?: string; vni?: number; flags?: number; dport?: number; daddr?: string } = {}) =>
     eth({ dst: upMac, src: R2_MAC }, udp4({
