@@ -51,7 +51,7 @@ int xn_br_xdp(struct xdp_md *ctx)
 	 * whatever metadata the frame arrived with (live-frame pages and some
 	 * NIC drivers leave some, up to the whole headroom). */
 	if (bpf_xdp_adjust_meta(ctx, (int)(ctx->data - ctx->data_meta) - (int)sizeof(struct xn_br_meta))) {
-		count_drop(st, -XN_DROP_UNKNOWN);
+		count_drop(p.ifindex, st, -XN_DROP_UNKNOWN);
 		return XDP_DROP;
 	}
 	struct xn_br_meta *m = (void *)(long)ctx->data_meta;
@@ -66,7 +66,7 @@ int xn_br_xdp(struct xdp_md *ctx)
 	return bpf_redirect_map(&xn_tx_ports, 0, BPF_F_BROADCAST | BPF_F_EXCLUDE_INGRESS);
 
 drop:
-	count_drop(st, r);
+	count_drop(p.ifindex, st, r);
 	return XDP_DROP;
 }
 
@@ -81,7 +81,7 @@ int xn_vx_uplink(struct xdp_md *ctx)
 	struct xn_if_stats *st = count_rx(p.ifindex, p.len);
 	int r = vx_xdp_decap(ctx, &p, bpf_ktime_get_ns(), st);
 	if (r < 0) {
-		count_drop(st, r);
+		count_drop(p.ifindex, st, r);
 		return XDP_DROP;
 	}
 	return r;
@@ -103,7 +103,7 @@ int xn_br_egress(struct xdp_md *ctx)
 	if (tag < 0)
 		return XDP_DROP; /* not in this VLAN: filtering a flood, not a drop */
 	if (xdp_vlan_set(ctx, m->tagged, tag, m->vid)) {
-		count_drop(0, -XN_DROP_VLAN_OP);
+		count_drop(ctx->ingress_ifindex, 0, -XN_DROP_VLAN_OP);
 		return XDP_DROP;
 	}
 	count_tx(out, (__u32)(ctx->data_end - ctx->data));
@@ -210,7 +210,7 @@ int xn_br_tc(struct __sk_buff *skb)
 	return TC_ACT_SHOT; /* every copy has gone out */
 
 drop:
-	count_drop(st, r);
+	count_drop(p.ifindex, st, r);
 	return TC_ACT_SHOT;
 }
 

@@ -50,3 +50,9 @@ enum xn_drop_reason {
 	XN_DROP_VX_ENCAP = 31,     /* growing the frame for the outer headers failed */
 	XN_DROP_MAX = 32,
 };
+
+/* xn_drops key: drops are counted per receiving interface and reason. */
+struct xn_drop_key {
+	__u32 ifindex;
+	enum xn_drop_reason reason;
+};

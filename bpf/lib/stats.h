@@ -13,9 +13,9 @@ struct {
 } xn_if_stats SEC(".maps");
 
 struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, XN_DROP_MAX);
-	__type(key, enum xn_drop_reason); /* in BTF, so the names' mirror is checked */
+	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(max_entries, XN_MAX_IFACES * 8);
+	__type(key, struct xn_drop_key);
 	__type(value, __u64);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } xn_drops SEC(".maps");
@@ -52,14 +52,20 @@ __inline_fn void count_tx(__u32 ifindex, __u32 len)
 	}
 }
 
-/* reason is negative (as returned by helpers); rx is the ingress interface's
- * counters, or NULL. */
-__inline_fn void count_drop(struct xn_if_stats *rx, int reason)
+/* Counts a drop of a frame received on ifindex. reason is negative (as helpers
+ * return it); rx is that interface's counters, or NULL. Drops are the slow
+ * path: a hash insert on an interface's first drop of a reason is fine. */
+__inline_fn void count_drop(__u32 ifindex, struct xn_if_stats *rx, int reason)
 {
-	__u32 key = (__u32)(-reason);
-	if (key >= XN_DROP_MAX)
-		key = XN_DROP_UNKNOWN;
-	__u64 *c = bpf_map_lookup_elem(&xn_drops, &key);
+	struct xn_drop_key k = { .ifindex = ifindex, .reason = (__u32)(-reason) };
+	if (k.reason >= XN_DROP_MAX || k.reason == 0)
+		k.reason = XN_DROP_UNKNOWN;
+	__u64 *c = bpf_map_lookup_elem(&xn_drops, &k);
+	if (!c) {
+		__u64 zero = 0;
+		bpf_map_update_elem(&xn_drops, &k, &zero, BPF_NOEXIST);
+		c = bpf_map_lookup_elem(&xn_drops, &k);
+	}
 	if (c)
 		*c += 1;
 	if (rx)

@@ -527,7 +527,7 @@ static long vx_flood_one(__u64 i, void *data)
 	struct bpf_fib_lookup fib;
 	int r = vx_route(c->skb, c->v, remote, c->fib_len, &fib);
 	if (r) { /* a clone cannot wait for the neighbour: count it, go on */
-		count_drop(c->st, r == VX_ROUTE_NEIGH ? -XN_DROP_VX_NO_NEIGH : r);
+		count_drop(c->skb->ifindex, c->st, r == VX_ROUTE_NEIGH ? -XN_DROP_VX_NO_NEIGH : r);
 		return 0;
 	}
 	struct vx_outer h;
@@ -552,7 +552,7 @@ __inline_fn void vx_skb_flood(struct __sk_buff *skb, struct br_frame *f, int tag
 	if (!rm || !rm->count)
 		return;
 	if (skb_vlan_set(skb, tagged, 0, f->vid)) {
-		count_drop(st, -XN_DROP_VLAN_OP);
+		count_drop(skb->ifindex, st, -XN_DROP_VLAN_OP);
 		return;
 	}
 	struct vx_flood_ctx c = {
@@ -562,7 +562,7 @@ __inline_fn void vx_skb_flood(struct __sk_buff *skb, struct br_frame *f, int tag
 	vx_fill_udp(&h.o, vx_sport(bpf_get_hash_recalc(skb)), v->port, c.inner_len, vni);
 	int r = vx_skb_push(skb, &h);
 	if (r) {
-		count_drop(st, r);
+		count_drop(skb->ifindex, st, r);
 		return;
 	}
 	bpf_loop(XN_VX_REMOTES_MAX, vx_flood_one, &c, 0);

@@ -9,10 +9,11 @@ const name = (i: IfaceStats) => i.iface ?? `ifindex ${i.ifindex}`;
 
 function render(s: Stats): string {
   const rows = s.interfaces.map((i) => [name(i), i.rxPackets, i.rxBytes, i.txPackets, i.txBytes, i.flooded, i.learned, i.dropped]);
-  const drops = Object.entries(s.drops);
+  const drops = s.interfaces.filter((i) => Object.keys(i.drops).length)
+    .map((i) => `${name(i)}: ${Object.entries(i.drops).map(([r, n]) => `${r}=${n}`).join(' ')}`);
   return [
     rows.length ? table(['IFACE', 'RX-PACKETS', 'RX-BYTES', 'TX-PACKETS', 'TX-BYTES', 'FLOODED', 'LEARNED', 'DROPPED'], rows) : 'nothing attached',
-    `drops: ${drops.length ? drops.map(([r, n]) => `${r}=${n}`).join(' ') : 'none'}`,
+    `drops: ${drops.length ? drops.join('; ') : 'none'}`,
   ].join('\n');
 }
 

@@ -2,7 +2,7 @@
 import { join } from 'node:path';
 import { BpfMap } from '../sys/libbpf.js';
 import { sumPerCpu } from '../objects/codec.js';
-import { DROP_REASONS, IfStats } from '../objects/stats.js';
+import { DROP_REASONS, DropKey, IfStats } from '../objects/stats.js';
 import { COUNTER } from '../objects/counter.js';
 import type { InstancePaths } from '../objects/paths.js';
 import { listAttachments } from './attach.js';
@@ -19,8 +19,9 @@ export interface IfaceStats {
   flooded: number;
   /** MACs learned (new or moved) on this port. */
   learned: number;
-  /** Received here and dropped (reasons: Stats.drops). */
+  /** Received here and dropped, in all and by reason. */
   dropped: number;
+  drops: Record<string, number>;
 }
 
 export interface Stats {
@@ -31,23 +32,36 @@ export interface Stats {
 
 type Counters = ReturnType<typeof IfStats.decode>;
 
-/** Drop counts by reason name, summed over CPUs, from an xn_drops map (reasons never hit are left out). */
-export function readDrops(m: BpfMap): Record<string, number> {
-  const drops: Record<string, number> = {};
+/** Drop counts from an xn_drops map, summed over CPUs, by interface and reason name. */
+export function readDropsByIface(m: BpfMap): Map<number, Record<string, number>> {
+  const out = new Map<number, Record<string, number>>();
   for (const [k, v] of m.entries()) {
     let n = 0n;
     for (let off = 0; off + 8 <= v.length; off += 8) n += v.readBigUInt64LE(off);
-    const reason = DROP_REASONS[k.readUInt32LE(0)];
-    if (n && reason) drops[reason] = Number(n);
+    const { ifindex, reason } = DropKey.decode(k);
+    const name = DROP_REASONS[reason] ?? `reason-${reason}`;
+    if (!n) continue;
+    const r = out.get(ifindex) ?? {};
+    r[name] = (r[name] ?? 0) + Number(n);
+    out.set(ifindex, r);
   }
-  return drops;
+  return out;
+}
+
+/** Drop counts by reason name over all interfaces (reasons never hit are left out). */
+export function readDrops(m: BpfMap): Record<string, number> {
+  const total: Record<string, number> = {};
+  for (const r of readDropsByIface(m).values()) for (const [k, n] of Object.entries(r)) total[k] = (total[k] ?? 0) + n;
+  return total;
 }
 
 export function readStats(inst: InstancePaths): Stats {
   const attached = listAttachments(inst);
   const counters = BpfMap.usePin(join(inst.maps, COUNTER.maps.ifStats), (m) =>
     new Map(m.entries().map(([k, v]) => [k.readUInt32LE(0), sumPerCpu(IfStats, v)] as const))) ?? new Map<number, Counters>();
-  const drops = BpfMap.usePin(join(inst.maps, COUNTER.maps.drops), readDrops) ?? {};
+  const byIf = BpfMap.usePin(join(inst.maps, COUNTER.maps.drops), readDropsByIface) ?? new Map<number, Record<string, number>>();
+  const drops: Record<string, number> = {};
+  for (const r of byIf.values()) for (const [k, n] of Object.entries(r)) drops[k] = (drops[k] ?? 0) + n;
   return {
     at: Date.now(),
     interfaces: attached.map((a) => {
@@ -56,6 +70,7 @@ export function readStats(inst: InstancePaths): Stats {
       return {
         iface: a.iface, ifindex: a.ifindex, rxPackets: n('rx_packets'), rxBytes: n('rx_bytes'), txPackets: n('tx_packets'),
         txBytes: n('tx_bytes'), flooded: n('flooded'), learned: n('learned'), dropped: n('dropped'),
+        drops: byIf.get(a.ifindex) ?? {},
       };
     }),
     drops,

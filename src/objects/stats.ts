@@ -11,6 +11,8 @@ export const IfStats = struct('xn_if_stats', {
   dropped: 'u64',
 });
 
+export const DropKey = struct('xn_drop_key', { ifindex: 'u32', reason: 'u32' });
+
 /** enum xn_drop_reason → the name `xdpnet stats` prints. */
 export const DROP_REASONS: Record<number, string> = {
   1: 'unknown',

@@ -3,7 +3,7 @@
 // records exactly what the bridge sent out of it. XDP runs with live frames
 // (so the devmap egress program really runs), tc with BPF_PROG_RUN (its
 // floods are real clones, its unicast verdict is checked with tx counters).
-import { readDrops } from '../../src/dataplane/stats.js';
+import { readDrops, readDropsByIface } from '../../src/dataplane/stats.js';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { enterNetns } from '../../src/dataplane/host.js';
 import {
@@ -224,6 +224,10 @@ describe('bridge programs', () => {
       expect(xdpVerdict('p3', frame(BCAST, C))).toBe(XDP.DROP);
       expect(drops()).toEqual({ 'vlan-ingress-denied': 2, 'vlan-untagged-refused': 1 });
       expect(stats('p3')!.dropped).toBe(2n);
+      // and by the port that received them
+      const byPort = readDropsByIface(map('xn_drops'));
+      expect(byPort.get(ifx.p3)).toEqual({ 'vlan-ingress-denied': 1, 'vlan-untagged-refused': 1 });
+      expect(byPort.get(ifx.p1)).toEqual({ 'vlan-ingress-denied': 1 });
     });
 
     it('passes frames for the bridge MAC to the host stack, unchanged', () => {

@@ -149,6 +149,9 @@ describe('xdpnet bridge ageing and the XDP hook', () => {
     b = container(h, 'xb', 'xb0', '10.90.0.2/24');
     // Frames XDP redirects into a veth need NAPI on the receiving end (DESIGN.md).
     for (const ns of [a, b]) sh('ip', ['netns', 'exec', ns, 'ethtool', '-K', 'eth0', 'gro', 'on']);
+    // Permanent neighbours: no ARP probes refreshing the FDB behind the ageing test's back.
+    sh('ip', ['-n', a, 'neigh', 'replace', '10.90.0.2', 'lladdr', mac(b), 'dev', 'eth0', 'nud', 'permanent']);
+    sh('ip', ['-n', b, 'neigh', 'replace', '10.90.0.1', 'lladdr', mac(a), 'dev', 'eth0', 'nud', 'permanent']);
     ok(['--netns', h, 'bridge', 'add', 'br2', '--ageing', '2']);
     ok(['--netns', h, 'attach', 'xa0', '--bridge', 'br2', '--hook', 'xdp']);
     ok(['--netns', h, 'attach', 'xb0', '--bridge', 'br2', '--hook', 'xdp']);
