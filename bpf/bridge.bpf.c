@@ -7,6 +7,20 @@
 #include "lib/vlan.h"
 #include "lib/vxlan.h"
 
+/* Makes a known-unicast frame carry its VLAN as the egress port wants it (tag,
+ * untag or rewrite): 0, or a negative drop reason. */
+__inline_fn int forward_vlan(void *ctx, const enum hook h, struct br_frame *f)
+{
+	int tag = br_egress_tagging(f->out, f->vid);
+	if (tag < 0)
+		return -XN_DROP_VLAN_EGRESS;
+	if (!f->tagged && !tag)
+		return 0;
+	if (h == HOOK_XDP ? xdp_vlan_set(ctx, f->tagged, tag, f->vid) : skb_vlan_set(ctx, f->tagged, tag, f->vid))
+		return -XN_DROP_VLAN_OP;
+	return 0;
+}
+
 SEC("xdp")
 int xn_br_xdp(struct xdp_md *ctx)
 {
@@ -30,15 +44,9 @@ int xn_br_xdp(struct xdp_md *ctx)
 	if (r == BR_FORWARD) {
 		/* Known unicast goes straight out, tagged here: no metadata, no
 		 * devmap egress program (that is only for floods). */
-		int tag = br_egress_tagging(f.out, f.vid);
-		if (tag < 0) {
-			r = -XN_DROP_VLAN_EGRESS;
+		r = forward_vlan(ctx, HOOK_XDP, &f);
+		if (r < 0)
 			goto drop;
-		}
-		if ((f.tagged || tag) && xdp_vlan_set(ctx, f.tagged, tag, f.vid)) {
-			r = -XN_DROP_VLAN_OP;
-			goto drop;
-		}
 		count_tx(f.out, (__u32)(ctx->data_end - ctx->data));
 		return bpf_redirect(f.out, 0);
 	}
@@ -173,15 +181,9 @@ int xn_br_tc(struct __sk_buff *skb)
 		return r;
 	}
 	if (r == BR_FORWARD) {
-		int tag = br_egress_tagging(f.out, f.vid);
-		if (tag < 0) {
-			r = -XN_DROP_VLAN_EGRESS;
+		r = forward_vlan(skb, HOOK_TC, &f);
+		if (r < 0)
 			goto drop;
-		}
-		if (skb_vlan_set(skb, f.tagged, tag, f.vid)) {
-			r = -XN_DROP_VLAN_OP;
-			goto drop;
-		}
 		count_tx(f.out, skb->len);
 		return bpf_redirect(f.out, 0);
 	}
