@@ -89,6 +89,26 @@ function printTcpTable(rows: TcpRow[]): void {
   }
 }
 
+/** The README's tables, from a run's report. */
+function markdown(r: { date: string; kernel: string; cpu: string; nproc: number; rows: Row[]; tcp: TcpRow[]; churn: ChurnResult | null }): string {
+  const out = [`Measured ${r.date.slice(0, 10)} on ${r.cpu} (${r.nproc} vCPUs), kernel ${r.kernel}; 128-byte frames, one generator core, median of the runs.`, '',
+    '| scenario | delivered Mpps | vs ceiling | vs Linux bridge |', '|---|---:|---:|---:|'];
+  const br = r.rows.find((x) => x.scenario === 'linux-bridge')?.deliveredMpps;
+  for (const x of r.rows) {
+    out.push(`| ${x.scenario} | ${x.deliveredMpps.toFixed(3)} | ${x.ratio?.toFixed(2) ?? '-'} | ${br ? (x.deliveredMpps / br).toFixed(2) : '-'} |`);
+  }
+  if (r.tcp.length) {
+    out.push('', `| TCP (iperf3) | streams | Gbit/s | vs ${TCP_REFERENCE} |`, '|---|---:|---:|---:|');
+    for (const x of r.tcp) out.push(`| ${x.scenario} | ${x.streams} | ${x.gbps.toFixed(2)} | ${x.ratio?.toFixed(2) ?? '-'} |`);
+  }
+  if (r.churn) {
+    const c = r.churn;
+    out.push('', `FDB churn: ${Math.round(c.updatesPerSec).toLocaleString('en')} updates/s through \`xdpnet fdb load\` while forwarding; ` +
+      `${c.generated} frames generated, ${c.delivered} delivered, ${c.flooded} flooded, drops ${JSON.stringify(c.drops)}.`);
+  }
+  return `${out.join('\n')}\n`;
+}
+
 /** A full run replaces latest.json (the README's table); an --only run writes partial.json. */
 function writeResults(report: object, partial: boolean): string {
   mkdirSync(RESULTS, { recursive: true });
@@ -178,11 +198,13 @@ async function main(): Promise<void> {
       `frames generated ${churn.generated}, delivered ${churn.delivered}, flooded ${churn.flooded}, dropped ${JSON.stringify(churn.drops)}`);
   }
   const cpu = /^model name\s*:\s*(.*)$/m.exec(readFileSync('/proc/cpuinfo', 'utf8'))?.[1] ?? 'unknown';
-  const file = writeResults({
+  const report = {
     date: new Date().toISOString(), kernel: release(), cpu, nproc: availableParallelism(),
     frameSize: opts.size, flows: opts.flows, varyMac: opts.varyMac, seconds: opts.seconds, reps: opts.reps,
     genCpu: opts.cpu ?? null, rows, tcp, churn,
-  }, Boolean(only));
+  };
+  const file = writeResults(report, Boolean(only));
+  if (!only) writeFileSync(`${RESULTS}latest.md`, markdown(report));
   console.log(`results: ${file}`);
 }
 

@@ -1,7 +1,8 @@
 // The benchmark scenarios, in run order: a table later issues extend (our
 // bridge, vxlan, nat rows next to their kernel-path counterparts). Each builds a
 // namespace topology between a generator and a sink; bench/main.ts measures it.
-import { BR_NETFILTER, type Topology } from './topology.js';
+import { execFileSync } from 'node:child_process';
+import { BR_NETFILTER, ip, type Topology } from './topology.js';
 
 /** Where the generator sends from and where the sink counts (namespace roles of the topology). */
 export interface Endpoints {
@@ -78,6 +79,38 @@ export const SCENARIOS: Scenario[] = [
   },
 ];
 
+/** Concurrent flows (UDP source ports) in the NAT rows' many-flows variants. */
+const NAT_FLOWS = 10_000;
+
+/**
+ * gen:g0 10.99.0.1 ⇄ f0 10.99.0.254 :fwd: f1 10.99.1.254 ⇄ s0:sink 10.99.1.2 —
+ * routed by fwd, which masquerades 10.99.0.0/24 out of f1 with xdpnet (tc on
+ * f0, XDP on f1, as `nat masquerade add` attaches them), iptables or nothing.
+ * XDP_PASS on f0 takes the generator's redirected frames into f0 for all three.
+ */
+function routed(t: Topology, nat: 'none' | 'iptables' | 'xdpnet'): Endpoints {
+  for (const role of ['gen', 'fwd', 'sink']) t.addNs(role);
+  t.veth({ ns: 'gen', name: 'g0', addr: '10.99.0.1/24' }, { ns: 'fwd', name: 'f0', addr: '10.99.0.254/24' });
+  t.veth({ ns: 'fwd', name: 'f1', addr: '10.99.1.254/24' }, { ns: 'sink', name: 's0', addr: '10.99.1.2/24' });
+  t.sysctl('fwd', { 'net.ipv4.ip_forward': 1 });
+  // The sink answers nothing (not even ARP): its neighbour entry is permanent.
+  ip('-n', t.nsName('fwd'), 'neigh', 'add', '10.99.1.2', 'lladdr', t.mac('sink', 's0'), 'dev', 'f1', 'nud', 'permanent');
+  t.attachXdp('fwd', 'f0', 'pass');
+  if (nat === 'iptables') {
+    execFileSync('ip', ['netns', 'exec', t.nsName('fwd'), 'iptables', '-t', 'nat', '-A', 'POSTROUTING', '-s', '10.99.0.0/24', '-o', 'f1', '-j', 'MASQUERADE']);
+  }
+  if (nat === 'xdpnet') t.xdpnet('fwd', 'nat', 'masquerade', 'add', '--src', '10.99.0.0/24', '--out', 'f1');
+  return { gen: { ns: 'gen', iface: 'g0', ip: '10.99.0.1', dstMac: t.mac('fwd', 'f0') }, sink: { ns: 'sink', iface: 's0', ip: '10.99.1.2' } };
+}
+
+SCENARIOS.push(
+  { name: 'kernel-routing', about: 'plain kernel IPv4 forwarding f0 → f1, no NAT', build: (t) => routed(t, 'none') },
+  { name: 'iptables-masq', about: 'kernel forwarding with iptables MASQUERADE (nf_conntrack), 1 flow', build: (t) => routed(t, 'iptables') },
+  { name: 'iptables-masq-10k', about: `the same with ${NAT_FLOWS} flows`, flows: NAT_FLOWS, build: (t) => routed(t, 'iptables') },
+  { name: 'xdpnet-masq', about: 'xdpnet masquerade (tc on f0, XDP on f1), 1 flow', build: (t) => routed(t, 'xdpnet') },
+  { name: 'xdpnet-masq-10k', about: `the same with ${NAT_FLOWS} flows`, flows: NAT_FLOWS, build: (t) => routed(t, 'xdpnet') },
+);
+
 function xdpnetBridge(t: Topology): Endpoints {
   const e = line(t);
   t.xdpnet('fwd', 'bridge', 'add', 'br0');
@@ -99,3 +132,37 @@ function linuxBridge(t: Topology, netfilter: boolean): Endpoints {
   t.attachXdp('fwd', 'f0', 'pass');
   return e;
 }
+
+/** The inner destination MAC of the VXLAN encap rows: behind the remote VTEP 10.98.0.2 (the sink's s0). */
+const VX_INNER_DST = '02:00:00:00:00:99';
+
+/**
+ * gen:g0 ⇄ f0 [fwd: bridge + VTEP VNI 1, uplink f1 10.98.0.1] f1 ⇄ s0:sink —
+ * the generator's frames (to VX_INNER_DST) leave f1 VXLAN-encapsulated for
+ * the remote VTEP 10.98.0.2, whose neighbour entry is the sink's MAC.
+ */
+function vxlanEncap(t: Topology, how: 'kernel' | 'xdpnet'): Endpoints {
+  const e = line(t);
+  const fwd = t.nsName('fwd');
+  ip('-n', fwd, 'addr', 'add', '10.98.0.1/24', 'dev', 'f1');
+  ip('-n', fwd, 'neigh', 'add', '10.98.0.2', 'lladdr', t.mac('sink', 's0'), 'dev', 'f1', 'nud', 'permanent');
+  if (how === 'xdpnet') {
+    t.xdpnet('fwd', 'bridge', 'add', 'br0');
+    t.xdpnet('fwd', 'attach', 'f0', '--bridge', 'br0', '--hook', 'xdp');
+    t.xdpnet('fwd', 'vxlan', 'add', '--bridge', 'br0', '--vni', '1', '--local', '10.98.0.1', '--dev', 'f1');
+    t.xdpnet('fwd', 'fdb', 'add', VX_INNER_DST, '--bridge', 'br0', '--remote', '10.98.0.2');
+  } else {
+    if (BR_NETFILTER) t.sysctl('fwd', { 'net.bridge.bridge-nf-call-iptables': 0, 'net.bridge.bridge-nf-call-ip6tables': 0, 'net.bridge.bridge-nf-call-arptables': 0 });
+    ip('-n', fwd, 'link', 'add', 'vx0', 'type', 'vxlan', 'id', '1', 'local', '10.98.0.1', 'remote', '10.98.0.2', 'dstport', '4789', 'dev', 'f1', 'nolearning');
+    ip('-n', fwd, 'link', 'set', 'vx0', 'up');
+    t.bridge('fwd', 'br0', ['f0', 'vx0']);
+    t.fdb('fwd', VX_INNER_DST, 'vx0');
+    t.attachXdp('fwd', 'f0', 'pass');
+  }
+  return { ...e, gen: { ...e.gen, dstMac: VX_INNER_DST } };
+}
+
+SCENARIOS.push(
+  { name: 'kernel-vxlan-encap', about: 'Linux bridge over f0 and a kernel vxlan device on f1 (VNI 1, static FDB entry): encapsulation', build: (t) => vxlanEncap(t, 'kernel') },
+  { name: 'xdpnet-vxlan-encap', about: 'xdpnet bridge (XDP on f0) with a VTEP on f1 and a static remote FDB entry: encapsulation in XDP', build: (t) => vxlanEncap(t, 'xdpnet') },
+);

@@ -95,6 +95,7 @@ export class Topology {
   private removeXdpnet(role: string): void {
     const cli = (...args: string[]) =>
       execFileSync(process.execPath, [CLI, '--netns', this.nsName(role), ...args], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+    cli('nat', 'flush');
     cli('detach', '--all');
     for (const b of JSON.parse(cli('bridge', 'show', '--json')) as Array<{ name: string }>) cli('bridge', 'del', b.name, '--force');
   }

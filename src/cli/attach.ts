@@ -3,6 +3,7 @@ import { Command, Option } from 'commander';
 import { parseVlan, parseVlanList } from '../dataplane/addr.js';
 import { attach, listAttachments, type Attachment, type Hook, type XdpMode } from '../dataplane/attach.js';
 import { addPort, detachAll, detachInterface, listPorts, type PortInfo } from '../dataplane/bridge.js';
+import { portOverlay, vtepUplinks } from '../dataplane/vxlan.js';
 import { UsageError } from '../errors.js';
 import { context } from './context.js';
 import { ago, json, table, vlansText } from './format.js';
@@ -11,10 +12,10 @@ function describe(a: Attachment): string {
   return `${a.hook}${a.mode ? ` ${a.mode}` : ''}, program ${a.progId}`;
 }
 
-function toJson(a: Attachment, p?: PortInfo) {
+function toJson(a: Attachment, p?: PortInfo, vnis?: number[]) {
   return { iface: a.iface, ifindex: a.ifindex, hook: a.hook, mode: a.mode, progId: a.progId, linkId: a.linkId,
     since: a.since.toISOString(), defunct: a.iface === null,
-    bridge: p?.bridge ?? null, pvid: p?.pvid ?? null, vlans: p?.vlans ?? null, hostPort: p?.host ?? false };
+    bridge: p?.bridge ?? null, pvid: p?.pvid ?? null, vlans: p?.vlans ?? null, hostPort: p?.host ?? false, vtepUplink: vnis ?? null };
 }
 
 interface AttachOpts { hook?: Hook; mode?: XdpMode; bridge?: string; pvid?: string; trunk?: string }
@@ -50,6 +51,13 @@ Examples:
       }
       const { port, attachment } = addPort(ctx.inst, iface, o.bridge, { hook: o.hook ?? 'tc', mode: o.mode, netns: ctx.netns, ...vlans });
       console.log(`attached ${iface} to bridge ${port.bridge} (${describe(attachment)}; VLAN ${vlansText(port)})`);
+      const ov = portOverlay(ctx.inst, port.bridge);
+      if (ov) {
+        console.log(`note: bridge ${port.bridge} is an overlay bridge (VNI ${ov.vnis.join(', ')}): set the MTU behind ${iface} to ${ov.innerMtu ?? 'the uplink MTU - 50'}` +
+          (attachment.hook === 'xdp' ? '; xn_br_tc runs next to XDP as its slow path' : ''));
+        // the uplink's XDP redirects decapsulated frames into the port; a veth drops them unless its far end runs NAPI
+        console.log(`note: on a veth, turn GRO on at its far end (ethtool -K IFACE gro on${attachment.hook === 'xdp' ? ' tx off: a frame entering XDP loses a partial checksum' : ''})`);
+      }
     });
 
   program
@@ -77,13 +85,14 @@ Examples:
       const ctx = context(cmd);
       const all = listAttachments(ctx.inst);
       const ports = new Map(listPorts(ctx.inst).map((p) => [p.ifindex, p]));
-      if (o.json) return console.log(json(all.map((a) => toJson(a, ports.get(a.ifindex)))));
+      const uplinks = vtepUplinks(ctx.inst);
+      if (o.json) return console.log(json(all.map((a) => toJson(a, ports.get(a.ifindex), uplinks.get(a.ifindex)))));
       if (!all.length) return console.log('nothing attached');
       console.log(table(['IFACE', 'HOOK', 'MODE', 'PROG', 'BRIDGE', 'VLANS', 'SINCE'], all.map((a) => {
         const p = ports.get(a.ifindex);
         return [
           a.iface ?? `ifindex ${a.ifindex} (gone)`, a.hook, a.mode ?? '-', a.progId,
-          p ? `${p.bridge}${p.host ? ' (host)' : ''}` : '-', p ? vlansText(p) : '-',
+          p ? `${p.bridge}${p.host ? ' (host)' : ''}` : uplinks.has(a.ifindex) ? `VTEP uplink (VNI ${uplinks.get(a.ifindex)!.join(',')})` : '-', p ? vlansText(p) : '-',
           `${a.since.toISOString().replace('T', ' ').slice(0, 19)} (${ago(a.since)})`,
         ];
       })));

@@ -3,18 +3,20 @@
 // map slots. Later tasks (conntrack GC) join TASKS.
 import { Command } from 'commander';
 import { ageFdb } from '../dataplane/bridge.js';
+import { natHousekeeping } from '../dataplane/nat.js';
 import { listInstances, type InstancePaths } from '../objects/paths.js';
 import { positive } from './args.js';
 import { context, globals } from './context.js';
 
 const TASKS: Array<{ name: string; run(inst: InstancePaths): string }> = [
   { name: 'fdb', run: (inst) => `${ageFdb(inst).removed} aged out` },
+  { name: 'conntrack', run: natHousekeeping }, // expired flows (both entries), masquerade addresses
 ];
 
 export function daemonCommand(program: Command): void {
   program
     .command('daemon')
-    .description('run housekeeping (FDB ageing) for every instance, periodically, until interrupted')
+    .description('run housekeeping (FDB ageing, conntrack GC, masquerade addresses) for every instance, periodically, until interrupted')
     .option('--interval <secs>', 'seconds between passes', '5')
     .addHelpText('after', `
 Examples:

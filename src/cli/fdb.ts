@@ -2,11 +2,13 @@
 import { Command } from 'commander';
 import { parseUnicastMac, parseVlan } from '../dataplane/addr.js';
 import { addFdb, ageFdb, delFdb, flushFdb, listFdb, loadFdb, type FdbRow } from '../dataplane/bridge.js';
+import { keepRemoteResolved, listVteps, parseIpv4 } from '../dataplane/vxlan.js';
+import { UsageError } from '../errors.js';
 import { context } from './context.js';
 import { json, table } from './format.js';
 
 const render = (rows: FdbRow[]) => table(['MAC', 'VLAN', 'BRIDGE', 'PORT', 'TYPE', 'AGE'], rows.map((r) => [
-  r.mac, r.vlan, r.bridge, r.port ?? `ifindex ${r.ifindex} (gone)`, r.expired ? 'learned (expired)' : r.type, r.age === null ? '-' : `${r.age}s`,
+  r.mac, r.vlan, r.bridge, `${r.remote ? `vtep ${r.remote} via ` : ''}${r.port ?? `ifindex ${r.ifindex} (gone)`}`, r.expired ? 'learned (expired)' : r.type, r.age === null ? '-' : `${r.age}s`,
 ]));
 
 const vlanOpt = (v?: string) => (v === undefined ? undefined : parseVlan(v));
@@ -22,17 +24,25 @@ export function fdbCommands(program: Command): void {
     .description('add a static entry (never ages, never moved by learning; replaces a learned one)')
     .argument('<mac>', 'MAC address, e.g. 02:42:ac:11:00:02')
     .requiredOption('--bridge <name>', 'bridge')
-    .requiredOption('--port <iface>', 'the port the MAC is behind')
+    .option('--port <iface>', 'the port the MAC is behind')
+    .option('--remote <vtep-ip>', 'instead of --port: the remote VTEP the MAC is behind (bridge VLAN with a VTEP, see `xdpnet vxlan`)')
     .option('--vlan <vlan>', "VLAN (default: the port's PVID, else 1)")
     .addHelpText('after', `
 Examples:
   xdpnet fdb add 02:42:ac:11:00:02 --bridge br0 --port veth1
-  xdpnet fdb add 02:42:ac:11:00:03 --bridge br0 --port eth1 --vlan 20`)
-    .action((mac: string, o: { bridge: string; port: string; vlan?: string }, cmd: Command) => {
-      const e = { mac: parseUnicastMac(mac), bridge: o.bridge, port: o.port, vlan: vlanOpt(o.vlan) };
+  xdpnet fdb add 02:42:ac:11:00:03 --bridge br0 --port eth1 --vlan 20
+  xdpnet fdb add 02:42:0a:00:00:02 --bridge br0 --remote 192.168.1.11     behind a remote VTEP`)
+    .action((mac: string, o: { bridge: string; port?: string; remote?: string; vlan?: string }, cmd: Command) => {
+      if ((o.port === undefined) === (o.remote === undefined)) throw new UsageError('name where the MAC is: --port IFACE or --remote VTEP-IP (one of them)');
+      const remote = o.remote === undefined ? undefined : parseIpv4(o.remote, 'remote VTEP');
+      const e = { mac: parseUnicastMac(mac), bridge: o.bridge, port: o.port, remote, vlan: vlanOpt(o.vlan) };
       const ctx = context(cmd);
       const r = addFdb(ctx.inst, e, ctx.netns);
-      console.log(`added ${r.mac} on bridge ${r.bridge} VLAN ${r.vlan} -> ${r.port} (static)`);
+      if (!remote) return console.log(`added ${r.mac} on bridge ${r.bridge} VLAN ${r.vlan} -> ${r.port} (static)`);
+      const v = listVteps(ctx.inst).find((x) => x.bridge === r.bridge && x.vlan === r.vlan);
+      console.log(`added ${r.mac} on bridge ${r.bridge} VLAN ${r.vlan} -> VTEP ${remote} (VNI ${v?.vni}, via ${r.port}; static)`);
+      const warn = v && keepRemoteResolved(ctx.inst, v.vni, remote);
+      if (warn) console.log(`note: ${warn}`);
     });
 
   fdb

@@ -5,9 +5,12 @@ import { XdpnetError, VerifierError } from '../errors.js';
 import { libbpfLog } from '../sys/libbpf.js';
 import { attachCommands } from './attach.js';
 import { bridgeCommands } from './bridge.js';
+import { conntrackCommands } from './conntrack.js';
 import { daemonCommand } from './daemon.js';
 import { fdbCommands } from './fdb.js';
+import { natCommands } from './nat.js';
 import { statsCommand } from './stats.js';
+import { vxlanCommands } from './vxlan.js';
 
 const program = new Command('xdpnet')
   .description('eBPF container networking: XDP/tc dataplane driven from the command line')
@@ -22,6 +25,9 @@ bridgeCommands(program);
 fdbCommands(program);
 statsCommand(program);
 daemonCommand(program);
+vxlanCommands(program);
+natCommands(program);
+conntrackCommands(program);
 
 function fail(e: unknown): never {
   if (e instanceof CommanderError) process.exit(e.code === 'commander.helpDisplayed' || e.code === 'commander.version' ? 0 : 2);

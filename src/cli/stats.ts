@@ -1,5 +1,6 @@
 // stats [--json] [--watch [SECS]]
 import { Command } from 'commander';
+import { ctCounters, type CtCounters } from '../dataplane/nat.js';
 import { readStats, type IfaceStats, type Stats } from '../dataplane/stats.js';
 import { positive } from './args.js';
 import { context } from './context.js';
@@ -28,6 +29,11 @@ function renderRates(prev: Stats, cur: Stats): string {
   return table(['IFACE', 'RX-RATE', 'RX-BITRATE', 'TX-RATE', 'TX-BITRATE', 'DROP-RATE', 'RX-PACKETS', 'TX-PACKETS'], rows);
 }
 
+function ctText(c: CtCounters): string {
+  return `conntrack: ${c.entries} of ${c.max} entries (${((100 * c.entries) / c.max).toFixed(1)}%); created=${c.created} ` +
+    `insert_failed=${c.insertFailed} port_exhausted=${c.portExhausted} port_retries=${c.portRetries} expired=${c.expired} restored=${c.restored}`;
+}
+
 export function statsCommand(program: Command): void {
   program
     .command('stats')
@@ -45,7 +51,8 @@ Examples:
       const count = o.count === undefined ? Infinity : positive(o.count, '--count');
       const ctx = context(cmd);
       let prev = readStats(ctx.inst);
-      if (!interval) return console.log(o.json ? json(prev) : render(prev));
+      const ct = ctCounters(ctx.inst); // NAT conntrack, when the instance has NAT
+      if (!interval) return console.log(o.json ? json(ct ? { ...prev, conntrack: ct } : prev) : render(prev) + (ct ? `\n${ctText(ct)}` : ''));
       const tty = process.stdout.isTTY && !o.json;
       for (let i = 0; i < count; i++) {
         await new Promise((r) => setTimeout(r, interval * 1000));

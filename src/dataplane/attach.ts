@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { XdpnetError, UsageError, BpfError } from '../errors.js';
 import {
   BPF_TCX_INGRESS, BPF_XDP, BpfMap, XDP_FLAGS_DRV_MODE, XDP_FLAGS_SKB_MODE,
-  linkCreate, linkInfo, objGet, objPin, type BpfProgram,
+  linkCreate, objPin, pinnedLinkInfo, type BpfProgram,
 } from '../sys/libbpf.js';
 import { close as closeFd, ifIndexToName, ifNameToIndex } from '../sys/libc.js';
 import { BRIDGE } from '../objects/bridge.js';
@@ -53,23 +53,18 @@ export function listAttachments(inst: InstancePaths): Attachment[] {
     const m = PIN_RE.exec(f);
     if (!m) continue;
     const pin = join(inst.links, f);
-    const fd = objGet(pin);
-    try {
-      const info = linkInfo(fd, pin);
-      const ifindex = Number(m[1]);
-      out.push({
-        iface: info.ifindex ? (ifIndexToName(ifindex) ?? null) : null,
-        ifindex,
-        hook: m[2] as Hook,
-        mode: (m[3] as XdpMode | undefined) ?? null,
-        progId: info.progId,
-        linkId: info.id,
-        since: statSync(pin).mtime,
-        pin,
-      });
-    } finally {
-      closeFd(fd);
-    }
+    const info = pinnedLinkInfo(pin);
+    const ifindex = Number(m[1]);
+    out.push({
+      iface: info.ifindex ? (ifIndexToName(ifindex) ?? null) : null,
+      ifindex,
+      hook: m[2] as Hook,
+      mode: (m[3] as XdpMode | undefined) ?? null,
+      progId: info.progId,
+      linkId: info.id,
+      since: statSync(pin).mtime,
+      pin,
+    });
   }
   return out;
 }
@@ -77,6 +72,8 @@ export function listAttachments(inst: InstancePaths): Attachment[] {
 /** A loaded entry program; the link holds it once attached, so close() follows either way. */
 export interface LoadedProgram {
   prog: BpfProgram;
+  /** More programs linked on the same interface, one per other hook (e.g. a tc slow path next to XDP). */
+  also?: Array<{ hook: Hook; prog: BpfProgram }>;
   close(): void;
 }
 
@@ -88,8 +85,27 @@ export interface AttachOptions {
   load?: (inst: InstancePaths, hook: Hook) => LoadedProgram;
 }
 
+/** Every link of one interface, its primary one first (see findAttachment). */
+export function interfaceAttachments(inst: InstancePaths, ifindex: number): Attachment[] {
+  return listAttachments(inst).filter((a) => a.ifindex === ifindex).sort((a, b) => rank(a) - rank(b));
+}
+
+/** An interface has at most one link per hook; with both, XDP is the primary one and tc its slow path. */
+const rank = (a: Attachment) => (a.hook === 'xdp' ? 0 : 1);
+
+/** The interface's primary attachment (its XDP link if it has one, else its tc link). */
 export function findAttachment(inst: InstancePaths, ifindex: number): Attachment | undefined {
-  return listAttachments(inst).find((a) => a.ifindex === ifindex);
+  return interfaceAttachments(inst, ifindex)[0];
+}
+
+/** The primary attachment of each interface, by ifindex. */
+export function primaryAttachments(inst: InstancePaths): Map<number, Attachment> {
+  const out = new Map<number, Attachment>();
+  for (const a of listAttachments(inst)) {
+    const cur = out.get(a.ifindex);
+    if (!cur || rank(a) < rank(cur)) out.set(a.ifindex, a);
+  }
+  return out;
 }
 
 export function attach(inst: InstancePaths, iface: string, o: AttachOptions): Attachment {
@@ -105,31 +121,71 @@ export function attach(inst: InstancePaths, iface: string, o: AttachOptions): At
       `detach it first: xdpnet detach ${iface}`,
     );
   }
-  if (existing) unlinkSync(existing.pin); // defunct link of a deleted interface that reused this ifindex
+  // defunct links of a deleted interface that reused this ifindex
+  for (const a of interfaceAttachments(inst, ifindex)) unlinkSync(a.pin);
 
   mkdirSync(inst.maps, { recursive: true });
   mkdirSync(inst.links, { recursive: true });
   let loaded: LoadedProgram | undefined;
-  let linkFd = -1;
+  const pins: string[] = [];
   try {
     loaded = (o.load ?? loadCounter)(inst, o.hook);
-    const what = `${o.hook}${mode ? ` (${mode})` : ''} program to ${iface}`;
-    try {
-      linkFd = o.hook === 'xdp'
-        ? linkCreate(loaded.prog.fd, ifindex, BPF_XDP, mode === 'generic' ? XDP_FLAGS_SKB_MODE : XDP_FLAGS_DRV_MODE, what)
-        : linkCreate(loaded.prog.fd, ifindex, BPF_TCX_INGRESS, 0, what);
-    } catch (e) {
-      throw explainAttachError(e, iface, o.hook, mode);
+    for (const l of [{ hook: o.hook, prog: loaded.prog }, ...(loaded.also ?? [])]) {
+      pins.push(linkAndPin(inst, iface, ifindex, l.hook, l.hook === 'xdp' ? mode ?? 'native' : null, l.prog));
     }
-    objPin(linkFd, join(inst.links, pinName(ifindex, o.hook, mode)));
   } catch (e) {
+    for (const pin of pins) unlinkSync(pin);
     removeInstanceIfIdle(inst); // a failed first attach leaves nothing
     throw e;
   } finally {
-    if (linkFd >= 0) closeFd(linkFd);
     loaded?.close();
   }
   return findAttachment(inst, ifindex)!;
+}
+
+/** Links prog to the interface with the hook and pins the link; returns the pin. */
+function linkAndPin(inst: InstancePaths, iface: string, ifindex: number, hook: Hook, mode: XdpMode | null, prog: BpfProgram): string {
+  const what = `${hook}${mode ? ` (${mode})` : ''} program to ${iface}`;
+  let linkFd = -1;
+  try {
+    try {
+      linkFd = hook === 'xdp'
+        ? linkCreate(prog.fd, ifindex, BPF_XDP, mode === 'generic' ? XDP_FLAGS_SKB_MODE : XDP_FLAGS_DRV_MODE, what)
+        : linkCreate(prog.fd, ifindex, BPF_TCX_INGRESS, 0, what);
+    } catch (e) {
+      throw explainAttachError(e, iface, hook, mode);
+    }
+    const pin = join(inst.links, pinName(ifindex, hook, mode));
+    objPin(linkFd, pin);
+    return pin;
+  } finally {
+    if (linkFd >= 0) closeFd(linkFd);
+  }
+}
+
+/**
+ * Adds a link with another hook to an attached interface (no-op when it has
+ * one with that hook already), e.g. the tc slow path of an XDP bridge port.
+ */
+export function addLink(inst: InstancePaths, ifindex: number, hook: Hook, load: () => LoadedProgram): void {
+  const links = interfaceAttachments(inst, ifindex);
+  if (!links.length) throw new XdpnetError(`ifindex ${ifindex} is not attached`);
+  if (links.some((a) => a.hook === hook)) return;
+  checkKernel(kernelRelease(), hook);
+  const iface = links[0].iface ?? `ifindex ${ifindex}`;
+  const loaded = load();
+  try {
+    linkAndPin(inst, iface, ifindex, hook, hook === 'xdp' ? 'native' : null, loaded.prog);
+  } finally {
+    loaded.close();
+  }
+}
+
+/** Removes an interface's link with this hook, if it has one and another link stays. */
+export function removeLink(inst: InstancePaths, ifindex: number, hook: Hook): void {
+  const links = interfaceAttachments(inst, ifindex);
+  if (links.length < 2) return;
+  for (const a of links) if (a.hook === hook) unlinkSync(a.pin);
 }
 
 function explainAttachError(e: unknown, iface: string, hook: Hook, mode: XdpMode | null): unknown {
@@ -143,9 +199,10 @@ function explainAttachError(e: unknown, iface: string, hook: Hook, mode: XdpMode
   return e;
 }
 
-/** Removes an attachment's link (which detaches the program) and its counters. */
+/** Removes every link of an attachment's interface (which detaches its programs) and its counters. */
 export function removeAttachment(inst: InstancePaths, a: Attachment): void {
-  unlinkSync(a.pin);
+  for (const l of interfaceAttachments(inst, a.ifindex)) rmSync(l.pin, { force: true });
+  rmSync(a.pin, { force: true });
   BpfMap.usePin(join(inst.maps, COUNTER.maps.ifStats), (m) => m.delete(u32(a.ifindex)));
   removeInstanceIfIdle(inst);
 }

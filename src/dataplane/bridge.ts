@@ -7,9 +7,8 @@
 // Every command validates all its input before it writes, so a refused
 // command changes nothing.
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { mkdirSync, readFileSync } from 'node:fs';
 import { networkInterfaces } from 'node:os';
-import { join } from 'node:path';
 import { XdpnetError, UsageError } from '../errors.js';
 import {
   Bridge, BRIDGE, decodeFloodList, DevmapVal, FDB_FLAGS, FdbEntry, FdbKey, FloodKey, floodList, loadBridge,
@@ -20,8 +19,9 @@ import type { InstancePaths } from '../objects/paths.js';
 import { BPF_NOEXIST, BpfMap } from '../sys/libbpf.js';
 import { ifIndexToName, ifNameToIndex } from '../sys/libc.js';
 import { checkVlan, formatMac, formatVlanList, parseUnicastMac, randomMac, VLAN_MIN } from './addr.js';
+import { overlayVni, remoteFdbTarget, removeBridgeVteps, syncPeers, vtepUplinks } from './vxlan.js';
 import {
-  attach, findAttachment, listAttachments, removeAttachment, removeInstanceIfIdle, resolveIface,
+  attach, findAttachment, primaryAttachments, removeAttachment, removeInstanceIfIdle, resolveIface,
   type Attachment, type Hook, type XdpMode,
 } from './attach.js';
 
@@ -99,7 +99,10 @@ export interface FdbRow {
 export interface FdbEntryInput {
   mac: Buffer;
   bridge: string;
-  port: string;
+  /** The local port the MAC is behind; or remote: */
+  port?: string;
+  /** The remote VTEP (IPv4) the MAC is behind, on an overlay bridge (`fdb add --remote`). */
+  remote?: string;
   /** Default: the port's PVID, else 1. */
   vlan?: number;
 }
@@ -122,15 +125,7 @@ function withMaps<T>(inst: InstancePaths, fn: (m: Maps) => T, create = false): T
     mkdirSync(inst.maps, { recursive: true });
     pinBridgeMaps(inst);
   }
-  const pins = Object.entries(BRIDGE.maps).map(([k, name]) => [k, join(inst.maps, name)] as const);
-  if (!pins.every(([, pin]) => existsSync(pin))) return undefined;
-  const m = {} as Maps;
-  try {
-    for (const [k, pin] of pins) m[k as keyof Maps] = BpfMap.fromPin(pin);
-    return fn(m);
-  } finally {
-    Object.values(m).forEach((x) => x.close());
-  }
+  return BpfMap.usePins(inst.maps, BRIDGE.maps, fn);
 }
 
 function noBridge(name: string): never {
@@ -303,6 +298,7 @@ export function delBridge(inst: InstancePaths, name: string, o: { force?: boolea
     if (userPorts.length && !o.force) {
       throw new XdpnetError(`bridge ${name} still has ports: ${names.join(', ')}`, 'detach them first (xdpnet detach IFACE), or use --force');
     }
+    removeBridgeVteps(inst, br.id, name, Boolean(o.force)); // refused without --force
     for (const p of ports) {
       const a = findAttachment(inst, p.ifindex);
       if (a) removeAttachment(inst, a);
@@ -340,7 +336,7 @@ export function listBridges(inst: InstancePaths): BridgeInfo[] {
 function portInfos(inst: InstancePaths, m: Maps): PortInfo[] {
   const names = new Map(readBridges(m).map((b) => [b.id, b.name]));
   const vlans = readVlans(m);
-  const links = new Map(listAttachments(inst).map((a) => [a.ifindex, a]));
+  const links = primaryAttachments(inst);
   return readPorts(m)
     .map((p) => ({
       iface: ifIndexToName(p.ifindex) ?? null,
@@ -400,11 +396,13 @@ export function addPort(
     attachment = attach(inst, iface, {
       hook: o.hook, mode: o.mode, netns: o.netns,
       load: (i, hook) => {
-        const loaded = loadBridge(i, hook);
+        // XDP ports of overlay bridges hand floods to remote VTEPs and unresolved next hops to tc
+        const overlay = hook === 'xdp' && overlayVni(i, br.id) !== undefined;
+        const loaded = loadBridge(i, hook, { slowPath: overlay });
         try {
           withMaps(i, (m) => writePort(m, { ifindex, bridge: br.id, pvid, flags }, vlans, loaded.egress.fd));
           written = true;
-          return loaded;
+          return { ...loaded, also: loaded.tc ? [{ hook: 'tc' as const, prog: loaded.tc }] : undefined };
         } catch (e) {
           loaded.close();
           throw e;
@@ -451,6 +449,8 @@ export function detachInterface(inst: InstancePaths, iface: string, netns?: stri
   const ifindex = resolveIface(iface, netns);
   const port = listPorts(inst).find((p) => p.ifindex === ifindex);
   if (port?.host) throw new XdpnetError(`${iface} is the host port of bridge ${port.bridge}`, `it goes with the bridge: xdpnet bridge del ${port.bridge}`);
+  const vnis = vtepUplinks(inst).get(ifindex);
+  if (vnis) throw new XdpnetError(`${iface} is the uplink of VTEP VNI ${vnis.join(', ')}`, `it goes with the VTEP: xdpnet vxlan del --vni ${vnis[0]}`);
   const attachment = findAttachment(inst, ifindex);
   if (!attachment && !port) throw new XdpnetError(`${iface} is not attached`, 'see what is attached with `xdpnet status`');
   leave(inst, ifindex, attachment);
@@ -460,7 +460,8 @@ export function detachInterface(inst: InstancePaths, iface: string, netns?: stri
 /** `xdpnet detach --all`: every interface but the bridges' host ports (they go with `bridge del`). */
 export function detachAll(inst: InstancePaths): Attachment[] {
   const hostPorts = new Set(listPorts(inst).filter((p) => p.host).map((p) => p.ifindex));
-  const gone = listAttachments(inst).filter((a) => !hostPorts.has(a.ifindex));
+  const uplinks = vtepUplinks(inst); // they go with their VTEPs (`vxlan del`, `bridge del`)
+  const gone = [...primaryAttachments(inst).values()].filter((a) => !hostPorts.has(a.ifindex) && !uplinks.has(a.ifindex));
   for (const a of gone) leave(inst, a.ifindex, a);
   return gone;
 }
@@ -486,6 +487,7 @@ function fdbTargets(m: Maps, netns?: string): (e: FdbEntryInput) => { key: FdbKe
   const ifindexes = new Map<string, number>();
   return (e) => {
     const br = bridges.get(e.bridge) ?? noBridge(e.bridge);
+    if (e.port === undefined) throw new UsageError('an FDB entry needs a port (--port) or a remote VTEP (--remote)');
     const ifindex = ifindexes.get(e.port) ?? ifindexes.set(e.port, resolveIface(e.port, netns)).get(e.port)!;
     const port = ports.get(ifindex);
     if (port?.bridge !== br.id) throw new XdpnetError(`${e.port} is not a port of bridge ${e.bridge}`, `make it one: xdpnet attach ${e.port} --bridge ${e.bridge}`);
@@ -502,9 +504,16 @@ function fdbTargets(m: Maps, netns?: string): (e: FdbEntryInput) => { key: FdbKe
 /** Adds (or replaces) a static entry: never aged, never moved by learning. */
 export function addFdb(inst: InstancePaths, e: FdbEntryInput, netns?: string): FdbRow {
   return withMaps(inst, (m) => {
-    const t = fdbTargets(m, netns)(e);
+    let t: { key: FdbKeyRec; ifindex: number; remote?: number; vni?: number };
+    if (e.remote === undefined) t = fdbTargets(m, netns)(e);
+    else {
+      const br = bridgeByName(m, e.bridge);
+      if (e.mac.equals(br.mac)) throw new XdpnetError(`${formatMac(e.mac)} is bridge ${e.bridge}'s own MAC address`, 'its local entry goes with the bridge');
+      t = remoteFdbTarget(inst, br.id, e.bridge, e.mac, e.remote, e.vlan);
+    }
     const key = FdbKey.encode(t.key);
-    m.fdb.update(key, FdbEntry.encode(staticEntry(t.ifindex)));
+    m.fdb.update(key, FdbEntry.encode(staticEntry(t.ifindex, FDB_FLAGS.STATIC, t.remote)));
+    if (t.vni !== undefined) syncPeers(inst); // decap without learning accepts the VTEP now
     recountLearned(m); // it may have replaced a learned entry
     return fdbRows(m).find((r) => r.key.equals(key))!.row;
   }) ?? noBridge(e.bridge);
@@ -521,6 +530,7 @@ export function delFdb(inst: InstancePaths, mac: Buffer, bridge: string, vlan?: 
     if (rows.some((r) => r.row.type === 'local')) throw new XdpnetError(`the entry for ${where} is the bridge's own (local)`, 'it goes with the bridge');
     const n = deleteFdb(m, match);
     recountLearned(m);
+    syncPeers(inst);
     return n;
   }) ?? noBridge(bridge);
 }
@@ -576,6 +586,7 @@ export function flushFdb(inst: InstancePaths, f: Omit<FdbFilter, 'all'> = {}, ne
     const n = deleteFdb(m, (k, e) => !(e.flags & FDB_FLAGS.LOCAL) && (id === undefined || k.bridge === id) &&
       (ifindex === undefined || e.ifindex === ifindex) && (!f.learned || isLearned(e)));
     recountLearned(m);
+    syncPeers(inst);
     return n;
   }) ?? (f.bridge ? noBridge(f.bridge) : 0);
 }

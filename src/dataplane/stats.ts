@@ -5,7 +5,7 @@ import { sumPerCpu } from '../objects/codec.js';
 import { DROP_REASONS, DropKey, IfStats } from '../objects/stats.js';
 import { COUNTER } from '../objects/counter.js';
 import type { InstancePaths } from '../objects/paths.js';
-import { listAttachments } from './attach.js';
+import { primaryAttachments } from './attach.js';
 
 export interface IfaceStats {
   iface: string | null;
@@ -56,7 +56,7 @@ export function readDrops(m: BpfMap): Record<string, number> {
 }
 
 export function readStats(inst: InstancePaths): Stats {
-  const attached = listAttachments(inst);
+  const attached = [...primaryAttachments(inst).values()].sort((a, b) => a.pin.localeCompare(b.pin)); // one row per interface
   const counters = BpfMap.usePin(join(inst.maps, COUNTER.maps.ifStats), (m) =>
     new Map(m.entries().map(([k, v]) => [k.readUInt32LE(0), sumPerCpu(IfStats, v)] as const))) ?? new Map<number, Counters>();
   const byIf = BpfMap.usePin(join(inst.maps, COUNTER.maps.drops), readDropsByIface) ?? new Map<number, Record<string, number>>();

@@ -2,7 +2,9 @@
 // "containers" (namespaces) sit on an xdpnet bridge in a "host" namespace, no
 // Linux bridge anywhere; the bridge has a host address like docker0. Real
 // traffic flows (ping between containers and to the host, an iperf3 TCP
-// stream), then xdpnet shows its bridge, FDB and counters. Everything is
+// stream), then xdpnet shows its bridge, FDB and counters; then NAT: the
+// containers reach an "outside" namespace through masquerade, the outside
+// reaches a container through a port mapping, and conntrack lists them. Everything is
 // removed at the end, also on Ctrl-C or failure.
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
@@ -12,6 +14,11 @@ const tag = `xd${process.pid}`;
 const host = `${tag}-host`;
 const containers = [1, 2, 3].map((i) => ({ ns: `${tag}-c${i}`, port: `veth${i}`, ip: `10.77.0.1${i}` }));
 const made: string[] = [];
+/** NAT: an "outside" namespace behind the host's uplink up0, with a server address no route leads back from. */
+const outside = { ns: `${tag}-out`, gw: '10.78.0.254', host: '10.78.0.1', server: '198.51.100.7' };
+
+/** VXLAN: a second simulated host (kernel vxlan device on a Linux bridge, one container) behind an underlay veth ul0. */
+const hostB = { ns: `${tag}-hostB`, container: `${tag}-d1`, ip: '10.77.0.21', underA: '192.168.90.1', underB: '192.168.90.2', vni: '42' };
 
 function run(cmd: string, args: string[]): string {
   return execFileSync(cmd, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
@@ -39,10 +46,22 @@ function build(): void {
     run('ip', ['-n', c.ns, 'link', 'set', 'eth0', 'up']);
     run('ip', ['-n', c.ns, 'route', 'add', 'default', 'via', '10.77.0.1']);
   }
+  run('ip', ['netns', 'add', outside.ns]);
+  made.push(outside.ns);
+  run('ip', ['-n', host, 'link', 'add', 'up0', 'type', 'veth', 'peer', 'name', 'eth0', 'netns', outside.ns]);
+  run('ip', ['-n', host, 'addr', 'add', `${outside.host}/24`, 'dev', 'up0']);
+  run('ip', ['-n', outside.ns, 'addr', 'add', `${outside.gw}/24`, 'dev', 'eth0']);
+  run('ip', ['-n', outside.ns, 'addr', 'add', `${outside.server}/32`, 'dev', 'lo']);
+  for (const [n, d] of [[host, 'up0'], [outside.ns, 'eth0'], [outside.ns, 'lo']]) run('ip', ['-n', n, 'link', 'set', d, 'up']);
+  run('ip', ['-n', host, 'route', 'add', 'default', 'via', outside.gw]);
+  run('ip', ['netns', 'exec', host, 'sysctl', '-qw', 'net.ipv4.ip_forward=1']);
+  // XDP on up0 expects complete checksums from its far end, as a NIC's wire has them (up0 keeps TSO).
+  run('ip', ['netns', 'exec', outside.ns, 'ethtool', '-K', 'eth0', 'tx', 'off']);
 }
 
 function teardown(): void {
   const cli = (...a: string[]) => spawnSync(process.execPath, [CLI, '--netns', host, ...a], { stdio: 'ignore' });
+  cli('nat', 'flush');
   cli('detach', '--all');
   cli('bridge', 'del', 'br0', '--force');
   for (const n of made.splice(0)) spawnSync('ip', ['netns', 'del', n]);
@@ -66,6 +85,78 @@ async function iperf(seconds: number): Promise<string> {
   }
 }
 
+/** A 1 s iperf3 run: server in serverNs bound to bind, client in clientNs to host:port; what the server saw. */
+async function iperfVia(serverNs: string, bind: string, clientNs: string, target: string, port: number): Promise<string> {
+  const server = spawn('ip', ['netns', 'exec', serverNs, 'iperf3', '-s', '-1', '-B', bind, '-J'], { stdio: ['ignore', 'pipe', 'ignore'] });
+  let out = '';
+  server.stdout!.on('data', (d: Buffer) => (out += d));
+  const closed = new Promise((r) => server.once('close', r));
+  try {
+    await new Promise((r) => setTimeout(r, 500));
+    for (let i = 0; ; i++) { // a server slow to start (a busy machine) refuses the first try
+      try {
+        run('ip', ['netns', 'exec', clientNs, 'iperf3', '-c', target, '-p', String(port), '-t', '1']);
+        break;
+      } catch (e) {
+        if (i === 2) throw e;
+        await new Promise((r) => setTimeout(r, 500));
+      }
+    }
+    await Promise.race([closed, new Promise((r) => setTimeout(r, 3000))]);
+    const j = JSON.parse(out);
+    return `${(j.end.sum_received.bits_per_second / 1e9).toFixed(2)} Gbit/s, the server saw ${j.start.connected[0].remote_host}`;
+  } finally {
+    server.kill();
+  }
+}
+
+/** Host B the kernel way (what Docker overlay and Flannel build), joined to the host by the underlay ul0. */
+function buildHostB(): void {
+  for (const n of [hostB.ns, hostB.container]) {
+    run('ip', ['netns', 'add', n]);
+    made.push(n);
+    run('ip', ['-n', n, 'link', 'set', 'lo', 'up']);
+  }
+  const inB = (...a: string[]) => run('ip', ['-n', hostB.ns, ...a]);
+  run('ip', ['-n', host, 'link', 'add', 'ul0', 'type', 'veth', 'peer', 'name', 'ul0', 'netns', hostB.ns]);
+  run('ip', ['-n', host, 'addr', 'add', `${hostB.underA}/24`, 'dev', 'ul0']);
+  inB('addr', 'add', `${hostB.underB}/24`, 'dev', 'ul0');
+  run('ip', ['-n', host, 'link', 'set', 'ul0', 'up']);
+  inB('link', 'set', 'ul0', 'up');
+  // the far end of an XDP uplink: GRO (XDP redirects into it), complete checksums
+  for (const n of [host, hostB.ns]) run('ip', ['netns', 'exec', n, 'ethtool', '-K', 'ul0', 'gro', 'on', 'tx', 'off']);
+  inB('link', 'add', 'vx0', 'type', 'vxlan', 'id', hostB.vni, 'local', hostB.underB, 'remote', hostB.underA, 'dstport', '4789', 'dev', 'ul0');
+  inB('link', 'add', 'kbr0', 'type', 'bridge');
+  inB('link', 'add', 'vd1', 'type', 'veth', 'peer', 'name', 'eth0', 'netns', hostB.container);
+  for (const d of ['vx0', 'vd1']) inB('link', 'set', d, 'master', 'kbr0', 'up');
+  inB('link', 'set', 'kbr0', 'up');
+  run('ip', ['-n', hostB.container, 'addr', 'add', `${hostB.ip}/24`, 'dev', 'eth0']);
+  run('ip', ['-n', hostB.container, 'link', 'set', 'eth0', 'mtu', '1450', 'up']);
+}
+
+async function overlayStep(): Promise<void> {
+  step(`VXLAN: host B (kernel vxlan device on a Linux bridge, container d1 ${hostB.ip}) behind the underlay ul0`);
+  buildHostB();
+  xdpnet(['vxlan', 'add', '--bridge', 'br0', '--vni', hostB.vni, '--local', hostB.underA, '--dev', 'ul0', '--learning']);
+  xdpnet(['vxlan', 'remote', 'add', '--vni', hostB.vni, hostB.underB]);
+  console.log('setting the inner MTU (1450) on c1..c3, and GRO (the uplink\'s XDP redirects decapsulated frames into their veths)');
+  for (const c of containers) {
+    run('ip', ['-n', c.ns, 'link', 'set', 'eth0', 'mtu', '1450']);
+    run('ip', ['netns', 'exec', c.ns, 'ethtool', '-K', 'eth0', 'gro', 'on']);
+  }
+  ping(containers[0], hostB.ip);
+  const server = spawn('ip', ['netns', 'exec', hostB.container, 'iperf3', '-s', '-1', '-B', hostB.ip], { stdio: 'ignore' });
+  try {
+    await new Promise((r) => setTimeout(r, 500));
+    const out = run('ip', ['netns', 'exec', containers[0].ns, 'iperf3', '-c', hostB.ip, '-t', '1', '-J']);
+    console.log(`iperf3 c1 -> d1 across the overlay: ${(JSON.parse(out).end.sum_received.bits_per_second / 1e9).toFixed(2)} Gbit/s`);
+  } finally {
+    server.kill();
+  }
+  xdpnet(['vxlan', 'show']);
+  xdpnet(['fdb', 'show', '--bridge', 'br0']);
+}
+
 async function main(): Promise<void> {
   process.on('SIGINT', () => {
     teardown();
@@ -87,7 +178,18 @@ async function main(): Promise<void> {
     xdpnet(['bridge', 'show']);
     xdpnet(['fdb', 'show']);
     xdpnet(['stats']);
+    await overlayStep();
+    step('NAT: masquerade to an "outside" namespace (which routes nothing back), a port mapping in');
+    xdpnet(['nat', 'masquerade', 'add', '--src', '10.77.0.0/24', '--out', 'up0']);
+    xdpnet(['nat', 'portmap', 'add', '--proto', 'tcp', '--port', '10080', '--to', `${containers[2].ip}:5201`]);
+    ping(containers[0], outside.server);
+    console.log(`iperf3 c1 -> ${outside.server}:5201 (outside): ${await iperfVia(outside.ns, outside.server, containers[0].ns, outside.server, 5201)}`);
+    console.log(`iperf3 outside -> ${outside.host}:10080 (mapped to c3): ${await iperfVia(containers[2].ns, containers[2].ip, outside.ns, outside.host, 10080)}`);
+    xdpnet(['nat', 'show']);
+    xdpnet(['conntrack', 'list']);
     step('clean up');
+    xdpnet(['nat', 'flush']);
+    xdpnet(['vxlan', 'del', '--vni', hostB.vni]);
     xdpnet(['detach', '--all']);
     xdpnet(['bridge', 'del', 'br0']);
   } finally {

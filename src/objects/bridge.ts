@@ -150,12 +150,19 @@ export function pinBridgeMaps(inst: InstancePaths): void {
  * ingress program for the hook and the devmap egress program; the object (and
  * their fds) stay open until close().
  */
-export function loadBridge(inst: InstancePaths, hook: 'xdp' | 'tc'): { prog: BpfProgram; egress: BpfProgram; close(): void } {
+export function loadBridge(inst: InstancePaths, hook: 'xdp' | 'tc', o: { slowPath?: boolean } = {}): {
+  prog: BpfProgram; egress: BpfProgram; tc?: BpfProgram; close(): void;
+} {
   const ingress = BRIDGE.programs[hook];
-  const obj = BpfObject.open(objectPath(BRIDGE.object), { pinRoot: inst.maps, programs: [ingress, BRIDGE.programs.egress] });
+  // slowPath: xn_br_tc too, linked next to xn_br_xdp on XDP ports of overlay bridges
+  const programs = [ingress, BRIDGE.programs.egress, ...(o.slowPath && hook === 'xdp' ? [BRIDGE.programs.tc] : [])];
+  const obj = BpfObject.open(objectPath(BRIDGE.object), { pinRoot: inst.maps, programs });
   try {
     obj.load();
-    return { prog: obj.program(ingress), egress: obj.program(BRIDGE.programs.egress), close: () => obj.close() };
+    return {
+      prog: obj.program(ingress), egress: obj.program(BRIDGE.programs.egress),
+      tc: programs.length > 2 ? obj.program(BRIDGE.programs.tc) : undefined, close: () => obj.close(),
+    };
   } catch (e) {
     obj.close();
     throw e;

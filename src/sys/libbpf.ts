@@ -414,6 +414,22 @@ export class BpfMap {
     }
   }
 
+  /**
+   * Runs fn with several maps pinned in one folder, by role ({role: map name}),
+   * and closes them; undefined unless every one is pinned there.
+   */
+  static usePins<K extends string, T>(dir: string, names: Record<K, string>, fn: (m: Record<K, BpfMap>) => T): T | undefined {
+    const pins = Object.entries(names).map(([k, name]) => [k, join(dir, name as string)] as const);
+    if (!pins.every(([, pin]) => existsSync(pin))) return undefined;
+    const m = {} as Record<K, BpfMap>;
+    try {
+      for (const [k, pin] of pins) m[k as K] = BpfMap.fromPin(pin);
+      return fn(m);
+    } finally {
+      Object.values<BpfMap>(m).forEach((x) => x.close());
+    }
+  }
+
   lookup(key: Buffer): Buffer | undefined {
     const v = Buffer.alloc(this.valueBufSize);
     const ret = lib().map_lookup_elem(this.fd, key, v) as number;
@@ -533,6 +549,16 @@ export function linkInfo(fd: number, what: string): LinkInfo {
     progId: buf.readUInt32LE(8),
     ifindex: buf.readUInt32LE(16), // xdp.ifindex and tcx.ifindex share this offset
   };
+}
+
+/** The info of a pinned link. */
+export function pinnedLinkInfo(pin: string): LinkInfo {
+  const fd = objGet(pin);
+  try {
+    return linkInfo(fd, pin);
+  } finally {
+    closeFd(fd);
+  }
 }
 
 /** bpf_link_create: an XDP (with mode flags) or tcx link; returns its fd. */

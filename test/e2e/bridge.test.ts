@@ -4,17 +4,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BRIDGE, FdbEntry, FdbKey } from '../../src/objects/bridge.js';
 import { BpfMap } from '../../src/sys/libbpf.js';
 import { macStr } from '../helpers/packet.js';
-import { cleanup, inNs, netns, sh, veth, xdpnet } from '../helpers/sys.js';
+import { cleanup, inNs, netns, nsMac as mac, ok, sh, veth, xdpnet } from '../helpers/sys.js';
 
 interface FdbRow { mac: string; bridge: string; port: string | null; vlan: number; type: string; age: number | null }
 
-function ok(args: string[]): string {
-  const r = xdpnet(args);
-  expect(r.stderr, `xdpnet ${args.join(' ')}`).toBe('');
-  expect(r.code, `xdpnet ${args.join(' ')}`).toBe(0);
-  return r.stdout;
-}
-const mac = (ns: string, dev = 'eth0') => (JSON.parse(sh('ip', ['-n', ns, '-j', 'link', 'show', 'dev', dev]))[0].address as string);
 const ping = (ns: string, ip: string, count = 3) => inNs(ns, 'ping', ['-c', String(count), '-i', '0.05', '-W', '1', ip]);
 
 /** Removes the bridge and everything attached in the host namespace, then the namespaces. */

@@ -2,6 +2,7 @@
 // is recorded and removed by cleanup(), even when a test fails.
 import { execFileSync, spawnSync, type SpawnSyncReturns } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import { expect } from 'vitest';
 
 export const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 export const CLI = `${ROOT}dist/src/cli/main.js`;
@@ -47,9 +48,21 @@ export function xdpnet(args: string[], env: Record<string, string> = {}, wrap: s
   return { code: r.status ?? -1, stdout: r.stdout, stderr: r.stderr };
 }
 
+/** Runs the CLI, expecting success with nothing on stderr; returns its stdout. */
+export function ok(args: string[]): string {
+  const r = xdpnet(args);
+  expect(r.stderr, `xdpnet ${args.join(' ')}`).toBe('');
+  expect(r.code, `xdpnet ${args.join(' ')}`).toBe(0);
+  return r.stdout;
+}
+
+/** The MAC address of an interface in a namespace. */
+export const nsMac = (ns: string, dev = 'eth0') => (JSON.parse(sh('ip', ['-n', ns, '-j', 'link', 'show', 'dev', dev]))[0].address as string);
+
 /** Detaches everything the namespaces had, deletes their bridges (so nothing stays pinned) and the namespaces. */
 export function cleanup(): void {
   for (const ns of created.splice(0)) {
+    xdpnet(['--netns', ns, 'nat', 'flush']);
     xdpnet(['--netns', ns, 'detach', '--all']);
     const bridges = xdpnet(['--netns', ns, 'bridge', 'show', '--json']);
     for (const b of bridges.code ? [] : (JSON.parse(bridges.stdout) as Array<{ name: string }>)) xdpnet(['--netns', ns, 'bridge', 'del', b.name, '--force']);

@@ -1,0 +1,155 @@
+// nat masquerade|snat|portmap add|del|show, nat show, nat flush
+import { Command, Option } from 'commander';
+import {
+  addPortmap, addSnat, delPortmap, delSnat, flushNat, parseAddrRange, parseHostPort, parsePort, parsePortRange, parsePrefix,
+  parseProto, refreshAddresses, showNat, type NatLink, type NatState, type PortmapInfo, type SnatRuleInfo,
+} from '../dataplane/nat.js';
+import { context } from './context.js';
+import { json, table } from './format.js';
+
+const ifname = (name: string | null, ifindex: number) => name ?? `ifindex ${ifindex} (gone)`;
+
+function snatTable(rules: SnatRuleInfo[]): string {
+  if (!rules.length) return 'no source rules';
+  return table(['TYPE', 'SRC', 'OUT', 'TO', 'PORTS'], rules.map((r) => [r.kind, r.src, ifname(r.out, r.outIfindex), r.to, r.ports]));
+}
+
+function portmapTable(maps: PortmapInfo[]): string {
+  if (!maps.length) return 'no port mappings';
+  return table(['PROTO', 'PORT', 'ON', 'TO'], maps.map((p) => [p.proto, p.port, p.on ?? 'any', p.to]));
+}
+
+function linksText(links: NatLink[]): string {
+  return `NAT runs on: ${links.length ? links.map((l) => `${ifname(l.iface, l.ifindex)} (${l.hook}, program ${l.progId})`).join(', ') : 'nothing (no rules)'}`;
+}
+
+/** Reads the state after refreshing the host's addresses (masquerade follows them). */
+function state(cmd: Command): NatState {
+  const ctx = context(cmd);
+  refreshAddresses(ctx.inst);
+  return showNat(ctx.inst);
+}
+
+function sourceRuleCommands(nat: Command, kind: 'masquerade' | 'snat'): void {
+  const group = nat.command(kind).description(kind === 'masquerade'
+    ? 'translate sources to the outgoing interface\'s address (follows address changes), like iptables MASQUERADE'
+    : 'translate sources to fixed addresses, like iptables SNAT');
+  const add = group
+    .command('add')
+    .description(`add a ${kind} rule: new flows from --src leaving through --out are translated; established flows are untouched`)
+    .requiredOption('--src <cidr>', 'inner source prefix, e.g. 172.17.0.0/16')
+    .requiredOption('--out <iface>', 'egress interface (as the routing table picks it), e.g. eth0')
+    .option('--ports <lo-hi>', 'source ports to allocate (default: the longest range above 1023 the host leaves free: outside ' +
+      'net.ipv4.ip_local_port_range, bound ports and mapped ports)')
+    .option('--in <iface>', 'where the sources\' packets arrive (default: the interface routing --src, e.g. the bridge\'s)');
+  if (kind === 'snat') add.requiredOption('--to <ip[-ip]>', 'translated source address, or an inclusive range (each source keeps one)');
+  add.addHelpText('after', kind === 'masquerade' ? `
+Examples:
+  xdpnet nat masquerade add --src 172.17.0.0/16 --out eth0
+  xdpnet nat masquerade add --src 172.17.0.0/16 --out eth0 --ports 20000-29999
+  xdpnet --netns host1 nat masquerade add --src 10.88.0.0/24 --out up0 --in br0
+
+The NAT program goes on tc ingress of --in (keeps GSO/TSO) and on XDP of --out
+(tc there when another XDP program holds it).` : `
+Examples:
+  xdpnet nat snat add --src 172.17.0.0/16 --out eth0 --to 203.0.113.5
+  xdpnet nat snat add --src 172.17.0.0/16 --out eth0 --to 203.0.113.5-203.0.113.8 --ports 1024-65535`)
+    .action((o: { src: string; out: string; to?: string; ports?: string; in?: string }, cmd: Command) => {
+      parsePrefix(o.src);
+      if (o.ports) parsePortRange(o.ports);
+      if (kind === 'snat') parseAddrRange(o.to ?? '');
+      const ctx = context(cmd);
+      const r = addSnat(ctx.inst, kind, { ...o, netns: ctx.netns });
+      console.log(`${kind} ${r.src} out of ${r.out} as ${r.to}, ports ${r.ports}`);
+    });
+  group
+    .command('del')
+    .description(`remove a ${kind} rule (its established flows keep their translation until they end)`)
+    .requiredOption('--src <cidr>', 'the rule\'s source prefix')
+    .requiredOption('--out <iface>', 'the rule\'s egress interface')
+    .addHelpText('after', `\nExample:\n  xdpnet nat ${kind} del --src 172.17.0.0/16 --out eth0`)
+    .action((o: { src: string; out: string }, cmd: Command) => {
+      parsePrefix(o.src);
+      const ctx = context(cmd);
+      delSnat(ctx.inst, kind, { ...o, netns: ctx.netns });
+      console.log(`removed ${kind} ${parsePrefix(o.src).text} out of ${o.out}`);
+    });
+  group
+    .command('show')
+    .description(`list ${kind} rules`)
+    .option('--json', 'machine-readable output')
+    .action((o: { json?: boolean }, cmd: Command) => {
+      const rules = state(cmd).snat.filter((r) => r.kind === kind);
+      console.log(o.json ? json(rules) : snatTable(rules));
+    });
+}
+
+export function natCommands(program: Command): void {
+  const nat = program
+    .command('nat')
+    .description('NAT with connection tracking: masquerade, SNAT, port mappings (see also `xdpnet conntrack`)')
+    .addHelpText('after', `
+Examples:
+  xdpnet nat masquerade add --src 172.17.0.0/16 --out eth0     containers reach the outside
+  xdpnet nat portmap add --proto tcp --port 8080 --to 172.17.0.2:80
+                                                               the outside reaches a container (like -p 8080:80)
+  xdpnet nat show                                              every rule, and where NAT runs`);
+  sourceRuleCommands(nat, 'masquerade');
+  sourceRuleCommands(nat, 'snat');
+
+  const pm = nat.command('portmap').description('map a host port to a container (DNAT, with hairpin), like docker -p');
+  pm.command('add')
+    .description('map --port on the host\'s addresses to --to; replies are translated back')
+    .addOption(new Option('--proto <proto>', 'protocol').choices(['tcp', 'udp']).makeOptionMandatory())
+    .requiredOption('--port <hostport>', 'host port, 1-65535')
+    .requiredOption('--to <ip:port>', 'container address and port, e.g. 172.17.0.2:80')
+    .option('--on <iface>', 'only for clients arriving on this interface (default: any; NAT is attached to the default route\'s)')
+    .addHelpText('after', `
+Examples:
+  xdpnet nat portmap add --proto tcp --port 8080 --to 172.17.0.2:80
+  xdpnet nat portmap add --proto udp --port 5353 --to 172.17.0.3:53 --on eth0`)
+    .action((o: { proto: string; port: string; to: string; on?: string }, cmd: Command) => {
+      parseProto(o.proto);
+      parsePort(o.port, '--port');
+      parseHostPort(o.to);
+      const ctx = context(cmd);
+      const p = addPortmap(ctx.inst, { ...o, netns: ctx.netns });
+      console.log(`mapped ${p.proto} port ${p.port}${p.on ? ` on ${p.on}` : ''} to ${p.to}`);
+    });
+  pm.command('del')
+    .description('remove a port mapping (established connections keep going until they end)')
+    .addOption(new Option('--proto <proto>', 'protocol').choices(['tcp', 'udp']).makeOptionMandatory())
+    .requiredOption('--port <hostport>', 'host port')
+    .option('--on <iface>', 'the mapping\'s interface, if it has one')
+    .addHelpText('after', '\nExample:\n  xdpnet nat portmap del --proto tcp --port 8080')
+    .action((o: { proto: string; port: string; on?: string }, cmd: Command) => {
+      parsePort(o.port, '--port');
+      const ctx = context(cmd);
+      delPortmap(ctx.inst, { ...o, netns: ctx.netns });
+      console.log(`removed the mapping of ${o.proto} port ${o.port}${o.on ? ` on ${o.on}` : ''}`);
+    });
+  pm.command('show')
+    .description('list port mappings')
+    .option('--json', 'machine-readable output')
+    .action((o: { json?: boolean }, cmd: Command) => {
+      const maps = state(cmd).portmaps;
+      console.log(o.json ? json(maps) : portmapTable(maps));
+    });
+
+  nat.command('show')
+    .description('every NAT rule, and the interfaces NAT runs on')
+    .option('--json', 'machine-readable output')
+    .action((o: { json?: boolean }, cmd: Command) => {
+      const s = state(cmd);
+      if (o.json) return console.log(json({ ...s, links: s.links.map(({ pin: _pin, ...l }) => l) }));
+      console.log([snatTable(s.snat), portmapTable(s.portmaps), linksText(s.links)].join('\n\n'));
+    });
+
+  nat.command('flush')
+    .description('remove every NAT rule and detach the NAT programs (tracked flows stay: `xdpnet conntrack flush`)')
+    .action((_o: unknown, cmd: Command) => {
+      const ctx = context(cmd);
+      const r = flushNat(ctx.inst);
+      console.log(`removed ${r.rules} rules, ${r.links} NAT links`);
+    });
+}

@@ -1,0 +1,603 @@
+// NAT's control plane: source rules (masquerade, SNAT), port mappings, the
+// host's addresses, the NAT program's links, and conntrack (list, flush, GC,
+// counters, timeouts). Rules live in the instance's pinned maps (the source of
+// truth, like the bridge's):
+//   xn_snat       (egress ifindex, source prefix) → addresses, ports, flags
+//   xn_portmap    (ingress ifindex or 0, proto, host port) → container address and port
+//   xn_nat_addrs  the host's own IPv4 addresses (port mappings apply to these only)
+//   xn_ct         both directions of every translated flow; xn_ct_stats, xn_nat_config
+//
+// Where the programs run (nat.h translates on ingress, both directions):
+//   tc (tcx ingress) on the "inside" interface, the one routing the rule's
+//     sources: for containers on an xdpnet bridge that is the bridge's host
+//     interface (br0, the veth with the bridge address). Nothing else is
+//     attached there (the bridge's program runs on its peer xnp<id>), so NAT
+//     and bridging never share a hook; tc keeps GSO/TSO for container TCP.
+//   XDP on the outside interface (the uplink): replies and port-mapped
+//     connections at XDP rate. When the uplink already holds an XDP program
+//     (VXLAN, or `xdpnet attach`), NAT goes on its tcx ingress instead: tcx
+//     takes several programs per interface, XDP one.
+// Links are pinned as links/nat-<ifindex>-<hook>[-<mode>], beside the
+// per-interface links of attach.ts, so they survive the control process.
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdirSync, readdirSync, readFileSync, unlinkSync } from 'node:fs';
+import { isIPv4 } from 'node:net';
+import { join } from 'node:path';
+import { BpfError, UsageError, XdpnetError } from '../errors.js';
+import { sumPerCpu, u32 } from '../objects/codec.js';
+import {
+  CT_FLAGS, CT_STATE_NAMES, CtEntry, CtKey, ctExpired, ctPeerKey, CtStats, DEFAULT_TIMEOUTS, ipv4ToNum, IPPROTO, loadNat, NAT,
+  NatConfig, numToIpv4, Portmap, PortmapKey, SNAT_FLAGS, SnatKey, SnatRule, snatKey, timeoutSec, type CtEntryT, type CtKeyT,
+  type NatConfigT,
+} from '../objects/nat.js';
+import type { InstancePaths } from '../objects/paths.js';
+import { BPF_TCX_INGRESS, BPF_XDP, BpfMap, linkCreate, objPin, pinnedLinkInfo, XDP_FLAGS_DRV_MODE } from '../sys/libbpf.js';
+import { close as closeFd, ifIndexToName } from '../sys/libc.js';
+import { removeInstanceIfIdle, resolveIface } from './attach.js';
+import { checkKernel, kernelRelease } from './host.js';
+
+const NS_PER_SEC = 1_000_000_000n;
+
+// ---- parsing (usage errors, before anything is written) -------------------
+
+export interface Prefix { addr: number; len: number; text: string }
+
+export function parsePrefix(s: string, what = '--src'): Prefix {
+  const [ip, len = '32', ...rest] = s.split('/');
+  if (!isIPv4(ip) || rest.length || !/^\d+$/.test(len) || Number(len) > 32) {
+    throw new UsageError(`${what}: invalid IPv4 prefix '${s}'`, 'e.g. 172.17.0.0/16 or 172.17.0.2');
+  }
+  const bits = Number(len);
+  const mask = bits ? (0xffffffff << (32 - bits)) >>> 0 : 0;
+  const addr = (ipv4ToNum(ip) & mask) >>> 0;
+  return { addr, len: bits, text: `${numToIpv4(addr)}/${bits}` };
+}
+
+export function parseIp(s: string, what: string): number {
+  if (!isIPv4(s)) throw new UsageError(`${what}: invalid IPv4 address '${s}'`);
+  return ipv4ToNum(s);
+}
+
+/** "A" or "A-B" (IPv4 addresses, A <= B). */
+export function parseAddrRange(s: string): [number, number] {
+  const [a, b = a, ...rest] = s.split('-');
+  if (rest.length) throw new UsageError(`--to: invalid address range '${s}'`, 'e.g. 203.0.113.5 or 203.0.113.5-203.0.113.8');
+  const lo = parseIp(a, '--to');
+  const hi = parseIp(b, '--to');
+  if (hi < lo) throw new UsageError(`--to: the range ${s} runs backwards`, `write it low to high: ${b}-${a}`);
+  return [lo, hi];
+}
+
+/** "LO-HI" or "P" ports, 1-65535. */
+export function parsePortRange(s: string, what = '--ports'): [number, number] {
+  const m = /^(\d+)(?:-(\d+))?$/.exec(s);
+  const lo = m ? Number(m[1]) : NaN;
+  const hi = m ? Number(m[2] ?? m[1]) : NaN;
+  if (!m || lo < 1 || hi > 65535 || hi < lo) throw new UsageError(`${what}: invalid port range '${s}'`, 'e.g. 20000-29999 (1 to 65535, low to high)');
+  return [lo, hi];
+}
+
+export function parsePort(s: string, what: string): number {
+  const n = Number(s);
+  if (!/^\d+$/.test(s) || n < 1 || n > 65535) throw new UsageError(`${what}: invalid port '${s}'`, 'a port is 1 to 65535');
+  return n;
+}
+
+export type Proto = 'tcp' | 'udp';
+const PROTO_NUM: Record<Proto, number> = { tcp: IPPROTO.TCP, udp: IPPROTO.UDP };
+const PROTO_NAME: Record<number, string> = { [IPPROTO.ICMP]: 'icmp', [IPPROTO.TCP]: 'tcp', [IPPROTO.UDP]: 'udp' };
+
+export function parseProto(s: string): Proto {
+  if (s !== 'tcp' && s !== 'udp') throw new UsageError(`--proto: expected tcp or udp, got '${s}'`);
+  return s;
+}
+
+/** "IP:PORT". */
+export function parseHostPort(s: string, what = '--to'): { addr: number; port: number } {
+  const i = s.lastIndexOf(':');
+  if (i < 0) throw new UsageError(`${what}: expected IP:PORT, got '${s}'`, 'e.g. --to 172.17.0.2:80');
+  return { addr: parseIp(s.slice(0, i), what), port: parsePort(s.slice(i + 1), what) };
+}
+
+// ---- the host as `ip` sees it (inside the instance's namespace) -----------
+
+interface IpAddr { ifindex: number; ifname: string; addr_info?: Array<{ family: string; local: string; prefixlen: number }> }
+interface IpRoute { dst: string; dev?: string; gateway?: string; type?: string }
+
+function ipJson<T>(args: string[]): T {
+  try {
+    return JSON.parse(execFileSync('ip', ['-j', ...args], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }) || '[]') as T;
+  } catch (e) {
+    throw new XdpnetError(`ip ${args.join(' ')} failed: ${(e as { stderr?: string }).stderr?.trim() || (e as Error).message}`);
+  }
+}
+
+/** The host's IPv4 addresses: address → ifindex, and each interface's addresses in order (primary first). */
+export function hostAddresses(): { byAddr: Map<number, number>; byIf: Map<number, number[]> } {
+  const byAddr = new Map<number, number>();
+  const byIf = new Map<number, number[]>();
+  for (const l of ipJson<IpAddr[]>(['-4', 'addr', 'show'])) {
+    for (const a of l.addr_info ?? []) {
+      if (a.family !== 'inet' || a.local.startsWith('127.')) continue;
+      const n = ipv4ToNum(a.local);
+      byAddr.set(n, l.ifindex);
+      (byIf.get(l.ifindex) ?? byIf.set(l.ifindex, []).get(l.ifindex)!).push(n);
+    }
+  }
+  return { byAddr, byIf };
+}
+
+/** The interface of the most specific route covering the prefix (the default route only if `orDefault`). */
+function routeDev(p: Prefix, orDefault = false): string | undefined {
+  let best: { len: number; dev: string } | undefined;
+  for (const r of ipJson<IpRoute[]>(['-4', 'route', 'show'])) {
+    if (!r.dev || (r.type && r.type !== 'unicast')) continue;
+    const q = r.dst === 'default' ? { addr: 0, len: 0 } : parsePrefix(r.dst, 'route');
+    if (q.len === 0 && !orDefault) continue;
+    const mask = q.len ? (0xffffffff << (32 - q.len)) >>> 0 : 0;
+    if (q.len <= p.len && ((p.addr & mask) >>> 0) === q.addr && (!best || q.len > best.len)) best = { len: q.len, dev: r.dev };
+  }
+  return best?.dev;
+}
+
+function defaultDev(): string | undefined {
+  return routeDev({ addr: 0, len: 0, text: '0.0.0.0/0' }, true);
+}
+
+/** Ports the host itself uses: its ephemeral range and every bound TCP/UDP port (the ports SNAT must not take). */
+export function hostPorts(): { ephemeral: [number, number]; bound: Set<number> } {
+  const [lo, hi] = readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/).map(Number);
+  const bound = new Set<number>();
+  for (const f of ['tcp', 'tcp6', 'udp', 'udp6']) {
+    let text = '';
+    try {
+      text = readFileSync(`/proc/net/${f}`, 'utf8');
+    } catch {
+      continue;
+    }
+    for (const line of text.split('\n').slice(1)) {
+      const cols = line.trim().split(/\s+/);
+      if (cols.length < 4) continue;
+      if (f.startsWith('tcp') && cols[3] !== '0A') continue; // LISTEN
+      bound.add(parseInt(cols[1].split(':')[1], 16));
+    }
+  }
+  return { ephemeral: [lo, hi], bound };
+}
+
+/** The default SNAT port range: the longest run of ports from 1024 up outside the host's ephemeral range, bound ports and the given host ports. */
+export function defaultPortRange(avoid: Iterable<number> = []): [number, number] {
+  const { ephemeral, bound } = hostPorts();
+  const taken = new Set([...bound, ...avoid]);
+  let best: [number, number] = [0, -1];
+  let start = -1;
+  for (let p = 1024; p <= 65536; p++) {
+    const free = p <= 65535 && (p < ephemeral[0] || p > ephemeral[1]) && !taken.has(p);
+    if (free && start < 0) start = p;
+    if (!free && start >= 0) {
+      if (p - 1 - start > best[1] - best[0]) best = [start, p - 1];
+      start = -1;
+    }
+  }
+  if (best[1] < best[0]) throw new XdpnetError('no free source port range: the host uses every port from 1024 up', 'give one with --ports LO-HI');
+  return best;
+}
+
+// ---- maps -----------------------------------------------------------------
+
+type Maps = Record<keyof typeof NAT.maps, BpfMap>;
+
+/** Runs fn with the instance's NAT maps; undefined when there are none (reading never creates state). `create` pins them. */
+export function withNatMaps<T>(inst: InstancePaths, fn: (m: Maps) => T, create = false): T | undefined {
+  if (create && !existsSync(join(inst.maps, NAT.maps.ct))) {
+    mkdirSync(inst.maps, { recursive: true });
+    loadNat(inst, 'tc').close(); // loading pins every map by name
+  }
+  return BpfMap.usePins(inst.maps, NAT.maps, fn);
+}
+
+// ---- rules ----------------------------------------------------------------
+
+export interface SnatRuleInfo {
+  kind: 'masquerade' | 'snat';
+  src: string;
+  out: string | null; // null: the interface is gone
+  outIfindex: number;
+  to: string; // "A" or "A-B"
+  ports: string; // "LO-HI"
+}
+
+export interface PortmapInfo {
+  proto: Proto;
+  port: number;
+  on: string | null; // null: any interface
+  onIfindex: number;
+  to: string; // "IP:PORT"
+}
+
+function readSnat(m: Maps): SnatRuleInfo[] {
+  return m.snat.entries().map(([k, v]) => {
+    const key = SnatKey.decode(k);
+    const r = SnatRule.decode(v);
+    return {
+      kind: r.flags & SNAT_FLAGS.MASQUERADE ? 'masquerade' as const : 'snat' as const,
+      src: `${numToIpv4(key.src)}/${key.prefixlen - 32}`,
+      out: ifIndexToName(key.ifindex) ?? null,
+      outIfindex: key.ifindex,
+      to: r.addr_min === r.addr_max ? numToIpv4(r.addr_min) : `${numToIpv4(r.addr_min)}-${numToIpv4(r.addr_max)}`,
+      ports: `${r.port_min}-${r.port_max}`,
+    };
+  }).sort((a, b) => a.kind.localeCompare(b.kind) || a.src.localeCompare(b.src));
+}
+
+function readPortmaps(m: Maps): PortmapInfo[] {
+  return m.portmap.entries().map(([k, v]) => {
+    const key = PortmapKey.decode(k);
+    const p = Portmap.decode(v);
+    return {
+      proto: PROTO_NAME[key.proto] as Proto, port: key.port, onIfindex: key.ifindex,
+      on: key.ifindex ? (ifIndexToName(key.ifindex) ?? `ifindex ${key.ifindex}`) : null,
+      to: `${numToIpv4(p.to_addr)}:${p.to_port}`,
+    };
+  }).sort((a, b) => a.proto.localeCompare(b.proto) || a.port - b.port);
+}
+
+export interface SnatOptions {
+  src: string;
+  out: string;
+  /** snat: "A" or "A-B"; masquerade: the interface's address. */
+  to?: string;
+  ports?: string;
+  /** Where the sources' packets arrive (default: the interface routing --src). */
+  in?: string;
+  netns?: string;
+}
+
+/** `nat masquerade add` / `nat snat add`: validates everything, writes the rule, attaches the programs it needs. */
+export function addSnat(inst: InstancePaths, kind: 'masquerade' | 'snat', o: SnatOptions): SnatRuleInfo {
+  const src = parsePrefix(o.src);
+  const range = kind === 'snat' ? parseAddrRange(o.to ?? '') : undefined;
+  const ports = o.ports ? parsePortRange(o.ports) : undefined;
+  const outIfindex = resolveIface(o.out, o.netns);
+  const inside = o.in ?? routeDev(src);
+  if (!inside) {
+    throw new XdpnetError(`no interface routes ${src.text}: NAT must run where those sources' packets arrive`,
+      `add a route (e.g. a bridge with --address), or name the interface with --in IFACE`);
+  }
+  const inIfindex = resolveIface(inside, o.netns);
+  if (inIfindex === outIfindex) throw new XdpnetError(`${src.text} is routed through ${o.out} itself`, 'the sources must arrive on another interface than --out (or name it with --in)');
+  let addr: [number, number];
+  if (range) addr = range;
+  else {
+    const own = hostAddresses().byIf.get(outIfindex)?.[0];
+    if (own === undefined) throw new XdpnetError(`${o.out} has no IPv4 address to masquerade as`, `give it one (ip addr add ... dev ${o.out}), or use \`nat snat --to IP\``);
+    addr = [own, own];
+  }
+  const key = snatKey(outIfindex, src.text);
+  withNatMaps(inst, (m) => {
+    if (m.snat.lookup(key)) throw new XdpnetError(`a source rule for ${src.text} out of ${o.out} already exists`, `remove it first: xdpnet nat ${kind} del --src ${src.text} --out ${o.out}`);
+    const [pmin, pmax] = ports ?? defaultPortRange(readPortmaps(m).map((p) => p.port));
+    m.snat.update(key, SnatRule.encode({
+      addr_min: addr[0], addr_max: addr[1], port_min: pmin, port_max: pmax, flags: kind === 'masquerade' ? SNAT_FLAGS.MASQUERADE : 0,
+    }));
+  }, true);
+  refreshAddresses(inst);
+  ensureNatLink(inst, inIfindex, 'tc');
+  ensureNatLink(inst, outIfindex, 'xdp');
+  return withNatMaps(inst, (m) => readSnat(m).find((r) => r.outIfindex === outIfindex && r.src === src.text))!;
+}
+
+export function delSnat(inst: InstancePaths, kind: 'masquerade' | 'snat', o: { src: string; out: string; netns?: string }): void {
+  const src = parsePrefix(o.src);
+  const outIfindex = resolveIface(o.out, o.netns);
+  const key = snatKey(outIfindex, src.text);
+  const found = withNatMaps(inst, (m) => {
+    const v = m.snat.lookup(key);
+    if (!v || Boolean(SnatRule.decode(v).flags & SNAT_FLAGS.MASQUERADE) !== (kind === 'masquerade')) return false;
+    return m.snat.delete(key);
+  });
+  if (!found) throw new XdpnetError(`no ${kind} rule for ${src.text} out of ${o.out}`, `see \`xdpnet nat ${kind} show\``);
+  detachIfUnused(inst);
+}
+
+export interface PortmapOptions { proto: string; port: string; to: string; on?: string; netns?: string }
+
+export function addPortmap(inst: InstancePaths, o: PortmapOptions): PortmapInfo {
+  const proto = parseProto(o.proto);
+  const port = parsePort(o.port, '--port');
+  const to = parseHostPort(o.to);
+  const onIfindex = o.on ? resolveIface(o.on, o.netns) : 0;
+  const outside = o.on ?? defaultDev();
+  if (!outside) throw new XdpnetError('no default route: cannot tell where outside clients arrive', 'name the interface with --on IFACE');
+  const outIfindex = onIfindex || resolveIface(outside, o.netns);
+  const inside = routeDev({ addr: to.addr, len: 32, text: '' });
+  if (!inside) throw new XdpnetError(`no interface routes ${numToIpv4(to.addr)}`, 'the mapping\'s target must be reachable through a local interface (e.g. a bridge)');
+  const inIfindex = resolveIface(inside, o.netns);
+  const key = PortmapKey.encode({ ifindex: onIfindex, port, proto: PROTO_NUM[proto], pad: 0 });
+  withNatMaps(inst, (m) => {
+    const old = m.portmap.lookup(key);
+    if (old) {
+      throw new XdpnetError(`${proto} port ${port}${o.on ? ` on ${o.on}` : ''} is already mapped to ${numToIpv4(Portmap.decode(old).to_addr)}:${Portmap.decode(old).to_port}`,
+        `remove it first: xdpnet nat portmap del --proto ${proto} --port ${port}${o.on ? ` --on ${o.on}` : ''}`);
+    }
+    m.portmap.update(key, Portmap.encode({ to_addr: to.addr, to_port: to.port, pad: 0 }));
+  }, true);
+  refreshAddresses(inst);
+  ensureNatLink(inst, inIfindex, 'tc');
+  if (outIfindex !== inIfindex) ensureNatLink(inst, outIfindex, 'xdp');
+  return withNatMaps(inst, (m) => readPortmaps(m).find((p) => p.proto === proto && p.port === port && p.onIfindex === onIfindex))!;
+}
+
+export function delPortmap(inst: InstancePaths, o: { proto: string; port: string; on?: string; netns?: string }): void {
+  const proto = parseProto(o.proto);
+  const port = parsePort(o.port, '--port');
+  const onIfindex = o.on ? resolveIface(o.on, o.netns) : 0;
+  const key = PortmapKey.encode({ ifindex: onIfindex, port, proto: PROTO_NUM[proto], pad: 0 });
+  if (!withNatMaps(inst, (m) => m.portmap.delete(key))) {
+    throw new XdpnetError(`no mapping of ${proto} port ${port}${o.on ? ` on ${o.on}` : ''}`, 'see `xdpnet nat portmap show`');
+  }
+  detachIfUnused(inst);
+}
+
+export interface NatState { snat: SnatRuleInfo[]; portmaps: PortmapInfo[]; links: NatLink[] }
+
+export function showNat(inst: InstancePaths): NatState {
+  const rules = withNatMaps(inst, (m) => ({ snat: readSnat(m), portmaps: readPortmaps(m) })) ?? { snat: [], portmaps: [] };
+  return { ...rules, links: natLinks(inst) };
+}
+
+/** Removes every rule and NAT link (conntrack entries stay until they expire or `conntrack flush`). */
+export function flushNat(inst: InstancePaths): { rules: number; links: number } {
+  const rules = withNatMaps(inst, (m) => {
+    let n = 0;
+    for (const map of [m.snat, m.portmap]) for (const k of [...map.keys()]) n += Number(map.delete(k));
+    return n;
+  }) ?? 0;
+  const links = natLinks(inst);
+  for (const l of links) unlinkSync(l.pin);
+  removeInstanceIfIdle(inst);
+  return { rules, links: links.length };
+}
+
+/**
+ * Keeps the maps in step with the host's addresses: xn_nat_addrs holds exactly
+ * the host's IPv4 addresses, and each masquerade rule the primary address of
+ * its interface. Run on every NAT command and in the daemon loop.
+ */
+export function refreshAddresses(inst: InstancePaths): { addresses: number; masquerade: number } {
+  return withNatMaps(inst, (m) => {
+    const { byAddr, byIf } = hostAddresses();
+    for (const k of [...m.addrs.keys()]) if (!byAddr.has(k.readUInt32BE(0))) m.addrs.delete(k);
+    for (const [a, ifindex] of byAddr) {
+      const k = u32(a).reverse(); // network order
+      const cur = m.addrs.lookup(k);
+      if (!cur || cur.readUInt32LE(0) !== ifindex) m.addrs.update(k, u32(ifindex));
+    }
+    let changed = 0;
+    for (const [k, v] of m.snat.entries()) {
+      const r = SnatRule.decode(v);
+      if (!(r.flags & SNAT_FLAGS.MASQUERADE)) continue;
+      const own = byIf.get(SnatKey.decode(k).ifindex)?.[0];
+      if (own === undefined || (own === r.addr_min && own === r.addr_max)) continue; // no address now: keep the last one
+      m.snat.update(k, SnatRule.encode({ ...r, addr_min: own, addr_max: own }));
+      changed++;
+    }
+    return { addresses: byAddr.size, masquerade: changed };
+  }) ?? { addresses: 0, masquerade: 0 };
+}
+
+// ---- links ----------------------------------------------------------------
+
+export interface NatLink { iface: string | null; ifindex: number; hook: 'xdp' | 'tc'; progId: number; pin: string }
+
+const LINK_RE = /^nat-(\d+)-(xdp|tc)$/;
+
+export function natLinks(inst: InstancePaths): NatLink[] {
+  if (!existsSync(inst.links)) return [];
+  const out: NatLink[] = [];
+  for (const f of readdirSync(inst.links).sort()) {
+    const mm = LINK_RE.exec(f);
+    if (!mm) continue;
+    const pin = join(inst.links, f);
+    const info = pinnedLinkInfo(pin);
+    const ifindex = Number(mm[1]);
+    out.push({ iface: info.ifindex ? (ifIndexToName(ifindex) ?? null) : null, ifindex, hook: mm[2] as 'xdp' | 'tc', progId: info.progId, pin });
+  }
+  return out;
+}
+
+/**
+ * Attaches the NAT program to an interface unless it already runs there.
+ * `xdp` (native) falls back to tcx ingress where another XDP program holds
+ * the interface. The receiving end of an XDP redirect into a veth needs NAPI,
+ * so the peer of a tc-side veth in this namespace gets GRO.
+ */
+function ensureNatLink(inst: InstancePaths, ifindex: number, want: 'xdp' | 'tc'): NatLink {
+  const have = natLinks(inst).filter((l) => l.ifindex === ifindex);
+  const live = have.find((l) => l.iface);
+  if (live) return live;
+  for (const l of have) unlinkSync(l.pin); // defunct: its interface is gone and the ifindex reused
+  const iface = ifIndexToName(ifindex) ?? `ifindex ${ifindex}`;
+  mkdirSync(inst.links, { recursive: true });
+  const tryHook = (hook: 'xdp' | 'tc'): number => {
+    checkKernel(kernelRelease(), hook);
+    const loaded = loadNat(inst, hook);
+    try {
+      return hook === 'xdp'
+        ? linkCreate(loaded.prog.fd, ifindex, BPF_XDP, XDP_FLAGS_DRV_MODE, `NAT xdp program to ${iface}`)
+        : linkCreate(loaded.prog.fd, ifindex, BPF_TCX_INGRESS, 0, `NAT tc program to ${iface}`);
+    } finally {
+      loaded.close();
+    }
+  };
+  let hook = want;
+  let fd: number;
+  try {
+    fd = tryHook(hook);
+  } catch (e) {
+    if (hook !== 'xdp' || !(e instanceof BpfError) || ![16, 17, 95].includes(e.errno)) throw e; // EBUSY, EEXIST, EOPNOTSUPP
+    hook = 'tc';
+    fd = tryHook(hook);
+  }
+  try {
+    objPin(fd, join(inst.links, `nat-${ifindex}-${hook}`));
+  } finally {
+    closeFd(fd);
+  }
+  if (want === 'tc') enablePeerGro(iface);
+  return natLinks(inst).find((l) => l.ifindex === ifindex)!;
+}
+
+function enablePeerGro(iface: string): void {
+  const [l] = ipJson<Array<{ link?: string; link_netnsid?: number }>>(['link', 'show', 'dev', iface]);
+  if (!l?.link || l.link_netnsid !== undefined) return; // not a veth, or its peer is in another namespace
+  try {
+    execFileSync('ethtool', ['-K', l.link, 'gro', 'on'], { stdio: 'ignore' });
+  } catch {
+    /* no GRO there: XDP redirects into it are dropped, tc ones still work */
+  }
+}
+
+/** With no rule left, the NAT programs go (established flows keep their entries for when rules return). */
+function detachIfUnused(inst: InstancePaths): void {
+  const any = withNatMaps(inst, (m) => !m.snat.keys().next().done || !m.portmap.keys().next().done);
+  if (any) return;
+  for (const l of natLinks(inst)) unlinkSync(l.pin);
+  removeInstanceIfIdle(inst);
+}
+
+// ---- conntrack ------------------------------------------------------------
+
+export interface Flow {
+  proto: string;
+  state: string;
+  /** The original direction as it arrived, and as it left (translated). */
+  src: string; sport: number; dst: string; dport: number;
+  toSrc: string; toSport: number; toDst: string; toDport: number;
+  idleSec: number;
+  timeoutSec: number;
+  expired: boolean;
+}
+
+export interface FlowFilter { src?: string; dst?: string }
+
+function readConfig(m: Maps): NatConfigT {
+  const v = m.config.lookup(u32(0));
+  return v ? NatConfig.decode(v) : NatConfig.decode(Buffer.alloc(NatConfig.size)); // all 0: the defaults
+}
+
+const keyStr = (k: Buffer) => k.toString('hex');
+
+/** One row per flow, original direction (derived from the reply entry when the LRU took the original). */
+export function listFlows(inst: InstancePaths, f: FlowFilter = {}): Flow[] {
+  const src = f.src ? parsePrefix(f.src, '--src') : undefined;
+  const dst = f.dst ? parsePrefix(f.dst, '--dst') : undefined;
+  const inPrefix = (p: Prefix | undefined, a: number) => !p || ((a & (p.len ? (0xffffffff << (32 - p.len)) >>> 0 : 0)) >>> 0) === p.addr;
+  return (withNatMaps(inst, (m) => {
+    const config = readConfig(m);
+    const now = process.hrtime.bigint();
+    const all = m.ct.entries();
+    const keys = new Set(all.map(([k]) => keyStr(k)));
+    const rows: Flow[] = [];
+    for (const [kb, vb] of all) {
+      let k: CtKeyT = CtKey.decode(kb);
+      let e: CtEntryT = CtEntry.decode(vb);
+      if (e.flags & CT_FLAGS.REPLY) {
+        const orig = ctPeerKey(k, e);
+        if (keys.has(keyStr(CtKey.encode(orig)))) continue; // shown from its original entry
+        e = { ...e, to_src: k.dst, to_dst: k.src, to_sport: k.dport, to_dport: k.sport };
+        k = orig;
+      }
+      if (!inPrefix(src, k.src) || !inPrefix(dst, k.dst)) continue;
+      const idle = now > e.last_seen_ns ? now - e.last_seen_ns : 0n;
+      rows.push({
+        proto: PROTO_NAME[k.proto] ?? String(k.proto), state: CT_STATE_NAMES[e.state] ?? String(e.state),
+        src: numToIpv4(k.src), sport: k.sport, dst: numToIpv4(k.dst), dport: k.dport,
+        toSrc: numToIpv4(e.to_src), toSport: e.to_sport, toDst: numToIpv4(e.to_dst), toDport: e.to_dport,
+        idleSec: Number(idle / NS_PER_SEC), timeoutSec: timeoutSec(config, e.state), expired: ctExpired(e, config, now),
+      });
+    }
+    return rows;
+  }) ?? []).sort((a, b) => a.proto.localeCompare(b.proto) || a.src.localeCompare(b.src) || a.sport - b.sport || a.dst.localeCompare(b.dst));
+}
+
+/** Removes every conntrack entry; returns how many flows (entry pairs, roughly) went. */
+export function flushFlows(inst: InstancePaths): number {
+  return withNatMaps(inst, (m) => {
+    const keys = [...m.ct.keys()];
+    for (const k of keys) m.ct.delete(k);
+    return Math.ceil(keys.length / 2);
+  }) ?? 0;
+}
+
+/**
+ * One garbage-collection pass with the datapath's own test (ctExpired): an
+ * expired entry goes with its peer. Each is looked up again just before, as
+ * the datapath may have refreshed it since the batch read.
+ */
+export function gcFlows(inst: InstancePaths): { removed: number; remaining: number } {
+  return withNatMaps(inst, (m) => {
+    const config = readConfig(m);
+    const now = process.hrtime.bigint();
+    let removed = 0;
+    for (const [kb, vb] of m.ct.entries()) {
+      if (!ctExpired(CtEntry.decode(vb), config, now)) continue;
+      const cur = m.ct.lookup(kb);
+      if (!cur) continue; // its peer's pass took it
+      const e = CtEntry.decode(cur);
+      if (!ctExpired(e, config, now)) continue;
+      m.ct.delete(CtKey.encode(ctPeerKey(CtKey.decode(kb), e)));
+      m.ct.delete(kb);
+      removed++;
+    }
+    return { removed, remaining: Math.ceil(m.ct.entries().length / 2) };
+  }) ?? { removed: 0, remaining: 0 };
+}
+
+export interface CtCounters {
+  entries: number;
+  max: number;
+  created: number;
+  insertFailed: number;
+  portExhausted: number;
+  portRetries: number;
+  expired: number;
+  restored: number;
+}
+
+/** Conntrack fill and counters (summed over CPUs); undefined without NAT maps. */
+export function ctCounters(inst: InstancePaths): CtCounters | undefined {
+  return withNatMaps(inst, (m) => {
+    const v = m.ctStats.lookup(u32(0));
+    const s = v ? sumPerCpu(CtStats, v) : undefined;
+    const n = (x: bigint | undefined) => Number(x ?? 0n);
+    return {
+      entries: m.ct.entries().length, max: m.ct.info.maxEntries, created: n(s?.created), insertFailed: n(s?.insert_failed),
+      portExhausted: n(s?.port_exhausted), portRetries: n(s?.port_retries), expired: n(s?.expired), restored: n(s?.restored),
+    };
+  });
+}
+
+export const TIMEOUT_NAMES = Object.keys(DEFAULT_TIMEOUTS) as Array<keyof NatConfigT>;
+
+/** The conntrack timeouts in effect (seconds), after setting any of `set` (0 restores the default). */
+export function timeouts(inst: InstancePaths, set: Partial<NatConfigT> = {}): NatConfigT {
+  for (const [k, v] of Object.entries(set)) {
+    if (!TIMEOUT_NAMES.includes(k as keyof NatConfigT)) throw new UsageError(`unknown timeout '${k}'`, `one of: ${TIMEOUT_NAMES.join(', ')}`);
+    if (!Number.isInteger(v) || (v as number) < 0 || (v as number) > 0xffffffff) throw new UsageError(`timeout ${k} must be whole seconds, got ${v}`);
+  }
+  return withNatMaps(inst, (m) => {
+    const cur = readConfig(m);
+    if (Object.keys(set).length) m.config.update(u32(0), NatConfig.encode({ ...cur, ...set }));
+    const eff = { ...cur, ...set };
+    return Object.fromEntries(TIMEOUT_NAMES.map((k) => [k, eff[k] || DEFAULT_TIMEOUTS[k]])) as NatConfigT;
+  }, Object.keys(set).length > 0) ?? { ...DEFAULT_TIMEOUTS };
+}
+
+/** Daemon pass: expired flows out, addresses current. */
+export function natHousekeeping(inst: InstancePaths): string {
+  if (!existsSync(join(inst.maps, NAT.maps.ct))) return 'no NAT';
+  const gc = gcFlows(inst);
+  const a = refreshAddresses(inst);
+  return `${gc.removed} flows expired, ${gc.remaining} tracked${a.masquerade ? `, ${a.masquerade} masquerade addresses updated` : ''}`;
+}

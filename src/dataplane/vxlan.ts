@@ -1,0 +1,406 @@
+// The VXLAN overlay's control plane (RFC 7348): VTEPs that join one
+// (bridge, VLAN) flood domain to one VNI over an uplink. Like the bridge's,
+// its configuration lives in the instance's pinned maps (bpf/include/vxlan.h):
+//   xn_vteps       VNI → {bridge, VLAN, flags, local address, uplink, UDP port}: the source of truth
+//   xn_vx_vlans    (bridge, VLAN) → VNI                  xn_vx_ports  (local, port) → VTEPs using it
+//   xn_vx_remotes  VNI → remote VTEPs (BUM copies)        xn_vx_peers  (VNI, VTEP) → 1: senders accepted without learning
+// and in the links: xn_vx_uplink (XDP) on each uplink, xn_br_tc next to
+// xn_br_xdp on XDP ports of overlay bridges. Every command validates all its
+// input before it writes.
+import { execFileSync } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
+import { isIPv4 } from 'node:net';
+import { networkInterfaces } from 'node:os';
+import { join } from 'node:path';
+import { UsageError, XdpnetError } from '../errors.js';
+import {
+  BRIDGE, decodeRemoteList, FDB_FLAGS, FdbEntry, FdbKey, FloodKey, ipv4ToNum, loadBridge, loadVxlanUplink, numToIpv4,
+  pinBridgeMaps, remoteList, Vtep, VTEP_FLAGS, VXLAN, VxPeerKey, VxPortKey,
+} from '../objects/bridge.js';
+import { u32 } from '../objects/codec.js';
+import type { InstancePaths } from '../objects/paths.js';
+import { BPF_NOEXIST, BpfMap } from '../sys/libbpf.js';
+import { ifIndexToName } from '../sys/libc.js';
+import { checkVlan, formatMac, VLAN_MIN } from './addr.js';
+import { addLink, attach, findAttachment, removeAttachment, removeInstanceIfIdle, removeLink, resolveIface } from './attach.js';
+import { listBridges, listPorts } from './bridge.js';
+
+export const VXLAN_PORT = 4789;
+
+export interface VtepOptions {
+  bridge: string;
+  vni: number;
+  /** IPv4 address of the uplink: outer source, and the address decap accepts. */
+  local: string;
+  /** The uplink interface. */
+  dev: string;
+  /** UDP destination port (default 4789; Linux's historical default is 8472). */
+  port?: number;
+  /** The bridge VLAN the VNI carries (default 1). */
+  vlan?: number;
+  learning?: boolean;
+  netns?: string;
+}
+
+export interface VtepInfo {
+  vni: number;
+  bridge: string;
+  vlan: number;
+  local: string;
+  dev: string | null; // null: the uplink is gone
+  ifindex: number;
+  port: number;
+  learning: boolean;
+  remotes: string[];
+  /** Uplink MTU − 50: the largest inner frame payload (the MTU to give containers). */
+  innerMtu: number | null;
+}
+
+type VtepRec = ReturnType<typeof Vtep.decode>;
+type VxMaps = Record<keyof typeof VXLAN.maps, BpfMap>;
+
+/** Runs fn with the instance's overlay maps; undefined when they are not pinned (nothing configured). */
+function withVx<T>(inst: InstancePaths, fn: (m: VxMaps) => T): T | undefined {
+  return BpfMap.usePins(inst.maps, VXLAN.maps, fn);
+}
+
+function readVteps(m: VxMaps): Map<number, VtepRec> {
+  return new Map(m.vteps.entries().map(([k, v]) => [k.readUInt32LE(0), Vtep.decode(v)] as const));
+}
+
+const vlanKey = (bridge: number, vid: number) => FloodKey.encode({ bridge, vid, pad: 0 });
+const portKey = (local: number, port: number) => VxPortKey.encode({ local, port, pad: 0 });
+
+function noVtep(vni: number): never {
+  throw new XdpnetError(`no VTEP with VNI ${vni}`, 'list them with `xdpnet vxlan show`');
+}
+
+// ---- parsing ---------------------------------------------------------------
+
+export function parseVni(s: string): number {
+  const n = Number(s);
+  if (!/^\d+$/.test(s) || n < VXLAN.limits.vniMin || n > VXLAN.limits.vniMax) {
+    throw new UsageError(`invalid VNI '${s}': expected a number from ${VXLAN.limits.vniMin} to ${VXLAN.limits.vniMax}`);
+  }
+  return n;
+}
+
+export function parseIpv4(s: string, what = 'address'): string {
+  if (!isIPv4(s)) throw new UsageError(`invalid ${what} '${s}': expected an IPv4 address like 192.0.2.1`);
+  const n = ipv4ToNum(s);
+  if (n === 0 || n >>> 28 === 14 || n === 0xffffffff) throw new UsageError(`invalid ${what} ${s}: a VTEP address is a unicast address`);
+  return s;
+}
+
+export function parsePort(s: string): number {
+  const n = Number(s);
+  if (!/^\d+$/.test(s) || n < 1 || n > 65535) throw new UsageError(`invalid UDP port '${s}': expected 1 to 65535 (4789 is VXLAN's, 8472 Linux's old default)`);
+  return n;
+}
+
+// ---- host state --------------------------------------------------------------
+
+function ipJson(args: string[]): Array<Record<string, unknown>> {
+  try {
+    return JSON.parse(execFileSync('ip', ['-j', ...args], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }) || '[]');
+  } catch {
+    return [];
+  }
+}
+
+/** The interface's MTU (read with ip(8): /sys shows the host's namespace after setns). */
+export function linkMtu(dev: string): number | null {
+  const l = ipJson(['link', 'show', 'dev', dev])[0];
+  return typeof l?.mtu === 'number' ? l.mtu : null;
+}
+
+export const innerMtuOf = (mtu: number | null) => (mtu === null ? null : mtu - VXLAN.headerLen);
+
+/** bpf_fib_lookup returns FWD_DISABLED (every encap dropped as vxlan-no-route) unless the uplink forwards. */
+function enableForwarding(dev: string): boolean {
+  const path = `/proc/sys/net/ipv4/conf/${dev}/forwarding`;
+  try {
+    writeFileSync(path, '1');
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Keeps the next hop towards a remote VTEP resolved (a managed neighbour
+ * entry, which the kernel refreshes), so flood copies, which cannot wait for
+ * ARP, are not dropped as vxlan-no-neighbour. Best effort: returns a note.
+ */
+function keepNeighbour(dev: string, local: string, remote: string): string | undefined {
+  const r = ipJson(['route', 'get', remote, 'from', local, 'oif', dev])[0];
+  if (!r) return `no route to VTEP ${remote} through ${dev}: encapsulated frames to it are dropped (vxlan-no-route)`;
+  const nh = typeof r.gateway === 'string' ? r.gateway : remote;
+  try {
+    execFileSync('ip', ['neigh', 'add', nh, 'dev', dev, 'managed'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  } catch {
+    // exists already (kept resolved by whoever made it), or this kernel has no managed entries
+  }
+  return undefined;
+}
+
+// ---- what other modules ask --------------------------------------------------
+
+/** A VNI of the bridge, when it is an overlay bridge. */
+export function overlayVni(inst: InstancePaths, bridge: number): number | undefined {
+  return withVx(inst, (m) => [...readVteps(m)].find(([, v]) => v.bridge === bridge)?.[0]);
+}
+
+/** Uplink ifindex → the VNIs it carries. */
+export function vtepUplinks(inst: InstancePaths): Map<number, number[]> {
+  const out = new Map<number, number[]>();
+  withVx(inst, (m) => {
+    for (const [vni, v] of [...readVteps(m)].sort((a, b) => a[0] - b[0])) (out.get(v.ifindex) ?? out.set(v.ifindex, []).get(v.ifindex)!).push(vni);
+  });
+  return out;
+}
+
+/** The overlay a bridge port joined: its VNIs and the MTU its container should use. */
+export function portOverlay(inst: InstancePaths, bridge: string): { vnis: number[]; innerMtu: number | null } | undefined {
+  const vteps = listVteps(inst).filter((v) => v.bridge === bridge);
+  if (!vteps.length) return undefined;
+  const mtus = vteps.map((v) => v.innerMtu).filter((x): x is number => x !== null);
+  return { vnis: vteps.map((v) => v.vni), innerMtu: mtus.length ? Math.min(...mtus) : null };
+}
+
+/** The FDB entry of a MAC behind a remote VTEP: key and value fields (`fdb add --remote`). */
+export function remoteFdbTarget(inst: InstancePaths, bridge: number, name: string, mac: Buffer, remote: string, vlan?: number) {
+  const vid = vlan === undefined ? VLAN_MIN : checkVlan(vlan);
+  const addr = ipv4ToNum(parseIpv4(remote, 'remote VTEP'));
+  const found = withVx(inst, (m) => {
+    const n = m.vlans.lookup(vlanKey(bridge, vid));
+    const vni = n?.readUInt32LE(0);
+    const v = vni === undefined ? undefined : m.vteps.lookup(u32(vni));
+    return v && { vni: vni!, vtep: Vtep.decode(v) };
+  });
+  if (!found) {
+    throw new XdpnetError(`bridge ${name} VLAN ${vid} has no VTEP, so no MAC can be behind a remote one`,
+      `add one first: xdpnet vxlan add --bridge ${name} --vni N --local IP --dev UPLINK${vid === VLAN_MIN ? '' : ` --vlan ${vid}`}`);
+  }
+  if (addr === found.vtep.local) throw new XdpnetError(`${remote} is VNI ${found.vni}'s own address`, 'name the remote VTEP the MAC is behind');
+  if (formatMac(mac) === '00:00:00:00:00:00') throw new UsageError('MAC address 00:00:00:00:00:00 is not a valid address');
+  return { key: { bridge, vid, mac }, ifindex: found.vtep.ifindex, remote: addr, vni: found.vni };
+}
+
+/**
+ * Rewrites xn_vx_peers from what should be there: for every VNI, its remote
+ * VTEPs and the VTEPs its static FDB entries point at.
+ */
+export function syncPeers(inst: InstancePaths): void {
+  withVx(inst, (m) => {
+    const vteps = readVteps(m);
+    const want = new Set<string>();
+    const key = (vni: number, addr: number) => `${vni}/${addr}`;
+    for (const [k, v] of m.remotes.entries()) for (const a of decodeRemoteList(v)) want.add(key(k.readUInt32LE(0), a));
+    const vniOf = new Map([...vteps].map(([vni, v]) => [`${v.bridge}/${v.vid}`, vni]));
+    BpfMap.usePin(join(inst.maps, BRIDGE.maps.fdb), (fdb) => {
+      for (const [k, v] of fdb.entries()) {
+        const e = FdbEntry.decode(v);
+        const fk = FdbKey.decode(k);
+        const vni = vniOf.get(`${fk.bridge}/${fk.vid}`);
+        if (e.remote && e.flags & FDB_FLAGS.STATIC && vni !== undefined) want.add(key(vni, e.remote));
+      }
+    });
+    const have = new Set([...m.peers.keys()].map((k) => { const p = VxPeerKey.decode(k); return key(p.vni, p.addr); }));
+    for (const w of want) {
+      if (have.has(w)) continue;
+      const [vni, addr] = w.split('/').map(Number);
+      m.peers.update(VxPeerKey.encode({ vni, addr }), u32(1));
+    }
+    for (const h of have) {
+      if (want.has(h)) continue;
+      const [vni, addr] = h.split('/').map(Number);
+      m.peers.delete(VxPeerKey.encode({ vni, addr }));
+    }
+  });
+}
+
+// ---- VTEPs -------------------------------------------------------------------
+
+/** XDP ports of a bridge: they need xn_br_tc next to xn_br_xdp once the bridge is an overlay bridge. */
+function xdpPorts(inst: InstancePaths, bridge: string): number[] {
+  return listPorts(inst).filter((p) => p.bridge === bridge && p.hook === 'xdp').map((p) => p.ifindex);
+}
+
+export interface AddVtepResult {
+  vtep: VtepInfo;
+  /** What the user should know: forwarding turned on, the inner MTU, ports given a tc slow path. */
+  notes: string[];
+}
+
+export function addVtep(inst: InstancePaths, o: VtepOptions): AddVtepResult {
+  if (o.vni < VXLAN.limits.vniMin || o.vni > VXLAN.limits.vniMax || !Number.isInteger(o.vni)) parseVni(String(o.vni));
+  const local = parseIpv4(o.local, 'local address');
+  const port = o.port ?? VXLAN_PORT;
+  if (!Number.isInteger(port) || port < 1 || port > 65535) parsePort(String(port));
+  const vid = o.vlan === undefined ? VLAN_MIN : checkVlan(o.vlan);
+  // validate everything before any write
+  const br = listBridges(inst).find((b) => b.name === o.bridge);
+  if (!br) throw new XdpnetError(`bridge ${o.bridge} not found`, 'list bridges with `xdpnet bridge show`; create one with `xdpnet bridge add NAME`');
+  const ifindex = resolveIface(o.dev, o.netns);
+  const port0 = listPorts(inst).find((p) => p.ifindex === ifindex);
+  if (port0) throw new XdpnetError(`${o.dev} is a port of bridge ${port0.bridge}, it cannot be an uplink`, `detach it first: xdpnet detach ${o.dev}`);
+  const addrs = networkInterfaces()[o.dev]?.filter((a) => a.family === 'IPv4').map((a) => a.address) ?? [];
+  if (!addrs.includes(local)) {
+    throw new XdpnetError(`${o.dev} does not have the address ${local}${addrs.length ? ` (it has ${addrs.join(', ')})` : ''}`,
+      `give it the address first: ip addr add ${local}/24 dev ${o.dev}; --local must be an address of --dev`);
+  }
+  pinBridgeMaps(inst); // adopts the pinned maps, creates overlay maps an older instance lacks
+  const uplinks = vtepUplinks(inst);
+  const attached = findAttachment(inst, ifindex);
+  if (attached && !uplinks.has(ifindex)) {
+    throw new XdpnetError(`${o.dev} is already attached (${attached.hook}${attached.mode ? ` ${attached.mode}` : ''}, program ${attached.progId})`,
+      `detach it first: xdpnet detach ${o.dev}`);
+  }
+  withVx(inst, (m) => {
+    if (m.vteps.lookup(u32(o.vni))) {
+      const v = Vtep.decode(m.vteps.lookup(u32(o.vni))!);
+      const on = listBridges(inst).find((b) => b.id === v.bridge)?.name ?? `#${v.bridge}`;
+      throw new XdpnetError(`VNI ${o.vni} already exists (bridge ${on} VLAN ${v.vid})`, `one VTEP per VNI; delete it first: xdpnet vxlan del --vni ${o.vni}`);
+    }
+    const other = m.vlans.lookup(vlanKey(br.id, vid));
+    if (other) {
+      throw new XdpnetError(`bridge ${o.bridge} VLAN ${vid} already has a VTEP (VNI ${other.readUInt32LE(0)})`,
+        'one VTEP per bridge VLAN: use another --vlan, or delete that VTEP first');
+    }
+    if (m.vteps.entries().length >= VXLAN.limits.vteps) throw new XdpnetError(`all ${VXLAN.limits.vteps} VTEPs are in use`);
+    return true;
+  }) ?? (() => { throw new XdpnetError('this instance has no overlay maps', 'rebuild (make bpf): the bridge object lacks them'); })();
+
+  const notes: string[] = [];
+  let linked = false;
+  if (!attached) {
+    attach(inst, o.dev, { hook: 'xdp', netns: o.netns, load: (i) => loadVxlanUplink(i) });
+    linked = true;
+  }
+  try {
+    withVx(inst, (m) => {
+      // the VTEP and its decap index first, the encap index last: frames are only sent once decap works
+      m.vteps.update(u32(o.vni), Vtep.encode({
+        bridge: br.id, vid, flags: o.learning ? VTEP_FLAGS.LEARNING : 0, local: ipv4ToNum(local), ifindex, port, pad: 0,
+      }), BPF_NOEXIST);
+      const pk = portKey(ipv4ToNum(local), port);
+      m.ports.update(pk, u32((m.ports.lookup(pk)?.readUInt32LE(0) ?? 0) + 1));
+      m.vlans.update(vlanKey(br.id, vid), u32(o.vni));
+    });
+    const slow = xdpPorts(inst, br.name);
+    for (const p of slow) addLink(inst, p, 'tc', () => bridgeTc(inst));
+    if (slow.length) notes.push(`XDP ports ${slow.map((p) => ifIndexToName(p) ?? p).join(', ')} got the tc slow path (floods to remote VTEPs, unresolved next hops)`);
+  } catch (e) {
+    try {
+      delVtep(inst, o.vni);
+    } catch {
+      if (linked) {
+        const a = findAttachment(inst, ifindex);
+        if (a) removeAttachment(inst, a);
+      }
+    }
+    throw e;
+  }
+  notes.push(enableForwarding(o.dev)
+    ? `set net.ipv4.conf.${o.dev}.forwarding=1 (the datapath's route lookups need it)`
+    : `could not set net.ipv4.conf.${o.dev}.forwarding=1: set it, or every encapsulated frame is dropped (vxlan-no-route)`);
+  const vtep = listVteps(inst).find((v) => v.vni === o.vni)!;
+  if (vtep.innerMtu !== null) notes.push(`inner MTU ${vtep.innerMtu} (${o.dev} MTU ${vtep.innerMtu + VXLAN.headerLen} − ${VXLAN.headerLen}): give the containers of bridge ${o.bridge} this MTU`);
+  return { vtep, notes };
+}
+
+function bridgeTc(inst: InstancePaths) {
+  const l = loadBridge(inst, 'tc');
+  return { prog: l.prog, close: l.close };
+}
+
+/** Removes a VTEP; its uplink link goes with the last VTEP on it, XDP ports' tc slow paths with the bridge's last VTEP. */
+export function delVtep(inst: InstancePaths, vni: number): VtepInfo {
+  const info = listVteps(inst).find((v) => v.vni === vni) ?? noVtep(vni);
+  const left = withVx(inst, (m) => {
+    const v = Vtep.decode(m.vteps.lookup(u32(vni))!);
+    // the encap index first: nothing is sent to the overlay any more
+    const vk = vlanKey(v.bridge, v.vid);
+    if (m.vlans.lookup(vk)?.readUInt32LE(0) === vni) m.vlans.delete(vk);
+    m.remotes.delete(u32(vni));
+    m.vteps.delete(u32(vni));
+    const pk = portKey(v.local, v.port);
+    const n = (m.ports.lookup(pk)?.readUInt32LE(0) ?? 1) - 1;
+    if (n > 0) m.ports.update(pk, u32(n));
+    else m.ports.delete(pk);
+    // remote MACs of that VLAN lead nowhere now
+    BpfMap.usePin(join(inst.maps, BRIDGE.maps.fdb), (fdb) => {
+      for (const [k, e] of fdb.entries()) {
+        const fk = FdbKey.decode(k);
+        if (fk.bridge === v.bridge && fk.vid === v.vid && FdbEntry.decode(e).remote) fdb.delete(k);
+      }
+    });
+    const all = readVteps(m);
+    return { uplinkUsed: [...all.values()].some((x) => x.ifindex === v.ifindex), bridgeUsed: [...all.values()].some((x) => x.bridge === v.bridge), v };
+  })!;
+  syncPeers(inst);
+  if (!left.bridgeUsed) for (const p of xdpPorts(inst, info.bridge)) removeLink(inst, p, 'tc');
+  if (!left.uplinkUsed) {
+    const a = findAttachment(inst, left.v.ifindex);
+    if (a) removeAttachment(inst, a);
+  }
+  removeInstanceIfIdle(inst);
+  return info;
+}
+
+/** bridge del: its VTEPs go with it when forced; refused otherwise. */
+export function removeBridgeVteps(inst: InstancePaths, bridge: number, name: string, force: boolean): void {
+  const vnis = withVx(inst, (m) => [...readVteps(m)].filter(([, v]) => v.bridge === bridge).map(([vni]) => vni)) ?? [];
+  if (!vnis.length) return;
+  if (!force) throw new XdpnetError(`bridge ${name} still has VTEPs: VNI ${vnis.join(', ')}`, 'delete them first (xdpnet vxlan del --vni N), or use --force');
+  for (const vni of vnis) delVtep(inst, vni);
+}
+
+export function listVteps(inst: InstancePaths): VtepInfo[] {
+  const names = new Map(listBridges(inst).map((b) => [b.id, b.name]));
+  const mtus = new Map<number, number | null>();
+  return (withVx(inst, (m) => [...readVteps(m)].map(([vni, v]) => {
+    const dev = ifIndexToName(v.ifindex) ?? null;
+    if (dev && !mtus.has(v.ifindex)) mtus.set(v.ifindex, linkMtu(dev));
+    const r = m.remotes.lookup(u32(vni));
+    return {
+      vni, bridge: names.get(v.bridge) ?? `#${v.bridge}`, vlan: v.vid, local: numToIpv4(v.local), dev, ifindex: v.ifindex, port: v.port,
+      learning: Boolean(v.flags & VTEP_FLAGS.LEARNING), remotes: r ? decodeRemoteList(r).map(numToIpv4) : [],
+      innerMtu: innerMtuOf(mtus.get(v.ifindex) ?? null),
+    };
+  })) ?? []).sort((a, b) => a.vni - b.vni);
+}
+
+// ---- remote VTEPs (head-end replication) ---------------------------------------
+
+/** Adds a remote VTEP to a VNI: it gets a copy of every flood, and decap accepts it without learning. */
+export function addRemote(inst: InstancePaths, vni: number, remote: string): { vtep: VtepInfo; notes: string[] } {
+  const addr = ipv4ToNum(parseIpv4(remote, 'remote VTEP'));
+  const v = listVteps(inst).find((x) => x.vni === vni) ?? noVtep(vni);
+  if (remote === v.local) throw new XdpnetError(`${remote} is VNI ${vni}'s own address`, 'name the other host\'s VTEP address');
+  if (v.remotes.includes(remote)) throw new XdpnetError(`${remote} is already a remote VTEP of VNI ${vni}`, 'see `xdpnet vxlan show`');
+  if (v.remotes.length >= VXLAN.limits.remotesMax) throw new XdpnetError(`VNI ${vni} already has ${VXLAN.limits.remotesMax} remote VTEPs, the most it replicates to`);
+  withVx(inst, (m) => m.remotes.update(u32(vni), remoteList([...v.remotes.map(ipv4ToNum), addr])));
+  syncPeers(inst);
+  const notes: string[] = [];
+  const warn = v.dev ? keepNeighbour(v.dev, v.local, remote) : `the uplink of VNI ${vni} is gone`;
+  if (warn) notes.push(warn);
+  return { vtep: listVteps(inst).find((x) => x.vni === vni)!, notes };
+}
+
+export function delRemote(inst: InstancePaths, vni: number, remote: string): VtepInfo {
+  const addr = ipv4ToNum(parseIpv4(remote, 'remote VTEP'));
+  const v = listVteps(inst).find((x) => x.vni === vni) ?? noVtep(vni);
+  if (!v.remotes.includes(remote)) throw new XdpnetError(`${remote} is not a remote VTEP of VNI ${vni}`, 'see `xdpnet vxlan show`');
+  const rest = v.remotes.map(ipv4ToNum).filter((a) => a !== addr);
+  withVx(inst, (m) => (rest.length ? m.remotes.update(u32(vni), remoteList(rest)) : m.remotes.delete(u32(vni))));
+  syncPeers(inst);
+  return listVteps(inst).find((x) => x.vni === vni)!;
+}
+
+/** For `fdb add --remote`: keeps the next hop of a VTEP that static entries point at resolved. */
+export function keepRemoteResolved(inst: InstancePaths, vni: number, remote: string): string | undefined {
+  const v = listVteps(inst).find((x) => x.vni === vni);
+  return v?.dev ? keepNeighbour(v.dev, v.local, remote) : undefined;
+}

@@ -1,0 +1,249 @@
+// NAT with real peers. A "host" namespace holds an xdpnet bridge br0
+// (172.17.0.1/16) with two containers, and an uplink up0 (10.99.0.1) to an
+// "outside" namespace that routes nothing back to 172.17/16 and holds a server
+// S and a client K. The peers are plain sockets (test/helpers/peer.mjs) that
+// report the address they see. The same flows then run through iptables
+// MASQUERADE/DNAT on the same topology, and both must look the same to them.
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { cleanup, CLI, inNs, netns, ok, ROOT, sh, veth, xdpnet } from '../helpers/sys.js';
+
+const H = '10.99.0.1'; // the host's uplink address
+const GW = '10.99.0.254'; // the outside's end of the uplink
+const S = '198.51.100.7'; // a server outside
+const K = '203.0.113.9'; // a client outside
+const C1 = '172.17.0.2';
+const C2 = '172.17.0.3';
+const PEER = `${ROOT}test/helpers/peer.mjs`;
+
+/** A long-running peer in a namespace, with its output so far. */
+interface Proc { p: ChildProcess; out: () => string }
+function start(ns: string, args: string[]): Promise<Proc> {
+  const p = spawn('ip', ['netns', 'exec', ns, process.execPath, PEER, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  p.stdout!.on('data', (d: Buffer) => (out += d));
+  p.stderr!.on('data', (d: Buffer) => (out += d));
+  return new Promise((res, rej) => {
+    const t = setInterval(() => {
+      if (out.length) {
+        clearInterval(t);
+        res({ p, out: () => out });
+      }
+    }, 20);
+    setTimeout(() => {
+      clearInterval(t);
+      rej(new Error(`peer ${args.join(' ')} said nothing`));
+    }, 5000);
+  });
+}
+/** One exchange with a peer client: the line the server answered ("from ADDR:PORT"). */
+function client(ns: string, args: string[]): string {
+  const r = spawnSync('ip', ['netns', 'exec', ns, process.execPath, PEER, ...args], { encoding: 'utf8', timeout: 10_000 });
+  return r.status === 0 ? r.stdout.trim() : `failed (${r.status}): ${r.stderr.trim()}`;
+}
+const addrOf = (line: string) => line.replace(/^from /, '').split(':')[0];
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+interface FlowRow { proto: string; state: string; src: string; sport: number; dst: string; dport: number; toSrc: string; toSport: number; toDst: string; toDport: number }
+
+describe('NAT: containers on an xdpnet bridge and an outside namespace', () => {
+  let h: string;
+  let o: string;
+  let c1: string;
+  let c2: string;
+  const procs: ChildProcess[] = [];
+  const seen: Record<string, Record<string, string>> = { xdpnet: {}, iptables: {} };
+  const flows = (...filter: string[]): FlowRow[] => JSON.parse(ok(['--netns', h, 'conntrack', 'list', '--json', ...filter]));
+
+  /** The flows every NAT implementation must carry: who the server sees, by flow. */
+  function exchange(): Record<string, string> {
+    return {
+      'c1 tcp to S': client(c1, ['tcp-client', S, '7000']),
+      'c1 udp to S': client(c1, ['udp-client', S, '7000']),
+      'K tcp to H:10080': client(o, ['tcp-client', H, '10080', K]),
+      'K udp to H:10053': client(o, ['udp-client', H, '10053', K]),
+    };
+  }
+
+  beforeAll(async () => {
+    h = netns('nath');
+    o = netns('nato');
+    veth(h, 'up0', o, 'eth0', `${H}/24`, `${GW}/24`);
+    for (const a of [S, K]) sh('ip', ['-n', o, 'addr', 'add', `${a}/32`, 'dev', 'lo']);
+    sh('ip', ['-n', h, 'route', 'add', 'default', 'via', GW]);
+    sh('ip', ['netns', 'exec', h, 'sysctl', '-qw', 'net.ipv4.ip_forward=1']);
+    // XDP on up0 gets what the outside sends: complete checksums, as from a NIC's wire (up0 keeps TSO).
+    sh('ip', ['netns', 'exec', o, 'ethtool', '-K', 'eth0', 'tx', 'off']);
+    const containers: string[] = [];
+    for (const [i, addr] of [C1, C2].entries()) {
+      const c = netns(`natc${i + 1}`);
+      sh('ip', ['netns', 'exec', c, 'sysctl', '-qw', 'net.ipv6.conf.all.disable_ipv6=1', 'net.ipv6.conf.default.disable_ipv6=1']);
+      veth(h, `v${i + 1}`, c, 'eth0', undefined, `${addr}/16`);
+      sh('ip', ['-n', c, 'route', 'add', 'default', 'via', '172.17.0.1']);
+      containers.push(c);
+    }
+    [c1, c2] = containers;
+    ok(['--netns', h, 'bridge', 'add', 'br0', '--address', '172.17.0.1/16']);
+    ok(['--netns', h, 'attach', 'v1', '--bridge', 'br0']);
+    ok(['--netns', h, 'attach', 'v2', '--bridge', 'br0']);
+    for (const [ns, args] of [[o, ['tcp-server', '7000', S]], [o, ['udp-server', '7000', S]], [c2, ['tcp-server', '7001']], [c2, ['udp-server', '7001']]] as const) {
+      procs.push((await start(ns, [...args])).p);
+    }
+  });
+  afterAll(() => {
+    for (const p of procs) p.kill('SIGKILL');
+    if (h) spawnSync('ip', ['netns', 'exec', h, 'iptables', '-t', 'nat', '-F']);
+    cleanup();
+  });
+
+  it('without NAT the outside cannot answer a container', () => {
+    expect(client(c1, ['tcp-client', S, '7000'])).toMatch(/^failed/);
+  });
+
+  it('masquerade and port mappings: servers see the uplink address, a mapped container sees the client', () => {
+    expect(ok(['--netns', h, 'nat', 'masquerade', 'add', '--src', '172.17.0.0/16', '--out', 'up0'])).toMatch(/^masquerade 172\.17\.0\.0\/16 out of up0 as 10\.99\.0\.1, ports \d+-\d+/);
+    ok(['--netns', h, 'nat', 'portmap', 'add', '--proto', 'tcp', '--port', '10080', '--to', `${C2}:7001`]);
+    ok(['--netns', h, 'nat', 'portmap', 'add', '--proto', 'udp', '--port', '10053', '--to', `${C2}:7001`]);
+    const state = JSON.parse(ok(['--netns', h, 'nat', 'show', '--json']));
+    expect(state.links.map((l: { iface: string; hook: string }) => `${l.iface} ${l.hook}`).sort()).toEqual(['br0 tc', 'up0 xdp']);
+    expect(state.snat).toEqual([expect.objectContaining({ kind: 'masquerade', src: '172.17.0.0/16', out: 'up0', to: H })]);
+
+    seen.xdpnet = exchange();
+    expect(Object.fromEntries(Object.entries(seen.xdpnet).map(([k, v]) => [k, addrOf(v)]))).toEqual({
+      'c1 tcp to S': H, 'c1 udp to S': H, 'K tcp to H:10080': K, 'K udp to H:10053': K,
+    });
+    // The source port is kept where it is free and in range; the rule's range otherwise.
+    const [lo, hi] = (state.snat[0].ports as string).split('-').map(Number);
+    const port = Number(seen.xdpnet['c1 tcp to S'].split(':')[1]);
+    expect(port >= lo && port <= hi).toBe(true);
+  });
+
+  it('hairpin: a container reaches a mapping through the host address, and is seen from the host', () => {
+    expect(addrOf(client(c1, ['tcp-client', H, '10080']))).toBe(H);
+  });
+
+  it('conntrack list shows those flows, translated, and filters by source and destination', () => {
+    const all = flows();
+    expect(all).toContainEqual(expect.objectContaining({ proto: 'tcp', src: C1, dst: S, dport: 7000, toSrc: H, toDst: S }));
+    expect(all).toContainEqual(expect.objectContaining({ proto: 'udp', src: C1, dst: S, dport: 7000, toSrc: H, state: 'udp-replied' }));
+    expect(all).toContainEqual(expect.objectContaining({ proto: 'tcp', src: K, dst: H, dport: 10080, toSrc: K, toDst: C2, toDport: 7001 }));
+    expect(all).toContainEqual(expect.objectContaining({ proto: 'udp', src: K, dst: H, dport: 10053, toDst: C2, toDport: 7001 }));
+    expect(flows('--src', `${K}/32`).every((f) => f.src === K)).toBe(true);
+    expect(flows('--src', `${K}/32`).length).toBe(2);
+    expect(flows('--dst', S).every((f) => f.dst === S)).toBe(true);
+    const text = ok(['--netns', h, 'conntrack', 'list']);
+    expect(text).toMatch(/^PROTO\s+STATE\s+ORIGINAL\s+TRANSLATED\s+IDLE\s+TIMEOUT/);
+    expect(text).toMatch(new RegExp(`tcp\\s+\\S+\\s+${K.replace(/\./g, '\\.')}:\\d+ > 10\\.99\\.0\\.1:10080\\s+${K.replace(/\./g, '\\.')}:\\d+ > 172\\.17\\.0\\.3:7001`));
+  });
+
+  it('stats show the conntrack table fill and counters', () => {
+    const s = JSON.parse(ok(['--netns', h, 'stats', '--json']));
+    expect(s.conntrack.entries).toBeGreaterThanOrEqual(8);
+    expect(s.conntrack.max).toBe(262144);
+    expect(s.conntrack.created).toBeGreaterThanOrEqual(5);
+    expect(s.conntrack).toMatchObject({ insertFailed: 0, portExhausted: 0 });
+    expect(ok(['--netns', h, 'stats'])).toMatch(/conntrack: \d+ of 262144 entries .*created=\d+ insert_failed=0 port_exhausted=0/);
+  });
+
+  it('a long-lived TCP connection survives rule changes and the control process exiting and restarting', async () => {
+    const long = await start(c1, ['tcp-long', S, '7000']);
+    procs.push(long.p);
+    const echoes = () => Number(/echo (\d+)\n(?!.*echo)/s.exec(long.out())?.[1] ?? 0);
+    await sleep(500);
+    expect(long.out()).toMatch(new RegExp(`^from ${H.replace(/\./g, '\\.')}:`));
+    const before = echoes();
+    expect(before).toBeGreaterThan(0);
+
+    // Rules added while it runs, and a daemon (GC, addresses) started, killed and started again.
+    ok(['--netns', h, 'nat', 'portmap', 'add', '--proto', 'tcp', '--port', '10081', '--to', `${C1}:7001`]);
+    ok(['--netns', h, 'nat', 'snat', 'add', '--src', '172.18.0.0/16', '--out', 'up0', '--to', H, '--in', 'br0', '--ports', '20000-20999']);
+    for (let i = 0; i < 2; i++) {
+      const d = spawn(process.execPath, [CLI, '--netns', h, 'daemon', '--interval', '0.2'], { stdio: 'ignore' });
+      await sleep(700);
+      d.kill('SIGKILL');
+      await new Promise((r) => d.once('exit', r));
+    }
+    ok(['--netns', h, 'nat', 'portmap', 'del', '--proto', 'tcp', '--port', '10081']);
+    ok(['--netns', h, 'nat', 'snat', 'del', '--src', '172.18.0.0/16', '--out', 'up0']);
+    await sleep(500);
+    expect(long.out()).not.toMatch(/closed/);
+    expect(echoes()).toBeGreaterThan(before + 10);
+    expect(flows('--src', C1, '--dst', S).filter((f) => f.proto === 'tcp' && f.state === 'established').length).toBeGreaterThanOrEqual(1);
+    long.p.kill('SIGTERM');
+    await new Promise((r) => long.p.once('exit', r));
+    expect(long.out()).toMatch(/alive \d+\n$/);
+  });
+
+  it('conntrack timeouts are tunable, and gc removes expired flows (both entries)', async () => {
+    ok(['--netns', h, 'conntrack', 'timeouts', 'udp=2', 'udp_replied=2']);
+    expect(JSON.parse(ok(['--netns', h, 'conntrack', 'timeouts', '--json']))).toMatchObject({ udp: 2, udp_replied: 2, tcp_established: 432000 });
+    await sleep(3200);
+    expect(ok(['--netns', h, 'conntrack', 'gc'])).toMatch(/^[1-9]\d* expired flows removed/);
+    expect(flows().filter((f) => f.proto === 'udp')).toEqual([]);
+    ok(['--netns', h, 'conntrack', 'timeouts', 'udp=0', 'udp_replied=0']);
+    expect(JSON.parse(ok(['--netns', h, 'conntrack', 'timeouts', '--json']))).toMatchObject({ udp: 30, udp_replied: 120 });
+  });
+
+  it('iptables MASQUERADE/DNAT on the same topology: the peers see the same addresses', () => {
+    ok(['--netns', h, 'nat', 'flush']);
+    ok(['--netns', h, 'conntrack', 'flush']);
+    expect(JSON.parse(ok(['--netns', h, 'nat', 'show', '--json'])).links).toEqual([]);
+    const ipt = (...a: string[]) => sh('ip', ['netns', 'exec', h, 'iptables', '-t', 'nat', ...a]);
+    ipt('-A', 'POSTROUTING', '-s', '172.17.0.0/16', '-o', 'up0', '-j', 'MASQUERADE');
+    ipt('-A', 'PREROUTING', '-i', 'up0', '-p', 'tcp', '--dport', '10080', '-j', 'DNAT', '--to-destination', `${C2}:7001`);
+    ipt('-A', 'PREROUTING', '-i', 'up0', '-p', 'udp', '--dport', '10053', '-j', 'DNAT', '--to-destination', `${C2}:7001`);
+    seen.iptables = exchange();
+    const addrs = (r: Record<string, string>) => Object.fromEntries(Object.entries(r).map(([k, v]) => [k, addrOf(v)]));
+    expect(addrs(seen.iptables)).toEqual(addrs(seen.xdpnet));
+    const ct = inNs(h, 'conntrack', ['-L']);
+    expect(ct.stdout + ct.stderr).toMatch(new RegExp(`src=${C1} dst=${S} .*dport=7000 .*src=${S} dst=${H}`));
+    ipt('-F');
+    inNs(h, 'conntrack', ['-F']); // nf_conntrack would keep translating its flows
+  });
+
+  it('with another XDP program on the uplink, NAT takes its tcx hook and still works', () => {
+    ok(['--netns', h, 'attach', 'up0']); // the counter, XDP native
+    ok(['--netns', h, 'nat', 'masquerade', 'add', '--src', '172.17.0.0/16', '--out', 'up0']);
+    const links = JSON.parse(ok(['--netns', h, 'nat', 'show', '--json'])).links.map((l: { iface: string; hook: string }) => `${l.iface} ${l.hook}`);
+    expect(links.sort()).toEqual(['br0 tc', 'up0 tc']);
+    expect(addrOf(client(c1, ['tcp-client', S, '7000']))).toBe(H);
+    expect(addrOf(client(c1, ['udp-client', S, '7000']))).toBe(H);
+    ok(['--netns', h, 'nat', 'flush']);
+    ok(['--netns', h, 'detach', 'up0']);
+  });
+
+  it('refuses what cannot work, with a hint, and changes nothing', () => {
+    const err = (args: string[], msg: string, hint: string) =>
+      expect(xdpnet(['--netns', h, ...args]), args.join(' ')).toMatchObject({ code: 1, stderr: expect.stringMatching(new RegExp(`${msg}[^]*hint: .*${hint}`)) });
+    err(['nat', 'masquerade', 'add', '--src', '172.17.0.0/16', '--out', 'eth9'], 'interface eth9 not found', 'ip -n');
+    err(['nat', 'masquerade', 'add', '--src', '10.200.0.0/16', '--out', 'up0'], 'no interface routes 10\\.200\\.0\\.0/16', '--in IFACE');
+    err(['nat', 'masquerade', 'add', '--src', '172.17.0.0/16', '--out', 'br0'], 'is routed through br0 itself', '--in');
+    err(['nat', 'masquerade', 'del', '--src', '172.17.0.0/16', '--out', 'up0'], 'no masquerade rule for 172\\.17\\.0\\.0/16 out of up0', 'nat masquerade show');
+    ok(['--netns', h, 'nat', 'portmap', 'add', '--proto', 'tcp', '--port', '10080', '--to', `${C2}:7001`]);
+    err(['nat', 'portmap', 'add', '--proto', 'tcp', '--port', '10080', '--to', `${C1}:7001`], 'tcp port 10080 is already mapped to 172\\.17\\.0\\.3:7001', 'nat portmap del --proto tcp --port 10080');
+    expect(JSON.parse(ok(['--netns', h, 'nat', 'show', '--json']))).toMatchObject({ snat: [], portmaps: [expect.objectContaining({ to: `${C2}:7001` })] });
+    ok(['--netns', h, 'nat', 'portmap', 'del', '--proto', 'tcp', '--port', '10080']);
+    expect(JSON.parse(ok(['--netns', h, 'nat', 'show', '--json']))).toEqual({ snat: [], portmaps: [], links: [] });
+  });
+
+  it('masquerade follows the uplink\'s address: the daemon re-reads it', async () => {
+    ok(['--netns', h, 'nat', 'masquerade', 'add', '--src', '172.17.0.0/16', '--out', 'up0']);
+    const readdress = (addr: string) => {
+      sh('ip', ['-n', h, 'addr', 'flush', 'dev', 'up0']);
+      sh('ip', ['-n', h, 'addr', 'add', `${addr}/24`, 'dev', 'up0']);
+      sh('ip', ['-n', h, 'route', 'replace', 'default', 'via', GW]);
+    };
+    readdress('10.99.0.3');
+    try {
+      const d = spawn(process.execPath, [CLI, '--netns', h, 'daemon', '--interval', '0.2'], { stdio: 'ignore' });
+      await sleep(1000);
+      d.kill('SIGTERM');
+      await new Promise((r) => d.once('exit', r));
+      expect(addrOf(client(c1, ['tcp-client', S, '7000']))).toBe('10.99.0.3'); // no NAT command in between
+      expect(JSON.parse(ok(['--netns', h, 'nat', 'masquerade', 'show', '--json']))).toEqual([expect.objectContaining({ to: '10.99.0.3' })]);
+    } finally {
+      readdress(H);
+      ok(['--netns', h, 'nat', 'flush']);
+    }
+  });
+});
