@@ -105,8 +105,9 @@ Example file:
    {"mac": "02:42:ac:11:00:03", "bridge": "br0", "port": "eth1", "vlan": 20}]`)
     .action((file: string, _o: unknown, cmd: Command) => {
       const ctx = context(cmd);
+      const t0 = process.hrtime.bigint();
       const n = loadFdb(ctx.inst, file, ctx.netns);
-      console.log(`loaded ${entries(n)}`);
+      console.log(`loaded ${entries(n)} in ${Math.round(Number(process.hrtime.bigint() - t0) / 1e6)} ms`);
     });
 
   fdb

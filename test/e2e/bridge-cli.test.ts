@@ -246,7 +246,7 @@ describe('bridge control plane', () => {
       expect(run('fdb', 'load', file).stderr).toMatch(/^xdpnet: error: cannot read .*fdb\.json: .*JSON/);
 
       writeFileSync(file, JSON.stringify(rows));
-      expect(ok('fdb', 'load', file)).toBe('loaded 2000 entries\n');
+      expect(ok('fdb', 'load', file)).toMatch(/^loaded 2000 entries in \d+ ms\n$/);
       const shown = fdb('--bridge', 'br0');
       expect(shown.length).toBe(2001); // and S1
       expect(shown).toContainEqual({ mac: '02:10:00:00:00:03', bridge: 'br0', port: 'p1', ifindex: ifx.p1, vlan: 1, type: 'static', age: null, expired: false, remote: null });
