@@ -45,28 +45,34 @@ export function resolveIface(iface: string, netns?: string): number {
   return ifindex;
 }
 
-/** Every attachment of the instance, read from its link pins. */
-export function listAttachments(inst: InstancePaths): Attachment[] {
+/**
+ * The instance's link pins whose names match re (group 1: the ifindex), with
+ * what the kernel says of each link. iface is null once the interface is gone.
+ */
+export function scanLinkPins(inst: InstancePaths, re: RegExp) {
   if (!existsSync(inst.links)) return [];
-  const out: Attachment[] = [];
-  for (const f of readdirSync(inst.links).sort()) {
-    const m = PIN_RE.exec(f);
-    if (!m) continue;
+  return readdirSync(inst.links).sort().flatMap((f) => {
+    const m = re.exec(f);
+    if (!m) return [];
     const pin = join(inst.links, f);
     const info = pinnedLinkInfo(pin);
     const ifindex = Number(m[1]);
-    out.push({
-      iface: info.ifindex ? (ifIndexToName(ifindex) ?? null) : null,
-      ifindex,
-      hook: m[2] as Hook,
-      mode: (m[3] as XdpMode | undefined) ?? null,
-      progId: info.progId,
-      linkId: info.id,
-      since: statSync(pin).mtime,
-      pin,
-    });
-  }
-  return out;
+    return [{ m, pin, info, ifindex, iface: info.ifindex ? (ifIndexToName(ifindex) ?? null) : null }];
+  });
+}
+
+/** Every attachment of the instance, read from its link pins. */
+export function listAttachments(inst: InstancePaths): Attachment[] {
+  return scanLinkPins(inst, PIN_RE).map(({ m, pin, info, ifindex, iface }) => ({
+    iface,
+    ifindex,
+    hook: m[2] as Hook,
+    mode: (m[3] as XdpMode | undefined) ?? null,
+    progId: info.progId,
+    linkId: info.id,
+    since: statSync(pin).mtime,
+    pin,
+  }));
 }
 
 /** A loaded entry program; the link holds it once attached, so close() follows either way. */

@@ -20,7 +20,7 @@
 // Links are pinned as links/nat-<ifindex>-<hook>[-<mode>], beside the
 // per-interface links of attach.ts, so they survive the control process.
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync, readFileSync, unlinkSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, unlinkSync } from 'node:fs';
 import { isIPv4 } from 'node:net';
 import { join } from 'node:path';
 import { BpfError, UsageError, XdpnetError } from '../errors.js';
@@ -31,9 +31,9 @@ import {
   type NatConfigT,
 } from '../objects/nat.js';
 import type { InstancePaths } from '../objects/paths.js';
-import { BPF_TCX_INGRESS, BPF_XDP, BpfMap, linkCreate, objPin, pinnedLinkInfo, XDP_FLAGS_DRV_MODE } from '../sys/libbpf.js';
+import { BPF_TCX_INGRESS, BPF_XDP, BpfMap, linkCreate, objPin, XDP_FLAGS_DRV_MODE } from '../sys/libbpf.js';
 import { close as closeFd, ifIndexToName } from '../sys/libc.js';
-import { removeInstanceIfIdle, resolveIface } from './attach.js';
+import { removeInstanceIfIdle, resolveIface, scanLinkPins } from './attach.js';
 import { checkKernel, kernelRelease } from './host.js';
 
 const NS_PER_SEC = 1_000_000_000n;
@@ -393,17 +393,8 @@ export interface NatLink { iface: string | null; ifindex: number; hook: 'xdp' | 
 const LINK_RE = /^nat-(\d+)-(xdp|tc)$/;
 
 export function natLinks(inst: InstancePaths): NatLink[] {
-  if (!existsSync(inst.links)) return [];
-  const out: NatLink[] = [];
-  for (const f of readdirSync(inst.links).sort()) {
-    const mm = LINK_RE.exec(f);
-    if (!mm) continue;
-    const pin = join(inst.links, f);
-    const info = pinnedLinkInfo(pin);
-    const ifindex = Number(mm[1]);
-    out.push({ iface: info.ifindex ? (ifIndexToName(ifindex) ?? null) : null, ifindex, hook: mm[2] as 'xdp' | 'tc', progId: info.progId, pin });
-  }
-  return out;
+  return scanLinkPins(inst, LINK_RE).map(({ m, pin, info, ifindex, iface }) =>
+    ({ iface, ifindex, hook: m[2] as 'xdp' | 'tc', progId: info.progId, pin }));
 }
 
 /**
