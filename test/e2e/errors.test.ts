@@ -40,6 +40,14 @@ describe('errors', () => {
     expect(r.stderr).toBe('xdpnet: error: bpffs is not mounted at /proc/xdpnet-nowhere/bpf and mounting it failed: ENOENT\nhint: mount it yourself: mount -t bpf bpf /proc/xdpnet-nowhere/bpf\n');
   });
 
+  it('kernel too old', () => {
+    // setarch's UNAME26 personality makes uname(2) report a 2.6 kernel to the CLI.
+    const r = xdpnet(['--netns', ns, 'attach', 'xe0'], {}, ['setarch', 'x86_64', '--uname-2.6']);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/^xdpnet: error: kernel 2\.6\.\S+ is too old for the xdp hook: it needs 5\.9 or newer \(XDP links\)\nhint: upgrade the kernel\n$/);
+    nothingPinned();
+  });
+
   it('unknown interface', () => {
     const r = xdpnet(['--netns', ns, 'attach', 'nope0']);
     expect(r.code).toBe(1);
