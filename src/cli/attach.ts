@@ -3,6 +3,7 @@ import { Command, Option } from 'commander';
 import { parseVlan, parseVlanList } from '../dataplane/addr.js';
 import { attach, listAttachments, type Attachment, type Hook, type XdpMode } from '../dataplane/attach.js';
 import { addPort, detachAll, detachInterface, listPorts, type PortInfo } from '../dataplane/bridge.js';
+import { natLinks } from '../dataplane/nat.js';
 import { portOverlay, vtepUplinks } from '../dataplane/vxlan.js';
 import { UsageError } from '../errors.js';
 import { context } from './context.js';
@@ -12,9 +13,9 @@ function describe(a: Attachment): string {
   return `${a.hook}${a.mode ? ` ${a.mode}` : ''}, program ${a.progId}`;
 }
 
-function toJson(a: Attachment, p?: PortInfo, vnis?: number[]) {
+function toJson(a: Attachment, p?: PortInfo, vnis?: number[], nat = false) {
   return { iface: a.iface, ifindex: a.ifindex, hook: a.hook, mode: a.mode, progId: a.progId, linkId: a.linkId,
-    since: a.since.toISOString(), defunct: a.iface === null,
+    since: a.since.toISOString(), defunct: a.iface === null, nat,
     bridge: p?.bridge ?? null, pvid: p?.pvid ?? null, vlans: p?.vlans ?? null, hostPort: p?.host ?? false, vtepUplink: vnis ?? null };
 }
 
@@ -84,15 +85,21 @@ Examples:
     .action((o: { json?: boolean }, cmd: Command) => {
       const ctx = context(cmd);
       const all = listAttachments(ctx.inst);
+      // NAT's links (nat-<ifindex>-<hook> pins) are listed too: everything attached shows here.
+      const nat = natLinks(ctx.inst).map((n): Attachment => ({ ...n, mode: null }));
       const ports = new Map(listPorts(ctx.inst).map((p) => [p.ifindex, p]));
       const uplinks = vtepUplinks(ctx.inst);
-      if (o.json) return console.log(json(all.map((a) => toJson(a, ports.get(a.ifindex), uplinks.get(a.ifindex)))));
-      if (!all.length) return console.log('nothing attached');
-      console.log(table(['IFACE', 'HOOK', 'MODE', 'PROG', 'BRIDGE', 'VLANS', 'SINCE'], all.map((a) => {
+      if (o.json) {
+        return console.log(json([...all.map((a) => toJson(a, ports.get(a.ifindex), uplinks.get(a.ifindex))), ...nat.map((a) => toJson(a, undefined, undefined, true))]));
+      }
+      if (!all.length && !nat.length) return console.log('nothing attached');
+      const natSet = new Set(nat);
+      console.log(table(['IFACE', 'HOOK', 'MODE', 'PROG', 'ROLE', 'VLANS', 'SINCE'], [...all, ...nat].map((a) => {
         const p = ports.get(a.ifindex);
+        const role = natSet.has(a) ? 'NAT' : p ? `bridge ${p.bridge}${p.host ? ' (host)' : ''}`
+          : uplinks.has(a.ifindex) ? `VTEP uplink (VNI ${uplinks.get(a.ifindex)!.join(',')})` : '-';
         return [
-          a.iface ?? `ifindex ${a.ifindex} (gone)`, a.hook, a.mode ?? '-', a.progId,
-          p ? `${p.bridge}${p.host ? ' (host)' : ''}` : uplinks.has(a.ifindex) ? `VTEP uplink (VNI ${uplinks.get(a.ifindex)!.join(',')})` : '-', p ? vlansText(p) : '-',
+          a.iface ?? `ifindex ${a.ifindex} (gone)`, a.hook, a.mode ?? '-', a.progId, role, p ? vlansText(p) : '-',
           `${a.since.toISOString().replace('T', ' ').slice(0, 19)} (${ago(a.since)})`,
         ];
       })));

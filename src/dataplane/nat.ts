@@ -20,7 +20,7 @@
 // Links are pinned as links/nat-<ifindex>-<hook>[-<mode>], beside the
 // per-interface links of attach.ts, so they survive the control process.
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, unlinkSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, statSync, unlinkSync } from 'node:fs';
 import { isIPv4 } from 'node:net';
 import { join } from 'node:path';
 import { BpfError, UsageError, XdpnetError } from '../errors.js';
@@ -388,13 +388,13 @@ export function refreshAddresses(inst: InstancePaths): { addresses: number; masq
 
 // ---- links ----------------------------------------------------------------
 
-export interface NatLink { iface: string | null; ifindex: number; hook: 'xdp' | 'tc'; progId: number; pin: string }
+export interface NatLink { iface: string | null; ifindex: number; hook: 'xdp' | 'tc'; progId: number; linkId: number; since: Date; pin: string }
 
 const LINK_RE = /^nat-(\d+)-(xdp|tc)$/;
 
 export function natLinks(inst: InstancePaths): NatLink[] {
   return scanLinkPins(inst, LINK_RE).map(({ m, pin, info, ifindex, iface }) =>
-    ({ iface, ifindex, hook: m[2] as 'xdp' | 'tc', progId: info.progId, pin }));
+    ({ iface, ifindex, hook: m[2] as 'xdp' | 'tc', progId: info.progId, linkId: info.id, since: statSync(pin).mtime, pin }));
 }
 
 /**

@@ -43,7 +43,7 @@ describe('attach, status, stats, detach between namespaces', () => {
     // bpftool (not ours) sees the kernel links: XDP, and tcx (link type 11, unnamed by Debian's bpftool 7.1).
     expect(kernelLink(sa.progId)).toMatchObject({ type: 'xdp' });
     expect(kernelLink(status(b)[0].progId)).toMatchObject({ type: 11 });
-    expect(ok(['--netns', a, 'status'])).toMatch(/^IFACE\s+HOOK\s+MODE\s+PROG\s+BRIDGE\s+VLANS\s+SINCE\nxn0\s+xdp\s+native\s+\d+\s+-\s+-\s+\d{4}-\d\d-\d\d \d\d:\d\d:\d\d \(\d+s ago\)\n$/);
+    expect(ok(['--netns', a, 'status'])).toMatch(/^IFACE\s+HOOK\s+MODE\s+PROG\s+ROLE\s+VLANS\s+SINCE\nxn0\s+xdp\s+native\s+\d+\s+-\s+-\s+\d{4}-\d\d-\d\d \d\d:\d\d:\d\d \(\d+s ago\)\n$/);
   });
 
   it('counts real traffic: pings across the veth raise both ends\' counters', () => {
