@@ -143,7 +143,7 @@ describe('bridge control plane', () => {
 
       const status = okJson<Array<{ iface: string; bridge: string | null; hook: string; pvid: number | null; vlans: unknown }>>('status');
       expect(status.map((s) => [s.iface, s.bridge, s.hook, s.pvid])).toEqual([['p1', 'br0', 'tc', 1], ['p2', 'br0', 'tc', 10], ['p3', 'br0', 'xdp', 1]]);
-      expect(ok('status')).toMatch(/^p3\s+xdp\s+native\s+\d+\s+br0\s+1 untagged; 10,20-21 tagged\s+\d{4}/m);
+      expect(ok('status')).toMatch(/^p3\s+xdp\s+native\s+\d+\s+bridge br0\s+1 untagged; 10,20-21 tagged\s+\d{4}/m);
     });
 
     it('refuses bad attaches and changes nothing', () => {
