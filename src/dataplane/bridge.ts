@@ -12,9 +12,9 @@ import { networkInterfaces } from 'node:os';
 import { XdpnetError, UsageError } from '../errors.js';
 import {
   Bridge, BRIDGE, decodeFloodList, DevmapVal, FDB_FLAGS, FdbEntry, FdbKey, FloodKey, floodList, loadBridge,
-  numToIpv4, pinBridgeMaps, Port, PORT_FLAGS, Vlan, VlanKey,
+  pinBridgeMaps, Port, PORT_FLAGS, Vlan, VlanKey,
 } from '../objects/bridge.js';
-import { cString, u32 } from '../objects/codec.js';
+import { cString, u32, numToIpv4 } from '../objects/codec.js';
 import type { InstancePaths } from '../objects/paths.js';
 import { BPF_NOEXIST, BpfMap } from '../sys/libbpf.js';
 import { ifIndexToName, ifNameToIndex } from '../sys/libc.js';

@@ -1,5 +1,6 @@
 // Preconditions every privileged command checks first, each with an error
 // that says what is wrong and what to do: root, kernel, bpffs, netns.
+import { execFileSync } from 'node:child_process';
 import { readFileSync, existsSync, mkdirSync } from 'node:fs';
 import { release } from 'node:os';
 import { XdpnetError } from '../errors.js';
@@ -91,4 +92,18 @@ export function enterNetns(name: string): void {
   const ret = setns(fd, CLONE_NEWNET);
   close(fd);
   if (ret < 0) throw new XdpnetError(`cannot enter network namespace ${name}: ${errnoName(-ret)}`);
+}
+
+/**
+ * Runs `ip -j ARGS` in the current network namespace (after setns, /sys still
+ * shows the host's) and parses its JSON. On failure returns orElse when given
+ * (for questions like "is there a route"), else throws naming the command.
+ */
+export function ipJson<T>(args: string[], orElse?: T): T {
+  try {
+    return JSON.parse(execFileSync('ip', ['-j', ...args], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }) || '[]') as T;
+  } catch (e) {
+    if (orElse !== undefined) return orElse;
+    throw new XdpnetError(`ip ${args.join(' ')} failed: ${(e as { stderr?: string }).stderr?.trim() || (e as Error).message}`);
+  }
 }

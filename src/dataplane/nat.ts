@@ -24,17 +24,17 @@ import { existsSync, mkdirSync, readFileSync, statSync, unlinkSync } from 'node:
 import { isIPv4 } from 'node:net';
 import { join } from 'node:path';
 import { BpfError, UsageError, XdpnetError } from '../errors.js';
-import { sumPerCpu, u32 } from '../objects/codec.js';
+import { sumPerCpu, u32, ipv4ToNum, numToIpv4 } from '../objects/codec.js';
 import {
-  CT_FLAGS, CT_STATE_NAMES, CtEntry, CtKey, ctExpired, ctPeerKey, CtStats, DEFAULT_TIMEOUTS, ipv4ToNum, IPPROTO, loadNat, NAT,
-  NatConfig, numToIpv4, Portmap, PortmapKey, SNAT_FLAGS, SnatKey, SnatRule, snatKey, timeoutSec, type CtEntryT, type CtKeyT,
+  CT_FLAGS, CT_STATE_NAMES, CtEntry, CtKey, ctExpired, ctPeerKey, CtStats, DEFAULT_TIMEOUTS, IPPROTO, loadNat, NAT,
+  NatConfig, Portmap, PortmapKey, SNAT_FLAGS, SnatKey, SnatRule, snatKey, timeoutSec, type CtEntryT, type CtKeyT,
   type NatConfigT,
 } from '../objects/nat.js';
 import type { InstancePaths } from '../objects/paths.js';
 import { BPF_TCX_INGRESS, BPF_XDP, BpfMap, linkCreate, objPin, XDP_FLAGS_DRV_MODE } from '../sys/libbpf.js';
 import { close as closeFd, ifIndexToName } from '../sys/libc.js';
 import { removeInstanceIfIdle, resolveIface, scanLinkPins } from './attach.js';
-import { checkKernel, kernelRelease } from './host.js';
+import { checkKernel, ipJson, kernelRelease } from './host.js';
 
 const NS_PER_SEC = 1_000_000_000n;
 
@@ -104,13 +104,6 @@ export function parseHostPort(s: string, what = '--to'): { addr: number; port: n
 interface IpAddr { ifindex: number; ifname: string; addr_info?: Array<{ family: string; local: string; prefixlen: number }> }
 interface IpRoute { dst: string; dev?: string; gateway?: string; type?: string }
 
-function ipJson<T>(args: string[]): T {
-  try {
-    return JSON.parse(execFileSync('ip', ['-j', ...args], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }) || '[]') as T;
-  } catch (e) {
-    throw new XdpnetError(`ip ${args.join(' ')} failed: ${(e as { stderr?: string }).stderr?.trim() || (e as Error).message}`);
-  }
-}
 
 /** The host's IPv4 addresses: address → ifindex, and each interface's addresses in order (primary first). */
 export function hostAddresses(): { byAddr: Map<number, number>; byIf: Map<number, number[]> } {

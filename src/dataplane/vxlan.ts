@@ -14,16 +14,16 @@ import { networkInterfaces } from 'node:os';
 import { join } from 'node:path';
 import { UsageError, XdpnetError } from '../errors.js';
 import {
-  BRIDGE, decodeRemoteList, FDB_FLAGS, FdbEntry, FdbKey, FloodKey, ipv4ToNum, loadBridge, loadVxlanUplink, numToIpv4,
-  pinBridgeMaps, remoteList, Vtep, VTEP_FLAGS, VXLAN, VxPeerKey, VxPortKey,
+  BRIDGE, decodeRemoteList, FDB_FLAGS, FdbEntry, FdbKey, FloodKey, loadBridge, loadVxlanUplink, pinBridgeMaps, remoteList, Vtep, VTEP_FLAGS, VXLAN, VxPeerKey, VxPortKey,
 } from '../objects/bridge.js';
-import { u32 } from '../objects/codec.js';
+import { u32, ipv4ToNum, numToIpv4 } from '../objects/codec.js';
 import type { InstancePaths } from '../objects/paths.js';
 import { BPF_NOEXIST, BpfMap } from '../sys/libbpf.js';
 import { ifIndexToName } from '../sys/libc.js';
 import { checkVlan, formatMac, VLAN_MIN } from './addr.js';
 import { addLink, attach, findAttachment, removeAttachment, removeInstanceIfIdle, removeLink, resolveIface } from './attach.js';
 import { listBridges, listPorts } from './bridge.js';
+import { ipJson } from './host.js';
 
 export const VXLAN_PORT = 4789;
 
@@ -100,17 +100,11 @@ export function parsePort(s: string): number {
 
 // ---- host state --------------------------------------------------------------
 
-function ipJson(args: string[]): Array<Record<string, unknown>> {
-  try {
-    return JSON.parse(execFileSync('ip', ['-j', ...args], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }) || '[]');
-  } catch {
-    return [];
-  }
-}
+type IpRows = Array<Record<string, unknown>>;
 
 /** The interface's MTU (read with ip(8): /sys shows the host's namespace after setns). */
 export function linkMtu(dev: string): number | null {
-  const l = ipJson(['link', 'show', 'dev', dev])[0];
+  const l = ipJson<IpRows>(['link', 'show', 'dev', dev], [])[0];
   return typeof l?.mtu === 'number' ? l.mtu : null;
 }
 
@@ -133,7 +127,7 @@ function enableForwarding(dev: string): boolean {
  * ARP, are not dropped as vxlan-no-neighbour. Best effort: returns a note.
  */
 function keepNeighbour(dev: string, local: string, remote: string): string | undefined {
-  const r = ipJson(['route', 'get', remote, 'from', local, 'oif', dev])[0];
+  const r = ipJson<IpRows>(['route', 'get', remote, 'from', local, 'oif', dev], [])[0];
   if (!r) return `no route to VTEP ${remote} through ${dev}: encapsulated frames to it are dropped (vxlan-no-route)`;
   const nh = typeof r.gateway === 'string' ? r.gateway : remote;
   try {

@@ -99,16 +99,6 @@ export const VxPeerKey = struct('xn_vx_peer_key', { vni: 'u32', addr: 'be32' });
 
 export const VXLAN_CODECS = [Vtep, VxPortKey, VxRemotes, VxPeerKey];
 
-/** IPv4 text ↔ the number a be32 field holds. */
-export function ipv4ToNum(ip: string): number {
-  const p = ip.split('.').map(Number);
-  if (p.length !== 4 || p.some((x) => !Number.isInteger(x) || x < 0 || x > 255)) throw new Error(`malformed IPv4 address: ${ip}`);
-  return ((p[0] << 24) | (p[1] << 16) | (p[2] << 8) | p[3]) >>> 0;
-}
-export function numToIpv4(n: number): string {
-  return [n >>> 24, (n >>> 16) & 255, (n >>> 8) & 255, n & 255].join('.');
-}
-
 /** Encodes remote VTEP addresses (numbers, see ipv4ToNum) into struct xn_vx_remotes. */
 export function remoteList(addrs: number[]): Buffer {
   if (addrs.length > VXLAN.limits.remotesMax) throw new Error(`at most ${VXLAN.limits.remotesMax} remote VTEPs per VNI`);

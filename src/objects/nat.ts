@@ -2,7 +2,7 @@
 // (checked against BTF by test/bpf/layout.test.ts). Addresses and ports are
 // network order in the maps: codecs give them as numbers (be32/be16).
 import { BpfObject, BpfProgram } from '../sys/libbpf.js';
-import { struct } from './codec.js';
+import { struct, ipv4ToNum } from './codec.js';
 import { objectPath, type InstancePaths } from './paths.js';
 
 export const NAT = {
@@ -116,13 +116,6 @@ export function ctExpired(e: CtEntryT, config: NatConfigT, nowNs: bigint): boole
 export function ctPeerKey(k: CtKeyT, e: CtEntryT): CtKeyT {
   return { src: e.to_dst, dst: e.to_src, sport: e.to_dport, dport: e.to_sport, proto: k.proto, pad: Buffer.alloc(3) };
 }
-
-export function ipv4ToNum(s: string): number {
-  const p = s.split('.').map(Number);
-  if (p.length !== 4 || p.some((x) => !Number.isInteger(x) || x < 0 || x > 255)) throw new Error(`malformed IPv4 address: ${s}`);
-  return ((p[0] << 24) | (p[1] << 16) | (p[2] << 8) | p[3]) >>> 0;
-}
-export const numToIpv4 = (n: number): string => [n >>> 24, (n >>> 16) & 255, (n >>> 8) & 255, n & 255].join('.');
 
 /** The LPM key of a source rule: (egress ifindex, "a.b.c.d/len"). */
 export function snatKey(ifindex: number, cidr: string): Buffer {

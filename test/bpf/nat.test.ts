@@ -10,9 +10,9 @@ import { spawn, spawnSync } from 'node:child_process';
 import { readDrops } from '../../src/dataplane/stats.js';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { enterNetns } from '../../src/dataplane/host.js';
-import { sumPerCpu, u32 } from '../../src/objects/codec.js';
+import { sumPerCpu, u32, ipv4ToNum, numToIpv4 } from '../../src/objects/codec.js';
 import {
-  CT_FLAGS, CT_STATE, CT_STATE_NAMES, CtEntry, CtKey, CtStats, ipv4ToNum, NAT, NatConfig, numToIpv4, Portmap, PortmapKey,
+  CT_FLAGS, CT_STATE, CT_STATE_NAMES, CtEntry, CtKey, CtStats, NAT, NatConfig, Portmap, PortmapKey,
   SNAT_FLAGS, SnatRule, snatKey, type CtEntryT, type NatConfigT,
 } from '../../src/objects/nat.js';
 import { BPF_TCX_INGRESS, BPF_XDP, linkCreate, XDP_FLAGS_DRV_MODE, type BpfMap, type BpfObject } from '../../src/sys/libbpf.js';

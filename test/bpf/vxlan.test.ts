@@ -12,10 +12,10 @@ import { readDrops } from '../../src/dataplane/stats.js';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { enterNetns } from '../../src/dataplane/host.js';
 import {
-  Bridge, BRIDGE, DevmapVal, FDB_FLAGS, FdbEntry, FdbKey, floodList, FloodKey, ipv4ToNum, Port, PORT_FLAGS, remoteList,
+  Bridge, BRIDGE, DevmapVal, FDB_FLAGS, FdbEntry, FdbKey, floodList, FloodKey, Port, PORT_FLAGS, remoteList,
   Vlan, VlanKey, Vtep, VTEP_FLAGS, VXLAN, VxPeerKey, VxPortKey, XDP_NOTES,
 } from '../../src/objects/bridge.js';
-import { sumPerCpu, u32 } from '../../src/objects/codec.js';
+import { sumPerCpu, u32, ipv4ToNum } from '../../src/objects/codec.js';
 import { IfStats } from '../../src/objects/stats.js';
 import {
   BPF_F_TEST_XDP_LIVE_FRAMES, BPF_TCX_INGRESS, BPF_XDP, BpfMap, BpfObject, linkCreate, XDP_FLAGS_DRV_MODE,

@@ -2,8 +2,8 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { defaultPortRange, parseAddrRange, parseHostPort, parsePortRange, parsePrefix } from '../../src/dataplane/nat.js';
-import { ipv4ToNum } from '../../src/objects/nat.js';
 import { xdpnet } from '../helpers/sys.js';
+import { ipv4ToNum } from '../../src/objects/codec.js';
 
 describe('NAT arguments', () => {
   it('parses prefixes, masking host bits', () => {
