@@ -8,17 +8,23 @@
 #include "lib/vxlan.h"
 
 /* Makes a known-unicast frame carry its VLAN as the egress port wants it (tag,
- * untag or rewrite): 0, or a negative drop reason. */
-__inline_fn int forward_vlan(void *ctx, const enum hook h, struct br_frame *f)
+ * untag or rewrite): the egress port's counters (NULL if it has none), or an
+ * ERR_PTR-style negative drop reason in *err. */
+__inline_fn struct xn_if_stats *forward_vlan(void *ctx, const enum hook h, struct br_frame *f, int *err)
 {
-	int tag = br_egress_tagging(f->out, f->vid);
-	if (tag < 0)
-		return -XN_DROP_VLAN_EGRESS;
-	if (!f->tagged && !tag)
-		return 0;
-	if (h == HOOK_XDP ? xdp_vlan_set(ctx, f->tagged, tag, f->vid) : skb_vlan_set(ctx, f->tagged, tag, f->vid))
-		return -XN_DROP_VLAN_OP;
-	return 0;
+	*err = 0;
+	struct xn_port *out = br_port(f->out);
+	int tag = out ? br_egress_tagging(out, f->out, f->vid) : -1; /* no port: a stale static entry */
+	if (tag < 0) {
+		*err = -XN_DROP_VLAN_EGRESS;
+		return NULL;
+	}
+	if ((f->tagged || tag) &&
+	    (h == HOOK_XDP ? xdp_vlan_set(ctx, f->tagged, tag, f->vid) : skb_vlan_set(ctx, f->tagged, tag, f->vid))) {
+		*err = -XN_DROP_VLAN_OP;
+		return NULL;
+	}
+	return slot_stats(out->slot);
 }
 
 SEC("xdp")
@@ -26,13 +32,15 @@ int xn_br_xdp(struct xdp_md *ctx)
 {
 	struct pkt p;
 	pkt_from_xdp(&p, ctx);
-	struct xn_if_stats *st = count_rx(p.ifindex, p.len);
+	struct xn_port *port = br_port(p.ifindex);
+	if (!port)
+		return XDP_PASS; /* not (or no longer) a port */
+	struct xn_if_stats *st = slot_stats(port->slot);
+	stats_rx(st, p.len);
 	struct br_frame f = {};
-	int r = br_ingress(&p, &f, bpf_ktime_get_ns(), st, 1);
+	int r = br_ingress(&p, port, &f, br_now(), st, 1);
 	if (r < 0)
 		goto drop;
-	if (r == BR_NOT_PORT)
-		return XDP_PASS;
 	if (r == BR_LOCAL)
 		return xdp_pass_to_tc(ctx, XN_META_LOCAL);
 	if (r == BR_FORWARD && f.remote) {
@@ -44,10 +52,10 @@ int xn_br_xdp(struct xdp_md *ctx)
 	if (r == BR_FORWARD) {
 		/* Known unicast goes straight out, tagged here: no metadata, no
 		 * devmap egress program (that is only for floods). */
-		r = forward_vlan(ctx, HOOK_XDP, &f);
+		struct xn_if_stats *out = forward_vlan(ctx, HOOK_XDP, &f, &r);
 		if (r < 0)
 			goto drop;
-		count_tx(f.out, (__u32)(ctx->data_end - ctx->data));
+		stats_tx(out, (__u32)(ctx->data_end - ctx->data));
 		return bpf_redirect(f.out, 0);
 	}
 	/* XDP cannot clone into differently encapsulated copies: floods that
@@ -87,7 +95,7 @@ int xn_vx_uplink(struct xdp_md *ctx)
 	struct pkt p;
 	pkt_from_xdp(&p, ctx);
 	struct xn_if_stats *st = count_rx(p.ifindex, p.len);
-	int r = vx_xdp_decap(ctx, &p, bpf_ktime_get_ns(), st);
+	int r = vx_xdp_decap(ctx, &p, br_now(), st);
 	if (r < 0) {
 		count_drop(p.ifindex, st, r);
 		return XDP_DROP;
@@ -104,17 +112,17 @@ int xn_br_egress(struct xdp_md *ctx)
 	if ((void *)(m + 1) > (void *)(long)ctx->data)
 		return XDP_DROP;
 	__u32 out = ctx->egress_ifindex;
-	struct xn_port *port = bpf_map_lookup_elem(&xn_ports, &out);
+	struct xn_port *port = br_port(out);
 	if (!port || port->bridge != m->bridge)
 		return XDP_DROP; /* another bridge's port: not a drop, just not ours */
-	int tag = br_egress_tagging(out, m->vid);
+	int tag = br_egress_tagging(port, out, m->vid);
 	if (tag < 0)
 		return XDP_DROP; /* not in this VLAN: filtering a flood, not a drop */
 	if (xdp_vlan_set(ctx, m->tagged, tag, m->vid)) {
 		count_drop(ctx->ingress_ifindex, 0, -XN_DROP_VLAN_OP);
 		return XDP_DROP;
 	}
-	count_tx(out, (__u32)(ctx->data_end - ctx->data));
+	stats_tx(slot_stats(port->slot), (__u32)(ctx->data_end - ctx->data));
 	return XDP_PASS;
 }
 
@@ -137,12 +145,15 @@ static long flood_one(__u64 i, void *data)
 	__u32 out = c->fl->ifindex[i];
 	if (out == c->ingress)
 		return 0;
-	if (br_egress_tagging(out, c->vid) != c->want_tag) {
+	struct xn_port *port = br_port(out);
+	if (!port)
+		return 0;
+	if (br_egress_tagging(port, out, c->vid) != c->want_tag) {
 		c->others = 1;
 		return 0;
 	}
 	if (bpf_clone_redirect(c->skb, out, 0) == 0)
-		count_tx(out, c->skb->len);
+		stats_tx(slot_stats(port->slot), c->skb->len);
 	return 0;
 }
 
@@ -165,13 +176,18 @@ int xn_br_tc(struct __sk_buff *skb)
 	__u32 note = xdp_note(skb);
 	if (note == XN_META_LOCAL)
 		return TC_ACT_OK; /* XDP counted it and sent it to the host */
+	struct xn_port *port = br_port(p.ifindex);
+	if (!port)
+		return TC_ACT_OK;
 	int punted = note == XN_META_PUNT; /* XDP counted and learned it already */
-	struct xn_if_stats *st = punted ? if_stats(p.ifindex) : count_rx(p.ifindex, p.len);
+	struct xn_if_stats *st = slot_stats(port->slot);
+	if (!punted)
+		stats_rx(st, p.len);
 	struct br_frame f = {};
-	int r = br_ingress(&p, &f, bpf_ktime_get_ns(), st, !punted);
+	int r = br_ingress(&p, port, &f, br_now(), st, !punted);
 	if (r < 0)
 		goto drop;
-	if (r == BR_NOT_PORT || r == BR_LOCAL)
+	if (r == BR_LOCAL)
 		return TC_ACT_OK;
 
 	if (r == BR_FORWARD && f.remote) {
@@ -181,10 +197,10 @@ int xn_br_tc(struct __sk_buff *skb)
 		return r;
 	}
 	if (r == BR_FORWARD) {
-		r = forward_vlan(skb, HOOK_TC, &f);
+		struct xn_if_stats *out = forward_vlan(skb, HOOK_TC, &f, &r);
 		if (r < 0)
 			goto drop;
-		count_tx(f.out, skb->len);
+		stats_tx(out, skb->len);
 		return bpf_redirect(f.out, 0);
 	}
 

@@ -22,6 +22,10 @@ try {
   passed = j.numPassedTests;
   failed = j.numFailedTests + (j.numRuntimeErrorTestSuites ?? 0);
   if (j.numTotalTests === 0) failed += 1; // a run that tested nothing is a failure
+  // vitest's own list scrolls away in a long log: name the failures again next to the count
+  for (const f of j.testResults) {
+    for (const a of f.assertionResults) if (a.status === 'failed') console.log(`FAILED ${f.name.replace(`${process.cwd()}/`, '')} > ${a.fullName}`);
+  }
 } catch (e) {
   console.error(`no vitest report (${e.message})`);
   failed += 1;

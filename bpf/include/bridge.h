@@ -30,6 +30,7 @@ struct xn_port {
 	__u32 bridge;
 	__u16 pvid;  /* VLAN of untagged frames; 0: untagged frames are refused (pure trunk) */
 	__u16 flags; /* enum xn_port_flags */
+	__u32 slot;  /* the interface's xn_if_slots slot: its counters without another hash lookup */
 };
 
 /* xn_vlans: (port, VLAN) -> membership; no entry means the VLAN is not allowed on the port. */
@@ -58,7 +59,7 @@ enum xn_fdb_flags {
 struct xn_fdb_entry {
 	__u32 ifindex;     /* local port; for a remote MAC the VTEP's uplink (informational) */
 	__be32 remote;     /* VTEP address for MACs behind the overlay (0: local); decides encapsulation */
-	__u64 updated_ns;  /* bpf_ktime_get_ns() of the last learn/refresh (CLOCK_MONOTONIC) */
+	__u64 updated_ns;  /* CLOCK_MONOTONIC of the last learn/refresh (BPF writes the coarse clock: a tick behind) */
 	__u32 flags;       /* enum xn_fdb_flags */
 	__u32 ageing_sec;  /* learned: the bridge's ageing, so forwarding needs no bridge lookup */
 };

@@ -5,6 +5,11 @@
 
 #define XN_MAX_IFACES 1024
 
+/* xn_if_slots: ifindex -> slot, the interface's index into the per-CPU
+ * xn_if_stats array (array lookups are inlined; a hash lookup costs a call).
+ * The control process assigns slots 1..XN_MAX_IFACES-1 when it attaches a
+ * program; 0 means none. */
+
 /* Per interface, per CPU. */
 struct xn_if_stats {
 	__u64 rx_packets;

@@ -60,8 +60,7 @@ struct {
 } xn_tx_ports SEC(".maps");
 
 enum br_action {
-	BR_NOT_PORT = 1, /* not a bridge port: leave the frame alone */
-	BR_LOCAL,        /* to the bridge itself: the host stack */
+	BR_LOCAL = 1,    /* to the bridge itself: the host stack */
 	BR_FORWARD,      /* known unicast: to one port */
 	BR_FLOOD,        /* broadcast, multicast, unknown unicast */
 };
@@ -88,7 +87,7 @@ __inline_fn void br_learn(__u32 bridge, __u16 vid, const __u8 *mac, __u32 ifinde
 		if (e->flags & XN_FDB_STATIC)
 			return;
 		if (e->ifindex == ifindex && e->remote == remote) {
-			if (now - e->updated_ns > XN_FDB_REFRESH_NS)
+			if ((__s64)(now - e->updated_ns) > (__s64)XN_FDB_REFRESH_NS)
 				e->updated_ns = now; /* keeps it from ageing; at most once a second */
 			return;
 		}
@@ -106,25 +105,38 @@ __inline_fn void br_learn(__u32 bridge, __u16 vid, const __u8 *mac, __u32 ifinde
 		st->learned++;
 }
 
-/* The FDB entry for (bridge, vid, mac) if it is static or not aged out. */
+/* The FDB entry for (bridge, vid, mac) if it is static or not aged out. Signed:
+ * user space stamps entries with the precise clock, which may be a tick ahead
+ * of the coarse one BPF reads. */
 __inline_fn struct xn_fdb_entry *br_fdb_find(__u32 bridge, __u16 vid, const __u8 *mac, __u64 now)
 {
 	struct xn_fdb_key k = { .bridge = bridge, .vid = vid };
 	__builtin_memcpy(k.mac, mac, 6);
 	struct xn_fdb_entry *e = bpf_map_lookup_elem(&xn_fdb, &k);
-	if (e && ((e->flags & XN_FDB_STATIC) || now - e->updated_ns <= (__u64)e->ageing_sec * 1000000000ULL))
+	if (e && ((e->flags & XN_FDB_STATIC) || (__s64)(now - e->updated_ns) <= (__s64)e->ageing_sec * 1000000000LL))
 		return e;
 	return NULL;
 }
 
-/* Decides what happens to a frame received on p->ifindex: enum br_action, or a
- * negative drop reason. learn is 0 when an earlier hook already learned from
- * this frame (XDP handing it to tc). */
-__inline_fn int br_ingress(struct pkt *p, struct br_frame *f, __u64 now, struct xn_if_stats *st, int learn)
+/* The bridge port behind ifindex, or NULL. */
+__inline_fn struct xn_port *br_port(__u32 ifindex)
 {
-	struct xn_port *port = bpf_map_lookup_elem(&xn_ports, &p->ifindex);
-	if (!port)
-		return BR_NOT_PORT;
+	return bpf_map_lookup_elem(&xn_ports, &ifindex);
+}
+
+/* The clock of learning and ageing: a second's precision is all they need, and
+ * the coarse clock costs no timer read. */
+__inline_fn __u64 br_now(void)
+{
+	return bpf_ktime_get_coarse_ns();
+}
+
+/* Decides what happens to a frame received on port (p->ifindex): enum
+ * br_action, or a negative drop reason. learn is 0 when an earlier hook
+ * already learned from this frame (XDP handing it to tc). */
+__inline_fn int br_ingress(struct pkt *p, const struct xn_port *port, struct br_frame *f, __u64 now,
+			   struct xn_if_stats *st, int learn)
+{
 	f->bridge = port->bridge;
 
 	struct cursor c = { .pos = p->data, .end = p->data_end };
@@ -176,10 +188,12 @@ __inline_fn int br_ingress(struct pkt *p, struct br_frame *f, __u64 now, struct 
 	return BR_FLOOD;
 }
 
-/* Whether and how a frame of this VLAN leaves port ifindex: -1 not a member,
- * 0 untagged, 1 tagged. */
-__inline_fn int br_egress_tagging(__u32 ifindex, __u16 vid)
+/* Whether and how a frame of this VLAN leaves port (ifindex): -1 not a
+ * member, 0 untagged, 1 tagged. An access port needs no VLAN lookup. */
+__inline_fn int br_egress_tagging(const struct xn_port *port, __u32 ifindex, __u16 vid)
 {
+	if (port->flags & XN_PORT_ACCESS)
+		return vid == port->pvid ? 0 : -1;
 	struct xn_vlan_key k = { .ifindex = ifindex, .vid = vid };
 	struct xn_vlan *v = bpf_map_lookup_elem(&xn_vlans, &k);
 	return v ? !v->untagged : -1;

@@ -5,12 +5,20 @@
 #include "../include/stats.h"
 
 struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, XN_MAX_IFACES);
-	__type(key, __u32); /* ifindex */
+	__type(key, __u32); /* slot */
 	__type(value, struct xn_if_stats);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } xn_if_stats SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, XN_MAX_IFACES);
+	__type(key, __u32);   /* ifindex */
+	__type(value, __u32); /* slot */
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} xn_if_slots SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
@@ -20,36 +28,48 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } xn_drops SEC(".maps");
 
-/* Returns the interface's counters, creating them on its first packet. */
-__inline_fn struct xn_if_stats *if_stats(__u32 ifindex)
+/* The counters in a slot (NULL for slot 0: the interface has none). */
+__inline_fn struct xn_if_stats *slot_stats(__u32 slot)
 {
-	struct xn_if_stats *s = bpf_map_lookup_elem(&xn_if_stats, &ifindex);
-	if (likely(s))
-		return s;
-	struct xn_if_stats zero = {};
-	bpf_map_update_elem(&xn_if_stats, &ifindex, &zero, BPF_NOEXIST);
-	return bpf_map_lookup_elem(&xn_if_stats, &ifindex);
+	return slot ? bpf_map_lookup_elem(&xn_if_stats, &slot) : NULL;
 }
 
-/* Counts a received frame; returns the interface's counters for the rest of
- * the program (per-CPU values: plain adds are safe). */
-__inline_fn struct xn_if_stats *count_rx(__u32 ifindex, __u32 len)
+/* An interface's counters, found through its slot (one hash lookup); NULL if
+ * xdpnet has not given it one. Programs that know the slot use slot_stats(). */
+__inline_fn struct xn_if_stats *if_stats(__u32 ifindex)
 {
-	struct xn_if_stats *s = if_stats(ifindex);
+	__u32 *slot = bpf_map_lookup_elem(&xn_if_slots, &ifindex);
+	return slot ? slot_stats(*slot) : NULL;
+}
+
+/* Per-CPU values: plain adds are safe. */
+__inline_fn void stats_rx(struct xn_if_stats *s, __u32 len)
+{
 	if (s) {
 		s->rx_packets++;
 		s->rx_bytes += len;
 	}
+}
+
+__inline_fn void stats_tx(struct xn_if_stats *s, __u32 len)
+{
+	if (s) {
+		s->tx_packets++;
+		s->tx_bytes += len;
+	}
+}
+
+/* Counts a received frame; returns the interface's counters for the rest of the program. */
+__inline_fn struct xn_if_stats *count_rx(__u32 ifindex, __u32 len)
+{
+	struct xn_if_stats *s = if_stats(ifindex);
+	stats_rx(s, len);
 	return s;
 }
 
 __inline_fn void count_tx(__u32 ifindex, __u32 len)
 {
-	struct xn_if_stats *s = if_stats(ifindex);
-	if (s) {
-		s->tx_packets++;
-		s->tx_bytes += len;
-	}
+	stats_tx(if_stats(ifindex), len);
 }
 
 /* Counts a drop of a frame received on ifindex. reason is negative (as helpers

@@ -9,10 +9,10 @@ import {
 } from '../sys/libbpf.js';
 import { close as closeFd, ifIndexToName, ifNameToIndex } from '../sys/libc.js';
 import { BRIDGE } from '../objects/bridge.js';
-import { COUNTER, loadCounter } from '../objects/counter.js';
-import { u32 } from '../objects/codec.js';
+import { loadCounter } from '../objects/counter.js';
 import type { InstancePaths } from '../objects/paths.js';
 import { checkKernel, kernelRelease } from './host.js';
+import { claimSlot, releaseSlotIfUnused } from './slots.js';
 
 export type Hook = 'xdp' | 'tc';
 export type XdpMode = 'native' | 'generic';
@@ -136,6 +136,7 @@ export function attach(inst: InstancePaths, iface: string, o: AttachOptions): At
   const pins: string[] = [];
   try {
     loaded = (o.load ?? loadCounter)(inst, o.hook);
+    claimSlot(inst, ifindex, { reset: true }); // before the link: the first frame is counted
     for (const l of [{ hook: o.hook, prog: loaded.prog }, ...(loaded.also ?? [])]) {
       pins.push(linkAndPin(inst, iface, ifindex, l.hook, l.hook === 'xdp' ? mode ?? 'native' : null, l.prog));
     }
@@ -209,7 +210,7 @@ function explainAttachError(e: unknown, iface: string, hook: Hook, mode: XdpMode
 export function removeAttachment(inst: InstancePaths, a: Attachment): void {
   for (const l of interfaceAttachments(inst, a.ifindex)) rmSync(l.pin, { force: true });
   rmSync(a.pin, { force: true });
-  BpfMap.usePin(join(inst.maps, COUNTER.maps.ifStats), (m) => m.delete(u32(a.ifindex)));
+  releaseSlotIfUnused(inst, a.ifindex);
   removeInstanceIfIdle(inst);
 }
 

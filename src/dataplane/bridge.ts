@@ -19,6 +19,7 @@ import type { InstancePaths } from '../objects/paths.js';
 import { BPF_NOEXIST, BpfMap } from '../sys/libbpf.js';
 import { ifIndexToName, ifNameToIndex } from '../sys/libc.js';
 import { checkVlan, formatMac, formatVlanList, parseUnicastMac, randomMac, VLAN_MIN } from './addr.js';
+import { claimSlot } from './slots.js';
 import { overlayVni, remoteFdbTarget, removeBridgeVteps, syncPeers, vtepUplinks } from './vxlan.js';
 import {
   attach, findAttachment, primaryAttachments, removeAttachment, removeInstanceIfIdle, resolveIface,
@@ -400,7 +401,8 @@ export function addPort(
         const overlay = hook === 'xdp' && overlayVni(i, br.id) !== undefined;
         const loaded = loadBridge(i, hook, { slowPath: overlay });
         try {
-          withMaps(i, (m) => writePort(m, { ifindex, bridge: br.id, pvid, flags }, vlans, loaded.egress.fd));
+          const slot = claimSlot(i, ifindex, { reset: true });
+          withMaps(i, (m) => writePort(m, { ifindex, bridge: br.id, pvid, flags, slot }, vlans, loaded.egress.fd));
           written = true;
           return { ...loaded, also: loaded.tc ? [{ hook: 'tc' as const, prog: loaded.tc }] : undefined };
         } catch (e) {

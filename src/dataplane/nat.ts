@@ -35,6 +35,7 @@ import { BPF_TCX_INGRESS, BPF_XDP, BpfMap, linkCreate, objPin, XDP_FLAGS_DRV_MOD
 import { close as closeFd, ifIndexToName } from '../sys/libc.js';
 import { removeInstanceIfIdle, resolveIface, scanLinkPins } from './attach.js';
 import { checkKernel, ipJson, kernelRelease } from './host.js';
+import { claimSlot, releaseSlotIfUnused } from './slots.js';
 
 const NS_PER_SEC = 1_000_000_000n;
 
@@ -347,7 +348,7 @@ export function flushNat(inst: InstancePaths): { rules: number; links: number } 
     return n;
   }) ?? 0;
   const links = natLinks(inst);
-  for (const l of links) unlinkSync(l.pin);
+  unlinkNat(inst, links);
   removeInstanceIfIdle(inst);
   return { rules, links: links.length };
 }
@@ -428,6 +429,7 @@ function ensureNatLink(inst: InstancePaths, ifindex: number, want: 'xdp' | 'tc')
   } finally {
     closeFd(fd);
   }
+  claimSlot(inst, ifindex); // its drops are counted against it
   if (want === 'tc') enablePeerGro(iface);
   return natLinks(inst).find((l) => l.ifindex === ifindex)!;
 }
@@ -446,8 +448,15 @@ function enablePeerGro(iface: string): void {
 function detachIfUnused(inst: InstancePaths): void {
   const any = withNatMaps(inst, (m) => !m.snat.keys().next().done || !m.portmap.keys().next().done);
   if (any) return;
-  for (const l of natLinks(inst)) unlinkSync(l.pin);
+  unlinkNat(inst, natLinks(inst));
   removeInstanceIfIdle(inst);
+}
+
+function unlinkNat(inst: InstancePaths, links: NatLink[]): void {
+  for (const l of links) {
+    unlinkSync(l.pin);
+    releaseSlotIfUnused(inst, l.ifindex);
+  }
 }
 
 // ---- conntrack ------------------------------------------------------------

@@ -1,11 +1,11 @@
 // Counters read from the instance's pinned maps, summed over CPUs.
 import { join } from 'node:path';
 import { BpfMap } from '../sys/libbpf.js';
-import { sumPerCpu } from '../objects/codec.js';
 import { DROP_REASONS, DropKey, IfStats } from '../objects/stats.js';
 import { COUNTER } from '../objects/counter.js';
 import type { InstancePaths } from '../objects/paths.js';
 import { primaryAttachments } from './attach.js';
+import { readCounters } from './slots.js';
 
 export interface IfaceStats {
   iface: string | null;
@@ -57,8 +57,8 @@ export function readDrops(m: BpfMap): Record<string, number> {
 
 export function readStats(inst: InstancePaths): Stats {
   const attached = [...primaryAttachments(inst).values()].sort((a, b) => a.pin.localeCompare(b.pin)); // one row per interface
-  const counters = BpfMap.usePin(join(inst.maps, COUNTER.maps.ifStats), (m) =>
-    new Map(m.entries().map(([k, v]) => [k.readUInt32LE(0), sumPerCpu(IfStats, v)] as const))) ?? new Map<number, Counters>();
+  const counters = BpfMap.usePins(inst.maps, { slots: COUNTER.maps.ifSlots, stats: COUNTER.maps.ifStats }, (m) =>
+    readCounters(m.slots, m.stats)) ?? new Map<number, Counters>();
   const byIf = BpfMap.usePin(join(inst.maps, COUNTER.maps.drops), readDropsByIface) ?? new Map<number, Record<string, number>>();
   const drops: Record<string, number> = {};
   for (const r of byIf.values()) for (const [k, n] of Object.entries(r)) drops[k] = (drops[k] ?? 0) + n;

@@ -31,7 +31,7 @@ export const Bridge = struct('xn_bridge', {
   learned: 'u32',
   name: { bytes: 16 },
 });
-export const Port = struct('xn_port', { bridge: 'u32', pvid: 'u16', flags: 'u16' });
+export const Port = struct('xn_port', { bridge: 'u32', pvid: 'u16', flags: 'u16', slot: 'u32' });
 export const VlanKey = struct('xn_vlan_key', { ifindex: 'u32', vid: 'u16', pad: 'u16' });
 export const Vlan = struct('xn_vlan', { untagged: 'u32' });
 export const FdbKey = struct('xn_fdb_key', { bridge: 'u32', vid: 'u16', mac: { bytes: 6 } });

@@ -1,11 +1,12 @@
 // bpf/counter.bpf.c: counts rx packets/bytes per interface and passes them.
 import { BpfObject, BpfProgram } from '../sys/libbpf.js';
 import { objectPath, type InstancePaths } from './paths.js';
+import { STATS_MAPS } from './stats.js';
 
 export const COUNTER = {
   object: 'counter',
   programs: { xdp: 'xn_count_xdp', tc: 'xn_count_tc' },
-  maps: { ifStats: 'xn_if_stats', drops: 'xn_drops' },
+  maps: STATS_MAPS,
 } as const;
 
 /**

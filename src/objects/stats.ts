@@ -1,6 +1,9 @@
 // Mirror of bpf/include/stats.h, shared by every object that counts.
 import { struct } from './codec.js';
 
+/** The maps every counting object shares (pinned by name in the instance). */
+export const STATS_MAPS = { ifStats: 'xn_if_stats', ifSlots: 'xn_if_slots', drops: 'xn_drops' } as const;
+
 export const IfStats = struct('xn_if_stats', {
   rx_packets: 'u64',
   rx_bytes: 'u64',

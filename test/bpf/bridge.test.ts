@@ -9,11 +9,10 @@ import { enterNetns } from '../../src/dataplane/host.js';
 import {
   Bridge, BRIDGE, DevmapVal, FDB_FLAGS, FdbEntry, FdbKey, floodList, FloodKey, Port, PORT_FLAGS, Vlan, VlanKey, XDP_NOTES,
 } from '../../src/objects/bridge.js';
-import { sumPerCpu, u32 } from '../../src/objects/codec.js';
-import { IfStats } from '../../src/objects/stats.js';
+import { u32 } from '../../src/objects/codec.js';
 import { BPF_F_TEST_XDP_LIVE_FRAMES, BPF_XDP, BpfMap, BpfObject, linkCreate, XDP_FLAGS_DRV_MODE } from '../../src/sys/libbpf.js';
 import { close, ifNameToIndex } from '../../src/sys/libc.js';
-import { builtObject, fixtureObject, PinRoot, TC, XDP } from '../helpers/bpf.js';
+import { builtObject, fixtureObject, giveSlots, ifCounters, PinRoot, TC, XDP } from '../helpers/bpf.js';
 import { eth, ETH_P, hex, mac, udp4 } from '../helpers/packet.js';
 import { cleanup, netns, sh, veth } from '../helpers/sys.js';
 
@@ -76,9 +75,10 @@ describe('bridge programs', () => {
       p1: [[1, true]], p2: [[1, true]], p3: [[1, false], [10, false]], p4: [[10, true]],
     };
     const pvid: Record<PortName, number> = { p1: 1, p2: 1, p3: 0, p4: 10 };
+    const slots = giveSlots(br, PORTS.map((p) => ifx[p]));
     for (const p of PORTS) {
       const access = member[p].length === 1 ? PORT_FLAGS.ACCESS : 0; // as the control plane writes them
-      map(BRIDGE.maps.ports).update(u32(ifx[p]), Port.encode({ bridge: BR, pvid: pvid[p], flags: PORT_FLAGS.LEARNING | access }));
+      map(BRIDGE.maps.ports).update(u32(ifx[p]), Port.encode({ bridge: BR, pvid: pvid[p], flags: PORT_FLAGS.LEARNING | access, slot: slots.get(ifx[p])! }));
       for (const [vid, untagged] of member[p]) {
         map(BRIDGE.maps.vlans).update(VlanKey.encode({ ifindex: ifx[p], vid, pad: 0 }), Vlan.encode({ untagged: untagged ? 1 : 0 }));
       }
@@ -142,8 +142,7 @@ describe('bridge programs', () => {
       FdbEntry.encode({ ifindex: ifx[p], remote: 0, updated_ns: 0n, flags: FDB_FLAGS.STATIC, ageing_sec: 0 }));
   }
   function stats(p: PortName) {
-    const v = map('xn_if_stats').lookup(u32(ifx[p]));
-    return v ? sumPerCpu(IfStats, v) : undefined;
+    return ifCounters(br, ifx[p]);
   }
   const drops = () => readDrops(map('xn_drops'));
 

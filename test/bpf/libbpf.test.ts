@@ -2,10 +2,9 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { setConsts } from '../../src/objects/btf.js';
 import { COUNTER } from '../../src/objects/counter.js';
-import { u32 } from '../../src/objects/codec.js';
 import { VerifierError, XdpnetError } from '../../src/errors.js';
 import { BpfObject, numPossibleCpus } from '../../src/sys/libbpf.js';
-import { IfStats } from '../../src/objects/stats.js';
+import { DropKey } from '../../src/objects/stats.js';
 import { builtObject, fixtureObject, PinRoot, XDP } from '../helpers/bpf.js';
 
 describe('libbpf binding', () => {
@@ -50,11 +49,11 @@ describe('libbpf binding', () => {
   });
 
   it('batch-updates, iterates, batch-looks-up and batch-deletes a per-CPU map', () => {
-    const m = pins.open(builtObject(COUNTER.object)).map(COUNTER.maps.ifStats);
+    const m = pins.open(builtObject(COUNTER.object)).map(COUNTER.maps.drops);
     expect(m.perCpu).toBe(true);
-    expect(m.valueBufSize).toBe(IfStats.size * numPossibleCpus());
-    const n = 3000; // more than max_entries (1024)
-    const keys = Buffer.concat(Array.from({ length: n }, (_, i) => u32(100 + i)));
+    expect(m.valueBufSize).toBe(8 * numPossibleCpus());
+    const n = 9000; // more than max_entries (8192)
+    const keys = Buffer.concat(Array.from({ length: n }, (_, i) => DropKey.encode({ ifindex: 100 + i, reason: 1 })));
     const values = Buffer.alloc(m.valueBufSize * n);
     for (let i = 0; i < n; i++) values.writeBigUInt64LE(BigInt(i), i * m.valueBufSize); // CPU 0 slot: packets = i
     m.updateBatch(keys, values, 500);
@@ -73,10 +72,10 @@ describe('libbpf binding', () => {
       }
       return undefined;
     })();
-    expect(err?.message).toBe('batch update map xn_if_stats: E2BIG (Argument list too long)');
-    expect(err?.hint).toBe('1024 of 3000 entries were written');
-    expect(m.entries().length).toBe(1024);
-    expect(m.delete(u32(100))).toBe(true);
-    expect(m.delete(u32(100))).toBe(false);
+    expect(err?.message).toBe('batch update map xn_drops: E2BIG (Argument list too long)');
+    expect(err?.hint).toBe('8192 of 9000 entries were written');
+    expect(m.entries().length).toBe(8192);
+    expect(m.delete(DropKey.encode({ ifindex: 100, reason: 1 }))).toBe(true);
+    expect(m.delete(DropKey.encode({ ifindex: 100, reason: 1 }))).toBe(false);
   });
 });

@@ -15,13 +15,12 @@ import {
   Bridge, BRIDGE, DevmapVal, FDB_FLAGS, FdbEntry, FdbKey, floodList, FloodKey, Port, PORT_FLAGS, remoteList,
   Vlan, VlanKey, Vtep, VTEP_FLAGS, VXLAN, VxPeerKey, VxPortKey, XDP_NOTES,
 } from '../../src/objects/bridge.js';
-import { sumPerCpu, u32, ipv4ToNum } from '../../src/objects/codec.js';
-import { IfStats } from '../../src/objects/stats.js';
+import { u32, ipv4ToNum } from '../../src/objects/codec.js';
 import {
   BPF_F_TEST_XDP_LIVE_FRAMES, BPF_TCX_INGRESS, BPF_XDP, BpfMap, BpfObject, linkCreate, XDP_FLAGS_DRV_MODE,
 } from '../../src/sys/libbpf.js';
 import { close, ifNameToIndex } from '../../src/sys/libc.js';
-import { builtObject, fixtureObject, PinRoot, TC, XDP } from '../helpers/bpf.js';
+import { builtObject, fixtureObject, giveSlots, ifCounters, PinRoot, TC, XDP } from '../helpers/bpf.js';
 import {
   eth, ETH_P, hex, ip4, IPPROTO, ipv4, mac, parse, tcp4, udp, udp4, vxlan,
 } from '../helpers/packet.js';
@@ -162,6 +161,7 @@ describe('VXLAN VTEP', () => {
       for (const k of [...m.keys()]) m.delete(k);
     }
     for (const m of [map('xn_if_stats'), map('xn_drops')]) for (const k of [...m.keys()]) m.update(k, Buffer.alloc(m.valueBufSize));
+    slots = giveSlots(br, Object.values(ifx));
     addBridge(BR, BR_MAC);
     const member: Record<(typeof PORTS)[number], Array<[number, boolean]>> = { p1: [[1, true]], p2: [[1, true]], p3: [[1, false], [10, false]] };
     for (const p of PORTS) addPort(BR, ifx[p], p === 'p3' ? 0 : 1, member[p]);
@@ -175,13 +175,23 @@ describe('VXLAN VTEP', () => {
     captured();
   });
 
+  let slots = new Map<number, number>();
+  /** The interface's counters slot, given one now if it has none (as attaching it would). */
+  function slotOf(ifindex: number): number {
+    let s = slots.get(ifindex);
+    if (!s) {
+      slots.set(ifindex, (s = slots.size + 1));
+      map('xn_if_slots').update(u32(ifindex), u32(s));
+    }
+    return s;
+  }
   function addBridge(id: number, m: string) {
     map(BRIDGE.maps.bridges).update(u32(id), Bridge.encode({
       mac: mac(m), flags: 0, ageing_sec: 300, max_learned: 0, learned: 0, name: Buffer.from(`br${id}`),
     }));
   }
   function addPort(bridge: number, ifindex: number, pvid: number, vlans: Array<[number, boolean]>) {
-    map(BRIDGE.maps.ports).update(u32(ifindex), Port.encode({ bridge, pvid, flags: PORT_FLAGS.LEARNING }));
+    map(BRIDGE.maps.ports).update(u32(ifindex), Port.encode({ bridge, pvid, flags: PORT_FLAGS.LEARNING, slot: slotOf(ifindex) }));
     for (const [vid, untagged] of vlans) {
       map(BRIDGE.maps.vlans).update(VlanKey.encode({ ifindex, vid, pad: 0 }), Vlan.encode({ untagged: untagged ? 1 : 0 }));
     }
@@ -265,8 +275,7 @@ describe('VXLAN VTEP', () => {
       FdbEntry.encode({ ifindex: ifx[p], remote: 0, updated_ns: 0n, flags: FDB_FLAGS.STATIC, ageing_sec: 0 }));
   }
   function stats(dev: string) {
-    const v = map('xn_if_stats').lookup(u32(ifNameToIndex(dev)));
-    return v ? sumPerCpu(IfStats, v) : undefined;
+    return ifCounters(br, ifNameToIndex(dev));
   }
   const drops = () => readDrops(map('xn_drops'));
   /** A VXLAN frame from remote VTEP .2 (by default) to our uplink. */
@@ -676,6 +685,7 @@ describe('VXLAN VTEP', () => {
       addBridge(BR2, '02:b0:00:00:00:02');
       const p4 = ifNameToIndex('p4');
       const up1 = ifNameToIndex('up1');
+      slotOf(up1);
       addPort(BR2, p4, 1, [[1, true]]);
       map(BRIDGE.maps.flood).update(FloodKey.encode({ bridge: BR2, vid: 1, pad: 0 }), floodList([p4]));
       map(VXLAN.maps.vteps).update(u32(VNI2), Vtep.encode({

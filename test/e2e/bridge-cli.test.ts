@@ -11,6 +11,7 @@ import {
   Bridge, BRIDGE, decodeFloodList, DevmapVal, FDB_FLAGS, FdbEntry, FdbKey, FloodKey, Port, PORT_FLAGS, Vlan, VlanKey,
 } from '../../src/objects/bridge.js';
 import { cString } from '../../src/objects/codec.js';
+import { STATS_MAPS } from '../../src/objects/stats.js';
 import { BpfMap } from '../../src/sys/libbpf.js';
 import { macStr, mac } from '../helpers/packet.js';
 import { CLI, cleanup, netns, sh, veth, xdpnet } from '../helpers/sys.js';
@@ -125,10 +126,14 @@ describe('bridge control plane', () => {
       expect(ok('attach', 'p3', '--bridge', 'br0', '--hook', 'xdp', '--trunk', '10,20-21', '--pvid', '1'))
         .toMatch(/^attached p3 to bridge br0 \(xdp native, program \d+; VLAN 1 untagged; 10,20-21 tagged\)\n$/);
 
-      expect(entries(BRIDGE.maps.ports, { decode: (k) => k.readUInt32LE(0) }, Port).sort((a, b) => a[0] - b[0])).toEqual([
-        [ifx.p1, { bridge: 1, pvid: 1, flags: PORT_FLAGS.LEARNING | PORT_FLAGS.ACCESS }],
-        [ifx.p2, { bridge: 1, pvid: 10, flags: PORT_FLAGS.LEARNING | PORT_FLAGS.ACCESS }],
-        [ifx.p3, { bridge: 1, pvid: 1, flags: PORT_FLAGS.LEARNING }], // a trunk: VLAN lookups stay
+      // Each port has its own counters slot (none is 0), and its port record carries it.
+      const u32dec = { decode: (b: Buffer) => b.readUInt32LE(0) };
+      const slot = new Map(entries(STATS_MAPS.ifSlots, u32dec, u32dec));
+      expect(new Set([ifx.p1, ifx.p2, ifx.p3, 0].map((i) => slot.get(i) ?? 0)).size).toBe(4);
+      expect(entries(BRIDGE.maps.ports, u32dec, Port).sort((a, b) => a[0] - b[0])).toEqual([
+        [ifx.p1, { bridge: 1, pvid: 1, flags: PORT_FLAGS.LEARNING | PORT_FLAGS.ACCESS, slot: slot.get(ifx.p1) }],
+        [ifx.p2, { bridge: 1, pvid: 10, flags: PORT_FLAGS.LEARNING | PORT_FLAGS.ACCESS, slot: slot.get(ifx.p2) }],
+        [ifx.p3, { bridge: 1, pvid: 1, flags: PORT_FLAGS.LEARNING, slot: slot.get(ifx.p3) }], // a trunk: VLAN lookups stay
       ]);
       expect(entries(BRIDGE.maps.vlans, VlanKey, Vlan).map(([k, v]) => `${k.ifindex}:${k.vid}:${v.untagged}`).sort()).toEqual([
         `${ifx.p1}:1:1`, `${ifx.p2}:10:1`, `${ifx.p3}:1:1`, `${ifx.p3}:10:0`, `${ifx.p3}:20:0`, `${ifx.p3}:21:0`,
@@ -267,6 +272,8 @@ describe('bridge control plane', () => {
       expect(entries(BRIDGE.maps.txPorts, { decode: (k) => k.readUInt32LE(0) }, DevmapVal).map(([k]) => k).sort()).toEqual([ifx.p1, ifx.p3]);
       expect(fdbInMap().map((e) => e.mac)).toEqual([S2]);
       expect(okJson<Array<{ learned: number }>>('bridge', 'show')[0].learned).toBe(0);
+      expect(entries(STATS_MAPS.ifSlots, { decode: (k) => k.readUInt32LE(0) }, { decode: (v) => v.readUInt32LE(0) }).map(([k]) => k).sort())
+        .toEqual([ifx.p1, ifx.p3]); // its counters slot is free again
     });
 
     it('the daemon ages every instance until SIGTERM', async () => {

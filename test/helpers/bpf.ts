@@ -3,6 +3,9 @@
 import { mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { ensureBpffs } from '../../src/dataplane/host.js';
+import { readCounters } from '../../src/dataplane/slots.js';
+import { u32 } from '../../src/objects/codec.js';
+import { STATS_MAPS } from '../../src/objects/stats.js';
 import { BpfObject } from '../../src/sys/libbpf.js';
 import { ROOT } from './sys.js';
 
@@ -33,4 +36,17 @@ export class PinRoot {
     for (const o of this.objects.splice(0)) o.close();
     rmSync(this.dir, { recursive: true, force: true });
   }
+}
+
+/** Gives the interfaces counter slots 1, 2, … in the object's maps, as attaching them would; returns them by ifindex. */
+export function giveSlots(o: BpfObject, ifindexes: number[]): Map<number, number> {
+  const slots = o.map(STATS_MAPS.ifSlots);
+  for (const k of [...slots.keys()]) slots.delete(k);
+  ifindexes.forEach((ifindex, i) => slots.update(u32(ifindex), u32(i + 1)));
+  return new Map(ifindexes.map((ifindex, i) => [ifindex, i + 1]));
+}
+
+/** An interface's counters summed over CPUs, found through its slot (undefined: it has none). */
+export function ifCounters(o: BpfObject, ifindex: number) {
+  return readCounters(o.map(STATS_MAPS.ifSlots), o.map(STATS_MAPS.ifStats)).get(ifindex);
 }

@@ -38,7 +38,7 @@ describe('bridge codecs (bpf/include/bridge.h)', () => {
     const mac = Buffer.from('0242ac110002', 'hex');
     const cases: Array<[Codec<never>, Record<string, unknown>]> = [
       [Bridge as never, { mac, flags: 0, ageing_sec: 300, max_learned: 10, learned: 3, name: Buffer.from('br0'.padEnd(16, '\0')) }],
-      [Port as never, { bridge: 1, pvid: 10, flags: PORT_FLAGS.LEARNING | PORT_FLAGS.HOST }],
+      [Port as never, { bridge: 1, pvid: 10, flags: PORT_FLAGS.LEARNING | PORT_FLAGS.HOST, slot: 7 }],
       [VlanKey as never, { ifindex: 7, vid: 4094, pad: 0 }],
       [Vlan as never, { untagged: 1 }],
       [FdbKey as never, { bridge: 2, vid: 20, mac }],
@@ -50,7 +50,7 @@ describe('bridge codecs (bpf/include/bridge.h)', () => {
 
   it('lays out keys as the kernel hashes them: no stray bytes', () => {
     expect(FdbKey.encode({ bridge: 1, vid: 10, mac: Buffer.from('0242ac110002', 'hex') }).toString('hex')).toBe('01000000' + '0a00' + '0242ac110002');
-    expect([Bridge.size, Port.size, VlanKey.size, FdbKey.size, FdbEntry.size, FloodKey.size, Flood.size]).toEqual([36, 8, 8, 12, 24, 8, 4 + 4 * 64]);
+    expect([Bridge.size, Port.size, VlanKey.size, FdbKey.size, FdbEntry.size, FloodKey.size, Flood.size]).toEqual([36, 12, 8, 12, 24, 8, 4 + 4 * 64]);
   });
 
   it('encodes flood lists and reads them back', () => {
