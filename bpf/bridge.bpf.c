@@ -8,23 +8,39 @@
 #include "lib/vxlan.h"
 
 /* Makes a known-unicast frame carry its VLAN as the egress port wants it (tag,
- * untag or rewrite): the egress port's counters (NULL if it has none), or an
- * ERR_PTR-style negative drop reason in *err. */
-__inline_fn struct xn_if_stats *forward_vlan(void *ctx, const enum hook h, struct br_frame *f, int *err)
+ * untag or rewrite), noting the egress port's slot and tagging in f for the
+ * cache: 0, or a negative drop reason. */
+__inline_fn int forward_vlan(void *ctx, const enum hook h, struct br_frame *f)
 {
-	*err = 0;
 	struct xn_port *out = br_port(f->out);
 	int tag = out ? br_egress_tagging(out, f->out, f->vid) : -1; /* no port: a stale static entry */
-	if (tag < 0) {
-		*err = -XN_DROP_VLAN_EGRESS;
-		return NULL;
-	}
+	if (!out || tag < 0)
+		return -XN_DROP_VLAN_EGRESS;
 	if ((f->tagged || tag) &&
-	    (h == HOOK_XDP ? xdp_vlan_set(ctx, f->tagged, tag, f->vid) : skb_vlan_set(ctx, f->tagged, tag, f->vid))) {
-		*err = -XN_DROP_VLAN_OP;
-		return NULL;
+	    (h == HOOK_XDP ? xdp_vlan_set(ctx, f->tagged, tag, f->vid) : skb_vlan_set(ctx, f->tagged, tag, f->vid)))
+		return -XN_DROP_VLAN_OP;
+	f->out_slot = out->slot;
+	f->out_tag = tag;
+	return 0;
+}
+
+/* Known unicast from the cache: counts it in and out and tags it as the
+ * egress port wants; 0, or a negative drop reason. */
+__inline_fn int forward_cached(void *ctx, const enum hook h, const struct pkt *p, const struct br_key *k,
+			       const struct br_cached *c)
+{
+	stats_rx(slot_stats(c->in_slot), p->len);
+	int tagged = k->tci != 0;
+	if ((tagged || c->out_tag) &&
+	    (h == HOOK_XDP ? xdp_vlan_set(ctx, tagged, c->out_tag, c->vid) : skb_vlan_set(ctx, tagged, c->out_tag, c->vid)))
+		return -XN_DROP_VLAN_OP;
+	struct xn_if_stats *out = slot_stats(c->out_slot);
+	if (out) {
+		out->tx_packets++;
+		out->tx_bytes += h == HOOK_XDP ? (__u32)(((struct xdp_md *)ctx)->data_end - ((struct xdp_md *)ctx)->data)
+					       : ((struct __sk_buff *)ctx)->len;
 	}
-	return slot_stats(out->slot);
+	return 0;
 }
 
 SEC("xdp")
@@ -32,13 +48,29 @@ int xn_br_xdp(struct xdp_md *ctx)
 {
 	struct pkt p;
 	pkt_from_xdp(&p, ctx);
+	__u64 now = br_now();
+	struct xn_br_gen g = br_gen();
+	struct br_key k;
+	int keyed = br_key_of(&p, &k) == 0;
+	if (keyed) {
+		struct br_cached *c = br_cache_get(&k, &g, now);
+		if (c) {
+			int r = forward_cached(ctx, HOOK_XDP, &p, &k, c);
+			if (r < 0) {
+				count_drop(p.ifindex, slot_stats(c->in_slot), r);
+				return XDP_DROP;
+			}
+			return bpf_redirect(c->out, 0);
+		}
+	}
+
 	struct xn_port *port = br_port(p.ifindex);
 	if (!port)
 		return XDP_PASS; /* not (or no longer) a port */
 	struct xn_if_stats *st = slot_stats(port->slot);
 	stats_rx(st, p.len);
 	struct br_frame f = {};
-	int r = br_ingress(&p, port, &f, br_now(), st, 1);
+	int r = br_ingress(&p, port, &f, now, st, 1);
 	if (r < 0)
 		goto drop;
 	if (r == BR_LOCAL)
@@ -52,10 +84,12 @@ int xn_br_xdp(struct xdp_md *ctx)
 	if (r == BR_FORWARD) {
 		/* Known unicast goes straight out, tagged here: no metadata, no
 		 * devmap egress program (that is only for floods). */
-		struct xn_if_stats *out = forward_vlan(ctx, HOOK_XDP, &f, &r);
+		r = forward_vlan(ctx, HOOK_XDP, &f);
 		if (r < 0)
 			goto drop;
-		stats_tx(out, (__u32)(ctx->data_end - ctx->data));
+		stats_tx(slot_stats(f.out_slot), (__u32)(ctx->data_end - ctx->data));
+		if (keyed)
+			br_cache_put(&k, &g, now, &f);
 		return bpf_redirect(f.out, 0);
 	}
 	/* XDP cannot clone into differently encapsulated copies: floods that
@@ -176,6 +210,21 @@ int xn_br_tc(struct __sk_buff *skb)
 	__u32 note = xdp_note(skb);
 	if (note == XN_META_LOCAL)
 		return TC_ACT_OK; /* XDP counted it and sent it to the host */
+	__u64 now = br_now();
+	struct xn_br_gen g = br_gen();
+	struct br_key k;
+	int keyed = !note && br_key_of(&p, &k) == 0; /* punted frames are never known unicast */
+	if (keyed) {
+		struct br_cached *c = br_cache_get(&k, &g, now);
+		if (c) {
+			int r = forward_cached(skb, HOOK_TC, &p, &k, c);
+			if (r < 0) {
+				count_drop(p.ifindex, slot_stats(c->in_slot), r);
+				return TC_ACT_SHOT;
+			}
+			return bpf_redirect(c->out, 0);
+		}
+	}
 	struct xn_port *port = br_port(p.ifindex);
 	if (!port)
 		return TC_ACT_OK;
@@ -184,7 +233,7 @@ int xn_br_tc(struct __sk_buff *skb)
 	if (!punted)
 		stats_rx(st, p.len);
 	struct br_frame f = {};
-	int r = br_ingress(&p, port, &f, br_now(), st, !punted);
+	int r = br_ingress(&p, port, &f, now, st, !punted);
 	if (r < 0)
 		goto drop;
 	if (r == BR_LOCAL)
@@ -197,10 +246,12 @@ int xn_br_tc(struct __sk_buff *skb)
 		return r;
 	}
 	if (r == BR_FORWARD) {
-		struct xn_if_stats *out = forward_vlan(skb, HOOK_TC, &f, &r);
+		r = forward_vlan(skb, HOOK_TC, &f);
 		if (r < 0)
 			goto drop;
-		stats_tx(out, skb->len);
+		stats_tx(slot_stats(f.out_slot), skb->len);
+		if (keyed)
+			br_cache_put(&k, &g, now, &f);
 		return bpf_redirect(f.out, 0);
 	}
 

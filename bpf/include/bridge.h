@@ -64,6 +64,14 @@ struct xn_fdb_entry {
 	__u32 ageing_sec;  /* learned: the bridge's ageing, so forwarding needs no bridge lookup */
 };
 
+/* xn_br_gen[0]: generations of the forwarding state. Known-unicast decisions
+ * are cached per CPU (lib/bridge.h); a cached one holds only while both
+ * numbers are what they were when it was made. */
+struct xn_br_gen {
+	__u64 ctl;  /* the control process writes CLOCK_MONOTONIC ns after each change to the bridge maps */
+	__u64 data; /* BPF adds 1 when learning moves a MAC to another port */
+};
+
 /* xn_flood: (bridge, VLAN) -> its member ports, for flooding from tc. */
 struct xn_flood_key {
 	__u32 bridge;

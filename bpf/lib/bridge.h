@@ -59,6 +59,49 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } xn_tx_ports SEC(".maps");
 
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct xn_br_gen);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} xn_br_gen SEC(".maps");
+
+/* What a frame's cache slot is looked up by: where it came from, its tag as
+ * received, its MACs. The frame's bytes, unparsed beyond that. */
+struct br_key {
+	__u32 ifindex;
+	__u16 tci;    /* VLAN ID of the tag as received, | 0x8000 if tagged (0: untagged) */
+	__u16 dst_lo; /* destination MAC bytes 4-5 */
+	__u32 dst_hi; /* destination MAC bytes 0-3 */
+	__u32 src_hi;
+	__u16 src_lo;
+	__u16 pad;
+};
+
+/* A known-unicast decision: everything the slow path's four hash lookups
+ * (port, learning, FDB, egress port) found. Array lookups are inlined, so a
+ * hit costs no call. */
+struct br_cached {
+	struct br_key key;
+	__u64 ctl_gen, data_gen; /* xn_br_gen when it was made */
+	__u64 valid_until;       /* coarse ns: the FDB entry's expiry, or the next learning refresh if sooner */
+	__u32 out;               /* egress ifindex */
+	__u32 in_slot, out_slot; /* counters */
+	__u16 vid;               /* the frame's VLAN */
+	__u16 out_tag;           /* leaves tagged */
+};
+
+#define XN_BR_CACHE_SIZE 4096 /* per CPU, direct-mapped */
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, XN_BR_CACHE_SIZE);
+	__type(key, __u32);
+	__type(value, struct br_cached);
+	__uint(pinning, LIBBPF_PIN_BY_NAME); /* one per instance, whichever program filled it */
+} xn_br_cache SEC(".maps");
+
 enum br_action {
 	BR_LOCAL = 1,    /* to the bridge itself: the host stack */
 	BR_FORWARD,      /* known unicast: to one port */
@@ -71,7 +114,19 @@ struct br_frame {
 	__u16 tagged;  /* carries a tag now (in the data for XDP, in the skb for tc) */
 	__u32 out;     /* BR_FORWARD: egress ifindex */
 	__be32 remote; /* BR_FORWARD: the VTEP behind which the MAC is (0: a local port) */
+	__u64 expires; /* BR_FORWARD: when the FDB entry ages out (coarse ns; ~0 for static) */
+	__u32 in_slot, out_slot;
+	__u16 out_tag; /* BR_FORWARD: leaves tagged (set by the entry program's egress step) */
 };
+
+/* Invalidates every CPU's cached decisions. */
+__inline_fn void br_moved(void)
+{
+	__u32 zero = 0;
+	struct xn_br_gen *g = bpf_map_lookup_elem(&xn_br_gen, &zero);
+	if (g)
+		__sync_fetch_and_add(&g->data, 1);
+}
 
 /* Learns mac as behind local port ifindex (remote 0) or behind VTEP remote
  * (ifindex: the uplink, for display). */
@@ -101,6 +156,8 @@ __inline_fn void br_learn(__u32 bridge, __u16 vid, const __u8 *mac, __u32 ifinde
 		return;
 	if (!e)
 		__sync_fetch_and_add(&br->learned, 1);
+	else
+		br_moved(); /* cached decisions may send to the old port */
 	if (st)
 		st->learned++;
 }
@@ -138,6 +195,7 @@ __inline_fn int br_ingress(struct pkt *p, const struct xn_port *port, struct br_
 			   struct xn_if_stats *st, int learn)
 {
 	f->bridge = port->bridge;
+	f->in_slot = port->slot;
 
 	struct cursor c = { .pos = p->data, .end = p->data_end };
 	struct ethhdr *eth = cursor_pull(&c, sizeof(*eth));
@@ -178,6 +236,7 @@ __inline_fn int br_ingress(struct pkt *p, const struct xn_port *port, struct br_
 			return -XN_DROP_SAME_PORT;
 		f->out = e->ifindex;
 		f->remote = e->remote;
+		f->expires = (e->flags & XN_FDB_STATIC) ? ~0ULL : e->updated_ns + (__u64)e->ageing_sec * 1000000000ULL;
 		return BR_FORWARD;
 	}
 	struct xn_bridge *br = bpf_map_lookup_elem(&xn_bridges, &f->bridge);
@@ -197,4 +256,90 @@ __inline_fn int br_egress_tagging(const struct xn_port *port, __u32 ifindex, __u
 	struct xn_vlan_key k = { .ifindex = ifindex, .vid = vid };
 	struct xn_vlan *v = bpf_map_lookup_elem(&xn_vlans, &k);
 	return v ? !v->untagged : -1;
+}
+
+/* ---- the forwarding cache ------------------------------------------------ */
+
+/* Fills k from the frame; -1 if it is too short to be cached (the slow path
+ * drops it with a reason). */
+__inline_fn int br_key_of(const struct pkt *p, struct br_key *k)
+{
+	struct ethhdr *eth = p->data;
+	if ((void *)(eth + 1) > p->data_end)
+		return -1;
+	k->ifindex = p->ifindex;
+	k->tci = 0;
+	k->pad = 0;
+	if (p->vlan_present) {
+		k->tci = 0x8000 | (p->vlan_tci & VLAN_VID_MASK);
+	} else if (eth->h_proto == bpf_htons(ETH_P_8021Q)) {
+		struct vlan_hdr *vh = (void *)(eth + 1);
+		if ((void *)(vh + 1) > p->data_end)
+			return -1;
+		k->tci = 0x8000 | (bpf_ntohs(vh->tci) & VLAN_VID_MASK);
+	}
+	__builtin_memcpy(&k->dst_hi, eth->h_dest, 4);
+	__builtin_memcpy(&k->dst_lo, eth->h_dest + 4, 2);
+	__builtin_memcpy(&k->src_hi, eth->h_source, 4);
+	__builtin_memcpy(&k->src_lo, eth->h_source + 4, 2);
+	return 0;
+}
+
+__inline_fn __u32 br_key_slot(const struct br_key *k)
+{
+	__u32 h = (k->ifindex ^ ((__u32)k->tci << 16)) * 0x9e3779b1U;
+	h ^= (k->dst_hi ^ ((__u32)k->dst_lo << 16)) * 0x85ebca6bU;
+	h ^= (k->src_hi ^ ((__u32)k->src_lo << 16)) * 0xc2b2ae35U;
+	return (h ^ (h >> 16)) & (XN_BR_CACHE_SIZE - 1);
+}
+
+__inline_fn int br_key_eq(const struct br_key *a, const struct br_key *b)
+{
+	return a->ifindex == b->ifindex && a->tci == b->tci && a->dst_hi == b->dst_hi && a->dst_lo == b->dst_lo &&
+	       a->src_hi == b->src_hi && a->src_lo == b->src_lo;
+}
+
+/* The generations now, read before the slow path looks anything up: a change
+ * made while it runs leaves what it caches already stale. */
+__inline_fn struct xn_br_gen br_gen(void)
+{
+	__u32 zero = 0;
+	struct xn_br_gen *g = bpf_map_lookup_elem(&xn_br_gen, &zero);
+	struct xn_br_gen out = {};
+	if (g) {
+		out.ctl = g->ctl;
+		out.data = g->data;
+	}
+	return out;
+}
+
+/* The cached decision for key k, if it still holds. */
+__inline_fn struct br_cached *br_cache_get(const struct br_key *k, const struct xn_br_gen *g, __u64 now)
+{
+	__u32 i = br_key_slot(k);
+	struct br_cached *c = bpf_map_lookup_elem(&xn_br_cache, &i);
+	if (!c || !br_key_eq(&c->key, k) || c->ctl_gen != g->ctl || c->data_gen != g->data || now > c->valid_until)
+		return NULL;
+	return c;
+}
+
+/* Caches a local known-unicast decision. It holds until the FDB entry would
+ * age, and at most a second: then the slow path refreshes the source MAC's
+ * entry (learning) and decides again. */
+__inline_fn void br_cache_put(const struct br_key *k, const struct xn_br_gen *g, __u64 now, const struct br_frame *f)
+{
+	__u32 i = br_key_slot(k);
+	struct br_cached *c = bpf_map_lookup_elem(&xn_br_cache, &i);
+	if (!c)
+		return;
+	__u64 until = now + XN_FDB_REFRESH_NS;
+	c->key = *k;
+	c->ctl_gen = g->ctl;
+	c->data_gen = g->data;
+	c->valid_until = f->expires < until ? f->expires : until;
+	c->out = f->out;
+	c->in_slot = f->in_slot;
+	c->out_slot = f->out_slot;
+	c->vid = f->vid;
+	c->out_tag = f->out_tag;
 }

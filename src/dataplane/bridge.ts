@@ -9,9 +9,10 @@
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, readFileSync } from 'node:fs';
 import { networkInterfaces } from 'node:os';
+import { join } from 'node:path';
 import { XdpnetError, UsageError } from '../errors.js';
 import {
-  Bridge, BRIDGE, decodeFloodList, DevmapVal, FDB_FLAGS, FdbEntry, FdbKey, FloodKey, floodList, loadBridge,
+  BR_GEN_MAP, Bridge, BRIDGE, invalidateCache, decodeFloodList, DevmapVal, FDB_FLAGS, FdbEntry, FdbKey, FloodKey, floodList, loadBridge,
   pinBridgeMaps, Port, PORT_FLAGS, Vlan, VlanKey,
 } from '../objects/bridge.js';
 import { cString, u32, numToIpv4 } from '../objects/codec.js';
@@ -121,12 +122,22 @@ type FdbEntryRec = ReturnType<typeof FdbEntry.decode>;
  * none (so reading never creates state). `create` pins them first: the
  * bridge object's maps, loaded without programs.
  */
+/** The bridge maps, for reading or changing; cached forwarding decisions are invalidated after either (even a failed change). */
 function withMaps<T>(inst: InstancePaths, fn: (m: Maps) => T, create = false): T | undefined {
   if (create) {
     mkdirSync(inst.maps, { recursive: true });
     pinBridgeMaps(inst);
   }
-  return BpfMap.usePins(inst.maps, BRIDGE.maps, fn);
+  try {
+    return BpfMap.usePins(inst.maps, BRIDGE.maps, fn);
+  } finally {
+    forwardingChanged(inst);
+  }
+}
+
+/** Invalidates the datapath's cached known-unicast decisions: after any change to the bridge maps. */
+export function forwardingChanged(inst: InstancePaths): void {
+  BpfMap.usePin(join(inst.maps, BR_GEN_MAP), invalidateCache);
 }
 
 function noBridge(name: string): never {

@@ -22,7 +22,7 @@ import { BPF_NOEXIST, BpfMap } from '../sys/libbpf.js';
 import { ifIndexToName } from '../sys/libc.js';
 import { checkVlan, formatMac, VLAN_MIN } from './addr.js';
 import { addLink, attach, findAttachment, removeAttachment, removeInstanceIfIdle, removeLink, resolveIface } from './attach.js';
-import { listBridges, listPorts } from './bridge.js';
+import { forwardingChanged, listBridges, listPorts } from './bridge.js';
 import { ipJson } from './host.js';
 
 export const VXLAN_PORT = 4789;
@@ -330,6 +330,7 @@ export function delVtep(inst: InstancePaths, vni: number): VtepInfo {
         if (fk.bridge === v.bridge && fk.vid === v.vid && FdbEntry.decode(e).remote) fdb.delete(k);
       }
     });
+    forwardingChanged(inst);
     const all = readVteps(m);
     return { uplinkUsed: [...all.values()].some((x) => x.ifindex === v.ifindex), bridgeUsed: [...all.values()].some((x) => x.bridge === v.bridge), v };
   })!;

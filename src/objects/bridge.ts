@@ -1,7 +1,7 @@
 // bpf/bridge.bpf.c: the L2 bridge. Codecs mirror bpf/include/bridge.h
 // (checked against BTF by test/bpf/layout.test.ts).
-import { BpfObject, BpfProgram } from '../sys/libbpf.js';
-import { struct } from './codec.js';
+import { BpfObject, BpfProgram, type BpfMap } from '../sys/libbpf.js';
+import { struct, u32 } from './codec.js';
 import { objectPath, type InstancePaths } from './paths.js';
 
 export const BRIDGE = {
@@ -19,6 +19,22 @@ export const BRIDGE = {
 } as const;
 
 export const PORT_FLAGS = { LEARNING: 1, HOST: 2, ACCESS: 4 } as const;
+
+/** xn_br_gen: cached forwarding decisions hold while it is unchanged (not in BRIDGE.maps: it is not configuration). */
+export const BR_GEN_MAP = 'xn_br_gen';
+export const BrGen = struct('xn_br_gen', { ctl: 'u64', data: 'u64' });
+
+/**
+ * Invalidates every cached forwarding decision: call after changing any bridge
+ * map. Writes CLOCK_MONOTONIC ns, a value no earlier call wrote (a counter
+ * read and incremented by two CLIs at once could repeat one); BPF's own
+ * counter may be written back stale, which only invalidates more.
+ */
+export function invalidateCache(gen: BpfMap): void {
+  const cur = gen.lookup(u32(0));
+  const data = cur ? BrGen.decode(cur).data : 0n;
+  gen.update(u32(0), BrGen.encode({ ctl: process.hrtime.bigint(), data }));
+}
 /** XN_META_* (bpf/include/bridge.h): the note XDP puts in the metadata of a frame it passes to the port's tc program. */
 export const XDP_NOTES = { LOCAL: 0x786e4c4f, PUNT: 0x786e5054 } as const;
 export const FDB_FLAGS = { STATIC: 1, LOCAL: 2 } as const;
@@ -47,7 +63,7 @@ export const Flood = struct('xn_flood', { count: 'u32', ifindex: { bytes: 4 * BR
 /** struct bpf_devmap_val: the port and the egress program run for it. */
 export const DevmapVal = struct('bpf_devmap_val', { ifindex: 'u32', prog_fd: 'u32' });
 
-export const BRIDGE_CODECS = [Bridge, Port, VlanKey, Vlan, FdbKey, FdbEntry, FloodKey, Flood];
+export const BRIDGE_CODECS = [Bridge, Port, VlanKey, Vlan, FdbKey, FdbEntry, FloodKey, Flood, BrGen];
 
 /**
  * The VXLAN overlay (bpf/include/vxlan.h): maps and the uplink program of the

@@ -7,7 +7,7 @@ import { readDrops, readDropsByIface } from '../../src/dataplane/stats.js';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { enterNetns } from '../../src/dataplane/host.js';
 import {
-  Bridge, BRIDGE, DevmapVal, FDB_FLAGS, FdbEntry, FdbKey, floodList, FloodKey, Port, PORT_FLAGS, Vlan, VlanKey, XDP_NOTES,
+  BR_GEN_MAP, Bridge, BRIDGE, invalidateCache, DevmapVal, FDB_FLAGS, FdbEntry, FdbKey, floodList, FloodKey, Port, PORT_FLAGS, Vlan, VlanKey, XDP_NOTES,
 } from '../../src/objects/bridge.js';
 import { u32 } from '../../src/objects/codec.js';
 import { BPF_F_TEST_XDP_LIVE_FRAMES, BPF_XDP, BpfMap, BpfObject, linkCreate, XDP_FLAGS_DRV_MODE } from '../../src/sys/libbpf.js';
@@ -68,6 +68,7 @@ describe('bridge programs', () => {
       for (const k of [...m.keys()]) m.delete(k);
     }
     for (const m of [map('xn_if_stats'), map('xn_drops')]) for (const k of [...m.keys()]) m.update(k, Buffer.alloc(m.valueBufSize));
+    invalidateCache(map(BR_GEN_MAP)); // as the control process does after every change
     map(BRIDGE.maps.bridges).update(u32(BR), Bridge.encode({
       mac: mac(BR_MAC), flags: 0, ageing_sec: 300, max_learned: 0, learned: 0, name: Buffer.from('br0'),
     }));
@@ -264,6 +265,65 @@ describe('bridge programs', () => {
       }
       expect(drops()).toEqual({ 'truncated-vlan': 4 });
       expect([...map(BRIDGE.maps.fdb).keys()]).toEqual([]);
+    });
+  });
+
+  // Known-unicast decisions are cached per CPU and hold until xn_br_gen changes
+  // or the entry would age: these pin down that contract.
+  describe('forwarding cache', () => {
+    // The cache is per CPU: a test that migrated between frames would miss it.
+    const cpus = sh('taskset', ['-pc', String(process.pid)]).trim().split(': ')[1];
+    beforeAll(() => void sh('taskset', ['-apc', '0', String(process.pid)]));
+    afterAll(() => void sh('taskset', ['-apc', cpus, String(process.pid)]));
+    const setFdb = (m: string, p: PortName, o: { learnedAt?: bigint } = {}) => map(BRIDGE.maps.fdb).update(
+      FdbKey.encode({ bridge: BR, vid: 1, mac: mac(m) }),
+      FdbEntry.encode({ ifindex: ifx[p], remote: 0, updated_ns: o.learnedAt ?? 0n, flags: o.learnedAt ? 0 : FDB_FLAGS.STATIC, ageing_sec: 1 }));
+
+    it('serves a repeated frame from the cache until the control process invalidates it', () => {
+      setFdb(B, 'p2');
+      expect(xdpSend('p1', frame(B, A))).toEqual({ p2: [hex(frame(B, A))] });
+      setFdb(B, 'p3'); // written behind the cache's back
+      expect(xdpSend('p1', frame(B, A))).toEqual({ p2: [hex(frame(B, A))] });
+      invalidateCache(map(BR_GEN_MAP));
+      expect(xdpSend('p1', frame(B, A))).toEqual({ p3: [hex(frame(B, A, 1))] });
+      expect(stats('p1')).toMatchObject({ rx_packets: 3n, dropped: 0n });
+      expect(stats('p2')).toMatchObject({ tx_packets: 2n, tx_bytes: 2n * BigInt(frame(B, A).length) });
+      expect(stats('p3')).toMatchObject({ tx_packets: 1n, tx_bytes: BigInt(frame(B, A).length + 4) });
+    });
+
+    it('keys on the ingress port, the tag and both MACs', () => {
+      setFdb(B, 'p2');
+      expect(xdpSend('p1', frame(B, A))).toEqual({ p2: [hex(frame(B, A))] });
+      // Same MACs, another port and tag: its own decision (VLAN 1 arrives tagged on the trunk, leaves untagged).
+      expect(xdpSend('p3', frame(B, A, 1))).toEqual({ p2: [hex(frame(B, A))] });
+      // VLAN 10 has no entry for B: flooded, not served from VLAN 1's decision.
+      expect(xdpSend('p3', frame(B, A, 10))).toEqual({ p4: [hex(frame(B, A))] });
+    });
+
+    it('drops its decisions when learning moves a MAC, without the control process', () => {
+      xdpSend('p2', frame(BCAST, B)); // B learned on p2
+      expect(xdpSend('p1', frame(B, A))).toEqual({ p2: [hex(frame(B, A))] });
+      xdpSend('p3', frame(BCAST, B, 1)); // B moves to p3
+      expect(xdpSend('p1', frame(B, A))).toEqual({ p3: [hex(frame(B, A, 1))] });
+    });
+
+    it('ends a decision when its FDB entry ages out', () => {
+      const now = process.hrtime.bigint(); // CLOCK_MONOTONIC, as BPF's coarse clock
+      setFdb(B, 'p2', { learnedAt: now - 600_000_000n }); // ageing 1 s: 0.4 s left
+      expect(xdpSend('p1', frame(B, A))).toEqual({ p2: [hex(frame(B, A))] });
+      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 600);
+      expect(xdpSend('p1', frame(B, A))).toEqual({ p2: [hex(frame(B, A))], p3: [hex(frame(B, A, 1))] }); // flooded
+    });
+
+    it('is shared by the tc program, and invalidated the same way', () => {
+      setFdb(B, 'p2');
+      expect(tcRun('p1', frame(B, A)).retval).toBe(TC.REDIRECT);
+      setFdb(B, 'p4'); // VLAN 10 only: the slow path would refuse it
+      expect(tcRun('p1', frame(B, A)).retval).toBe(TC.REDIRECT);
+      expect(stats('p2')).toMatchObject({ tx_packets: 2n });
+      invalidateCache(map(BR_GEN_MAP));
+      expect(tcRun('p1', frame(B, A)).retval).toBe(TC.SHOT);
+      expect(drops()).toEqual({ 'vlan-egress-denied': 1 });
     });
   });
 

@@ -12,7 +12,7 @@ import { readDrops } from '../../src/dataplane/stats.js';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { enterNetns } from '../../src/dataplane/host.js';
 import {
-  Bridge, BRIDGE, DevmapVal, FDB_FLAGS, FdbEntry, FdbKey, floodList, FloodKey, Port, PORT_FLAGS, remoteList,
+  BR_GEN_MAP, Bridge, BRIDGE, invalidateCache, DevmapVal, FDB_FLAGS, FdbEntry, FdbKey, floodList, FloodKey, Port, PORT_FLAGS, remoteList,
   Vlan, VlanKey, Vtep, VTEP_FLAGS, VXLAN, VxPeerKey, VxPortKey, XDP_NOTES,
 } from '../../src/objects/bridge.js';
 import { u32, ipv4ToNum } from '../../src/objects/codec.js';
@@ -161,6 +161,7 @@ describe('VXLAN VTEP', () => {
       for (const k of [...m.keys()]) m.delete(k);
     }
     for (const m of [map('xn_if_stats'), map('xn_drops')]) for (const k of [...m.keys()]) m.update(k, Buffer.alloc(m.valueBufSize));
+    invalidateCache(map(BR_GEN_MAP)); // as the control process does after every change
     slots = giveSlots(br, Object.values(ifx));
     addBridge(BR, BR_MAC);
     const member: Record<(typeof PORTS)[number], Array<[number, boolean]>> = { p1: [[1, true]], p2: [[1, true]], p3: [[1, false], [10, false]] };
