@@ -19,7 +19,7 @@ import { cString, u32, numToIpv4 } from '../objects/codec.js';
 import type { InstancePaths } from '../objects/paths.js';
 import { BPF_NOEXIST, BpfMap } from '../sys/libbpf.js';
 import { ifIndexToName, ifNameToIndex } from '../sys/libc.js';
-import { checkVlan, formatMac, formatVlanList, parseUnicastMac, randomMac, VLAN_MIN } from './addr.js';
+import { checkVlan, formatMac, formatVlanList, parseMac, parseMacInto, randomMac, unicastMacProblem, VLAN_MIN } from './addr.js';
 import { claimSlot } from './slots.js';
 import { overlayVni, remoteFdbTarget, removeBridgeVteps, syncPeers, vtepUplinks } from './vxlan.js';
 import {
@@ -493,7 +493,8 @@ function leave(inst: InstancePaths, ifindex: number, a?: Attachment): void {
  * Validates FDB rows against the bridges, ports and VLANs as they are now
  * (read once, so a bulk load checks every row cheaply) and returns the key.
  */
-function fdbTargets(m: Maps, netns?: string): (e: FdbEntryInput) => { key: FdbKeyRec; ifindex: number } {
+/** Resolves entries' (bridge, port, VLAN); checks the MAC unless it is left out (`fdb load` checks it in place). */
+function fdbTargets(m: Maps, netns?: string): (e: Omit<FdbEntryInput, 'mac'> & { mac?: Buffer }) => { key: FdbKeyRec; ifindex: number; bridgeMac: Buffer } {
   const bridges = new Map(readBridges(m).map((b) => [b.name, b]));
   const ports = new Map(readPorts(m).map((p) => [p.ifindex, p]));
   const vlans = readVlans(m);
@@ -509,9 +510,13 @@ function fdbTargets(m: Maps, netns?: string): (e: FdbEntryInput) => { key: FdbKe
     if (!member.some((v) => v.vid === vid)) {
       throw new XdpnetError(`${e.port} is not in VLAN ${vid}`, `its VLANs: ${formatVlanList(member.map((v) => v.vid))}; name one with --vlan`);
     }
-    if (e.mac.equals(br.mac)) throw new XdpnetError(`${formatMac(e.mac)} is bridge ${e.bridge}'s own MAC address`, 'its local entry goes with the bridge');
-    return { key: { bridge: br.id, vid, mac: e.mac }, ifindex };
+    if (e.mac) checkNotBridgeMac(e.mac, br.mac, e.bridge);
+    return { key: { bridge: br.id, vid, mac: e.mac ?? Buffer.alloc(6) }, ifindex, bridgeMac: br.mac };
   };
+}
+
+function checkNotBridgeMac(mac: Buffer, bridgeMac: Buffer, bridge: string): void {
+  if (mac.equals(bridgeMac)) throw new XdpnetError(`${formatMac(mac)} is bridge ${bridge}'s own MAC address`, 'its local entry goes with the bridge');
 }
 
 /** Adds (or replaces) a static entry: never aged, never moved by learning. */
@@ -606,23 +611,20 @@ export function flushFdb(inst: InstancePaths, f: Omit<FdbFilter, 'all'> = {}, ne
 
 const ROW_FIELDS = ['mac', 'bridge', 'port', 'vlan'];
 
-/** One row of an `fdb load` file: {"mac", "bridge", "port", "vlan"?}. */
-function parseFdbRow(r: unknown): FdbEntryInput {
+/** One row of an `fdb load` file, {"mac", "bridge", "port", "vlan"?}, checked but for the MAC (parsed in place). */
+function checkFdbRow(r: unknown): { mac: string; bridge: string; port: string; vlan?: number } {
   if (typeof r !== 'object' || r === null || Array.isArray(r)) throw new UsageError('expected an object like {"mac": "02:42:ac:11:00:02", "bridge": "br0", "port": "veth1"}');
   const o = r as Record<string, unknown>;
-  const extra = Object.keys(o).find((k) => !ROW_FIELDS.includes(k));
-  if (extra) throw new UsageError(`unknown field '${extra}' (fields: ${ROW_FIELDS.join(', ')})`);
+  for (const k in o) if (!ROW_FIELDS.includes(k)) throw new UsageError(`unknown field '${k}' (fields: ${ROW_FIELDS.join(', ')})`);
   for (const k of ['mac', 'bridge', 'port']) if (typeof o[k] !== 'string') throw new UsageError(`'${k}' must be a string`);
-  return {
-    mac: parseUnicastMac(o.mac as string), bridge: o.bridge as string, port: o.port as string,
-    vlan: o.vlan === undefined ? undefined : checkVlan(o.vlan),
-  };
+  return { mac: o.mac as string, bridge: o.bridge as string, port: o.port as string, vlan: o.vlan === undefined ? undefined : checkVlan(o.vlan) };
 }
 
 /**
  * Adds or replaces static entries from a JSON file in one batch update. Every
  * row is checked first; a bad one is reported by its index and nothing is
- * written.
+ * written. Built for bulk: rows share few (bridge, port, VLAN) targets, each
+ * resolved and encoded once; MACs are parsed straight into the key buffer.
  */
 export function loadFdb(inst: InstancePaths, file: string, netns?: string): number {
   let rows: unknown;
@@ -633,26 +635,44 @@ export function loadFdb(inst: InstancePaths, file: string, netns?: string): numb
   }
   if (!Array.isArray(rows)) throw new UsageError(`${file}: expected a JSON array of {"mac", "bridge", "port", "vlan"?} objects`);
   if (!rows.length) return 0;
+  const list = rows as unknown[];
   return withMaps(inst, (m) => {
-    const target = fdbTargets(m, netns);
-    const keys = Buffer.alloc(rows.length * FdbKey.size);
-    const values = Buffer.alloc(rows.length * FdbEntry.size);
-    rows.forEach((r, i) => {
+    const resolve = fdbTargets(m, netns);
+    const targets = new Map<string, { key: Buffer; value: Buffer; bridgeMac: Buffer }>();
+    const macOff = FdbKey.fields.find((f) => f.name === 'mac')!.offset;
+    const keys = Buffer.alloc(list.length * FdbKey.size);
+    const values = Buffer.alloc(list.length * FdbEntry.size);
+    for (let i = 0; i < list.length; i++) {
       try {
-        const t = target(parseFdbRow(r));
-        FdbKey.encode(t.key, keys, i * FdbKey.size);
-        FdbEntry.encode(staticEntry(t.ifindex), values, i * FdbEntry.size);
+        const r = checkFdbRow(list[i]);
+        const id = `${r.bridge}\n${r.port}\n${r.vlan ?? ''}`;
+        let t = targets.get(id);
+        if (!t) {
+          const x = resolve({ bridge: r.bridge, port: r.port, vlan: r.vlan });
+          t = { key: FdbKey.encode(x.key), value: FdbEntry.encode(staticEntry(x.ifindex)), bridgeMac: x.bridgeMac };
+          targets.set(id, t);
+        }
+        const off = i * FdbKey.size;
+        t.key.copy(keys, off);
+        const at = off + macOff;
+        if (!parseMacInto(r.mac, keys, at)) parseMac(r.mac); // throws the usual error
+        const problem = unicastMacProblem(keys, at);
+        if (problem) throw problem;
+        if (keys.readUInt32LE(at) === t.bridgeMac.readUInt32LE(0) && keys.readUInt16LE(at + 4) === t.bridgeMac.readUInt16LE(4)) {
+          checkNotBridgeMac(keys.subarray(at, at + 6), t.bridgeMac, r.bridge);
+        }
+        t.value.copy(values, i * FdbEntry.size);
       } catch (e) {
         if (e instanceof XdpnetError) e.message = `${file}[${i}]: ${e.message}`;
         throw e;
       }
-    });
-    m.fdb.updateBatch(keys, values, rows.length);
+    }
+    m.fdb.updateBatch(keys, values, list.length);
     // Rows that replaced learned entries leave the learned count high until the next ageing pass recounts
     // (as bridge.h says); only a learning limit makes it matter now, and a full recount would cost more than the load.
     if (readBridges(m).some((b) => b.max_learned)) recountLearned(m);
-    return rows.length;
-  }) ?? noBridge(String((rows[0] as { bridge?: unknown })?.bridge));
+    return list.length;
+  }) ?? noBridge(String((list[0] as { bridge?: unknown })?.bridge));
 }
 
 /**

@@ -236,6 +236,9 @@ describe('bridge control plane', () => {
       const before = state();
       for (const [bad, err] of [
         [{ ...rows[2], mac: 'zz:00:00:00:00:01' }, "fdb.json[2]: invalid MAC address 'zz:00:00:00:00:01'"],
+        [{ ...rows[2], mac: '01:00:5e:00:00:01' }, 'fdb.json[2]: MAC address 01:00:5e:00:00:01 is multicast or broadcast'],
+        [{ ...rows[2], mac: MAC0.toUpperCase() }, `fdb.json[2]: ${MAC0} is bridge br0's own MAC address`],
+        [{ ...rows[2], mac: 2 }, "fdb.json[2]: 'mac' must be a string"],
         [{ ...rows[2], vid: 10 }, "fdb.json[2]: unknown field 'vid' (fields: mac, bridge, port, vlan)"],
         [{ ...rows[2], port: 'p4' }, 'fdb.json[2]: p4 is not a port of bridge br0'],
         [{ ...rows[2], vlan: 4095 }, 'fdb.json[2]: invalid VLAN 4095'],
