@@ -85,7 +85,8 @@ function printTcpTable(rows: TcpRow[]): void {
   const w = Math.max(8, ...rows.map((r) => r.scenario.length));
   console.log(`\n${'scenario'.padEnd(w)}  streams   Gbit/s  vs ${TCP_REFERENCE}`);
   for (const r of rows) {
-    console.log(`${r.scenario.padEnd(w)}  ${String(r.streams).padStart(7)}  ${r.gbps.toFixed(2).padStart(7)}  ${r.ratio === null ? '-' : r.ratio.toFixed(2)}`);
+    console.log(`${r.scenario.padEnd(w)}  ${String(r.streams).padStart(7)}  ${r.gbps.toFixed(2).padStart(7)}  ${(r.ratio === null ? '-' : r.ratio.toFixed(2)).padEnd(4)}` +
+      `  runs ${(r.runs ?? [r.gbps]).map((g) => g.toFixed(1)).join(' ')}`);
   }
 }
 
@@ -168,16 +169,25 @@ async function main(): Promise<void> {
   for (const r of rows) r.ratio = ceiling ? r.deliveredMpps / ceiling : null;
   if (rows.length) printTable(rows);
 
-  const tcp: TcpRow[] = [];
-  for (const s of TCP_SCENARIOS.filter((x) => !only || only.includes(x.name))) {
-    process.stderr.write(`${s.name}: ${s.about}\n`);
-    const t = new Topology();
-    try {
-      tcp.push(...(await measureTcp(t, s, [1, 4], opts.seconds + 2)));
-    } finally {
-      t.destroy();
+  // TCP varies more from run to run than the bridges differ: scenarios take
+  // turns, rep after rep, and each row is the median of its reps.
+  const samples = new Map<string, TcpRow[]>();
+  const tcpScenarios = TCP_SCENARIOS.filter((x) => !only || only.includes(x.name));
+  for (let rep = 0; rep < opts.reps && tcpScenarios.length; rep++) {
+    for (const s of tcpScenarios) {
+      process.stderr.write(`${s.name} (run ${rep + 1}/${opts.reps}): ${s.about}\n`);
+      const t = new Topology();
+      try {
+        for (const r of await measureTcp(t, s, [1, 4], opts.seconds + 2)) {
+          const k = `${r.scenario}/${r.streams}`;
+          samples.set(k, [...(samples.get(k) ?? []), r]);
+        }
+      } finally {
+        t.destroy();
+      }
     }
   }
+  const tcp: TcpRow[] = [...samples.values()].map((rs) => ({ ...rs[0], gbps: median(rs.map((r) => r.gbps)), runs: rs.map((r) => r.gbps) }));
   for (const r of tcp) {
     const ref = tcp.find((x) => x.scenario === TCP_REFERENCE && x.streams === r.streams);
     r.ratio = ref ? r.gbps / ref.gbps : null;

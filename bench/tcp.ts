@@ -35,6 +35,8 @@ export interface TcpRow {
   streams: number;
   gbps: number;
   ratio: number | null;
+  /** Every run's figure (gbps is their median). */
+  runs?: number[];
 }
 
 export async function measureTcp(t: Topology, s: TcpScenario, streams: number[], seconds: number): Promise<TcpRow[]> {
