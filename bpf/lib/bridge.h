@@ -92,7 +92,7 @@ struct br_cached {
 	__u16 out_tag;           /* leaves tagged */
 };
 
-#define XN_BR_CACHE_SIZE 4096 /* per CPU, direct-mapped */
+#define XN_BR_CACHE_SIZE 4096 /* per CPU, two-way set-associative */
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -285,12 +285,26 @@ __inline_fn int br_key_of(const struct pkt *p, struct br_key *k)
 	return 0;
 }
 
+/* Mixes every key bit into the slot (MACs often differ only in their last
+ * bytes): a multiply-xorshift step per word, then murmur3's finalizer. */
+__inline_fn __u32 br_mix(__u32 h, __u32 v)
+{
+	h = (h ^ v) * 0x9e3779b1U;
+	return h ^ (h >> 15);
+}
+
 __inline_fn __u32 br_key_slot(const struct br_key *k)
 {
-	__u32 h = (k->ifindex ^ ((__u32)k->tci << 16)) * 0x9e3779b1U;
-	h ^= (k->dst_hi ^ ((__u32)k->dst_lo << 16)) * 0x85ebca6bU;
-	h ^= (k->src_hi ^ ((__u32)k->src_lo << 16)) * 0xc2b2ae35U;
-	return (h ^ (h >> 16)) & (XN_BR_CACHE_SIZE - 1);
+	__u32 h = br_mix(k->ifindex, k->tci | ((__u32)k->dst_lo << 16));
+	h = br_mix(h, k->dst_hi);
+	h = br_mix(h, k->src_hi);
+	h = br_mix(h, k->src_lo);
+	h ^= h >> 16;
+	h *= 0x85ebca6bU;
+	h ^= h >> 13;
+	h *= 0xc2b2ae35U;
+	h ^= h >> 16;
+	return h & (XN_BR_CACHE_SIZE - 2); /* the set's first way; the second is +1 */
 }
 
 __inline_fn int br_key_eq(const struct br_key *a, const struct br_key *b)
@@ -313,12 +327,21 @@ __inline_fn struct xn_br_gen br_gen(void)
 	return out;
 }
 
+__inline_fn int br_cache_holds(const struct br_cached *c, const struct xn_br_gen *g, __u64 now)
+{
+	return c->ctl_gen == g->ctl && c->data_gen == g->data && now <= c->valid_until;
+}
+
 /* The cached decision for key k, if it still holds. */
 __inline_fn struct br_cached *br_cache_get(const struct br_key *k, const struct xn_br_gen *g, __u64 now)
 {
 	__u32 i = br_key_slot(k);
 	struct br_cached *c = bpf_map_lookup_elem(&xn_br_cache, &i);
-	if (!c || !br_key_eq(&c->key, k) || c->ctl_gen != g->ctl || c->data_gen != g->data || now > c->valid_until)
+	if (c && !br_key_eq(&c->key, k)) {
+		i++;
+		c = bpf_map_lookup_elem(&xn_br_cache, &i);
+	}
+	if (!c || !br_key_eq(&c->key, k) || !br_cache_holds(c, g, now))
 		return NULL;
 	return c;
 }
@@ -328,8 +351,13 @@ __inline_fn struct br_cached *br_cache_get(const struct br_key *k, const struct 
  * entry (learning) and decides again. */
 __inline_fn void br_cache_put(const struct br_key *k, const struct xn_br_gen *g, __u64 now, const struct br_frame *f)
 {
+	/* The first way unless it holds a live decision for another key. */
 	__u32 i = br_key_slot(k);
 	struct br_cached *c = bpf_map_lookup_elem(&xn_br_cache, &i);
+	if (c && !br_key_eq(&c->key, k) && br_cache_holds(c, g, now)) {
+		i++;
+		c = bpf_map_lookup_elem(&xn_br_cache, &i);
+	}
 	if (!c)
 		return;
 	__u64 until = now + XN_FDB_REFRESH_NS;
