@@ -1,7 +1,7 @@
 // What every privileged command does first, in an order that gives the most
 // useful error: privileges, then the namespace, then bpffs.
 import type { Command } from 'commander';
-import { ensureBpffs, enterNetns, requirePrivileges } from '../dataplane/host.js';
+import { ensureBpffs, enterNetns, lockState, requirePrivileges } from '../dataplane/host.js';
 import { instancePaths, type InstancePaths } from '../objects/paths.js';
 
 export interface GlobalOptions {
@@ -18,9 +18,20 @@ export function globals(cmd: Command): GlobalOptions {
   return cmd.optsWithGlobals() as GlobalOptions;
 }
 
+/** Commands that only read (by path), and the daemon, which locks per pass: every other command takes the state lock. */
+const UNLOCKED = new Set(['status', 'stats', 'daemon', 'bridge show', 'fdb show', 'vxlan show', 'nat show',
+  'nat masquerade show', 'nat snat show', 'nat portmap show', 'conntrack list']);
+
+function commandPath(cmd: Command): string {
+  const names: string[] = [];
+  for (let c: Command | null = cmd; c?.parent; c = c.parent) names.unshift(c.name());
+  return names.join(' ');
+}
+
 export function context(cmd: Command): Context {
   const { netns } = globals(cmd);
   requirePrivileges();
+  if (!UNLOCKED.has(commandPath(cmd))) lockState(); // held until the process exits
   if (netns) enterNetns(netns);
   ensureBpffs();
   return { inst: instancePaths(netns), netns };

@@ -3,6 +3,7 @@
 // map slots. Later tasks (conntrack GC) join TASKS.
 import { Command } from 'commander';
 import { ageFdb } from '../dataplane/bridge.js';
+import { lockState } from '../dataplane/host.js';
 import { natHousekeeping } from '../dataplane/nat.js';
 import { listInstances, type InstancePaths } from '../objects/paths.js';
 import { positive } from './args.js';
@@ -39,6 +40,7 @@ Examples:
       process.once('SIGINT', onSignal).once('SIGTERM', onSignal);
       while (!stop) {
         const done: string[] = [];
+        const release = lockState(); // a pass changes maps as commands do
         for (const inst of netns ? [ctx.inst] : listInstances()) {
           for (const t of TASKS) {
             try {
@@ -48,6 +50,7 @@ Examples:
             }
           }
         }
+        release();
         if (verbose) console.log(`${new Date().toISOString()} ${done.join(', ') || 'no instances'}`);
         await new Promise<void>((r) => {
           wake = r;

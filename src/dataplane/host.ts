@@ -1,10 +1,10 @@
 // Preconditions every privileged command checks first, each with an error
 // that says what is wrong and what to do: root, kernel, bpffs, netns.
 import { execFileSync } from 'node:child_process';
-import { readFileSync, existsSync, mkdirSync } from 'node:fs';
+import { closeSync, readFileSync, existsSync, mkdirSync, openSync } from 'node:fs';
 import { release } from 'node:os';
 import { XdpnetError } from '../errors.js';
-import { CLONE_NEWNET, close, mount, openRead, setns } from '../sys/libc.js';
+import { CLONE_NEWNET, close, mount, openRead, setns, tryLockExclusive, unlock } from '../sys/libc.js';
 import { errnoName } from '../errors.js';
 
 const CAP_NET_ADMIN = 12n;
@@ -25,6 +25,37 @@ export function requirePrivileges(): void {
     'permission denied: xdpnet needs root (CAP_BPF and CAP_NET_ADMIN)',
     'run it as root, e.g. with sudo',
   );
+}
+
+export const LOCK_FILE = '/run/xdpnet.lock';
+
+/**
+ * Serializes the commands that change state: each reads maps, decides and
+ * writes (flood lists, counter slots, rules), so two at once (a CNI runtime
+ * adding containers in parallel) could each lose the other's change. Waits
+ * for the holder, saying so after a second; returns the release. The lock goes
+ * with the process, however it ends.
+ */
+export function lockState(): () => void {
+  let fd: number;
+  try {
+    fd = openSync(LOCK_FILE, 'a');
+  } catch (e) {
+    throw new XdpnetError(`cannot open ${LOCK_FILE}: ${(e as Error).message}`);
+  }
+  const nap = new Int32Array(new SharedArrayBuffer(4));
+  const start = Date.now();
+  let said = false;
+  for (;;) {
+    const r = tryLockExclusive(fd);
+    if (r === true) return () => { unlock(fd); closeSync(fd); };
+    if (r !== false) throw new XdpnetError(`cannot lock ${LOCK_FILE}: ${errnoName(-r)}`);
+    if (!said && Date.now() - start > 1000) {
+      process.stderr.write('xdpnet: waiting for another xdpnet command to finish\n');
+      said = true;
+    }
+    Atomics.wait(nap, 0, 0, 5);
+  }
 }
 
 /** Minimum kernel: 5.9 for XDP links; the tc hook uses tcx links (6.6). */

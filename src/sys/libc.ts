@@ -14,6 +14,7 @@ const c = {
   if_indextoname: libc.func('char *if_indextoname(unsigned int ifindex, _Out_ uint8_t *buf)'),
   strerror: libc.func('const char *strerror(int errnum)'),
   vsnprintf: libc.func('int vsnprintf(_Out_ uint8_t *buf, size_t n, const char *fmt, void *ap)'),
+  flock: libc.func('int flock(int fd, int op)'),
 };
 
 setStrerror((e) => c.strerror(e) as string);
@@ -30,6 +31,21 @@ export function openRead(path: string): number {
 
 export function close(fd: number): void {
   c.close(fd);
+}
+
+const LOCK_EX = 2;
+const LOCK_NB = 4;
+const LOCK_UN = 8;
+
+/** flock(2) on an open fd: exclusive, without waiting. true if taken; false if another holder has it; -errno otherwise. */
+export function tryLockExclusive(fd: number): boolean | number {
+  if (c.flock(fd, LOCK_EX | LOCK_NB) === 0) return true;
+  const e = koffi.errno();
+  return e === 11 /* EWOULDBLOCK */ ? false : -e;
+}
+
+export function unlock(fd: number): void {
+  c.flock(fd, LOCK_UN);
 }
 
 /** Enter a namespace on the calling thread (Node's main thread). Returns 0 or -errno. */

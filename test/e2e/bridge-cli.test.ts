@@ -12,6 +12,7 @@ import {
 } from '../../src/objects/bridge.js';
 import { cString } from '../../src/objects/codec.js';
 import { STATS_MAPS } from '../../src/objects/stats.js';
+import { LOCK_FILE } from '../../src/dataplane/host.js';
 import { BpfMap } from '../../src/sys/libbpf.js';
 import { macStr, mac } from '../helpers/packet.js';
 import { CLI, cleanup, netns, sh, veth, xdpnet } from '../helpers/sys.js';
@@ -110,6 +111,40 @@ describe('bridge control plane', () => {
     expect(ok('bridge', 'del', 'brh')).toBe('deleted bridge brh\n');
     expect(sh('ip', ['-n', ns, 'link', 'show'])).not.toMatch(/brh|xnp/);
     expect(existsSync(dir())).toBe(false);
+  });
+
+  it('serializes concurrent commands: eight ports attached at once all end up in the flood list', async () => {
+    // A CNI runtime adds containers in parallel; each attach reads and rewrites the flood list.
+    const ports = Array.from({ length: 8 }, (_, i) => `c${i}`);
+    for (const p of ports) veth(ns, p, ns, `${p}x`);
+    ok('bridge', 'add', 'brc');
+    const all = ports.map((p) => new Promise<number>((resolve) => {
+      const c = spawn(process.execPath, [CLI, '--netns', ns, 'attach', p, '--bridge', 'brc'], { stdio: 'ignore' });
+      c.on('exit', (code) => resolve(code ?? -1));
+    }));
+    expect(await Promise.all(all)).toEqual(ports.map(() => 0));
+    const index = new Map((JSON.parse(sh('ip', ['-n', ns, '-j', 'link', 'show'])) as Array<{ ifname: string; ifindex: number }>).map((l) => [l.ifname, l.ifindex]));
+    const want = ports.map((p) => index.get(p)!).sort((a, b) => a - b);
+    const id = okJson<Array<{ name: string; id: number }>>('bridge', 'show').find((b) => b.name === 'brc')!.id;
+    const flood = entries(BRIDGE.maps.flood, FloodKey, { decode: decodeFloodList }).find(([k]) => k.bridge === id)?.[1] ?? [];
+    expect([...flood].sort((a, b) => a - b)).toEqual(want);
+    const slots = entries(STATS_MAPS.ifSlots, { decode: (k) => k.readUInt32LE(0) }, { decode: (v) => v.readUInt32LE(0) });
+    expect(new Set(slots.filter(([i]) => want.includes(i)).map(([, s]) => s)).size).toBe(8);
+    ok('bridge', 'del', 'brc', '--force');
+    for (const p of ports) sh('ip', ['-n', ns, 'link', 'del', p]);
+  });
+
+  it('waits while another command holds the state lock, and says so; reading commands do not wait', async () => {
+    const holder = spawn('flock', [LOCK_FILE, 'sleep', '3'], { stdio: 'ignore' });
+    const released = new Promise((resolve) => holder.on('exit', resolve));
+    await new Promise((r) => setTimeout(r, 200));
+    const t0 = Date.now();
+    expect(run('bridge', 'show')).toMatchObject({ code: 0, stderr: '' });
+    expect(Date.now() - t0).toBeLessThan(1000);
+    expect(run('bridge', 'add', 'brw')).toMatchObject({ code: 0, stderr: 'xdpnet: waiting for another xdpnet command to finish\n' });
+    expect(Date.now() - t0).toBeGreaterThan(1000);
+    await released;
+    ok('bridge', 'del', 'brw');
   });
 
   describe('ports and the FDB', () => {
