@@ -216,4 +216,47 @@ drop:
 	return TC_ACT_SHOT;
 }
 
+/* tc ingress of a VTEP's uplink: the same decap as xn_vx_uplink for skbs
+ * (see vx_skb_decap for when), then local ports only: one redirect, or one
+ * clone per port of the flood domain (never back into the overlay). */
+SEC("tc")
+int xn_vx_uplink_tc(struct __sk_buff *skb)
+{
+	__u32 ifindex = skb->ifindex;
+	struct xn_if_stats *st = count_rx(ifindex, skb->len);
+	struct br_frame f = {};
+	/* The same clock as every other FDB writer: a coarser one lags it, and
+	 * now - updated_ns would wrap and age out fresh entries. */
+	int r = vx_skb_decap(skb, bpf_ktime_get_ns(), st, &f);
+	if (r == VX_RX_NOT_OURS)
+		return TC_ACT_OK;
+	if (r < 0)
+		goto drop;
+	if (f.out) {
+		r = forward_vlan(skb, HOOK_TC, &f);
+		if (r < 0)
+			goto drop;
+		count_tx(f.out, skb->len);
+		return bpf_redirect(f.out, 0);
+	}
+	struct xn_flood_key fk = { .bridge = f.bridge, .vid = f.vid };
+	struct xn_flood *fl = bpf_map_lookup_elem(&xn_flood, &fk);
+	if (!fl)
+		return TC_ACT_SHOT;
+	if (st)
+		st->flooded++;
+	struct flood_ctx c = { .skb = skb, .fl = fl, .ingress = ifindex, .vid = f.vid };
+	bpf_loop(XN_FLOOD_MAX, flood_one, &c, 0);
+	if (c.others && skb_vlan_set(skb, 0, 1, f.vid) == 0) {
+		c.want_tag = 1;
+		c.others = 0;
+		bpf_loop(XN_FLOOD_MAX, flood_one, &c, 0);
+	}
+	return TC_ACT_SHOT; /* every copy has gone out */
+
+drop:
+	count_drop(ifindex, st, r);
+	return TC_ACT_SHOT;
+}
+
 char LICENSE[] SEC("license") = "GPL";

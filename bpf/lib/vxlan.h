@@ -371,6 +371,38 @@ __inline_fn int vx_rx_parse(struct pkt *p, struct vx_rx *rx)
 	return 0;
 }
 
+/* The switching half of decap, for both hooks: checks the sender and the
+ * inner frame, learns, and finds the local port. Returns 0 with *out the port
+ * (0: flood to local ports only) or a negative drop reason. */
+__inline_fn int vx_rx_switch(struct vx_rx *rx, __u64 now, struct xn_if_stats *st, __u32 *out)
+{
+	struct xn_vtep *v = rx->vtep;
+	struct ethhdr *in = rx->inner;
+	if (!v || !in)
+		return -XN_DROP_UNKNOWN;
+	if (!(v->flags & XN_VTEP_LEARNING)) {
+		struct xn_vx_peer_key pk = { .vni = rx->vni, .addr = rx->saddr };
+		if (!bpf_map_lookup_elem(&xn_vx_peers, &pk))
+			return -XN_DROP_VX_VTEP;
+	}
+	if (in->h_proto == bpf_htons(ETH_P_8021Q) || in->h_proto == bpf_htons(ETH_P_8021AD))
+		return -XN_DROP_VLAN_INGRESS; /* the VNI carries one VLAN, untagged */
+	if (mac_is_multicast(in->h_source) || mac_is_zero(in->h_source))
+		return -XN_DROP_SRC_MAC;
+	if (v->flags & XN_VTEP_LEARNING)
+		br_learn(v->bridge, v->vid, in->h_source, v->ifindex, rx->saddr, now, st);
+	*out = 0;
+	if (!mac_is_multicast(in->h_dest)) {
+		struct xn_fdb_entry *e = br_fdb_find(v->bridge, v->vid, in->h_dest, now);
+		if (e) {
+			if (e->remote)
+				return -XN_DROP_SAME_PORT;
+			*out = e->ifindex;
+		}
+	}
+	return 0;
+}
+
 /* XDP on the uplink: decapsulates VXLAN for our VTEPs and switches the inner
  * frame to local ports only (split horizon: nothing from the overlay goes
  * back into it). Returns an XDP action or a negative drop reason. */
@@ -382,33 +414,12 @@ __inline_fn int vx_xdp_decap(struct xdp_md *ctx, struct pkt *p, __u64 now, struc
 		return XDP_PASS;
 	if (r < 0)
 		return r;
-	struct xn_vtep *v = rx.vtep;
-	struct ethhdr *in = rx.inner;
-	if (!v || !in)
-		return -XN_DROP_UNKNOWN;
-	__u32 bridge = v->bridge;
-	__u16 vid = v->vid;
-	if (!(v->flags & XN_VTEP_LEARNING)) {
-		struct xn_vx_peer_key pk = { .vni = rx.vni, .addr = rx.saddr };
-		if (!bpf_map_lookup_elem(&xn_vx_peers, &pk))
-			return -XN_DROP_VX_VTEP;
-	}
-	if (in->h_proto == bpf_htons(ETH_P_8021Q) || in->h_proto == bpf_htons(ETH_P_8021AD))
-		return -XN_DROP_VLAN_INGRESS; /* the VNI carries one VLAN, untagged */
-	if (mac_is_multicast(in->h_source) || mac_is_zero(in->h_source))
-		return -XN_DROP_SRC_MAC;
-	if (v->flags & XN_VTEP_LEARNING)
-		br_learn(bridge, vid, in->h_source, v->ifindex, rx.saddr, now, st);
-
 	__u32 out = 0;
-	if (!mac_is_multicast(in->h_dest)) {
-		struct xn_fdb_entry *e = br_fdb_find(bridge, vid, in->h_dest, now);
-		if (e) {
-			if (e->remote)
-				return -XN_DROP_SAME_PORT;
-			out = e->ifindex;
-		}
-	}
+	r = vx_rx_switch(&rx, now, st, &out);
+	if (r < 0)
+		return r;
+	__u32 bridge = rx.vtep->bridge;
+	__u16 vid = rx.vtep->vid;
 
 	__u32 trim = p->len - rx.outer_len - rx.inner_len; /* Ethernet padding after the IP packet */
 	if (bpf_xdp_adjust_head(ctx, rx.outer_len))
@@ -428,6 +439,48 @@ __inline_fn int vx_xdp_decap(struct xdp_md *ctx, struct pkt *p, __u64 now, struc
 	if (st)
 		st->flooded++;
 	return bpf_redirect_map(&xn_tx_ports, 0, BPF_F_BROADCAST | BPF_F_EXCLUDE_INGRESS);
+}
+
+/* Outer headers of a decap at tc: Ethernet, IPv4 with the longest options,
+ * UDP, VXLAN, the inner Ethernet header. */
+#define VX_SKB_PULL (ETH_HLEN + 60 + 8 + 8 + ETH_HLEN)
+
+/* tc ingress of the uplink (the alternative to XDP where XDP costs more than
+ * it saves: on a veth underlay, XDP turns off GSO on the far end, so every
+ * TCP segment would cross it alone). A GSO skb stays one skb through decap:
+ * adjust_room removes the outer headers behind the outer Ethernet header
+ * (FIXED_GSO: the inner MSS is unchanged), then the inner Ethernet header
+ * takes its place. Returns VX_RX_NOT_OURS, a negative drop reason, or 0 with
+ * f filled (f->out 0: flood to local ports only). */
+__inline_fn int vx_skb_decap(struct __sk_buff *skb, __u64 now, struct xn_if_stats *st, struct br_frame *f)
+{
+	struct pkt p;
+	bpf_skb_pull_data(skb, skb->len < VX_SKB_PULL ? skb->len : VX_SKB_PULL);
+	pkt_from_skb(&p, skb);
+	if (p.vlan_present)
+		return VX_RX_NOT_OURS; /* a tagged underlay is the stack's */
+	struct vx_rx rx = {};
+	int r = vx_rx_parse(&p, &rx);
+	if (r)
+		return r;
+	__u32 out = 0;
+	r = vx_rx_switch(&rx, now, st, &out);
+	if (r < 0)
+		return r;
+	f->bridge = rx.vtep->bridge;
+	f->vid = rx.vtep->vid;
+	f->tagged = 0;
+	f->out = out;
+	struct ethhdr inner;
+	__builtin_memcpy(&inner, rx.inner, ETH_HLEN);
+	__u32 trim = p.len - rx.outer_len - rx.inner_len;
+	if (trim && bpf_skb_change_tail(skb, p.len - trim, 0))
+		return -XN_DROP_UNKNOWN;
+	if (bpf_skb_adjust_room(skb, -(__s32)rx.outer_len, BPF_ADJ_ROOM_MAC, BPF_F_ADJ_ROOM_FIXED_GSO))
+		return -XN_DROP_UNKNOWN;
+	if (bpf_skb_store_bytes(skb, 0, &inner, ETH_HLEN, 0))
+		return -XN_DROP_UNKNOWN;
+	return 0;
 }
 
 /* ---- tc ---------------------------------------------------------------- */

@@ -39,6 +39,8 @@ export interface VtepOptions {
   /** The bridge VLAN the VNI carries (default 1). */
   vlan?: number;
   learning?: boolean;
+  /** Where decap runs on the uplink: XDP (default) or tc ingress (keeps GSO on a veth underlay). */
+  hook?: 'xdp' | 'tc';
   netns?: string;
 }
 
@@ -251,6 +253,9 @@ export function addVtep(inst: InstancePaths, o: VtepOptions): AddVtepResult {
     throw new XdpnetError(`${o.dev} is already attached (${attached.hook}${attached.mode ? ` ${attached.mode}` : ''}, program ${attached.progId})`,
       `detach it first: xdpnet detach ${o.dev}`);
   }
+  if (attached && o.hook && attached.hook !== o.hook) {
+    throw new XdpnetError(`uplink ${o.dev} already decapsulates at ${attached.hook}, not ${o.hook}`, `omit --hook, or delete its VTEPs (VNI ${uplinks.get(ifindex)!.join(', ')}) first`);
+  }
   withVx(inst, (m) => {
     if (m.vteps.lookup(u32(o.vni))) {
       const v = Vtep.decode(m.vteps.lookup(u32(o.vni))!);
@@ -269,7 +274,8 @@ export function addVtep(inst: InstancePaths, o: VtepOptions): AddVtepResult {
   const notes: string[] = [];
   let linked = false;
   if (!attached) {
-    attach(inst, o.dev, { hook: 'xdp', netns: o.netns, load: (i) => loadVxlanUplink(i) });
+    const hook = o.hook ?? 'xdp';
+    attach(inst, o.dev, { hook, netns: o.netns, load: (i) => loadVxlanUplink(i, hook) });
     linked = true;
   }
   try {
