@@ -652,6 +652,83 @@ describe('VXLAN VTEP', () => {
     });
   });
 
+  describe('decap (tc on the uplink, vxlan add --hook tc)', () => {
+    const tcUp = (f: Buffer) => {
+      const ctx = Buffer.alloc(44); // struct __sk_buff up to ifindex
+      ctx.writeUInt32LE(ifx.up0, 40);
+      return br.program(VXLAN.programs.uplinkTc).testRun({ data: f, ctx });
+    };
+
+    it('decapsulates to the port of the inner destination, byte-exact, learning the sender VTEP', () => {
+      addLocalMac(A, 'p1');
+      const f = inner(A, X);
+      const r = tcUp(fromRemote(f));
+      expect(r.retval).toBe(TC.REDIRECT);
+      expect(hex(r.data)).toBe(hex(f));
+      expect(fdb(X)).toMatchObject({ ifindex: ifx.up0, remote: ipv4ToNum(R2), flags: 0 });
+      expect(stats('up0')).toMatchObject({ rx_packets: 1n, learned: 1n, dropped: 0n });
+      expect(stats('p1')).toMatchObject({ tx_packets: 1n, tx_bytes: BigInt(f.length) });
+    });
+
+    it('floods broadcast and unknown unicast to local ports only (split horizon), tagged on the trunk', () => {
+      for (const dst of [BCAST, B]) {
+        const f = inner(dst, X);
+        expect(tcUp(fromRemote(f)).retval).toBe(TC.SHOT);
+        expect(captured(3)).toEqual({ p1: [hex(f)], p2: [hex(f)], p3: [hex(inner(dst, X, 1))] });
+      }
+      expect(stats('up0')).toMatchObject({ flooded: 2n, dropped: 0n });
+    });
+
+    it('drops what the XDP decap drops, with the same reasons', () => {
+      addRemoteMac(Y, R3);
+      const f = inner(BCAST, X);
+      const bad = [
+        fromRemote(inner(Y, X)), // same-port
+        fromRemote(f, { vni: 101 }),
+        fromRemote(f, { flags: 0 }),
+        fromRemote(inner(BCAST, X, 1)),
+      ];
+      for (const [i, g] of bad.entries()) expect(tcUp(g).retval, `frame ${i}`).toBe(TC.SHOT);
+      setVtep({ learning: false });
+      expect(tcUp(fromRemote(f)).retval).toBe(TC.SHOT);
+      expect(drops()).toEqual({ 'same-port': 1, 'vxlan-unknown-vni': 1, 'vxlan-bad-flags': 1, 'vlan-ingress-denied': 1, 'vxlan-unknown-vtep': 1 });
+    });
+
+    it('drops a frame truncated at every length through the outer headers and the inner Ethernet header', () => {
+      const full = fromRemote(inner(BCAST, X));
+      // BPF_PROG_RUN builds no skb for an IPv4 frame shorter than its IP header: from 34 bytes on
+      for (let len = 34; len < 64; len++) expect(tcUp(full.subarray(0, len)).retval, `length ${len}`).toBe(TC.SHOT);
+      expect(drops()).toEqual({ 'truncated-ipv4': 30 });
+      expect(fdb(X)).toBeUndefined();
+    });
+
+    it('accepts outer IPv4 options and strips Ethernet padding after the IP packet', () => {
+      addLocalMac(A, 'p1');
+      const f = inner(A, X);
+      const opts = eth({ dst: upMac, src: R2_MAC }, udp4({
+        src: R2, dst: LOCAL, sport: 54321, dport: 4789, csum: 0, options: Buffer.from('01010100', 'hex'),
+      }, vxlan({ vni: VNI }, f)));
+      expect(hex(tcUp(opts).data)).toBe(hex(f));
+      expect(hex(tcUp(Buffer.concat([fromRemote(f), Buffer.alloc(6)])).data)).toBe(hex(f));
+    });
+
+    it('passes everything that is not VXLAN for a VTEP here to the stack untouched', () => {
+      const others = [
+        eth({ dst: upMac, src: R2_MAC }, udp4({ src: R2, dst: LOCAL, sport: 5353, dport: 53 }, Buffer.from('dns?'))),
+        fromRemote(inner(BCAST, X), { daddr: '192.0.2.77' }),
+        fromRemote(inner(BCAST, X), { dport: 4790 }),
+        arp(BCAST, R2_MAC),
+        inner6(upMac, R2_MAC),
+      ];
+      for (const [i, f] of others.entries()) {
+        const r = tcUp(f);
+        expect(r.retval, `frame ${i}`).toBe(TC.OK);
+        expect(r.data.equals(f), `frame ${i} unchanged`).toBe(true);
+      }
+      expect(drops()).toEqual({});
+    });
+  });
+
   describe('interop with the Linux kernel\'s vxlan device', () => {
     // Our uplink up1 (192.0.3.1) faces kup (192.0.3.2) in namespace "kern",
     // where a kernel vxlan device vx0 (VNI 42, 10.42.0.2/24) sits. Bridge 2
