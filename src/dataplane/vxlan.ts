@@ -10,7 +10,6 @@
 import { execFileSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { isIPv4 } from 'node:net';
-import { networkInterfaces } from 'node:os';
 import { join } from 'node:path';
 import { UsageError, XdpnetError } from '../errors.js';
 import {
@@ -241,7 +240,10 @@ export function addVtep(inst: InstancePaths, o: VtepOptions): AddVtepResult {
   const ifindex = resolveIface(o.dev, o.netns);
   const port0 = listPorts(inst).find((p) => p.ifindex === ifindex);
   if (port0) throw new XdpnetError(`${o.dev} is a port of bridge ${port0.bridge}, it cannot be an uplink`, `detach it first: xdpnet detach ${o.dev}`);
-  const addrs = networkInterfaces()[o.dev]?.filter((a) => a.family === 'IPv4').map((a) => a.address) ?? [];
+  // From ip, not os.networkInterfaces(): libuv lists only interfaces whose carrier is up, which
+  // a just-created veth reaches only when linkwatch gets to it (up to a second later).
+  const addrs = ipJson<Array<{ addr_info?: Array<{ local: string }> }>>(['-4', 'addr', 'show', 'dev', o.dev], [])
+    .flatMap((l) => l.addr_info ?? []).map((a) => a.local);
   if (!addrs.includes(local)) {
     throw new XdpnetError(`${o.dev} does not have the address ${local}${addrs.length ? ` (it has ${addrs.join(', ')})` : ''}`,
       `give it the address first: ip addr add ${local}/24 dev ${o.dev}; --local must be an address of --dev`);
