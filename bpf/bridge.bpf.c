@@ -87,7 +87,15 @@ int xn_vx_uplink(struct xdp_md *ctx)
 	struct pkt p;
 	pkt_from_xdp(&p, ctx);
 	struct xn_if_stats *st = count_rx(p.ifindex, p.len);
-	int r = vx_xdp_decap(ctx, &p, bpf_ktime_get_ns(), st);
+	struct br_frame f = {};
+	int r = vx_xdp_decap(ctx, &p, bpf_ktime_get_ns(), st, &f);
+	if (r == VX_RX_UNICAST) {
+		r = forward_vlan(ctx, HOOK_XDP, &f);
+		if (r == 0) {
+			count_tx(f.out, (__u32)(ctx->data_end - ctx->data));
+			return bpf_redirect(f.out, 0);
+		}
+	}
 	if (r < 0) {
 		count_drop(p.ifindex, st, r);
 		return XDP_DROP;

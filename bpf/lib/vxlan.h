@@ -197,6 +197,76 @@ __inline_fn int vx_route(void *ctx, const struct xn_vtep *v, __be32 remote, __u3
 	return -XN_DROP_VX_NO_ROUTE;
 }
 
+/* Next hops to remote VTEPs, cached per CPU by the XDP encap, which would
+ * otherwise pay a bpf_fib_lookup per frame (FIB walk, neighbour lookup, MTU).
+ * The rule that keeps a stale next hop from misforwarding: an entry is used
+ * for at most XN_VX_NH_TTL_NS after the lookup that produced it, then
+ * looked up again; a route or neighbour change reaches the datapath within
+ * that time (the kernel itself keeps sending to a STALE neighbour for
+ * seconds). Only complete answers are cached: no route, an unresolved
+ * neighbour or a frame too big always go the slow way. The key is the whole
+ * lookup input (local, remote, uplink), checked in the slot; per CPU, so a
+ * reader never sees a half-written entry. Not pinned: each loaded object has
+ * its own, and nothing outside the datapath reads it. */
+#define XN_VX_NH_SLOTS 256
+#define XN_VX_NH_TTL_NS (20ULL * 1000 * 1000)
+
+struct vx_nh {
+	__u64 expires;  /* bpf_ktime_get_coarse_ns() */
+	__be32 local;
+	__be32 remote;
+	__u32 uplink;   /* the VTEP's uplink the route was looked up through */
+	__u32 ifindex;  /* egress */
+	__u16 mtu;      /* largest outer IPv4 packet the route takes */
+	__u8 dmac[ETH_ALEN];
+	__u8 smac[ETH_ALEN];
+	__u16 pad;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, XN_VX_NH_SLOTS);
+	__type(key, __u32);
+	__type(value, struct vx_nh);
+} xn_vx_nh SEC(".maps");
+
+/* vx_route through the per-CPU next-hop cache (XDP encap). fib gets the
+ * MACs and egress ifindex only (and ipv4_dst when unresolved). */
+__inline_fn int vx_route_cached(void *ctx, const struct xn_vtep *v, __be32 remote, __u32 tot_len, struct bpf_fib_lookup *fib)
+{
+	__u32 slot = (bpf_ntohl(remote) * 2654435761u) >> 24; /* Fibonacci hashing into 256 slots */
+	struct vx_nh *nh = bpf_map_lookup_elem(&xn_vx_nh, &slot);
+	__u64 now = bpf_ktime_get_coarse_ns();
+	if (nh && nh->remote == remote && nh->local == v->local && nh->uplink == v->ifindex && now < nh->expires) {
+		if (tot_len > nh->mtu)
+			return -XN_DROP_VX_TOO_BIG;
+		__builtin_memcpy(fib->dmac, nh->dmac, ETH_ALEN);
+		__builtin_memcpy(fib->smac, nh->smac, ETH_ALEN);
+		fib->ifindex = nh->ifindex;
+		return VX_ROUTE_OK;
+	}
+	int r = vx_route(ctx, v, remote, tot_len, fib);
+	if (r != VX_ROUTE_OK || !nh)
+		return r;
+	/* The route's MTU: a lookup for the largest packet answers FRAG_NEEDED with it. */
+	struct bpf_fib_lookup m;
+	__u16 mtu = 0xffff;
+	int rm = vx_route(ctx, v, remote, 0xffff, &m);
+	if (rm == -XN_DROP_VX_TOO_BIG)
+		mtu = m.mtu_result;
+	else if (rm != VX_ROUTE_OK)
+		return r;
+	nh->local = v->local;
+	nh->remote = remote;
+	nh->uplink = v->ifindex;
+	nh->ifindex = fib->ifindex;
+	nh->mtu = mtu;
+	__builtin_memcpy(nh->dmac, fib->dmac, ETH_ALEN);
+	__builtin_memcpy(nh->smac, fib->smac, ETH_ALEN);
+	nh->expires = now + XN_VX_NH_TTL_NS;
+	return r;
+}
+
 /* The fillers take the whole struct vx_outer so clang knows every field is
  * only 2-byte aligned (packet data after Ethernet; stack accesses must be
  * aligned to their size). */
@@ -276,7 +346,7 @@ __inline_fn int vx_xdp_encap(struct xdp_md *ctx, struct br_frame *f)
 	__be16 sport = vx_sport(vx_flow_hash(data, end, f->tagged));
 
 	struct bpf_fib_lookup fib;
-	int r = vx_route(ctx, v, f->remote, inner_len + XN_VX_HLEN - ETH_HLEN, &fib);
+	int r = vx_route_cached(ctx, v, f->remote, inner_len + XN_VX_HLEN - ETH_HLEN, &fib);
 	if (r == VX_ROUTE_NEIGH)
 		return xdp_pass_to_tc(ctx, XN_META_PUNT);
 	if (r < 0)
@@ -405,8 +475,12 @@ __inline_fn int vx_rx_switch(struct vx_rx *rx, __u64 now, struct xn_if_stats *st
 
 /* XDP on the uplink: decapsulates VXLAN for our VTEPs and switches the inner
  * frame to local ports only (split horizon: nothing from the overlay goes
- * back into it). Returns an XDP action or a negative drop reason. */
-__inline_fn int vx_xdp_decap(struct xdp_md *ctx, struct pkt *p, __u64 now, struct xn_if_stats *st)
+ * back into it). Returns an XDP action or a negative drop reason; for known
+ * unicast it returns VX_RX_UNICAST with f filled instead, and the caller
+ * redirects (straight out of the port: no devmap egress program). */
+enum { VX_RX_UNICAST = 0x100 };
+
+__inline_fn int vx_xdp_decap(struct xdp_md *ctx, struct pkt *p, __u64 now, struct xn_if_stats *st, struct br_frame *f)
 {
 	struct vx_rx rx = {};
 	int r = vx_rx_parse(p, &rx);
@@ -426,6 +500,15 @@ __inline_fn int vx_xdp_decap(struct xdp_md *ctx, struct pkt *p, __u64 now, struc
 		return -XN_DROP_UNKNOWN;
 	if (trim && bpf_xdp_adjust_tail(ctx, -(int)trim))
 		return -XN_DROP_UNKNOWN;
+	if (out) {
+		f->bridge = bridge;
+		f->vid = vid;
+		f->tagged = 0;
+		f->out = out;
+		return VX_RX_UNICAST;
+	}
+	/* Floods go through the devmap: its egress program needs the bridge
+	 * and VLAN in the metadata. */
 	if (xdp_set_meta(ctx, sizeof(struct xn_br_meta)))
 		return -XN_DROP_UNKNOWN;
 	struct xn_br_meta *m = (void *)(long)ctx->data_meta;
@@ -434,8 +517,6 @@ __inline_fn int vx_xdp_decap(struct xdp_md *ctx, struct pkt *p, __u64 now, struc
 	m->bridge = bridge;
 	m->vid = vid;
 	m->tagged = 0;
-	if (out)
-		return bpf_redirect_map(&xn_tx_ports, out, XDP_DROP);
 	if (st)
 		st->flooded++;
 	return bpf_redirect_map(&xn_tx_ports, 0, BPF_F_BROADCAST | BPF_F_EXCLUDE_INGRESS);
