@@ -115,7 +115,7 @@ export const VXLAN_OUTER = 50;
 export function vxlanFrame(outer: Omit<UdpFrameSpec, 'size'>, vni: number, inner: Buffer): Buffer {
   const vx = Buffer.alloc(8);
   vx.writeUInt32BE(0x08000000, 0);
-  vx.writeUInt32BE((vni & 0xffffff) << 8, 4);
+  vx.writeUInt32BE(((vni & 0xffffff) << 8) >>> 0, 4); // >>> 0: VNIs from 2^23 up would go negative
   return udpFrameAround({ ...outer, size: 0 }, Buffer.concat([vx, inner]));
 }
 
