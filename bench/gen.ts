@@ -4,7 +4,7 @@
 // the remote gen role calls generate() in-process.
 import { pathToFileURL } from 'node:url';
 import { enterNetns } from '../src/dataplane/host.js';
-import { BenchObject, udpFrame, type UdpFrameSpec } from '../src/objects/bench.js';
+import { BenchObject, VXLAN_OUTER, udpFrame, vxlanFrame, type UdpFrameSpec } from '../src/objects/bench.js';
 import { BPF_F_TEST_XDP_LIVE_FRAMES } from '../src/sys/libbpf.js';
 import { ifNameToIndex } from '../src/sys/libc.js';
 
@@ -16,6 +16,31 @@ export interface GenOptions extends UdpFrameSpec {
   flows: number;
   varyMac: boolean;
   seconds: number;
+  /**
+   * Send VXLAN instead: the UDP frame described above (size included) becomes
+   * the inner frame, wrapped in these outer headers (decap rows). The
+   * generator's flows then vary the outer UDP source port.
+   */
+  vxlan?: VxlanOuter;
+}
+
+export interface VxlanOuter {
+  vni: number;
+  srcMac: string;
+  dstMac: string;
+  srcIp: string;
+  dstIp: string;
+  /** UDP destination port; 4789 when omitted. */
+  port?: number;
+}
+
+/** The frame the generator sends for o, and how many of its bytes it restores per frame. */
+export function genFrame(o: GenOptions): { frame: Buffer; headerBytes: number } {
+  const inner = udpFrame(o);
+  if (!o.vxlan) return { frame: inner, headerBytes: 42 };
+  const v = o.vxlan;
+  const frame = vxlanFrame({ srcMac: v.srcMac, dstMac: v.dstMac, srcIp: v.srcIp, dstIp: v.dstIp, sport: 49152, dport: v.port ?? 4789 }, v.vni, inner);
+  return { frame, headerBytes: VXLAN_OUTER + 42 };
 }
 
 export interface GenResult {
@@ -29,8 +54,8 @@ export function generate(o: GenOptions): GenResult {
   if (!ifindex) throw new Error(`no interface ${o.iface}${o.netns ? ` in ${o.netns}` : ''}`);
   const gen = BenchObject.load('gen', { genIfindex: ifindex, genFlows: o.flows, genVaryMac: o.varyMac });
   try {
-    const frame = udpFrame(o);
-    gen.setTemplate(frame);
+    const { frame, headerBytes } = genFrame(o);
+    gen.setTemplate(frame, headerBytes);
     const start = process.hrtime.bigint();
     const end = start + BigInt(Math.round(o.seconds * 1e9));
     let repeat = 1 << 14;

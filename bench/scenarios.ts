@@ -2,11 +2,16 @@
 // bridge, vxlan, nat rows next to their kernel-path counterparts). Each builds a
 // namespace topology between a generator and a sink; bench/main.ts measures it.
 import { execFileSync } from 'node:child_process';
+import type { VxlanOuter } from './gen.js';
 import { BR_NETFILTER, ip, type Topology } from './topology.js';
 
 /** Where the generator sends from and where the sink counts (namespace roles of the topology). */
 export interface Endpoints {
-  gen: { ns: string; iface: string; ip: string; /** first hop; defaults to the sink interface's MAC */ dstMac?: string };
+  gen: {
+    ns: string; iface: string; ip: string; /** first hop; defaults to the sink interface's MAC */ dstMac?: string;
+    /** Send the UDP frames VXLAN-encapsulated in these outer headers (decap rows). */
+    vxlan?: VxlanOuter;
+  };
   sink: { ns: string; iface: string; ip: string };
 }
 
@@ -20,6 +25,8 @@ export interface Scenario {
   /** Overrides of the run's flow options (e.g. many source MACs). */
   flows?: number;
   varyMac?: boolean;
+  /** Bytes every delivered frame must have (--size + this); the run fails otherwise (e.g. not decapsulated). */
+  deliveredExtra?: number;
 }
 
 /** Source MACs in the many-MACs rows: each is learned once, then refreshed once a second. */
@@ -163,6 +170,41 @@ function vxlanEncap(t: Topology, how: 'kernel' | 'xdpnet'): Endpoints {
 }
 
 SCENARIOS.push(
-  { name: 'kernel-vxlan-encap', about: 'Linux bridge over f0 and a kernel vxlan device on f1 (VNI 1, static FDB entry): encapsulation', build: (t) => vxlanEncap(t, 'kernel') },
-  { name: 'xdpnet-vxlan-encap', about: 'xdpnet bridge (XDP on f0) with a VTEP on f1 and a static remote FDB entry: encapsulation in XDP', build: (t) => vxlanEncap(t, 'xdpnet') },
+  { name: 'kernel-vxlan-encap', about: 'Linux bridge over f0 and a kernel vxlan device on f1 (VNI 1, static FDB entry): encapsulation', deliveredExtra: 50, build: (t) => vxlanEncap(t, 'kernel') },
+  { name: 'xdpnet-vxlan-encap', about: 'xdpnet bridge (XDP on f0) with a VTEP on f1 and a static remote FDB entry: encapsulation in XDP', deliveredExtra: 50, build: (t) => vxlanEncap(t, 'xdpnet') },
+);
+
+/**
+ * gen:g0 10.98.0.2 ⇄ f0 10.98.0.1 [fwd: VTEP VNI 1 on uplink f0, bridge port f1] f1 ⇄ s0:sink —
+ * the generator sends VXLAN from the remote VTEP 10.98.0.2 whose inner frames
+ * (--size bytes, to the sink's MAC) fwd decapsulates and switches out of f1.
+ * The outer frames are 50 bytes longer, so the sink sees the same frames as
+ * the encap rows' generator sends; it checks every frame arrives decapsulated.
+ */
+function vxlanDecap(t: Topology, how: 'kernel' | 'xdpnet'): Endpoints {
+  for (const role of ['gen', 'fwd', 'sink']) t.addNs(role);
+  t.veth({ ns: 'gen', name: 'g0', addr: '10.98.0.2/24' }, { ns: 'fwd', name: 'f0', addr: '10.98.0.1/24' });
+  t.veth({ ns: 'fwd', name: 'f1' }, { ns: 'sink', name: 's0', addr: '10.99.0.2/24' });
+  const fwd = t.nsName('fwd');
+  if (how === 'xdpnet') {
+    t.xdpnet('fwd', 'bridge', 'add', 'br0');
+    t.xdpnet('fwd', 'attach', 'f1', '--bridge', 'br0', '--hook', 'xdp');
+    t.xdpnet('fwd', 'vxlan', 'add', '--bridge', 'br0', '--vni', '1', '--local', '10.98.0.1', '--dev', 'f0');
+    t.xdpnet('fwd', 'vxlan', 'remote', 'add', '--vni', '1', '10.98.0.2'); // learning is off: the sender must be known
+    t.xdpnet('fwd', 'fdb', 'add', t.mac('sink', 's0'), '--bridge', 'br0', '--port', 'f1');
+  } else {
+    if (BR_NETFILTER) t.sysctl('fwd', { 'net.bridge.bridge-nf-call-iptables': 0, 'net.bridge.bridge-nf-call-ip6tables': 0, 'net.bridge.bridge-nf-call-arptables': 0 });
+    ip('-n', fwd, 'link', 'add', 'vx0', 'type', 'vxlan', 'id', '1', 'local', '10.98.0.1', 'remote', '10.98.0.2', 'dstport', '4789', 'dev', 'f0', 'nolearning');
+    ip('-n', fwd, 'link', 'set', 'vx0', 'up');
+    t.bridge('fwd', 'br0', ['f1', 'vx0']);
+    t.fdb('fwd', t.mac('sink', 's0'), 'f1');
+    t.attachXdp('fwd', 'f0', 'pass'); // takes the generator's redirected frames into the stack
+  }
+  const vxlan: VxlanOuter = { vni: 1, srcMac: t.mac('gen', 'g0'), dstMac: t.mac('fwd', 'f0'), srcIp: '10.98.0.2', dstIp: '10.98.0.1' };
+  return { gen: { ns: 'gen', iface: 'g0', ip: '10.99.0.1', vxlan }, sink: { ns: 'sink', iface: 's0', ip: '10.99.0.2' } };
+}
+
+SCENARIOS.push(
+  { name: 'kernel-vxlan-decap', about: 'kernel vxlan device on f0 (VNI 1) on a Linux bridge with f1 (static FDB entry): decapsulation', deliveredExtra: 0, build: (t) => vxlanDecap(t, 'kernel') },
+  { name: 'xdpnet-vxlan-decap', about: 'xdpnet VTEP on f0 (xn_vx_uplink, XDP), bridge port f1 (XDP), static FDB entry: decapsulation in XDP', deliveredExtra: 0, build: (t) => vxlanDecap(t, 'xdpnet') },
 );

@@ -129,7 +129,15 @@ int xn_vx_uplink(struct xdp_md *ctx)
 	struct pkt p;
 	pkt_from_xdp(&p, ctx);
 	struct xn_if_stats *st = count_rx(p.ifindex, p.len);
-	int r = vx_xdp_decap(ctx, &p, br_now(), st);
+	struct br_frame f = {};
+	int r = vx_xdp_decap(ctx, &p, br_now(), st, &f);
+	if (r == VX_RX_UNICAST) {
+		r = forward_vlan(ctx, HOOK_XDP, &f);
+		if (r == 0) {
+			stats_tx(slot_stats(f.out_slot), (__u32)(ctx->data_end - ctx->data));
+			return bpf_redirect(f.out, 0);
+		}
+	}
 	if (r < 0) {
 		count_drop(p.ifindex, st, r);
 		return XDP_DROP;
@@ -280,6 +288,47 @@ int xn_br_tc(struct __sk_buff *skb)
 
 drop:
 	count_drop(p.ifindex, st, r);
+	return TC_ACT_SHOT;
+}
+
+/* tc ingress of a VTEP's uplink: the same decap as xn_vx_uplink for skbs
+ * (see vx_skb_decap for when), then local ports only: one redirect, or one
+ * clone per port of the flood domain (never back into the overlay). */
+SEC("tc")
+int xn_vx_uplink_tc(struct __sk_buff *skb)
+{
+	__u32 ifindex = skb->ifindex;
+	struct xn_if_stats *st = count_rx(ifindex, skb->len);
+	struct br_frame f = {};
+	int r = vx_skb_decap(skb, br_now(), st, &f);
+	if (r == VX_RX_NOT_OURS)
+		return TC_ACT_OK;
+	if (r < 0)
+		goto drop;
+	if (f.out) {
+		r = forward_vlan(skb, HOOK_TC, &f);
+		if (r < 0)
+			goto drop;
+		stats_tx(slot_stats(f.out_slot), skb->len);
+		return bpf_redirect(f.out, 0);
+	}
+	struct xn_flood_key fk = { .bridge = f.bridge, .vid = f.vid };
+	struct xn_flood *fl = bpf_map_lookup_elem(&xn_flood, &fk);
+	if (!fl)
+		return TC_ACT_SHOT;
+	if (st)
+		st->flooded++;
+	struct flood_ctx c = { .skb = skb, .fl = fl, .ingress = ifindex, .vid = f.vid };
+	bpf_loop(XN_FLOOD_MAX, flood_one, &c, 0);
+	if (c.others && skb_vlan_set(skb, 0, 1, f.vid) == 0) {
+		c.want_tag = 1;
+		c.others = 0;
+		bpf_loop(XN_FLOOD_MAX, flood_one, &c, 0);
+	}
+	return TC_ACT_SHOT; /* every copy has gone out */
+
+drop:
+	count_drop(ifindex, st, r);
 	return TC_ACT_SHOT;
 }
 

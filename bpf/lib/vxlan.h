@@ -197,6 +197,76 @@ __inline_fn int vx_route(void *ctx, const struct xn_vtep *v, __be32 remote, __u3
 	return -XN_DROP_VX_NO_ROUTE;
 }
 
+/* Next hops to remote VTEPs, cached per CPU by the XDP encap, which would
+ * otherwise pay a bpf_fib_lookup per frame (FIB walk, neighbour lookup, MTU).
+ * The rule that keeps a stale next hop from misforwarding: an entry is used
+ * for at most XN_VX_NH_TTL_NS after the lookup that produced it, then
+ * looked up again; a route or neighbour change reaches the datapath within
+ * that time (the kernel itself keeps sending to a STALE neighbour for
+ * seconds). Only complete answers are cached: no route, an unresolved
+ * neighbour or a frame too big always go the slow way. The key is the whole
+ * lookup input (local, remote, uplink), checked in the slot; per CPU, so a
+ * reader never sees a half-written entry. Not pinned: each loaded object has
+ * its own, and nothing outside the datapath reads it. */
+#define XN_VX_NH_SLOTS 256
+#define XN_VX_NH_TTL_NS (20ULL * 1000 * 1000)
+
+struct vx_nh {
+	__u64 expires;  /* bpf_ktime_get_coarse_ns() */
+	__be32 local;
+	__be32 remote;
+	__u32 uplink;   /* the VTEP's uplink the route was looked up through */
+	__u32 ifindex;  /* egress */
+	__u16 mtu;      /* largest outer IPv4 packet the route takes */
+	__u8 dmac[ETH_ALEN];
+	__u8 smac[ETH_ALEN];
+	__u16 pad;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, XN_VX_NH_SLOTS);
+	__type(key, __u32);
+	__type(value, struct vx_nh);
+} xn_vx_nh SEC(".maps");
+
+/* vx_route through the per-CPU next-hop cache (XDP encap). fib gets the
+ * MACs and egress ifindex only (and ipv4_dst when unresolved). */
+__inline_fn int vx_route_cached(void *ctx, const struct xn_vtep *v, __be32 remote, __u32 tot_len, struct bpf_fib_lookup *fib)
+{
+	__u32 slot = (bpf_ntohl(remote) * 2654435761u) >> 24; /* Fibonacci hashing into 256 slots */
+	struct vx_nh *nh = bpf_map_lookup_elem(&xn_vx_nh, &slot);
+	__u64 now = bpf_ktime_get_coarse_ns();
+	if (nh && nh->remote == remote && nh->local == v->local && nh->uplink == v->ifindex && now < nh->expires) {
+		if (tot_len > nh->mtu)
+			return -XN_DROP_VX_TOO_BIG;
+		__builtin_memcpy(fib->dmac, nh->dmac, ETH_ALEN);
+		__builtin_memcpy(fib->smac, nh->smac, ETH_ALEN);
+		fib->ifindex = nh->ifindex;
+		return VX_ROUTE_OK;
+	}
+	int r = vx_route(ctx, v, remote, tot_len, fib);
+	if (r != VX_ROUTE_OK || !nh)
+		return r;
+	/* The route's MTU: a lookup for the largest packet answers FRAG_NEEDED with it. */
+	struct bpf_fib_lookup m;
+	__u16 mtu = 0xffff;
+	int rm = vx_route(ctx, v, remote, 0xffff, &m);
+	if (rm == -XN_DROP_VX_TOO_BIG)
+		mtu = m.mtu_result;
+	else if (rm != VX_ROUTE_OK)
+		return r;
+	nh->local = v->local;
+	nh->remote = remote;
+	nh->uplink = v->ifindex;
+	nh->ifindex = fib->ifindex;
+	nh->mtu = mtu;
+	__builtin_memcpy(nh->dmac, fib->dmac, ETH_ALEN);
+	__builtin_memcpy(nh->smac, fib->smac, ETH_ALEN);
+	nh->expires = now + XN_VX_NH_TTL_NS;
+	return r;
+}
+
 /* The fillers take the whole struct vx_outer so clang knows every field is
  * only 2-byte aligned (packet data after Ethernet; stack accesses must be
  * aligned to their size). */
@@ -276,7 +346,7 @@ __inline_fn int vx_xdp_encap(struct xdp_md *ctx, struct br_frame *f)
 	__be16 sport = vx_sport(vx_flow_hash(data, end, f->tagged));
 
 	struct bpf_fib_lookup fib;
-	int r = vx_route(ctx, v, f->remote, inner_len + XN_VX_HLEN - ETH_HLEN, &fib);
+	int r = vx_route_cached(ctx, v, f->remote, inner_len + XN_VX_HLEN - ETH_HLEN, &fib);
 	if (r == VX_ROUTE_NEIGH)
 		return xdp_pass_to_tc(ctx, XN_META_PUNT);
 	if (r < 0)
@@ -371,25 +441,17 @@ __inline_fn int vx_rx_parse(struct pkt *p, struct vx_rx *rx)
 	return 0;
 }
 
-/* XDP on the uplink: decapsulates VXLAN for our VTEPs and switches the inner
- * frame to local ports only (split horizon: nothing from the overlay goes
- * back into it). Returns an XDP action or a negative drop reason. */
-__inline_fn int vx_xdp_decap(struct xdp_md *ctx, struct pkt *p, __u64 now, struct xn_if_stats *st)
+/* The switching half of decap, for both hooks: checks the sender and the
+ * inner frame, learns, and finds the local port. Returns 0 with *out the port
+ * (0: flood to local ports only) or a negative drop reason. */
+__inline_fn int vx_rx_switch(struct vx_rx *rx, __u64 now, struct xn_if_stats *st, __u32 *out)
 {
-	struct vx_rx rx = {};
-	int r = vx_rx_parse(p, &rx);
-	if (r == VX_RX_NOT_OURS)
-		return XDP_PASS;
-	if (r < 0)
-		return r;
-	struct xn_vtep *v = rx.vtep;
-	struct ethhdr *in = rx.inner;
+	struct xn_vtep *v = rx->vtep;
+	struct ethhdr *in = rx->inner;
 	if (!v || !in)
 		return -XN_DROP_UNKNOWN;
-	__u32 bridge = v->bridge;
-	__u16 vid = v->vid;
 	if (!(v->flags & XN_VTEP_LEARNING)) {
-		struct xn_vx_peer_key pk = { .vni = rx.vni, .addr = rx.saddr };
+		struct xn_vx_peer_key pk = { .vni = rx->vni, .addr = rx->saddr };
 		if (!bpf_map_lookup_elem(&xn_vx_peers, &pk))
 			return -XN_DROP_VX_VTEP;
 	}
@@ -398,23 +460,55 @@ __inline_fn int vx_xdp_decap(struct xdp_md *ctx, struct pkt *p, __u64 now, struc
 	if (mac_is_multicast(in->h_source) || mac_is_zero(in->h_source))
 		return -XN_DROP_SRC_MAC;
 	if (v->flags & XN_VTEP_LEARNING)
-		br_learn(bridge, vid, in->h_source, v->ifindex, rx.saddr, now, st);
-
-	__u32 out = 0;
+		br_learn(v->bridge, v->vid, in->h_source, v->ifindex, rx->saddr, now, st);
+	*out = 0;
 	if (!mac_is_multicast(in->h_dest)) {
-		struct xn_fdb_entry *e = br_fdb_find(bridge, vid, in->h_dest, now);
+		struct xn_fdb_entry *e = br_fdb_find(v->bridge, v->vid, in->h_dest, now);
 		if (e) {
 			if (e->remote)
 				return -XN_DROP_SAME_PORT;
-			out = e->ifindex;
+			*out = e->ifindex;
 		}
 	}
+	return 0;
+}
+
+/* XDP on the uplink: decapsulates VXLAN for our VTEPs and switches the inner
+ * frame to local ports only (split horizon: nothing from the overlay goes
+ * back into it). Returns an XDP action or a negative drop reason; for known
+ * unicast it returns VX_RX_UNICAST with f filled instead, and the caller
+ * redirects (straight out of the port: no devmap egress program). */
+enum { VX_RX_UNICAST = 0x100 };
+
+__inline_fn int vx_xdp_decap(struct xdp_md *ctx, struct pkt *p, __u64 now, struct xn_if_stats *st, struct br_frame *f)
+{
+	struct vx_rx rx = {};
+	int r = vx_rx_parse(p, &rx);
+	if (r == VX_RX_NOT_OURS)
+		return XDP_PASS;
+	if (r < 0)
+		return r;
+	__u32 out = 0;
+	r = vx_rx_switch(&rx, now, st, &out);
+	if (r < 0)
+		return r;
+	__u32 bridge = rx.vtep->bridge;
+	__u16 vid = rx.vtep->vid;
 
 	__u32 trim = p->len - rx.outer_len - rx.inner_len; /* Ethernet padding after the IP packet */
 	if (bpf_xdp_adjust_head(ctx, rx.outer_len))
 		return -XN_DROP_UNKNOWN;
 	if (trim && bpf_xdp_adjust_tail(ctx, -(int)trim))
 		return -XN_DROP_UNKNOWN;
+	if (out) {
+		f->bridge = bridge;
+		f->vid = vid;
+		f->tagged = 0;
+		f->out = out;
+		return VX_RX_UNICAST;
+	}
+	/* Floods go through the devmap: its egress program needs the bridge
+	 * and VLAN in the metadata. */
 	if (xdp_set_meta(ctx, sizeof(struct xn_br_meta)))
 		return -XN_DROP_UNKNOWN;
 	struct xn_br_meta *m = (void *)(long)ctx->data_meta;
@@ -423,11 +517,51 @@ __inline_fn int vx_xdp_decap(struct xdp_md *ctx, struct pkt *p, __u64 now, struc
 	m->bridge = bridge;
 	m->vid = vid;
 	m->tagged = 0;
-	if (out)
-		return bpf_redirect_map(&xn_tx_ports, out, XDP_DROP);
 	if (st)
 		st->flooded++;
 	return bpf_redirect_map(&xn_tx_ports, 0, BPF_F_BROADCAST | BPF_F_EXCLUDE_INGRESS);
+}
+
+/* Outer headers of a decap at tc: Ethernet, IPv4 with the longest options,
+ * UDP, VXLAN, the inner Ethernet header. */
+#define VX_SKB_PULL (ETH_HLEN + 60 + 8 + 8 + ETH_HLEN)
+
+/* tc ingress of the uplink (the alternative to XDP where XDP costs more than
+ * it saves: on a veth underlay, XDP turns off GSO on the far end, so every
+ * TCP segment would cross it alone). A GSO skb stays one skb through decap:
+ * adjust_room removes the outer headers behind the outer Ethernet header
+ * (FIXED_GSO: the inner MSS is unchanged), then the inner Ethernet header
+ * takes its place. Returns VX_RX_NOT_OURS, a negative drop reason, or 0 with
+ * f filled (f->out 0: flood to local ports only). */
+__inline_fn int vx_skb_decap(struct __sk_buff *skb, __u64 now, struct xn_if_stats *st, struct br_frame *f)
+{
+	struct pkt p;
+	bpf_skb_pull_data(skb, skb->len < VX_SKB_PULL ? skb->len : VX_SKB_PULL);
+	pkt_from_skb(&p, skb);
+	if (p.vlan_present)
+		return VX_RX_NOT_OURS; /* a tagged underlay is the stack's */
+	struct vx_rx rx = {};
+	int r = vx_rx_parse(&p, &rx);
+	if (r)
+		return r;
+	__u32 out = 0;
+	r = vx_rx_switch(&rx, now, st, &out);
+	if (r < 0)
+		return r;
+	f->bridge = rx.vtep->bridge;
+	f->vid = rx.vtep->vid;
+	f->tagged = 0;
+	f->out = out;
+	struct ethhdr inner;
+	__builtin_memcpy(&inner, rx.inner, ETH_HLEN);
+	__u32 trim = p.len - rx.outer_len - rx.inner_len;
+	if (trim && bpf_skb_change_tail(skb, p.len - trim, 0))
+		return -XN_DROP_UNKNOWN;
+	if (bpf_skb_adjust_room(skb, -(__s32)rx.outer_len, BPF_ADJ_ROOM_MAC, BPF_F_ADJ_ROOM_FIXED_GSO))
+		return -XN_DROP_UNKNOWN;
+	if (bpf_skb_store_bytes(skb, 0, &inner, ETH_HLEN, 0))
+		return -XN_DROP_UNKNOWN;
+	return 0;
 }
 
 /* ---- tc ---------------------------------------------------------------- */

@@ -1,5 +1,5 @@
 // vxlan add / del / show / remote add|del
-import { Command } from 'commander';
+import { Command, Option } from 'commander';
 import { parseVlan } from '../dataplane/addr.js';
 import {
   addRemote, addVtep, delRemote, delVtep, listVteps, parseIpv4, parsePort, parseVni, VXLAN_PORT, type VtepInfo,
@@ -12,7 +12,7 @@ const render = (rows: VtepInfo[]) => table(['VNI', 'BRIDGE', 'VLAN', 'LOCAL', 'D
   v.remotes.join(',') || '-',
 ]));
 
-interface AddOpts { bridge: string; vni: string; local: string; dev: string; port: string; vlan?: string; learning?: boolean; json?: boolean }
+interface AddOpts { bridge: string; vni: string; local: string; dev: string; port: string; vlan?: string; learning?: boolean; hook?: 'xdp' | 'tc'; json?: boolean }
 
 export function vxlanCommands(program: Command): void {
   const vxlan = program
@@ -29,6 +29,7 @@ export function vxlanCommands(program: Command): void {
     .option('--port <n>', 'UDP port: 4789 (IANA) or 8472 (Linux/Flannel default)', String(VXLAN_PORT))
     .option('--vlan <n>', 'the bridge VLAN it carries (untagged inside VXLAN)', '1')
     .option('--learning', 'learn remote MACs from received frames and accept any sender VTEP (default: only remotes and static FDB entries)')
+    .addOption(new Option('--hook <hook>', "decap on the uplink: xdp (highest packet rate) or tc (a veth underlay keeps GSO: XDP on a veth turns it off on the far end)").choices(['xdp', 'tc']))
     .option('--json', 'machine-readable output')
     .addHelpText('after', `
 Examples:
@@ -43,7 +44,7 @@ containers on the bridge need an MTU 50 below the uplink's (printed).`)
     .action((o: AddOpts, cmd: Command) => {
       const opts = {
         bridge: o.bridge, vni: parseVni(o.vni), local: parseIpv4(o.local, 'local address'), dev: o.dev, port: parsePort(o.port),
-        vlan: parseVlan(o.vlan ?? '1'), learning: Boolean(o.learning),
+        vlan: parseVlan(o.vlan ?? '1'), learning: Boolean(o.learning), hook: o.hook,
       };
       const ctx = context(cmd);
       const r = addVtep(ctx.inst, { ...opts, netns: ctx.netns });

@@ -10,7 +10,6 @@
 import { execFileSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { isIPv4 } from 'node:net';
-import { networkInterfaces } from 'node:os';
 import { join } from 'node:path';
 import { UsageError, XdpnetError } from '../errors.js';
 import {
@@ -39,6 +38,8 @@ export interface VtepOptions {
   /** The bridge VLAN the VNI carries (default 1). */
   vlan?: number;
   learning?: boolean;
+  /** Where decap runs on the uplink: XDP (default) or tc ingress (keeps GSO on a veth underlay). */
+  hook?: 'xdp' | 'tc';
   netns?: string;
 }
 
@@ -239,7 +240,10 @@ export function addVtep(inst: InstancePaths, o: VtepOptions): AddVtepResult {
   const ifindex = resolveIface(o.dev, o.netns);
   const port0 = listPorts(inst).find((p) => p.ifindex === ifindex);
   if (port0) throw new XdpnetError(`${o.dev} is a port of bridge ${port0.bridge}, it cannot be an uplink`, `detach it first: xdpnet detach ${o.dev}`);
-  const addrs = networkInterfaces()[o.dev]?.filter((a) => a.family === 'IPv4').map((a) => a.address) ?? [];
+  // From ip, not os.networkInterfaces(): libuv lists only interfaces whose carrier is up, which
+  // a just-created veth reaches only when linkwatch gets to it (up to a second later).
+  const addrs = ipJson<Array<{ addr_info?: Array<{ local: string }> }>>(['-4', 'addr', 'show', 'dev', o.dev], [])
+    .flatMap((l) => l.addr_info ?? []).map((a) => a.local);
   if (!addrs.includes(local)) {
     throw new XdpnetError(`${o.dev} does not have the address ${local}${addrs.length ? ` (it has ${addrs.join(', ')})` : ''}`,
       `give it the address first: ip addr add ${local}/24 dev ${o.dev}; --local must be an address of --dev`);
@@ -250,6 +254,9 @@ export function addVtep(inst: InstancePaths, o: VtepOptions): AddVtepResult {
   if (attached && !uplinks.has(ifindex)) {
     throw new XdpnetError(`${o.dev} is already attached (${attached.hook}${attached.mode ? ` ${attached.mode}` : ''}, program ${attached.progId})`,
       `detach it first: xdpnet detach ${o.dev}`);
+  }
+  if (attached && o.hook && attached.hook !== o.hook) {
+    throw new XdpnetError(`uplink ${o.dev} already decapsulates at ${attached.hook}, not ${o.hook}`, `omit --hook, or delete its VTEPs (VNI ${uplinks.get(ifindex)!.join(', ')}) first`);
   }
   withVx(inst, (m) => {
     if (m.vteps.lookup(u32(o.vni))) {
@@ -269,7 +276,8 @@ export function addVtep(inst: InstancePaths, o: VtepOptions): AddVtepResult {
   const notes: string[] = [];
   let linked = false;
   if (!attached) {
-    attach(inst, o.dev, { hook: 'xdp', netns: o.netns, load: (i) => loadVxlanUplink(i) });
+    const hook = o.hook ?? 'xdp';
+    attach(inst, o.dev, { hook, netns: o.netns, load: (i) => loadVxlanUplink(i, hook) });
     linked = true;
   }
   try {

@@ -2,7 +2,9 @@
 // "containers" (namespaces) sit on an xdpnet bridge in a "host" namespace, no
 // Linux bridge anywhere; the bridge has a host address like docker0. Real
 // traffic flows (ping between containers and to the host, an iperf3 TCP
-// stream), then xdpnet shows its bridge, FDB and counters; then NAT: the
+// stream), then xdpnet shows its bridge, FDB and counters; then VXLAN: the
+// containers reach a container on a kernel-vxlan host B, and a container on a
+// second bridge reaches containers on an xdpnet host C; then NAT: the
 // containers reach an "outside" namespace through masquerade, the outside
 // reaches a container through a port mapping, and conntrack lists them. Everything is
 // removed at the end, also on Ctrl-C or failure.
@@ -20,15 +22,26 @@ const outside = { ns: `${tag}-out`, gw: '10.78.0.254', host: '10.78.0.1', server
 /** VXLAN: a second simulated host (kernel vxlan device on a Linux bridge, one container) behind an underlay veth ul0. */
 const hostB = { ns: `${tag}-hostB`, container: `${tag}-d1`, ip: '10.77.0.21', underA: '192.168.90.1', underB: '192.168.90.2', vni: '42' };
 
+/**
+ * VXLAN, xdpnet on both ends: a third simulated host C behind a second underlay veth ul1, with
+ * containers e1, e2 on its own xdpnet bridge; on the host a second bridge br1 (container c4) joins
+ * them over VNI 100. Both uplinks decapsulate at tc (`--hook tc`), which keeps GSO on a veth underlay.
+ */
+const hostC = {
+  ns: `${tag}-hostC`, underA: '192.168.91.1', underC: '192.168.91.2', vni: '100',
+  a: { ns: `${tag}-c4`, port: 'veth4', ip: '10.79.0.14' },
+  containers: [1, 2].map((i) => ({ ns: `${tag}-e${i}`, port: `vc${i}`, ip: `10.79.0.2${i}` })),
+};
+
 function run(cmd: string, args: string[]): string {
   return execFileSync(cmd, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
 }
 function step(title: string): void {
   console.log(`\n\x1b[1m== ${title}\x1b[0m`);
 }
-function xdpnet(args: string[]): void {
-  console.log(`$ xdpnet ${args.join(' ')}`);
-  const r = spawnSync(process.execPath, [CLI, '--netns', host, ...args], { encoding: 'utf8' });
+function xdpnet(args: string[], ns = host): void {
+  console.log(`$ xdpnet${ns === host ? '' : ` --netns ${ns}`} ${args.join(' ')}`);
+  const r = spawnSync(process.execPath, [CLI, '--netns', ns, ...args], { encoding: 'utf8' });
   process.stdout.write(r.stdout + r.stderr);
   if (r.status !== 0) throw new Error(`xdpnet ${args.join(' ')} failed`);
 }
@@ -64,6 +77,10 @@ function teardown(): void {
   cli('nat', 'flush');
   cli('detach', '--all');
   cli('bridge', 'del', 'br0', '--force');
+  cli('bridge', 'del', 'br1', '--force');
+  for (const a of [['detach', '--all'], ['bridge', 'del', 'br0', '--force']]) {
+    spawnSync(process.execPath, [CLI, '--netns', hostC.ns, ...a], { stdio: 'ignore' });
+  }
   for (const n of made.splice(0)) spawnSync('ip', ['netns', 'del', n]);
 }
 
@@ -157,6 +174,55 @@ async function overlayStep(): Promise<void> {
   xdpnet(['fdb', 'show', '--bridge', 'br0']);
 }
 
+/** A container namespace whose eth0 (addr, inner MTU 1450) faces port in hostNs. */
+function containerOn(hostNs: string, c: { ns: string; port: string; ip: string }): void {
+  run('ip', ['netns', 'add', c.ns]);
+  made.push(c.ns);
+  run('ip', ['-n', c.ns, 'link', 'set', 'lo', 'up']);
+  run('ip', ['-n', hostNs, 'link', 'add', c.port, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', c.ns]);
+  run('ip', ['-n', c.ns, 'addr', 'add', `${c.ip}/24`, 'dev', 'eth0']);
+  run('ip', ['-n', c.ns, 'link', 'set', 'eth0', 'mtu', '1450', 'up']);
+  run('ip', ['netns', 'exec', c.ns, 'ethtool', '-K', 'eth0', 'gro', 'on']);
+  run('ip', ['-n', hostNs, 'link', 'set', c.port, 'up']);
+}
+
+async function xdpnetOverlayStep(): Promise<void> {
+  step(`VXLAN, xdpnet on both hosts: host C (containers e1, e2 on its xdpnet bridge) behind the underlay ul1, VNI ${hostC.vni}`);
+  run('ip', ['netns', 'add', hostC.ns]);
+  made.push(hostC.ns);
+  run('ip', ['-n', hostC.ns, 'link', 'set', 'lo', 'up']);
+  run('ip', ['-n', host, 'link', 'add', 'ul1', 'type', 'veth', 'peer', 'name', 'ul1', 'netns', hostC.ns]);
+  for (const [n, a] of [[host, hostC.underA], [hostC.ns, hostC.underC]]) {
+    run('ip', ['-n', n, 'addr', 'add', `${a}/24`, 'dev', 'ul1']);
+    run('ip', ['-n', n, 'link', 'set', 'ul1', 'up']);
+  }
+  containerOn(host, hostC.a);
+  for (const c of hostC.containers) containerOn(hostC.ns, c);
+  for (const [ns, local, remote, ports] of [
+    [host, hostC.underA, hostC.underC, [hostC.a.port]], [hostC.ns, hostC.underC, hostC.underA, hostC.containers.map((c) => c.port)],
+  ] as const) {
+    xdpnet(['bridge', 'add', ns === host ? 'br1' : 'br0'], ns);
+    const br = ns === host ? 'br1' : 'br0';
+    xdpnet(['vxlan', 'add', '--bridge', br, '--vni', hostC.vni, '--local', local, '--dev', 'ul1', '--hook', 'tc', '--learning'], ns);
+    xdpnet(['vxlan', 'remote', 'add', '--vni', hostC.vni, remote], ns);
+    for (const p of ports) xdpnet(['attach', p, '--bridge', br], ns);
+  }
+  for (const c of hostC.containers) ping(hostC.a, c.ip);
+  ping(hostC.containers[1], hostC.a.ip);
+  const [e1] = hostC.containers;
+  const server = spawn('ip', ['netns', 'exec', e1.ns, 'iperf3', '-s', '-1', '-B', e1.ip], { stdio: 'ignore' });
+  try {
+    await new Promise((r) => setTimeout(r, 500));
+    const out = run('ip', ['netns', 'exec', hostC.a.ns, 'iperf3', '-c', e1.ip, '-t', '1', '-J']);
+    console.log(`iperf3 c4 -> e1 across the xdpnet overlay: ${(JSON.parse(out).end.sum_received.bits_per_second / 1e9).toFixed(2)} Gbit/s`);
+  } finally {
+    server.kill();
+  }
+  xdpnet(['vxlan', 'show'], hostC.ns);
+  xdpnet(['fdb', 'show', '--bridge', 'br0'], hostC.ns);
+  xdpnet(['stats'], hostC.ns);
+}
+
 async function main(): Promise<void> {
   process.on('SIGINT', () => {
     teardown();
@@ -179,6 +245,7 @@ async function main(): Promise<void> {
     xdpnet(['fdb', 'show']);
     xdpnet(['stats']);
     await overlayStep();
+    await xdpnetOverlayStep();
     step('NAT: masquerade to an "outside" namespace (which routes nothing back), a port mapping in');
     xdpnet(['nat', 'masquerade', 'add', '--src', '10.77.0.0/24', '--out', 'up0']);
     xdpnet(['nat', 'portmap', 'add', '--proto', 'tcp', '--port', '10080', '--to', `${containers[2].ip}:5201`]);
@@ -190,8 +257,12 @@ async function main(): Promise<void> {
     step('clean up');
     xdpnet(['nat', 'flush']);
     xdpnet(['vxlan', 'del', '--vni', hostB.vni]);
+    xdpnet(['vxlan', 'del', '--vni', hostC.vni]);
     xdpnet(['detach', '--all']);
     xdpnet(['bridge', 'del', 'br0']);
+    xdpnet(['bridge', 'del', 'br1']);
+    xdpnet(['bridge', 'del', 'br0', '--force'], hostC.ns);
+    xdpnet(['detach', '--all'], hostC.ns);
   } finally {
     teardown();
   }

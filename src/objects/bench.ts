@@ -100,7 +100,28 @@ export interface UdpFrameSpec {
 
 /** Ethernet / IPv4 / UDP frame of the given size, IP checksum set, UDP checksum 0 (none). */
 export function udpFrame(f: UdpFrameSpec): Buffer {
-  const b = Buffer.alloc(Math.max(60, f.size));
+  return udpFrameAround(f, Buffer.alloc(Math.max(60, f.size) - 42));
+}
+
+/** VXLAN (RFC 7348) header length in front of the inner frame: outer Ethernet, IPv4, UDP, VXLAN. */
+export const VXLAN_OUTER = 50;
+
+/**
+ * A VXLAN-encapsulated frame: `outer` (its size is ignored) carrying `inner`
+ * (a whole Ethernet frame, e.g. udpFrame()) for the VNI, I flag set, outer
+ * UDP checksum 0 as RFC 7348 allows over IPv4. The generator restores
+ * VXLAN_OUTER + 42 header bytes, i.e. the inner headers too.
+ */
+export function vxlanFrame(outer: Omit<UdpFrameSpec, 'size'>, vni: number, inner: Buffer): Buffer {
+  const vx = Buffer.alloc(8);
+  vx.writeUInt32BE(0x08000000, 0);
+  vx.writeUInt32BE(((vni & 0xffffff) << 8) >>> 0, 4); // >>> 0: VNIs from 2^23 up would go negative
+  return udpFrameAround({ ...outer, size: 0 }, Buffer.concat([vx, inner]));
+}
+
+function udpFrameAround(f: UdpFrameSpec, payload: Buffer): Buffer {
+  const b = Buffer.alloc(Math.max(60, 42 + payload.length));
+  payload.copy(b, 42);
   Buffer.from(f.dstMac.replace(/:/g, ''), 'hex').copy(b, 0);
   Buffer.from(f.srcMac.replace(/:/g, ''), 'hex').copy(b, 6);
   b.writeUInt16BE(0x0800, 12);

@@ -82,7 +82,7 @@ export const BRIDGE_CODECS = [Bridge, Port, VlanKey, Vlan, FdbKey, FdbEntry, Flo
  * need copies per remote VTEP, next hops the kernel must resolve).
  */
 export const VXLAN = {
-  programs: { uplink: 'xn_vx_uplink' },
+  programs: { uplink: 'xn_vx_uplink', uplinkTc: 'xn_vx_uplink_tc' },
   maps: {
     vteps: 'xn_vteps',
     vlans: 'xn_vx_vlans',
@@ -176,11 +176,12 @@ export function loadBridge(inst: InstancePaths, hook: 'xdp' | 'tc', o: { slowPat
 }
 
 /** Loads the uplink's decapsulation program (XDP), adopting the instance's pinned maps. */
-export function loadVxlanUplink(inst: InstancePaths): { prog: BpfProgram; close(): void } {
-  const obj = BpfObject.open(objectPath(BRIDGE.object), { pinRoot: inst.maps, programs: [VXLAN.programs.uplink] });
+export function loadVxlanUplink(inst: InstancePaths, hook: 'xdp' | 'tc' = 'xdp'): { prog: BpfProgram; close(): void } {
+  const name = hook === 'tc' ? VXLAN.programs.uplinkTc : VXLAN.programs.uplink;
+  const obj = BpfObject.open(objectPath(BRIDGE.object), { pinRoot: inst.maps, programs: [name] });
   try {
     obj.load();
-    return { prog: obj.program(VXLAN.programs.uplink), close: () => obj.close() };
+    return { prog: obj.program(name), close: () => obj.close() };
   } catch (e) {
     obj.close();
     throw e;

@@ -22,7 +22,7 @@ import {
 import { close, ifNameToIndex } from '../../src/sys/libc.js';
 import { builtObject, fixtureObject, giveSlots, ifCounters, PinRoot, TC, XDP } from '../helpers/bpf.js';
 import {
-  eth, ETH_P, hex, ip4, IPPROTO, ipv4, mac, parse, tcp4, udp, udp4, vxlan,
+  eth, ETH_P, hex, ip4, IPPROTO, ipv4, mac, macStr, parse, tcp4, udp, udp4, vxlan,
 } from '../helpers/packet.js';
 import { cleanup, inNs, netns, sh, veth } from '../helpers/sys.js';
 
@@ -377,6 +377,27 @@ describe('VXLAN VTEP', () => {
       }
     });
 
+    it('caches the next hop for at most 20 ms: a changed neighbour or a removed route applies after that', () => {
+      addRemoteMac(X, R2);
+      const f = inner(X, A);
+      expect(xdpRun('p1', f).data.subarray(0, 6).equals(mac(R2_MAC))).toBe(true);
+      const moved = '02:00:00:00:02:99';
+      try {
+        sh('ip', ['-n', ns, 'neigh', 'replace', R2, 'lladdr', moved, 'dev', 'up0', 'nud', 'permanent']);
+        sleep(30);
+        const r = xdpRun('p1', f);
+        expect(r.retval).toBe(XDP.REDIRECT);
+        expect(macStr(r.data)).toBe(moved);
+        sh('ip', ['-n', ns, 'route', 'add', 'blackhole', `${R2}/32`]);
+        sleep(30);
+        expect(xdpRun('p1', f).retval).toBe(XDP.DROP);
+        expect(drops()).toEqual({ 'vxlan-no-route': 1 });
+      } finally {
+        inNs(ns, 'ip', ['route', 'del', 'blackhole', `${R2}/32`]);
+        sh('ip', ['-n', ns, 'neigh', 'replace', R2, 'lladdr', R2_MAC, 'dev', 'up0', 'nud', 'permanent']);
+      }
+    });
+
     it('drops a frame for a VTEP it has no route to', () => {
       addRemoteMac(X, NOROUTE);
       expect(xdpRun('p1', inner(X, A)).retval).toBe(XDP.DROP);
@@ -535,7 +556,8 @@ describe('VXLAN VTEP', () => {
       expect(xdpSend('up0', fromRemote(f), 1)).toEqual({ p1: [hex(f)] });
       expect(fdb(X)).toMatchObject({ ifindex: ifx.up0, remote: ipv4ToNum(R2), flags: 0 });
       expect(stats('up0')).toMatchObject({ rx_packets: 2n, learned: 1n, dropped: 0n });
-      expect(stats('p1')).toMatchObject({ tx_packets: 1n, tx_bytes: BigInt(f.length) });
+      // counted at the redirect, like the bridge's known unicast: the dry run too
+      expect(stats('p1')).toMatchObject({ tx_packets: 2n, tx_bytes: BigInt(2 * f.length) });
       // the learned MAC is now encapsulated towards its VTEP
       const back = inner(X, A);
       expect(xdpSend('p1', back, 1)).toEqual({ up0: [expectEncap(back, R2, R2_MAC, xdpSport(back))] });
@@ -659,6 +681,83 @@ describe('VXLAN VTEP', () => {
       }
       expect(drops()).toEqual({});
       expect(fdb(X)).toBeUndefined();
+    });
+  });
+
+  describe('decap (tc on the uplink, vxlan add --hook tc)', () => {
+    const tcUp = (f: Buffer) => {
+      const ctx = Buffer.alloc(44); // struct __sk_buff up to ifindex
+      ctx.writeUInt32LE(ifx.up0, 40);
+      return br.program(VXLAN.programs.uplinkTc).testRun({ data: f, ctx });
+    };
+
+    it('decapsulates to the port of the inner destination, byte-exact, learning the sender VTEP', () => {
+      addLocalMac(A, 'p1');
+      const f = inner(A, X);
+      const r = tcUp(fromRemote(f));
+      expect(r.retval).toBe(TC.REDIRECT);
+      expect(hex(r.data)).toBe(hex(f));
+      expect(fdb(X)).toMatchObject({ ifindex: ifx.up0, remote: ipv4ToNum(R2), flags: 0 });
+      expect(stats('up0')).toMatchObject({ rx_packets: 1n, learned: 1n, dropped: 0n });
+      expect(stats('p1')).toMatchObject({ tx_packets: 1n, tx_bytes: BigInt(f.length) });
+    });
+
+    it('floods broadcast and unknown unicast to local ports only (split horizon), tagged on the trunk', () => {
+      for (const dst of [BCAST, B]) {
+        const f = inner(dst, X);
+        expect(tcUp(fromRemote(f)).retval).toBe(TC.SHOT);
+        expect(captured(3)).toEqual({ p1: [hex(f)], p2: [hex(f)], p3: [hex(inner(dst, X, 1))] });
+      }
+      expect(stats('up0')).toMatchObject({ flooded: 2n, dropped: 0n });
+    });
+
+    it('drops what the XDP decap drops, with the same reasons', () => {
+      addRemoteMac(Y, R3);
+      const f = inner(BCAST, X);
+      const bad = [
+        fromRemote(inner(Y, X)), // same-port
+        fromRemote(f, { vni: 101 }),
+        fromRemote(f, { flags: 0 }),
+        fromRemote(inner(BCAST, X, 1)),
+      ];
+      for (const [i, g] of bad.entries()) expect(tcUp(g).retval, `frame ${i}`).toBe(TC.SHOT);
+      setVtep({ learning: false });
+      expect(tcUp(fromRemote(f)).retval).toBe(TC.SHOT);
+      expect(drops()).toEqual({ 'same-port': 1, 'vxlan-unknown-vni': 1, 'vxlan-bad-flags': 1, 'vlan-ingress-denied': 1, 'vxlan-unknown-vtep': 1 });
+    });
+
+    it('drops a frame truncated at every length through the outer headers and the inner Ethernet header', () => {
+      const full = fromRemote(inner(BCAST, X));
+      // BPF_PROG_RUN builds no skb for an IPv4 frame shorter than its IP header: from 34 bytes on
+      for (let len = 34; len < 64; len++) expect(tcUp(full.subarray(0, len)).retval, `length ${len}`).toBe(TC.SHOT);
+      expect(drops()).toEqual({ 'truncated-ipv4': 30 });
+      expect(fdb(X)).toBeUndefined();
+    });
+
+    it('accepts outer IPv4 options and strips Ethernet padding after the IP packet', () => {
+      addLocalMac(A, 'p1');
+      const f = inner(A, X);
+      const opts = eth({ dst: upMac, src: R2_MAC }, udp4({
+        src: R2, dst: LOCAL, sport: 54321, dport: 4789, csum: 0, options: Buffer.from('01010100', 'hex'),
+      }, vxlan({ vni: VNI }, f)));
+      expect(hex(tcUp(opts).data)).toBe(hex(f));
+      expect(hex(tcUp(Buffer.concat([fromRemote(f), Buffer.alloc(6)])).data)).toBe(hex(f));
+    });
+
+    it('passes everything that is not VXLAN for a VTEP here to the stack untouched', () => {
+      const others = [
+        eth({ dst: upMac, src: R2_MAC }, udp4({ src: R2, dst: LOCAL, sport: 5353, dport: 53 }, Buffer.from('dns?'))),
+        fromRemote(inner(BCAST, X), { daddr: '192.0.2.77' }),
+        fromRemote(inner(BCAST, X), { dport: 4790 }),
+        arp(BCAST, R2_MAC),
+        inner6(upMac, R2_MAC),
+      ];
+      for (const [i, f] of others.entries()) {
+        const r = tcUp(f);
+        expect(r.retval, `frame ${i}`).toBe(TC.OK);
+        expect(r.data.equals(f), `frame ${i} unchanged`).toBe(true);
+      }
+      expect(drops()).toEqual({});
     });
   });
 

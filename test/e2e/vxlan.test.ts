@@ -229,3 +229,43 @@ describe('xdpnet on both hosts; two VNIs that never see each other', () => {
     }
   });
 });
+
+describe('xdpnet on both hosts, decap at tc (vxlan add --hook tc): GSO survives the veth underlay', () => {
+  let a: string;
+  let b: string;
+  const c: Record<string, string> = {};
+
+  beforeAll(() => {
+    ({ a, b } = hosts());
+    // Checksum offload back on: nothing on the underlay runs XDP, so TSO/GSO skbs cross it whole.
+    sh('ip', ['netns', 'exec', a, 'ethtool', '-K', 'ua', 'tx', 'on']);
+    sh('ip', ['netns', 'exec', b, 'ethtool', '-K', 'ub', 'tx', 'on']);
+    c.a1 = container(a, 'a1', 'pa1', '10.62.0.11/24');
+    c.b1 = container(b, 'b1', 'pb1', '10.62.0.21/24');
+    for (const [h, me, other, up] of [[a, UA, UB, 'ua'], [b, UB, UA, 'ub']] as const) {
+      ok(['--netns', h, 'bridge', 'add', 'br0']);
+      ok(['--netns', h, 'vxlan', 'add', '--bridge', 'br0', '--vni', '300', '--local', me, '--dev', up, '--hook', 'tc']);
+      ok(['--netns', h, 'vxlan', 'remote', 'add', '--vni', '300', other]);
+      ok(['--netns', h, 'attach', h === a ? 'pa1' : 'pb1', '--bridge', 'br0']);
+    }
+  });
+  afterAll(() => cleanup());
+
+  it('shows the uplink at tc and refuses another hook for it', () => {
+    const status = JSON.parse(ok(['--netns', a, 'status', '--json'])) as Array<{ iface: string; hook: string }>;
+    expect(status.map((s) => `${s.iface}/${s.hook}`).sort()).toEqual(['pa1/tc', 'ua/tc']);
+    expect(xdpnet(['--netns', a, 'vxlan', 'add', '--bridge', 'br0', '--vni', '301', '--vlan', '2', '--local', UA, '--dev', 'ua', '--hook', 'xdp']))
+      .toMatchObject({ code: 1, stderr: expect.stringContaining('uplink ua already decapsulates at tc, not xdp') });
+  });
+
+  it('connects the containers, TCP both ways', () => {
+    for (const [from, to] of [[c.a1, '10.62.0.21'], [c.b1, '10.62.0.11']] as const) {
+      const r = ping(from, to);
+      expect(r.status, `${from} -> ${to}\n${r.stdout}${r.stderr}`).toBe(0);
+    }
+    expect(iperf(c.a1, c.b1, '10.62.0.21')).toBeGreaterThan(50e6);
+    expect(iperf(c.a1, c.b1, '10.62.0.21', true)).toBeGreaterThan(50e6);
+    const st = JSON.parse(ok(['--netns', b, 'stats', '--json']));
+    expect(JSON.stringify(st)).not.toContain('vxlan-');
+  });
+});
