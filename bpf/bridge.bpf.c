@@ -52,33 +52,49 @@ int xn_br_xdp(struct xdp_md *ctx)
 	struct xn_br_gen g = br_gen();
 	struct br_key k;
 	int keyed = br_key_of(&p, &k) == 0;
+	struct br_frame f = {};
+	struct xn_if_stats *st;
+	int r;
 	if (keyed) {
 		struct br_cached *c = br_cache_get(&k, &g, now);
-		if (c) {
-			int r = forward_cached(ctx, HOOK_XDP, &p, &k, c);
+		if (c && !c->remote) {
+			r = forward_cached(ctx, HOOK_XDP, &p, &k, c);
 			if (r < 0) {
 				count_drop(p.ifindex, slot_stats(c->in_slot), r);
 				return XDP_DROP;
 			}
 			return bpf_redirect(c->out, 0);
 		}
+		if (c) { /* a remote MAC: straight to encapsulation */
+			st = slot_stats(c->in_slot);
+			stats_rx(st, p.len);
+			f.bridge = c->bridge;
+			f.vid = c->vid;
+			f.tagged = k.tci != 0;
+			f.out = c->out;
+			f.remote = c->remote;
+			keyed = 0; /* nothing to cache */
+			goto encap;
+		}
 	}
 
 	struct xn_port *port = br_port(p.ifindex);
 	if (!port)
 		return XDP_PASS; /* not (or no longer) a port */
-	struct xn_if_stats *st = slot_stats(port->slot);
+	st = slot_stats(port->slot);
 	stats_rx(st, p.len);
-	struct br_frame f = {};
-	int r = br_ingress(&p, port, &f, now, st, 1);
+	r = br_ingress(&p, port, &f, now, st, 1);
 	if (r < 0)
 		goto drop;
 	if (r == BR_LOCAL)
 		return xdp_pass_to_tc(ctx, XN_META_LOCAL);
 	if (r == BR_FORWARD && f.remote) {
+encap:
 		r = vx_xdp_encap(ctx, &f);
 		if (r < 0)
 			goto drop;
+		if (keyed)
+			br_cache_put(&k, &g, now, &f);
 		return r;
 	}
 	if (r == BR_FORWARD) {
@@ -224,7 +240,7 @@ int xn_br_tc(struct __sk_buff *skb)
 	int keyed = !note && br_key_of(&p, &k) == 0; /* punted frames are never known unicast */
 	if (keyed) {
 		struct br_cached *c = br_cache_get(&k, &g, now);
-		if (c) {
+		if (c && !c->remote) { /* XDP's remote decisions: tc encapsulates on its slow path */
 			int r = forward_cached(skb, HOOK_TC, &p, &k, c);
 			if (r < 0) {
 				count_drop(p.ifindex, slot_stats(c->in_slot), r);

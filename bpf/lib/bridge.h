@@ -86,10 +86,12 @@ struct br_cached {
 	struct br_key key;
 	__u64 ctl_gen, data_gen; /* xn_br_gen when it was made */
 	__u64 valid_until;       /* coarse ns: the FDB entry's expiry, or the next learning refresh if sooner */
-	__u32 out;               /* egress ifindex */
+	__u32 out;               /* egress ifindex (a remote MAC's: the uplink) */
 	__u32 in_slot, out_slot; /* counters */
 	__u16 vid;               /* the frame's VLAN */
 	__u16 out_tag;           /* leaves tagged */
+	__u32 bridge;
+	__be32 remote;           /* the VTEP a remote MAC is behind (XDP only: encapsulation from here) */
 };
 
 #define XN_BR_CACHE_SIZE 4096 /* per CPU, two-way set-associative */
@@ -366,6 +368,8 @@ __inline_fn void br_cache_put(const struct br_key *k, const struct xn_br_gen *g,
 	c->data_gen = g->data;
 	c->valid_until = f->expires < until ? f->expires : until;
 	c->out = f->out;
+	c->bridge = f->bridge;
+	c->remote = f->remote;
 	c->in_slot = f->in_slot;
 	c->out_slot = f->out_slot;
 	c->vid = f->vid;

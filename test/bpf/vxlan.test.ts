@@ -320,6 +320,23 @@ describe('VXLAN VTEP', () => {
       expect(stats('up0')).toMatchObject({ tx_packets: 3n, tx_bytes: 3n * BigInt(f.length + 50) });
     });
 
+    it('caches which VTEP a remote MAC is behind, until the control process invalidates it', () => {
+      const cpus = sh('taskset', ['-pc', String(process.pid)]).trim().split(': ')[1];
+      sh('taskset', ['-apc', '0', String(process.pid)]); // the cache is per CPU
+      try {
+        addRemoteMac(X, R2);
+        const f = inner(X, A);
+        expect(xdpSend('p1', f, 1)).toEqual({ up0: [expectEncap(f, R2, R2_MAC, xdpSport(f))] });
+        addRemoteMac(X, R3); // behind the cache's back
+        expect(xdpSend('p1', f, 1)).toEqual({ up0: [expectEncap(f, R2, R2_MAC, xdpSport(f))] });
+        invalidateCache(map(BR_GEN_MAP));
+        expect(xdpSend('p1', f, 1)).toEqual({ up0: [expectEncap(f, R3, R3_MAC, xdpSport(f))] });
+        expect(stats('p1')).toMatchObject({ rx_packets: 3n, dropped: 0n });
+      } finally {
+        sh('taskset', ['-apc', cpus, String(process.pid)]);
+      }
+    });
+
     it('checks each outer field independently', () => {
       addRemoteMac(X, R3);
       const f = inner(X, A);
