@@ -24,6 +24,7 @@ enum xn_port_flags {
 	XN_PORT_LEARNING = 1, /* learn source MACs on this port */
 	XN_PORT_HOST = 2,     /* the port behind the bridge's own host interface */
 	XN_PORT_ACCESS = 4,   /* member of its PVID only, untagged: untagged frames need no VLAN lookup */
+	XN_PORT_PEER = 8,     /* a veth whose peer is in another namespace: tc delivers straight into the peer */
 };
 
 struct xn_port {

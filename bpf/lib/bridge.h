@@ -92,6 +92,7 @@ struct br_cached {
 	__u16 out_tag;           /* leaves tagged */
 	__u32 bridge;
 	__be32 remote;           /* the VTEP a remote MAC is behind (XDP only: encapsulation from here) */
+	__u32 out_peer;          /* XN_PORT_PEER egress */
 };
 
 #define XN_BR_CACHE_SIZE 4096 /* per CPU, two-way set-associative */
@@ -119,6 +120,7 @@ struct br_frame {
 	__u64 expires; /* BR_FORWARD: when the FDB entry ages out (coarse ns; ~0 for static) */
 	__u32 in_slot, out_slot;
 	__u16 out_tag; /* BR_FORWARD: leaves tagged (set by the entry program's egress step) */
+	__u16 out_peer; /* BR_FORWARD: the egress port is a veth with its peer elsewhere (XN_PORT_PEER) */
 };
 
 /* Invalidates every CPU's cached decisions. */
@@ -374,4 +376,14 @@ __inline_fn void br_cache_put(const struct br_key *k, const struct xn_br_gen *g,
 	c->out_slot = f->out_slot;
 	c->vid = f->vid;
 	c->out_tag = f->out_tag;
+	c->out_peer = f->out_peer;
+}
+
+/* tc's known-unicast send. Into a veth whose peer is in another namespace
+ * (a container's), bpf_redirect_peer hands the frame to the peer's ingress
+ * directly: no egress pass on the host side and no second trip through the
+ * backlog, as the kernel's own veth forwarding takes. */
+__inline_fn long br_tc_send(__u32 ifindex, int peer)
+{
+	return peer ? bpf_redirect_peer(ifindex, 0) : bpf_redirect(ifindex, 0);
 }

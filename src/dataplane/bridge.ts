@@ -20,6 +20,7 @@ import type { InstancePaths } from '../objects/paths.js';
 import { BPF_NOEXIST, BpfMap } from '../sys/libbpf.js';
 import { ifIndexToName, ifNameToIndex } from '../sys/libc.js';
 import { checkVlan, formatMac, formatVlanList, parseMac, parseMacInto, randomMac, unicastMacProblem, VLAN_MIN } from './addr.js';
+import { ipJson } from './host.js';
 import { claimSlot } from './slots.js';
 import { overlayVni, remoteFdbTarget, removeBridgeVteps, syncPeers, vtepUplinks } from './vxlan.js';
 import {
@@ -413,7 +414,8 @@ export function addPort(
         const loaded = loadBridge(i, hook, { slowPath: overlay });
         try {
           const slot = claimSlot(i, ifindex, { reset: true });
-          withMaps(i, (m) => writePort(m, { ifindex, bridge: br.id, pvid, flags, slot }, vlans, loaded.egress.fd));
+          const peer = vethPeerElsewhere(iface) ? PORT_FLAGS.PEER : 0;
+          withMaps(i, (m) => writePort(m, { ifindex, bridge: br.id, pvid, flags: flags | peer, slot }, vlans, loaded.egress.fd));
           written = true;
           return { ...loaded, also: loaded.tc ? [{ hook: 'tc' as const, prog: loaded.tc }] : undefined };
         } catch (e) {
@@ -427,6 +429,12 @@ export function addPort(
     throw e;
   }
   return { port: listPorts(inst).find((p) => p.ifindex === ifindex)!, attachment };
+}
+
+/** A veth whose peer is in another namespace (a container's): tc may deliver into the peer directly (XN_PORT_PEER). */
+function vethPeerElsewhere(iface: string): boolean {
+  const [l] = ipJson<Array<{ link_netnsid?: number; linkinfo?: { info_kind?: string } }>>(['-d', 'link', 'show', 'dev', iface], []);
+  return l?.linkinfo?.info_kind === 'veth' && l.link_netnsid !== undefined;
 }
 
 function writePort(m: Maps, p: PortRec, vlans: VlanMembership[], egressFd: number): void {

@@ -18,7 +18,7 @@ export const BRIDGE = {
   limits: { floodMax: 64, ports: 1024, bridges: 64, fdb: 131072 },
 } as const;
 
-export const PORT_FLAGS = { LEARNING: 1, HOST: 2, ACCESS: 4 } as const;
+export const PORT_FLAGS = { LEARNING: 1, HOST: 2, ACCESS: 4, PEER: 8 } as const;
 
 /** xn_br_gen: cached forwarding decisions hold while it is unchanged (not in BRIDGE.maps: it is not configuration). */
 export const BR_GEN_MAP = 'xn_br_gen';

@@ -134,6 +134,20 @@ describe('bridge control plane', () => {
     for (const p of ports) sh('ip', ['-n', ns, 'link', 'del', p]);
   });
 
+  it('marks a veth whose peer is in another namespace (a container\'s), so tc delivers into the peer', () => {
+    const other = netns('brcpeer');
+    veth(ns, 'cp0', other, 'eth0');
+    ok('bridge', 'add', 'brp');
+    ok('attach', 'cp0', '--bridge', 'brp');
+    ok('attach', 'p4', '--bridge', 'brp'); // its peer p4x is in this namespace
+    const index = new Map((JSON.parse(sh('ip', ['-n', ns, '-j', 'link', 'show'])) as Array<{ ifname: string; ifindex: number }>).map((l) => [l.ifname, l.ifindex]));
+    const flags = new Map(entries(BRIDGE.maps.ports, { decode: (k) => k.readUInt32LE(0) }, Port).map(([k, v]) => [k, v.flags]));
+    expect(flags.get(index.get('cp0')!)! & PORT_FLAGS.PEER).toBe(PORT_FLAGS.PEER);
+    expect(flags.get(index.get('p4')!)! & PORT_FLAGS.PEER).toBe(0);
+    ok('bridge', 'del', 'brp', '--force');
+    sh('ip', ['-n', ns, 'link', 'del', 'cp0']);
+  });
+
   it('waits while another command holds the state lock, and says so; reading commands do not wait', async () => {
     const holder = spawn('flock', [LOCK_FILE, 'sleep', '3'], { stdio: 'ignore' });
     const released = new Promise((resolve) => holder.on('exit', resolve));
