@@ -26,7 +26,7 @@ import { join } from 'node:path';
 import { BpfError, UsageError, XdpnetError } from '../errors.js';
 import { sumPerCpu, u32, ipv4ToNum, numToIpv4 } from '../objects/codec.js';
 import {
-  CT_FLAGS, CT_STATE_NAMES, CtEntry, CtKey, ctExpired, ctPeerKey, CtStats, DEFAULT_TIMEOUTS, IPPROTO, loadNat, NAT,
+  CT_FLAGS, CT_FLOWS, ctEntriesFor, pinnedCtEntries, CT_STATE_NAMES, CtEntry, CtKey, ctFlowsOf, ctPeerKey, CtStats, DEFAULT_TIMEOUTS, IPPROTO, loadNat, NAT,
   NatConfig, Portmap, PortmapKey, SNAT_FLAGS, SnatKey, SnatRule, snatKey, timeoutSec, type CtEntryT, type CtKeyT,
   type NatConfigT,
 } from '../objects/nat.js';
@@ -80,6 +80,16 @@ export function parsePortRange(s: string, what = '--ports'): [number, number] {
 export function parsePort(s: string, what: string): number {
   const n = Number(s);
   if (!/^\d+$/.test(s) || n < 1 || n > 65535) throw new UsageError(`${what}: invalid port '${s}'`, 'a port is 1 to 65535');
+  return n;
+}
+
+/** `--conntrack-max FLOWS`: whole flows within CT_FLOWS' range. */
+export function parseCtFlows(s: string): number {
+  const n = Number(s);
+  if (!/^\d+$/.test(s) || n < CT_FLOWS.min || n > CT_FLOWS.max) {
+    throw new UsageError(`--conntrack-max: expected a number of flows from ${CT_FLOWS.min} to ${CT_FLOWS.max}, got '${s}'`,
+      `e.g. --conntrack-max 1000000 (two table entries per flow, about 200 bytes of kernel memory)`);
+  }
   return n;
 }
 
@@ -182,11 +192,47 @@ type Maps = Record<keyof typeof NAT.maps, BpfMap>;
 
 /** Runs fn with the instance's NAT maps; undefined when there are none (reading never creates state). `create` pins them. */
 export function withNatMaps<T>(inst: InstancePaths, fn: (m: Maps) => T, create = false): T | undefined {
-  if (create && !existsSync(join(inst.maps, NAT.maps.ct))) {
-    mkdirSync(inst.maps, { recursive: true });
-    loadNat(inst, 'tc').close(); // loading pins every map by name
-  }
+  if (create) ensureNatTable(inst);
   return BpfMap.usePins(inst.maps, NAT.maps, fn);
+}
+
+export interface CtTable {
+  maxFlows: number;
+  maxEntries: number;
+  /** Set when a table of another size was replaced (possible only with no NAT program attached). */
+  replaced?: { maxFlows: number; entries: number };
+}
+
+/**
+ * Creates the instance's NAT maps if missing, the conntrack table sized for
+ * `flows` (default CT_FLOWS.default). A BPF map cannot be resized: a table of
+ * another size is refused while NAT programs use it, and replaced (its
+ * entries dropped) when none does. Without `flows` an existing table stays.
+ */
+export function ensureNatTable(inst: InstancePaths, flows?: number): CtTable {
+  const have = pinnedCtEntries(inst);
+  let replaced: CtTable['replaced'];
+  if (flows !== undefined && have !== undefined && have !== ctEntriesFor(flows)) {
+    const links = natLinks(inst);
+    if (links.length) {
+      throw new XdpnetError(`the conntrack table holds up to ${ctFlowsOf(have)} flows and cannot be resized while NAT runs (on ${links.map((l) => l.iface ?? `ifindex ${l.ifindex}`).join(', ')})`,
+        `omit --conntrack-max to keep ${ctFlowsOf(have)}, or remove every NAT rule first (xdpnet nat flush; tracked flows are lost) and add it again with --conntrack-max ${flows}`);
+    }
+    const pin = join(inst.maps, NAT.maps.ct);
+    replaced = { maxFlows: ctFlowsOf(have), entries: BpfMap.usePin(pin, (m) => m.count()) ?? 0 };
+    unlinkSync(pin); // no program holds it any more: the next load creates the new size
+  }
+  if (!existsSync(join(inst.maps, NAT.maps.ct))) {
+    mkdirSync(inst.maps, { recursive: true });
+    loadNat(inst, 'tc', { ctFlows: flows }).close(); // loading pins every map by name
+  }
+  const maxEntries = pinnedCtEntries(inst)!;
+  return { maxFlows: ctFlowsOf(maxEntries), maxEntries, replaced };
+}
+
+/** The conntrack table's size and fill, if the instance has one. */
+export function ctTable(inst: InstancePaths): (CtTable & { entries: number }) | undefined {
+  return BpfMap.usePin(join(inst.maps, NAT.maps.ct), (m) => ({ maxFlows: ctFlowsOf(m.info.maxEntries), maxEntries: m.info.maxEntries, entries: m.count() }));
 }
 
 // ---- rules ----------------------------------------------------------------
@@ -243,12 +289,15 @@ export interface SnatOptions {
   ports?: string;
   /** Where the sources' packets arrive (default: the interface routing --src). */
   in?: string;
+  /** Conntrack capacity in flows (--conntrack-max): sizes a new table; see ensureNatTable(). */
+  conntrackMax?: string;
   netns?: string;
 }
 
 /** `nat masquerade add` / `nat snat add`: validates everything, writes the rule, attaches the programs it needs. */
-export function addSnat(inst: InstancePaths, kind: 'masquerade' | 'snat', o: SnatOptions): SnatRuleInfo {
+export function addSnat(inst: InstancePaths, kind: 'masquerade' | 'snat', o: SnatOptions): SnatRuleInfo & { conntrack: CtTable } {
   const src = parsePrefix(o.src);
+  const ctFlows = o.conntrackMax !== undefined ? parseCtFlows(o.conntrackMax) : undefined;
   const range = kind === 'snat' ? parseAddrRange(o.to ?? '') : undefined;
   const ports = o.ports ? parsePortRange(o.ports) : undefined;
   const outIfindex = resolveIface(o.out, o.netns);
@@ -267,17 +316,20 @@ export function addSnat(inst: InstancePaths, kind: 'masquerade' | 'snat', o: Sna
     addr = [own, own];
   }
   const key = snatKey(outIfindex, src.text);
+  if (withNatMaps(inst, (m) => m.snat.lookup(key))) {
+    throw new XdpnetError(`a source rule for ${src.text} out of ${o.out} already exists`, `remove it first: xdpnet nat ${kind} del --src ${src.text} --out ${o.out}`);
+  }
+  const conntrack = ensureNatTable(inst, ctFlows);
   withNatMaps(inst, (m) => {
-    if (m.snat.lookup(key)) throw new XdpnetError(`a source rule for ${src.text} out of ${o.out} already exists`, `remove it first: xdpnet nat ${kind} del --src ${src.text} --out ${o.out}`);
     const [pmin, pmax] = ports ?? defaultPortRange(readPortmaps(m).map((p) => p.port));
     m.snat.update(key, SnatRule.encode({
       addr_min: addr[0], addr_max: addr[1], port_min: pmin, port_max: pmax, flags: kind === 'masquerade' ? SNAT_FLAGS.MASQUERADE : 0,
     }));
-  }, true);
+  });
   refreshAddresses(inst);
   ensureNatLink(inst, inIfindex, 'tc');
   ensureNatLink(inst, outIfindex, 'xdp');
-  return withNatMaps(inst, (m) => readSnat(m).find((r) => r.outIfindex === outIfindex && r.src === src.text))!;
+  return { ...withNatMaps(inst, (m) => readSnat(m).find((r) => r.outIfindex === outIfindex && r.src === src.text))!, conntrack };
 }
 
 export function delSnat(inst: InstancePaths, kind: 'masquerade' | 'snat', o: { src: string; out: string; netns?: string }): void {
@@ -293,10 +345,11 @@ export function delSnat(inst: InstancePaths, kind: 'masquerade' | 'snat', o: { s
   detachIfUnused(inst);
 }
 
-export interface PortmapOptions { proto: string; port: string; to: string; on?: string; netns?: string }
+export interface PortmapOptions { proto: string; port: string; to: string; on?: string; conntrackMax?: string; netns?: string }
 
-export function addPortmap(inst: InstancePaths, o: PortmapOptions): PortmapInfo {
+export function addPortmap(inst: InstancePaths, o: PortmapOptions): PortmapInfo & { conntrack: CtTable } {
   const proto = parseProto(o.proto);
+  const ctFlows = o.conntrackMax !== undefined ? parseCtFlows(o.conntrackMax) : undefined;
   const port = parsePort(o.port, '--port');
   const to = parseHostPort(o.to);
   const onIfindex = o.on ? resolveIface(o.on, o.netns) : 0;
@@ -307,18 +360,17 @@ export function addPortmap(inst: InstancePaths, o: PortmapOptions): PortmapInfo 
   if (!inside) throw new XdpnetError(`no interface routes ${numToIpv4(to.addr)}`, 'the mapping\'s target must be reachable through a local interface (e.g. a bridge)');
   const inIfindex = resolveIface(inside, o.netns);
   const key = PortmapKey.encode({ ifindex: onIfindex, port, proto: PROTO_NUM[proto], pad: 0 });
-  withNatMaps(inst, (m) => {
-    const old = m.portmap.lookup(key);
-    if (old) {
-      throw new XdpnetError(`${proto} port ${port}${o.on ? ` on ${o.on}` : ''} is already mapped to ${numToIpv4(Portmap.decode(old).to_addr)}:${Portmap.decode(old).to_port}`,
-        `remove it first: xdpnet nat portmap del --proto ${proto} --port ${port}${o.on ? ` --on ${o.on}` : ''}`);
-    }
-    m.portmap.update(key, Portmap.encode({ to_addr: to.addr, to_port: to.port, pad: 0 }));
-  }, true);
+  const old = withNatMaps(inst, (m) => m.portmap.lookup(key));
+  if (old) {
+    throw new XdpnetError(`${proto} port ${port}${o.on ? ` on ${o.on}` : ''} is already mapped to ${numToIpv4(Portmap.decode(old).to_addr)}:${Portmap.decode(old).to_port}`,
+      `remove it first: xdpnet nat portmap del --proto ${proto} --port ${port}${o.on ? ` --on ${o.on}` : ''}`);
+  }
+  const conntrack = ensureNatTable(inst, ctFlows);
+  withNatMaps(inst, (m) => m.portmap.update(key, Portmap.encode({ to_addr: to.addr, to_port: to.port, pad: 0 })));
   refreshAddresses(inst);
   ensureNatLink(inst, inIfindex, 'tc');
   if (outIfindex !== inIfindex) ensureNatLink(inst, outIfindex, 'xdp');
-  return withNatMaps(inst, (m) => readPortmaps(m).find((p) => p.proto === proto && p.port === port && p.onIfindex === onIfindex))!;
+  return { ...withNatMaps(inst, (m) => readPortmaps(m).find((p) => p.proto === proto && p.port === port && p.onIfindex === onIfindex))!, conntrack };
 }
 
 export function delPortmap(inst: InstancePaths, o: { proto: string; port: string; on?: string; netns?: string }): void {
@@ -470,77 +522,180 @@ function readConfig(m: Maps): NatConfigT {
   return v ? NatConfig.decode(v) : NatConfig.decode(Buffer.alloc(NatConfig.size)); // all 0: the defaults
 }
 
-const keyStr = (k: Buffer) => k.toString('hex');
+/** Field offsets of the conntrack key and entry, from the codecs test/bpf/layout.test.ts checks against BTF. */
+const off = <T>(c: { fields: Array<{ name: string; offset: number }> }) =>
+  Object.fromEntries(c.fields.map((f) => [f.name, f.offset])) as Record<keyof T, number>;
+const KO = off<CtKeyT>(CtKey);
+const VO = off<CtEntryT>(CtEntry);
+const KEY_ID = 13; // src, dst, sport, dport, proto: what tells two keys apart (the rest is padding)
+
+/**
+ * The tracked flows in columns (typed arrays, one row per flow, original
+ * direction): what `conntrack list` sorts and prints. Built from batch reads of
+ * the raw entries, with no object per entry, so a million flows stay cheap.
+ */
+interface FlowColumns {
+  n: number;
+  addr: Uint32Array; // src, dst, toSrc, toDst per row
+  port: Uint16Array; // sport, dport, toSport, toDport per row
+  proto: Uint8Array;
+  state: Uint8Array;
+  lastSeen: Float64Array; // ns (a double is exact to the ns for 104 days of uptime, and to µs long after)
+}
+
+function readFlows(m: Maps, f: FlowFilter): FlowColumns {
+  const src = f.src ? parsePrefix(f.src, '--src') : undefined;
+  const dst = f.dst ? parsePrefix(f.dst, '--dst') : undefined;
+  const maskOf = (p?: Prefix) => (p && p.len ? (0xffffffff << (32 - p.len)) >>> 0 : 0);
+  const [smask, dmask] = [maskOf(src), maskOf(dst)];
+  let cap = 1024;
+  let c: FlowColumns = { n: 0, addr: new Uint32Array(cap * 4), port: new Uint16Array(cap * 4), proto: new Uint8Array(cap), state: new Uint8Array(cap), lastSeen: new Float64Array(cap) };
+  const grow = () => {
+    cap *= 2;
+    const g = <A extends Uint32Array | Uint16Array | Uint8Array | Float64Array>(a: A, w: number): A => {
+      const b = new (a.constructor as new (n: number) => A)(cap * w);
+      b.set(a);
+      return b;
+    };
+    c = { n: c.n, addr: g(c.addr, 4), port: g(c.port, 4), proto: g(c.proto, 1), state: g(c.state, 1), lastSeen: g(c.lastSeen, 1) };
+  };
+  // A reply entry is shown only when the LRU took its original: remember the originals' keys.
+  const originals = new Set<string>();
+  const orphans: Array<[string, number, number, number, number, number, number, number, number, number, number, number]> = [];
+  const push = (s: number, d: number, sp: number, dp: number, ts: number, td: number, tsp: number, tdp: number, proto: number, state: number, seen: number) => {
+    if (src && ((s & smask) >>> 0) !== src.addr) return;
+    if (dst && ((d & dmask) >>> 0) !== dst.addr) return;
+    if (c.n === cap) grow();
+    const i = c.n++;
+    c.addr[4 * i] = s; c.addr[4 * i + 1] = d; c.addr[4 * i + 2] = ts; c.addr[4 * i + 3] = td;
+    c.port[4 * i] = sp; c.port[4 * i + 1] = dp; c.port[4 * i + 2] = tsp; c.port[4 * i + 3] = tdp;
+    c.proto[i] = proto; c.state[i] = state; c.lastSeen[i] = seen;
+  };
+  const ks = m.ct.info.keySize;
+  const vs = m.ct.valueBufSize;
+  m.ct.scan((keys, vals, n) => {
+    for (let i = 0; i < n; i++) {
+      const k = i * ks;
+      const v = i * vs;
+      const seen = vals.readUInt32LE(v + VO.last_seen_ns + 4) * 2 ** 32 + vals.readUInt32LE(v + VO.last_seen_ns);
+      const row = [
+        keys.readUInt32BE(k + KO.src), keys.readUInt32BE(k + KO.dst), keys.readUInt16BE(k + KO.sport), keys.readUInt16BE(k + KO.dport),
+        vals.readUInt32BE(v + VO.to_src), vals.readUInt32BE(v + VO.to_dst), vals.readUInt16BE(v + VO.to_sport), vals.readUInt16BE(v + VO.to_dport),
+      ] as const;
+      const proto = keys[k + KO.proto];
+      const state = vals[v + VO.state];
+      if (!(vals[v + VO.flags] & CT_FLAGS.REPLY)) {
+        originals.add(keys.toString('latin1', k, k + KEY_ID));
+        push(...row, proto, state, seen);
+      } else {
+        // The original is the reverse of this entry's translation, and left as this entry's key reversed.
+        const [s, d, sp, dp, ts, td, tsp, tdp] = row;
+        const okey = Buffer.alloc(KEY_ID);
+        okey.writeUInt32BE(td, KO.src); okey.writeUInt32BE(ts, KO.dst); okey.writeUInt16BE(tdp, KO.sport); okey.writeUInt16BE(tsp, KO.dport);
+        okey[KO.proto] = proto;
+        orphans.push([okey.toString('latin1'), td, ts, tdp, tsp, d, s, dp, sp, proto, state, seen]);
+      }
+    }
+  });
+  for (const [okey, ...row] of orphans) {
+    if (!originals.has(okey)) push(...(row as [number, number, number, number, number, number, number, number, number, number, number]));
+  }
+  return c;
+}
+
+/** Row order: protocol, source, source port, destination, destination port (numerically). */
+function sortedRows(c: FlowColumns): Uint32Array {
+  const idx = new Uint32Array(c.n);
+  for (let i = 0; i < c.n; i++) idx[i] = i;
+  const { addr, port, proto } = c;
+  return idx.sort((a, b) => proto[a] - proto[b] || addr[4 * a] - addr[4 * b] || port[4 * a] - port[4 * b] ||
+    addr[4 * a + 1] - addr[4 * b + 1] || port[4 * a + 1] - port[4 * b + 1]);
+}
+
+function flowAt(c: FlowColumns, i: number, config: NatConfigT, nowNs: number): Flow {
+  const { addr: a, port: p } = c;
+  const idleNs = Math.max(0, nowNs - c.lastSeen[i]);
+  const timeout = timeoutSec(config, c.state[i]);
+  return {
+    proto: PROTO_NAME[c.proto[i]] ?? String(c.proto[i]), state: CT_STATE_NAMES[c.state[i]] ?? String(c.state[i]),
+    src: numToIpv4(a[4 * i]), sport: p[4 * i], dst: numToIpv4(a[4 * i + 1]), dport: p[4 * i + 1],
+    toSrc: numToIpv4(a[4 * i + 2]), toSport: p[4 * i + 2], toDst: numToIpv4(a[4 * i + 3]), toDport: p[4 * i + 3],
+    // ctExpired()'s test, in doubles
+    idleSec: Math.floor(idleNs / 1e9), timeoutSec: timeout, expired: idleNs > 1e9 && idleNs > timeout * 1e9,
+  };
+}
+
+/** Calls out(row) for every tracked flow in order (see sortedRows); returns how many. */
+export function eachFlow(inst: InstancePaths, f: FlowFilter, out: (row: Flow) => void): number {
+  return withNatMaps(inst, (m) => {
+    const config = readConfig(m);
+    const c = readFlows(m, f);
+    const now = Number(process.hrtime.bigint());
+    for (const i of sortedRows(c)) out(flowAt(c, i, config, now));
+    return c.n;
+  }) ?? 0;
+}
 
 /** One row per flow, original direction (derived from the reply entry when the LRU took the original). */
 export function listFlows(inst: InstancePaths, f: FlowFilter = {}): Flow[] {
-  const src = f.src ? parsePrefix(f.src, '--src') : undefined;
-  const dst = f.dst ? parsePrefix(f.dst, '--dst') : undefined;
-  const inPrefix = (p: Prefix | undefined, a: number) => !p || ((a & (p.len ? (0xffffffff << (32 - p.len)) >>> 0 : 0)) >>> 0) === p.addr;
-  return (withNatMaps(inst, (m) => {
-    const config = readConfig(m);
-    const now = process.hrtime.bigint();
-    const all = m.ct.entries();
-    const keys = new Set(all.map(([k]) => keyStr(k)));
-    const rows: Flow[] = [];
-    for (const [kb, vb] of all) {
-      let k: CtKeyT = CtKey.decode(kb);
-      let e: CtEntryT = CtEntry.decode(vb);
-      if (e.flags & CT_FLAGS.REPLY) {
-        const orig = ctPeerKey(k, e);
-        if (keys.has(keyStr(CtKey.encode(orig)))) continue; // shown from its original entry
-        e = { ...e, to_src: k.dst, to_dst: k.src, to_sport: k.dport, to_dport: k.sport };
-        k = orig;
-      }
-      if (!inPrefix(src, k.src) || !inPrefix(dst, k.dst)) continue;
-      const idle = now > e.last_seen_ns ? now - e.last_seen_ns : 0n;
-      rows.push({
-        proto: PROTO_NAME[k.proto] ?? String(k.proto), state: CT_STATE_NAMES[e.state] ?? String(e.state),
-        src: numToIpv4(k.src), sport: k.sport, dst: numToIpv4(k.dst), dport: k.dport,
-        toSrc: numToIpv4(e.to_src), toSport: e.to_sport, toDst: numToIpv4(e.to_dst), toDport: e.to_dport,
-        idleSec: Number(idle / NS_PER_SEC), timeoutSec: timeoutSec(config, e.state), expired: ctExpired(e, config, now),
-      });
-    }
-    return rows;
-  }) ?? []).sort((a, b) => a.proto.localeCompare(b.proto) || a.src.localeCompare(b.src) || a.sport - b.sport || a.dst.localeCompare(b.dst));
+  const rows: Flow[] = [];
+  eachFlow(inst, f, (r) => rows.push(r));
+  return rows;
 }
 
 /** Removes every conntrack entry; returns how many flows (entry pairs, roughly) went. */
 export function flushFlows(inst: InstancePaths): number {
   return withNatMaps(inst, (m) => {
-    const keys = [...m.ct.keys()];
-    for (const k of keys) m.ct.delete(k);
-    return Math.ceil(keys.length / 2);
+    const ks = m.ct.info.keySize;
+    const all: Buffer[] = [];
+    m.ct.scan((keys, _v, n) => all.push(Buffer.from(keys.subarray(0, n * ks))));
+    const keys = Buffer.concat(all);
+    return Math.ceil(m.ct.deleteKeys(keys, keys.length / ks) / 2);
   }) ?? 0;
 }
 
 /**
  * One garbage-collection pass with the datapath's own test (ctExpired): an
- * expired entry goes with its peer. Each is looked up again just before, as
- * the datapath may have refreshed it since the batch read.
+ * expired entry goes with its peer, both in batch deletes. No second look
+ * before deleting: the datapath refreshes an entry at most once a second and
+ * only a flow idle for its whole timeout is taken, so one that wakes up in
+ * between is one that had expired anyway, and its next packet is a new flow.
  */
 export function gcFlows(inst: InstancePaths): { removed: number; remaining: number } {
   return withNatMaps(inst, (m) => {
     const config = readConfig(m);
     const now = process.hrtime.bigint();
-    let removed = 0;
-    for (const [kb, vb] of m.ct.entries()) {
-      if (!ctExpired(CtEntry.decode(vb), config, now)) continue;
-      const cur = m.ct.lookup(kb);
-      if (!cur) continue; // its peer's pass took it
-      const e = CtEntry.decode(cur);
-      if (!ctExpired(e, config, now)) continue;
-      m.ct.delete(CtKey.encode(ctPeerKey(CtKey.decode(kb), e)));
-      m.ct.delete(kb);
-      removed++;
-    }
-    return { removed, remaining: Math.ceil(m.ct.entries().length / 2) };
+    const ks = m.ct.info.keySize;
+    const vs = m.ct.valueBufSize;
+    const timeoutNs = new Map<number, bigint>(); // by state
+    const doomed = new Map<string, [Buffer, Buffer]>(); // flow (its two keys, ordered) → both keys
+    let total = 0;
+    m.ct.scan((keys, vals, n) => {
+      total += n;
+      for (let i = 0; i < n; i++) {
+        const v = i * vs;
+        const state = vals[v + VO.state];
+        let t = timeoutNs.get(state);
+        if (t === undefined) timeoutNs.set(state, (t = BigInt(timeoutSec(config, state)) * NS_PER_SEC));
+        const idle = now - vals.readBigUInt64LE(v + VO.last_seen_ns);
+        if (idle <= NS_PER_SEC || idle <= t) continue;
+        const key = Buffer.from(keys.subarray(i * ks, (i + 1) * ks));
+        const peer = CtKey.encode(ctPeerKey(CtKey.decode(key), CtEntry.decode(vals, v)));
+        const [a, b] = [key.toString('latin1', 0, KEY_ID), peer.toString('latin1', 0, KEY_ID)];
+        doomed.set(a < b ? a + b : b + a, [key, peer]);
+      }
+    });
+    const keys = Buffer.concat([...doomed.values()].flat());
+    const deleted = m.ct.deleteKeys(keys, keys.length / ks);
+    return { removed: doomed.size, remaining: Math.ceil((total - deleted) / 2) };
   }) ?? { removed: 0, remaining: 0 };
 }
 
 export interface CtCounters {
   entries: number;
   max: number;
+  /** Flows the table holds before the LRU evicts (two entries each). */
+  maxFlows: number;
   created: number;
   insertFailed: number;
   portExhausted: number;
@@ -556,7 +711,7 @@ export function ctCounters(inst: InstancePaths): CtCounters | undefined {
     const s = v ? sumPerCpu(CtStats, v) : undefined;
     const n = (x: bigint | undefined) => Number(x ?? 0n);
     return {
-      entries: m.ct.entries().length, max: m.ct.info.maxEntries, created: n(s?.created), insertFailed: n(s?.insert_failed),
+      entries: m.ct.count(), max: m.ct.info.maxEntries, maxFlows: ctFlowsOf(m.ct.info.maxEntries), created: n(s?.created), insertFailed: n(s?.insert_failed),
       portExhausted: n(s?.port_exhausted), portRetries: n(s?.port_retries), expired: n(s?.expired), restored: n(s?.restored),
     };
   });
