@@ -53,7 +53,9 @@ function sourceRuleCommands(nat: Command, kind: 'masquerade' | 'snat'): void {
     .option('--ports <lo-hi>', 'source ports to allocate (default: the longest range above 1023 the host leaves free: outside ' +
       'net.ipv4.ip_local_port_range, bound ports and mapped ports)')
     .option('--in <iface>', 'where the sources\' packets arrive (default: the interface routing --src, e.g. the bridge\'s)')
-    .option('--conntrack-max <flows>', CT_MAX_HELP);
+    .option('--conntrack-max <flows>', CT_MAX_HELP)
+    .addOption(new Option('--in-hook <hook>', 'NAT\'s hook on --in: tc keeps GSO/TSO for container TCP; xdp forwards at XDP rate ' +
+      '(on a veth it turns GSO off on the peer, see README)').choices(['tc', 'xdp']).default('tc'));
   if (kind === 'snat') add.requiredOption('--to <ip[-ip]>', 'translated source address, or an inclusive range (each source keeps one)');
   add.addHelpText('after', kind === 'masquerade' ? `
 Examples:
@@ -66,7 +68,7 @@ The NAT program goes on tc ingress of --in (keeps GSO/TSO) and on XDP of --out
 Examples:
   xdpnet nat snat add --src 172.17.0.0/16 --out eth0 --to 203.0.113.5
   xdpnet nat snat add --src 172.17.0.0/16 --out eth0 --to 203.0.113.5-203.0.113.8 --ports 1024-65535`)
-    .action((o: { src: string; out: string; to?: string; ports?: string; in?: string; conntrackMax?: string }, cmd: Command) => {
+    .action((o: { src: string; out: string; to?: string; ports?: string; in?: string; conntrackMax?: string; inHook?: 'tc' | 'xdp' }, cmd: Command) => {
       parsePrefix(o.src);
       if (o.ports) parsePortRange(o.ports);
       if (o.conntrackMax !== undefined) parseCtFlows(o.conntrackMax);

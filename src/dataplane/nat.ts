@@ -26,17 +26,16 @@ import { join } from 'node:path';
 import { BpfError, UsageError, XdpnetError } from '../errors.js';
 import { sumPerCpu, u32, ipv4ToNum, numToIpv4 } from '../objects/codec.js';
 import {
-  CT_FLAGS, CT_FLOWS, ctEntriesFor, pinnedCtEntries, CT_STATE_NAMES, CtEntry, CtKey, ctFlowsOf, ctPeerKey, CtStats, DEFAULT_TIMEOUTS, IPPROTO, loadNat, NAT,
+  CT_FLAGS, CT_FLOWS, ctEntriesFor, pinnedCtEntries, CT_STATE_NAMES, CtEntry, CtKey, ctFlowsOf, CtStats, DEFAULT_TIMEOUTS, IPPROTO, loadNat, NAT,
   NatConfig, Portmap, PortmapKey, SNAT_FLAGS, SnatKey, SnatRule, snatKey, timeoutSec, type CtEntryT, type CtKeyT,
   type NatConfigT,
 } from '../objects/nat.js';
 import type { InstancePaths } from '../objects/paths.js';
 import { BPF_TCX_INGRESS, BPF_XDP, BpfMap, linkCreate, objPin, XDP_FLAGS_DRV_MODE } from '../sys/libbpf.js';
-import { close as closeFd, ifIndexToName } from '../sys/libc.js';
+import { close as closeFd, ifIndexToName, monotonicCoarseNs } from '../sys/libc.js';
 import { removeInstanceIfIdle, resolveIface, scanLinkPins } from './attach.js';
 import { checkKernel, ipJson, kernelRelease } from './host.js';
 
-const NS_PER_SEC = 1_000_000_000n;
 
 // ---- parsing (usage errors, before anything is written) -------------------
 
@@ -291,6 +290,8 @@ export interface SnatOptions {
   in?: string;
   /** Conntrack capacity in flows (--conntrack-max): sizes a new table; see ensureNatTable(). */
   conntrackMax?: string;
+  /** NAT's hook on the inside interface: tc (keeps GSO/TSO) or xdp (packet rate; veth peers lose GSO). */
+  inHook?: 'tc' | 'xdp';
   netns?: string;
 }
 
@@ -327,7 +328,7 @@ export function addSnat(inst: InstancePaths, kind: 'masquerade' | 'snat', o: Sna
     }));
   });
   refreshAddresses(inst);
-  ensureNatLink(inst, inIfindex, 'tc');
+  ensureNatLink(inst, inIfindex, o.inHook ?? 'tc');
   ensureNatLink(inst, outIfindex, 'xdp');
   return { ...withNatMaps(inst, (m) => readSnat(m).find((r) => r.outIfindex === outIfindex && r.src === src.text))!, conntrack };
 }
@@ -480,7 +481,7 @@ function ensureNatLink(inst: InstancePaths, ifindex: number, want: 'xdp' | 'tc')
   } finally {
     closeFd(fd);
   }
-  if (want === 'tc') enablePeerGro(iface);
+  enablePeerGro(iface); // replies are XDP-redirected into the inside interface (no-op for a peer elsewhere)
   return natLinks(inst).find((l) => l.ifindex === ifindex)!;
 }
 
@@ -527,100 +528,175 @@ const off = <T>(c: { fields: Array<{ name: string; offset: number }> }) =>
   Object.fromEntries(c.fields.map((f) => [f.name, f.offset])) as Record<keyof T, number>;
 const KO = off<CtKeyT>(CtKey);
 const VO = off<CtEntryT>(CtEntry);
-const KEY_ID = 13; // src, dst, sport, dport, proto: what tells two keys apart (the rest is padding)
 
 /**
- * The tracked flows in columns (typed arrays, one row per flow, original
- * direction): what `conntrack list` sorts and prints. Built from batch reads of
- * the raw entries, with no object per entry, so a million flows stay cheap.
+ * Conntrack entries in columns (typed arrays, a row each), so a million of them
+ * cost no object or string apiece: addresses src, dst, to_src, to_dst and ports
+ * sport, dport, to_sport, to_dport, four to a row.
  */
-interface FlowColumns {
-  n: number;
-  addr: Uint32Array; // src, dst, toSrc, toDst per row
-  port: Uint16Array; // sport, dport, toSport, toDport per row
+class Rows {
+  n = 0;
+  addr: Uint32Array;
+  port: Uint16Array;
   proto: Uint8Array;
   state: Uint8Array;
-  lastSeen: Float64Array; // ns (a double is exact to the ns for 104 days of uptime, and to µs long after)
+  flags: Uint8Array;
+  lastSeen: Float64Array; // ns; a double is exact to the ns for 104 days of uptime, to µs long after
+  constructor(private cap = 1024) {
+    [this.addr, this.port, this.proto, this.state, this.flags, this.lastSeen] =
+      [new Uint32Array(cap * 4), new Uint16Array(cap * 4), new Uint8Array(cap), new Uint8Array(cap), new Uint8Array(cap), new Float64Array(cap)];
+  }
+  /** Appends raw entry i of a batch (key and value bytes as the map holds them); returns its row. */
+  pushRaw(kv: DataView, ko: number, vv: DataView, vo: number): number {
+    const r = this.grow();
+    const [a, p] = [this.addr, this.port];
+    a[4 * r] = kv.getUint32(ko + KO.src); a[4 * r + 1] = kv.getUint32(ko + KO.dst);
+    a[4 * r + 2] = vv.getUint32(vo + VO.to_src); a[4 * r + 3] = vv.getUint32(vo + VO.to_dst);
+    p[4 * r] = kv.getUint16(ko + KO.sport); p[4 * r + 1] = kv.getUint16(ko + KO.dport);
+    p[4 * r + 2] = vv.getUint16(vo + VO.to_sport); p[4 * r + 3] = vv.getUint16(vo + VO.to_dport);
+    this.proto[r] = kv.getUint8(ko + KO.proto);
+    this.state[r] = vv.getUint8(vo + VO.state);
+    this.flags[r] = vv.getUint8(vo + VO.flags);
+    this.lastSeen[r] = vv.getUint32(vo + VO.last_seen_ns + 4, true) * 2 ** 32 + vv.getUint32(vo + VO.last_seen_ns, true);
+    return r;
+  }
+  /** Appends row i of `from`, or (reversed) the entry of the other direction it implies. */
+  pushFrom(from: Rows, i: number, reversed = false): number {
+    const r = this.grow();
+    const [a, p, fa, fp] = [this.addr, this.port, from.addr, from.port];
+    for (let j = 0; j < 4; j++) {
+      const k = reversed ? 3 - j : j; // reversed: (to_dst, to_src, to_dport, to_sport) -> (src, dst, ...), and back
+      a[4 * r + j] = fa[4 * i + k];
+      p[4 * r + j] = fp[4 * i + k];
+    }
+    this.proto[r] = from.proto[i];
+    this.state[r] = from.state[i];
+    this.flags[r] = reversed ? from.flags[i] ^ CT_FLAGS.REPLY : from.flags[i];
+    this.lastSeen[r] = from.lastSeen[i];
+    return r;
+  }
+  private grow(): number {
+    if (this.n === this.cap) {
+      this.cap *= 2;
+      const g = <A extends Uint32Array | Uint16Array | Uint8Array | Float64Array>(x: A, w: number): A => {
+        const y = new (x.constructor as new (n: number) => A)(this.cap * w);
+        y.set(x);
+        return y;
+      };
+      [this.addr, this.port, this.proto, this.state, this.flags, this.lastSeen] =
+        [g(this.addr, 4), g(this.port, 4), g(this.proto, 1), g(this.state, 1), g(this.flags, 1), g(this.lastSeen, 1)];
+    }
+    return this.n++;
+  }
 }
 
-function readFlows(m: Maps, f: FlowFilter): FlowColumns {
-  const src = f.src ? parsePrefix(f.src, '--src') : undefined;
-  const dst = f.dst ? parsePrefix(f.dst, '--dst') : undefined;
-  const maskOf = (p?: Prefix) => (p && p.len ? (0xffffffff << (32 - p.len)) >>> 0 : 0);
-  const [smask, dmask] = [maskOf(src), maskOf(dst)];
-  let cap = 1024;
-  let c: FlowColumns = { n: 0, addr: new Uint32Array(cap * 4), port: new Uint16Array(cap * 4), proto: new Uint8Array(cap), state: new Uint8Array(cap), lastSeen: new Float64Array(cap) };
-  const grow = () => {
-    cap *= 2;
-    const g = <A extends Uint32Array | Uint16Array | Uint8Array | Float64Array>(a: A, w: number): A => {
-      const b = new (a.constructor as new (n: number) => A)(cap * w);
-      b.set(a);
-      return b;
-    };
-    c = { n: c.n, addr: g(c.addr, 4), port: g(c.port, 4), proto: g(c.proto, 1), state: g(c.state, 1), lastSeen: g(c.lastSeen, 1) };
-  };
-  // A reply entry is shown only when the LRU took its original: remember the originals' keys.
-  const originals = new Set<string>();
-  const orphans: Array<[string, number, number, number, number, number, number, number, number, number, number, number]> = [];
-  const push = (s: number, d: number, sp: number, dp: number, ts: number, td: number, tsp: number, tdp: number, proto: number, state: number, seen: number) => {
-    if (src && ((s & smask) >>> 0) !== src.addr) return;
-    if (dst && ((d & dmask) >>> 0) !== dst.addr) return;
-    if (c.n === cap) grow();
-    const i = c.n++;
-    c.addr[4 * i] = s; c.addr[4 * i + 1] = d; c.addr[4 * i + 2] = ts; c.addr[4 * i + 3] = td;
-    c.port[4 * i] = sp; c.port[4 * i + 1] = dp; c.port[4 * i + 2] = tsp; c.port[4 * i + 3] = tdp;
-    c.proto[i] = proto; c.state[i] = state; c.lastSeen[i] = seen;
-  };
+/** The rows' keys (src, dst, sport, dport, proto) as a set: open addressing over row numbers. */
+class KeyIndex {
+  private slots: Int32Array;
+  private mask: number;
+  constructor(private rows: Rows) {
+    let size = 16;
+    while (size < rows.n * 2) size *= 2;
+    this.slots = new Int32Array(size).fill(-1);
+    this.mask = size - 1;
+    for (let r = 0; r < rows.n; r++) {
+      const [a, p] = [rows.addr, rows.port];
+      let h = KeyIndex.hash(a[4 * r], a[4 * r + 1], p[4 * r], p[4 * r + 1], rows.proto[r]) & this.mask;
+      while (this.slots[h] >= 0) h = (h + 1) & this.mask;
+      this.slots[h] = r;
+    }
+  }
+  private static hash(s: number, d: number, sp: number, dp: number, proto: number): number {
+    let h = Math.imul(s ^ 0x9e3779b9, 0x85ebca6b);
+    h = Math.imul(h ^ (h >>> 13) ^ d, 0xc2b2ae35);
+    h = Math.imul(h ^ (h >>> 16) ^ ((sp << 16) | dp), 0x85ebca6b);
+    return (h ^ (h >>> 13) ^ proto) >>> 0;
+  }
+  has(s: number, d: number, sp: number, dp: number, proto: number): boolean {
+    for (let h = KeyIndex.hash(s, d, sp, dp, proto) & this.mask; this.slots[h] >= 0; h = (h + 1) & this.mask) {
+      const r = this.slots[h];
+      const [a, p] = [this.rows.addr, this.rows.port];
+      if (a[4 * r] === s && a[4 * r + 1] === d && p[4 * r] === sp && p[4 * r + 1] === dp && this.rows.proto[r] === proto) return true;
+    }
+    return false;
+  }
+}
+
+/** Every entry of the table, originals and replies apart. */
+function readEntries(m: Maps): { orig: Rows; reply: Rows } {
+  const orig = new Rows();
+  const reply = new Rows();
   const ks = m.ct.info.keySize;
   const vs = m.ct.valueBufSize;
   m.ct.scan((keys, vals, n) => {
-    for (let i = 0; i < n; i++) {
-      const k = i * ks;
-      const v = i * vs;
-      const seen = vals.readUInt32LE(v + VO.last_seen_ns + 4) * 2 ** 32 + vals.readUInt32LE(v + VO.last_seen_ns);
-      const row = [
-        keys.readUInt32BE(k + KO.src), keys.readUInt32BE(k + KO.dst), keys.readUInt16BE(k + KO.sport), keys.readUInt16BE(k + KO.dport),
-        vals.readUInt32BE(v + VO.to_src), vals.readUInt32BE(v + VO.to_dst), vals.readUInt16BE(v + VO.to_sport), vals.readUInt16BE(v + VO.to_dport),
-      ] as const;
-      const proto = keys[k + KO.proto];
-      const state = vals[v + VO.state];
-      if (!(vals[v + VO.flags] & CT_FLAGS.REPLY)) {
-        originals.add(keys.toString('latin1', k, k + KEY_ID));
-        push(...row, proto, state, seen);
-      } else {
-        // The original is the reverse of this entry's translation, and left as this entry's key reversed.
-        const [s, d, sp, dp, ts, td, tsp, tdp] = row;
-        const okey = Buffer.alloc(KEY_ID);
-        okey.writeUInt32BE(td, KO.src); okey.writeUInt32BE(ts, KO.dst); okey.writeUInt16BE(tdp, KO.sport); okey.writeUInt16BE(tsp, KO.dport);
-        okey[KO.proto] = proto;
-        orphans.push([okey.toString('latin1'), td, ts, tdp, tsp, d, s, dp, sp, proto, state, seen]);
-      }
-    }
-  });
-  for (const [okey, ...row] of orphans) {
-    if (!originals.has(okey)) push(...(row as [number, number, number, number, number, number, number, number, number, number, number]));
+    const kv = new DataView(keys.buffer, keys.byteOffset, keys.length);
+    const vv = new DataView(vals.buffer, vals.byteOffset, vals.length);
+    for (let i = 0; i < n; i++) (vv.getUint8(i * vs + VO.flags) & CT_FLAGS.REPLY ? reply : orig).pushRaw(kv, i * ks, vv, i * vs);
+  }, 65536);
+  return { orig, reply };
+}
+
+/** One row per flow, original direction: the original entries, and reply entries whose original the LRU took. */
+function readFlows(m: Maps, f: FlowFilter): { rows: Rows; shown: Uint32Array } {
+  const { orig: rows, reply } = readEntries(m);
+  const origKeys = new KeyIndex(rows);
+  const { addr: a, port: p, proto } = reply;
+  for (let i = 0; i < reply.n; i++) {
+    if (!origKeys.has(a[4 * i + 3], a[4 * i + 2], p[4 * i + 3], p[4 * i + 2], proto[i])) rows.pushFrom(reply, i, true);
   }
-  return c;
+  const pre = (x?: Prefix) => (x ? [x.addr, x.len ? (0xffffffff << (32 - x.len)) >>> 0 : 0] : [0, 0]);
+  const [[sa, sm], [da, dm]] = [pre(f.src ? parsePrefix(f.src, '--src') : undefined), pre(f.dst ? parsePrefix(f.dst, '--dst') : undefined)];
+  const shown = new Uint32Array(rows.n);
+  let n = 0;
+  for (let r = 0; r < rows.n; r++) if (((rows.addr[4 * r] & sm) >>> 0) === sa && ((rows.addr[4 * r + 1] & dm) >>> 0) === da) shown[n++] = r;
+  return { rows, shown: shown.subarray(0, n) };
 }
 
-/** Row order: protocol, source, source port, destination, destination port (numerically). */
-function sortedRows(c: FlowColumns): Uint32Array {
-  const idx = new Uint32Array(c.n);
-  for (let i = 0; i < c.n; i++) idx[i] = i;
-  const { addr, port, proto } = c;
-  return idx.sort((a, b) => proto[a] - proto[b] || addr[4 * a] - addr[4 * b] || port[4 * a] - port[4 * b] ||
-    addr[4 * a + 1] - addr[4 * b + 1] || port[4 * a + 1] - port[4 * b + 1]);
+/**
+ * Row order: protocol, source, source port, destination, destination port
+ * (numerically). An LSD radix sort on 16-bit digits: seven linear passes, where
+ * a comparison sort of a million rows takes seconds in JS.
+ */
+function sortRows(c: Rows, idx: Uint32Array): Uint32Array {
+  const { addr: a, port: p, proto } = c;
+  const digit = new Uint16Array(c.n); // by row, this pass's digit
+  let from = Uint32Array.from(idx);
+  let to = new Uint32Array(idx.length);
+  const at = new Uint32Array(65537);
+  for (let pass = 0; pass < 7; pass++) {
+    for (let i = 0; i < c.n; i++) { // every row, in memory order: cheaper than only the shown ones, in sort order
+      const ad = a[4 * i + (pass < 3 ? 1 : 0)];
+      digit[i] = pass === 0 ? p[4 * i + 1] : pass === 3 ? p[4 * i] : pass === 6 ? proto[i] : pass % 3 === 1 ? ad & 0xffff : ad >>> 16;
+    }
+    at.fill(0);
+    for (let j = 0; j < from.length; j++) at[digit[from[j]] + 1]++;
+    for (let v = 1; v <= 65536; v++) at[v] += at[v - 1];
+    for (let j = 0; j < from.length; j++) to[at[digit[from[j]]]++] = from[j];
+    [from, to] = [to, from];
+  }
+  return from;
 }
 
-function flowAt(c: FlowColumns, i: number, config: NatConfigT, nowNs: number): Flow {
+/** Dotted quads, remembered: a million rows name few distinct addresses. */
+const ipTexts = new Map<number, string>();
+function ipText(n: number): string {
+  let t = ipTexts.get(n);
+  if (t === undefined) {
+    if (ipTexts.size > 65536) ipTexts.clear();
+    ipTexts.set(n, (t = `${n >>> 24}.${(n >>> 16) & 255}.${(n >>> 8) & 255}.${n & 255}`));
+  }
+  return t;
+}
+
+function flowAt(c: Rows, i: number, config: NatConfigT, nowNs: number): Flow {
   const { addr: a, port: p } = c;
   const idleNs = Math.max(0, nowNs - c.lastSeen[i]);
   const timeout = timeoutSec(config, c.state[i]);
   return {
     proto: PROTO_NAME[c.proto[i]] ?? String(c.proto[i]), state: CT_STATE_NAMES[c.state[i]] ?? String(c.state[i]),
-    src: numToIpv4(a[4 * i]), sport: p[4 * i], dst: numToIpv4(a[4 * i + 1]), dport: p[4 * i + 1],
-    toSrc: numToIpv4(a[4 * i + 2]), toSport: p[4 * i + 2], toDst: numToIpv4(a[4 * i + 3]), toDport: p[4 * i + 3],
-    // ctExpired()'s test, in doubles
+    src: ipText(a[4 * i]), sport: p[4 * i], dst: ipText(a[4 * i + 1]), dport: p[4 * i + 1],
+    toSrc: ipText(a[4 * i + 2]), toSport: p[4 * i + 2], toDst: ipText(a[4 * i + 3]), toDport: p[4 * i + 3],
+    // ct_expired()'s test (bpf/lib/ct.h), in doubles
     idleSec: Math.floor(idleNs / 1e9), timeoutSec: timeout, expired: idleNs > 1e9 && idleNs > timeout * 1e9,
   };
 }
@@ -629,10 +705,10 @@ function flowAt(c: FlowColumns, i: number, config: NatConfigT, nowNs: number): F
 export function eachFlow(inst: InstancePaths, f: FlowFilter, out: (row: Flow) => void): number {
   return withNatMaps(inst, (m) => {
     const config = readConfig(m);
-    const c = readFlows(m, f);
-    const now = Number(process.hrtime.bigint());
-    for (const i of sortedRows(c)) out(flowAt(c, i, config, now));
-    return c.n;
+    const { rows, shown } = readFlows(m, f);
+    const now = Number(monotonicCoarseNs()) // the datapath's clock;
+    for (const i of sortRows(rows, shown)) out(flowAt(rows, i, config, now));
+    return shown.length;
   }) ?? 0;
 }
 
@@ -655,39 +731,50 @@ export function flushFlows(inst: InstancePaths): number {
 }
 
 /**
- * One garbage-collection pass with the datapath's own test (ctExpired): an
- * expired entry goes with its peer, both in batch deletes. No second look
- * before deleting: the datapath refreshes an entry at most once a second and
- * only a flow idle for its whole timeout is taken, so one that wakes up in
- * between is one that had expired anyway, and its next packet is a new flow.
+ * One garbage-collection pass with the datapath's own test (ct_expired): an
+ * expired entry goes with its peer, in batch deletes. No second look before
+ * deleting: the datapath refreshes an entry at most once a second and only a
+ * flow idle for its whole timeout is taken, so one that wakes up in between
+ * had expired anyway, and its next packet is a new flow.
  */
 export function gcFlows(inst: InstancePaths): { removed: number; remaining: number } {
   return withNatMaps(inst, (m) => {
     const config = readConfig(m);
-    const now = process.hrtime.bigint();
-    const ks = m.ct.info.keySize;
-    const vs = m.ct.valueBufSize;
-    const timeoutNs = new Map<number, bigint>(); // by state
-    const doomed = new Map<string, [Buffer, Buffer]>(); // flow (its two keys, ordered) → both keys
-    let total = 0;
-    m.ct.scan((keys, vals, n) => {
-      total += n;
-      for (let i = 0; i < n; i++) {
-        const v = i * vs;
-        const state = vals[v + VO.state];
-        let t = timeoutNs.get(state);
-        if (t === undefined) timeoutNs.set(state, (t = BigInt(timeoutSec(config, state)) * NS_PER_SEC));
-        const idle = now - vals.readBigUInt64LE(v + VO.last_seen_ns);
-        if (idle <= NS_PER_SEC || idle <= t) continue;
-        const key = Buffer.from(keys.subarray(i * ks, (i + 1) * ks));
-        const peer = CtKey.encode(ctPeerKey(CtKey.decode(key), CtEntry.decode(vals, v)));
-        const [a, b] = [key.toString('latin1', 0, KEY_ID), peer.toString('latin1', 0, KEY_ID)];
-        doomed.set(a < b ? a + b : b + a, [key, peer]);
+    const now = Number(monotonicCoarseNs()) // the datapath's clock;
+    const { orig, reply } = readEntries(m);
+    const expired = (c: Rows) => {
+      const x = new Rows();
+      for (let i = 0; i < c.n; i++) {
+        const idle = now - c.lastSeen[i];
+        if (idle > 1e9 && idle > timeoutSec(config, c.state[i]) * 1e9) x.pushFrom(c, i);
       }
-    });
-    const keys = Buffer.concat([...doomed.values()].flat());
-    const deleted = m.ct.deleteKeys(keys, keys.length / ks);
-    return { removed: doomed.size, remaining: Math.ceil((total - deleted) / 2) };
+      return x;
+    };
+    const [eo, er] = [expired(orig), expired(reply)];
+    // Keys to delete: every expired entry, and the peer of each (skipped if already listed, or gone).
+    const origKeys = new KeyIndex(eo);
+    const keys = Buffer.alloc((2 * eo.n + 2 * er.n) * m.ct.info.keySize);
+    let n = 0;
+    const put = (s: number, d: number, sp: number, dp: number, proto: number) => {
+      const o = n++ * m.ct.info.keySize;
+      keys.writeUInt32BE(s, o + KO.src); keys.writeUInt32BE(d, o + KO.dst);
+      keys.writeUInt16BE(sp, o + KO.sport); keys.writeUInt16BE(dp, o + KO.dport); keys[o + KO.proto] = proto;
+    };
+    let removed = eo.n;
+    for (let i = 0; i < eo.n; i++) {
+      const [a, p] = [eo.addr, eo.port];
+      put(a[4 * i], a[4 * i + 1], p[4 * i], p[4 * i + 1], eo.proto[i]);
+      put(a[4 * i + 3], a[4 * i + 2], p[4 * i + 3], p[4 * i + 2], eo.proto[i]); // its reply
+    }
+    for (let i = 0; i < er.n; i++) {
+      const [a, p] = [er.addr, er.port];
+      if (origKeys.has(a[4 * i + 3], a[4 * i + 2], p[4 * i + 3], p[4 * i + 2], er.proto[i])) continue; // went with its original
+      put(a[4 * i], a[4 * i + 1], p[4 * i], p[4 * i + 1], er.proto[i]);
+      put(a[4 * i + 3], a[4 * i + 2], p[4 * i + 3], p[4 * i + 2], er.proto[i]);
+      removed++;
+    }
+    const deleted = m.ct.deleteKeys(keys, n);
+    return { removed, remaining: Math.ceil((orig.n + reply.n - deleted) / 2) };
   }) ?? { removed: 0, remaining: 0 };
 }
 

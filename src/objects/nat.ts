@@ -58,6 +58,12 @@ export const CtEntry = struct('xn_ct_entry', {
   state: 'u8',
   flags: 'u8',
   pad: 'u16',
+  fib_ifindex: 'u32',
+  fib_time: 'u32',
+  fib_dmac: { bytes: 6 },
+  fib_smac: { bytes: 6 },
+  fib_mtu: 'u16',
+  pad2: 'u16',
 });
 export const CtStats = struct('xn_ct_stats', {
   created: 'u64',
@@ -117,17 +123,6 @@ const STATE_TIMEOUT: Record<number, keyof NatConfigT> = {
 export function timeoutSec(config: NatConfigT, state: number): number {
   const field = STATE_TIMEOUT[state] ?? 'tcp_close';
   return config[field] || DEFAULT_TIMEOUTS[field];
-}
-
-/** Whether an entry has expired at `nowNs` (CLOCK_MONOTONIC, as bpf_ktime_get_ns): the GC's test, the datapath's too. */
-export function ctExpired(e: CtEntryT, config: NatConfigT, nowNs: bigint): boolean {
-  const idle = nowNs - e.last_seen_ns;
-  return idle > 1_000_000_000n && idle > BigInt(timeoutSec(config, e.state)) * 1_000_000_000n;
-}
-
-/** The key of the flow's other entry: the reverse of this entry's translated tuple (remove both together). */
-export function ctPeerKey(k: CtKeyT, e: CtEntryT): CtKeyT {
-  return { src: e.to_dst, dst: e.to_src, sport: e.to_dport, dport: e.to_sport, proto: k.proto, pad: Buffer.alloc(3) };
 }
 
 /** The LPM key of a source rule: (egress ifindex, "a.b.c.d/len"). */

@@ -16,7 +16,7 @@ import {
   SNAT_FLAGS, SnatRule, snatKey, type CtEntryT, type NatConfigT,
 } from '../../src/objects/nat.js';
 import { BPF_TCX_INGRESS, BPF_XDP, linkCreate, XDP_FLAGS_DRV_MODE, type BpfMap, type BpfObject } from '../../src/sys/libbpf.js';
-import { close, ifNameToIndex } from '../../src/sys/libc.js';
+import { close, ifNameToIndex, monotonicCoarseNs } from '../../src/sys/libc.js';
 import { builtObject, PinRoot, TC, XDP } from '../helpers/bpf.js';
 import {
   checksum, eth, ETH_P, hex, icmpEcho, icmpError, ipv4, IPPROTO, parse, pseudoHeaderSum, tcp4, udp, udp4, type Parsed,
@@ -75,10 +75,11 @@ describe('NAT programs', () => {
   const ifx = {} as Record<Port, number>;
   const map = (name: string): BpfMap => nat.map(name);
 
+  let hns: string; // the host's namespace, where the programs run
   let cns: string; // C1's namespace, behind ct0
   let ons: string; // outside, behind up0: the gateway, which also holds S, K and R
   beforeAll(() => {
-    const ns = netns('nat');
+    const ns = (hns = netns('nat'));
     cns = netns('natc');
     ons = netns('nato');
     const ip = (n: string, ...args: string[]) => sh('ip', ['-n', n, ...args]);
@@ -199,7 +200,7 @@ describe('NAT programs', () => {
   }
   const ctStats = () => sumPerCpu(CtStats, map(NAT.maps.ctStats).lookup(u32(0))!);
   const drops = () => readDrops(map('xn_drops'));
-  const now = () => process.hrtime.bigint(); // CLOCK_MONOTONIC, like bpf_ktime_get_ns()
+  const now = () => monotonicCoarseNs(); // the datapath's clock, bpf_ktime_get_coarse_ns()
 
   const syn = (ttl = 64) => fromC1(tcp4({ src: C1, dst: S, sport: 40000, dport: 80, flags: 'S', seq: 1000, ttl }));
 
@@ -519,6 +520,29 @@ describe('NAT programs', () => {
       for (const [from, flags, want] of steps) {
         expect(tcp(from, flags).verdict, `${from} ${flags}`).toBe('redirect');
         expect(states(), `after ${from} ${flags}`).toEqual([want, want]);
+      }
+    });
+
+    it('XDP keeps the FIB answer in the entry for a second: a neighbour change applies after it', () => {
+      const C1_NEW_MAC = '02:00:00:00:02:99';
+      const reply = () => send('xdp', 'up0', fromGw(tcp4({ src: S, dst: H, sport: 80, dport: 40000, flags: 'A', ttl: 60 })));
+      const expectTo = (r: ReturnType<typeof reply>, mac: string) =>
+        expect(r.out).toBe(hex(eth({ dst: mac, src: MAC.ct0 }, tcp4({ src: S, dst: C1, sport: 80, dport: 40000, flags: 'A', ttl: 59 }))));
+      tcp('c1', 'S');
+      expectTo(reply(), MAC.c1);
+      const [, e] = flow(IPPROTO.TCP, C1, 40000, S, 80);
+      expect({ ifindex: e.fib_ifindex, dmac: e.fib_dmac.toString('hex'), smac: e.fib_smac.toString('hex'), mtu: e.fib_mtu })
+        .toEqual({ ifindex: ifx.ct0, dmac: MAC.c1.replace(/:/g, ''), smac: MAC.ct0.replace(/:/g, ''), mtu: 1500 });
+      sh('ip', ['-n', hns, 'neigh', 'replace', C1, 'lladdr', C1_NEW_MAC, 'dev', 'ct0', 'nud', 'permanent']);
+      try {
+        expectTo(reply(), MAC.c1); // cached
+        const rkey = CtKey.encode({ src: ipv4ToNum(S), dst: ipv4ToNum(H), sport: 80, dport: 40000, proto: IPPROTO.TCP, pad: Buffer.alloc(3) });
+        map(NAT.maps.ct).update(rkey, CtEntry.encode({ ...e, fib_time: e.fib_time - 1000 })); // a second older
+        expectTo(reply(), C1_NEW_MAC);
+        expect(flow(IPPROTO.TCP, C1, 40000, S, 80)[1].fib_dmac.toString('hex')).toBe(C1_NEW_MAC.replace(/:/g, ''));
+        expect(flow(IPPROTO.TCP, C1, 40000, S, 80)[0].fib_ifindex).toBe(0); // its packets went through tc, which caches nothing
+      } finally {
+        sh('ip', ['-n', hns, 'neigh', 'replace', C1, 'lladdr', MAC.c1, 'dev', 'ct0', 'nud', 'permanent']);
       }
     });
 
