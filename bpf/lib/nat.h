@@ -413,6 +413,9 @@ __inline_fn int nat_deliver(struct nat_ctx *c, const enum hook h, const int icmp
 	int how = FWD_NONE;
 	if (ip->ttl > 1 && (fwd == FWD_OK || (h == HOOK_TC && fwd == FWD_NEIGH)))
 		how = fwd;
+	else if (h == HOOK_XDP && fwd == FWD_NEIGH && ip->ttl > 1 && src != ip->saddr)
+		return XDP_PASS; /* untouched, to the tc program beside it (--in-hook xdp attaches both): its
+				  * bpf_redirect_neigh resolves the next hop, which XDP cannot */
 	else if (src != ip->saddr) {
 		if (ip->ttl <= 1 || fwd == FWD_NONE || (fwd == FWD_BIG && (ip->frag_off & bpf_htons(IP_DF))))
 			return VERDICT_PASS(h);

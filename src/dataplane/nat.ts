@@ -328,7 +328,8 @@ export function addSnat(inst: InstancePaths, kind: 'masquerade' | 'snat', o: Sna
     }));
   });
   refreshAddresses(inst);
-  ensureNatLink(inst, inIfindex, o.inHook ?? 'tc');
+  ensureNatLink(inst, inIfindex, 'tc'); // with --in-hook xdp too: it takes what XDP cannot forward (unresolved next hops)
+  if (o.inHook === 'xdp') ensureNatLink(inst, inIfindex, 'xdp', true);
   ensureNatLink(inst, outIfindex, 'xdp');
   return { ...withNatMaps(inst, (m) => readSnat(m).find((r) => r.outIfindex === outIfindex && r.src === src.text))!, conntrack };
 }
@@ -449,11 +450,13 @@ export function natLinks(inst: InstancePaths): NatLink[] {
  * the interface. The receiving end of an XDP redirect into a veth needs NAPI,
  * so the peer of a tc-side veth in this namespace gets GRO.
  */
-function ensureNatLink(inst: InstancePaths, ifindex: number, want: 'xdp' | 'tc'): NatLink {
+function ensureNatLink(inst: InstancePaths, ifindex: number, want: 'xdp' | 'tc', besideTc = false): NatLink {
   const have = natLinks(inst).filter((l) => l.ifindex === ifindex);
-  const live = have.find((l) => l.iface);
-  if (live) return live;
-  for (const l of have) unlinkSync(l.pin); // defunct: its interface is gone and the ifindex reused
+  for (const l of have) if (!l.iface) unlinkSync(l.pin); // defunct: its interface is gone and the ifindex reused
+  const live = have.filter((l) => l.iface);
+  // An uplink whose XDP another program holds runs NAT at tc instead: that satisfies 'xdp' there.
+  const found = live.find((l) => l.hook === want) ?? (want === 'xdp' && !besideTc ? live[0] : undefined);
+  if (found) return found;
   const iface = ifIndexToName(ifindex) ?? `ifindex ${ifindex}`;
   mkdirSync(inst.links, { recursive: true });
   const tryHook = (hook: 'xdp' | 'tc'): number => {
@@ -473,6 +476,8 @@ function ensureNatLink(inst: InstancePaths, ifindex: number, want: 'xdp' | 'tc')
     fd = tryHook(hook);
   } catch (e) {
     if (hook !== 'xdp' || !(e instanceof BpfError) || ![16, 17, 95].includes(e.errno)) throw e; // EBUSY, EEXIST, EOPNOTSUPP
+    const tc = live.find((l) => l.hook === 'tc');
+    if (tc) return tc; // beside tc: XDP taken by another program, tc alone does the work
     hook = 'tc';
     fd = tryHook(hook);
   }
@@ -482,7 +487,7 @@ function ensureNatLink(inst: InstancePaths, ifindex: number, want: 'xdp' | 'tc')
     closeFd(fd);
   }
   enablePeerGro(iface); // replies are XDP-redirected into the inside interface (no-op for a peer elsewhere)
-  return natLinks(inst).find((l) => l.ifindex === ifindex)!;
+  return natLinks(inst).find((l) => l.ifindex === ifindex && l.hook === hook)!;
 }
 
 function enablePeerGro(iface: string): void {

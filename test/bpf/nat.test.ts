@@ -666,10 +666,13 @@ describe('NAT programs', () => {
       });
     });
 
-    it('xdp: a next hop without a neighbour entry cannot be resolved here: dropped, counted', () => {
+    it('xdp: a next hop without a neighbour entry is passed untouched to tc beside it, which resolves it', () => {
       const f = fromC1(udp4({ src: C1, dst: '100.64.0.1', sport: 6000, dport: 53 }));
-      expect(send('xdp', 'ct0', f)).toMatchObject({ verdict: 'drop', out: hex(f) });
-      expect(drops()).toEqual({ 'nat-cannot-forward': 1 });
+      expect(send('xdp', 'ct0', f)).toMatchObject({ verdict: 'pass', out: hex(f) });
+      expect(drops()).toEqual({});
+      expect(send('tc', 'ct0', f)).toMatchObject({
+        verdict: 'redirect', out: hex(fromC1(udp4({ src: H, dst: '100.64.0.1', sport: 6000, dport: 53, ttl: 63 }))),
+      });
     });
   });
   describe('live traffic through the kernel: tcx on the container port, XDP on the uplink', () => {

@@ -262,6 +262,27 @@ describe('NAT: containers on an xdpnet bridge and an outside namespace', () => {
     ok(['--netns', h, 'nat', 'flush']);
   });
 
+  it('--in-hook xdp: NAT at XDP on the inside interface too, same addresses seen', () => {
+    sh('ip', ['-n', h, 'neigh', 'flush', 'dev', 'up0']); // the gateway unresolved: XDP hands the first packets to tc
+    // XDP needs complete checksums: the container sends them (a NIC's wire would). And a frame XDP
+    // redirects into the veth uplink needs NAPI on its far end (GRO), as README's limits say.
+    sh('ip', ['netns', 'exec', c1, 'ethtool', '-K', 'eth0', 'tx', 'off']);
+    sh('ip', ['netns', 'exec', o, 'ethtool', '-K', 'eth0', 'gro', 'on']);
+    try {
+      ok(['--netns', h, 'nat', 'masquerade', 'add', '--src', '172.17.0.0/16', '--out', 'up0', '--in-hook', 'xdp']);
+      const links = JSON.parse(ok(['--netns', h, 'nat', 'show', '--json'])).links.map((l: { iface: string; hook: string }) => `${l.iface} ${l.hook}`);
+      expect(links.sort()).toEqual(['br0 tc', 'br0 xdp', 'up0 xdp']); // tc beside XDP: it resolves next hops XDP cannot
+      expect(addrOf(client(c1, ['tcp-client', S, '7000']))).toBe(H);
+      expect(addrOf(client(c1, ['udp-client', S, '7000']))).toBe(H);
+      expect(new Set(flows('--src', C1, '--dst', S).map((f) => `${f.proto} ${f.toSrc}`))).toEqual(new Set([`tcp ${H}`, `udp ${H}`]));
+    } finally {
+      ok(['--netns', h, 'nat', 'flush']);
+      ok(['--netns', h, 'conntrack', 'flush']);
+      sh('ip', ['netns', 'exec', c1, 'ethtool', '-K', 'eth0', 'tx', 'on']);
+      sh('ip', ['netns', 'exec', o, 'ethtool', '-K', 'eth0', 'gro', 'off']);
+    }
+  });
+
   it('masquerade follows the uplink\'s address: the daemon re-reads it', async () => {
     ok(['--netns', h, 'nat', 'masquerade', 'add', '--src', '172.17.0.0/16', '--out', 'up0']);
     const readdress = (addr: string) => {
