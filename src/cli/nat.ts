@@ -2,11 +2,11 @@
 import { Command, Option } from 'commander';
 import {
   addPortmap, addSnat, ctTable, delPortmap, delSnat, flushNat, parseAddrRange, parseCtFlows, parseHostPort, parsePort, parsePortRange, parsePrefix,
-  parseProto, refreshAddresses, showNat, type NatLink, type NatState, type PortmapInfo, type SnatRuleInfo,
+  parseProto, refreshAddresses, showNat, type CtTable, type NatLink, type NatState, type PortmapInfo, type SnatRuleInfo,
 } from '../dataplane/nat.js';
-import type { CtTable } from '../dataplane/nat.js';
 import { CT_FLOWS } from '../objects/nat.js';
 import { context } from './context.js';
+import { json, table } from './format.js';
 
 const CT_MAX_HELP = `conntrack table size in flows, ${CT_FLOWS.min}-${CT_FLOWS.max} (default ${CT_FLOWS.default}); ` +
   'sets the size when the first NAT rule creates the table. A table of another size is refused while NAT runs ' +
@@ -16,7 +16,6 @@ const CT_MAX_HELP = `conntrack table size in flows, ${CT_FLOWS.min}-${CT_FLOWS.m
 function ctLine(t: CtTable): string {
   return `conntrack: room for ${t.maxFlows} flows${t.replaced ? ` (replaced a table for ${t.replaced.maxFlows} flows; ${t.replaced.entries} entries dropped)` : ''}`;
 }
-import { json, table } from './format.js';
 
 const ifname = (name: string | null, ifindex: number) => name ?? `ifindex ${ifindex} (gone)`;
 

@@ -26,8 +26,8 @@ import { join } from 'node:path';
 import { BpfError, UsageError, XdpnetError } from '../errors.js';
 import { sumPerCpu, u32, ipv4ToNum, numToIpv4 } from '../objects/codec.js';
 import {
-  CT_FLAGS, CT_FLOWS, ctEntriesFor, pinnedCtEntries, CT_STATE_NAMES, CtEntry, CtKey, ctFlowsOf, CtStats, DEFAULT_TIMEOUTS, IPPROTO, loadNat, NAT,
-  NatConfig, Portmap, PortmapKey, SNAT_FLAGS, SnatKey, SnatRule, snatKey, timeoutSec, type CtEntryT, type CtKeyT,
+  CT_FLAGS, CT_FLOWS, CT_STATE_NAMES, CtEntry, ctEntriesFor, ctFlowsOf, CtKey, CtStats, DEFAULT_TIMEOUTS, IPPROTO, loadNat, NAT,
+  NatConfig, pinnedCtEntries, Portmap, PortmapKey, SNAT_FLAGS, SnatKey, SnatRule, snatKey, timeoutSec, type CtEntryT, type CtKeyT,
   type NatConfigT,
 } from '../objects/nat.js';
 import type { InstancePaths } from '../objects/paths.js';
@@ -35,7 +35,6 @@ import { BPF_TCX_INGRESS, BPF_XDP, BpfMap, linkCreate, objPin, XDP_FLAGS_DRV_MOD
 import { close as closeFd, ifIndexToName, monotonicCoarseNs } from '../sys/libc.js';
 import { removeInstanceIfIdle, resolveIface, scanLinkPins } from './attach.js';
 import { checkKernel, ipJson, kernelRelease } from './host.js';
-
 
 // ---- parsing (usage errors, before anything is written) -------------------
 
@@ -87,7 +86,7 @@ export function parseCtFlows(s: string): number {
   const n = Number(s);
   if (!/^\d+$/.test(s) || n < CT_FLOWS.min || n > CT_FLOWS.max) {
     throw new UsageError(`--conntrack-max: expected a number of flows from ${CT_FLOWS.min} to ${CT_FLOWS.max}, got '${s}'`,
-      `e.g. --conntrack-max 1000000 (two table entries per flow, about 200 bytes of kernel memory)`);
+      `e.g. --conntrack-max 1000000 (two table entries per flow, about 300 bytes of kernel memory)`);
   }
   return n;
 }

@@ -12,7 +12,7 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { enterNetns } from '../../src/dataplane/host.js';
 import { sumPerCpu, u32, ipv4ToNum, numToIpv4 } from '../../src/objects/codec.js';
 import {
-  CT_FLAGS, CT_STATE, CT_STATE_NAMES, CtEntry, CtKey, CtStats, NAT, NatConfig, Portmap, PortmapKey,
+  CT_FLAGS, CT_STATE, CT_STATE_NAMES, CtEntry, ctEntriesFor, CtKey, CtStats, NAT, NatConfig, Portmap, PortmapKey,
   SNAT_FLAGS, SnatRule, snatKey, type CtEntryT, type NatConfigT,
 } from '../../src/objects/nat.js';
 import { BPF_TCX_INGRESS, BPF_XDP, linkCreate, XDP_FLAGS_DRV_MODE, type BpfMap, type BpfObject } from '../../src/sys/libbpf.js';
@@ -611,6 +611,31 @@ describe('NAT programs', () => {
       ]);
       expect(tcp('s', 'SA').out).toBe(hex(toC1(tcp4({ src: S, dst: C1, sport: 80, dport: 40000, flags: 'SA', ttl: 63 }))));
     });
+  });
+
+  it('a table sized by --conntrack-max holds that many flows: the LRU evicts none of them', () => {
+    // Without ctEntriesFor()'s headroom (2 entries a flow exactly) 128 of these 2048 entries go.
+    const small = new PinRoot('natsmall');
+    try {
+      const o = small.open(builtObject(NAT.object), (x) => x.setMaxEntries(NAT.maps.ct, ctEntriesFor(1024)));
+      o.map(NAT.maps.snat).update(snatKey(ifx.up0, '172.17.0.0/16'), SnatRule.encode({
+        addr_min: ipv4ToNum(H), addr_max: ipv4ToNum(H), port_min: 1024, port_max: 65535, flags: SNAT_FLAGS.MASQUERADE,
+      }));
+      const prog = o.program(NAT.programs.tc);
+      for (let i = 0; i < 1024; i++) {
+        expect(prog.testRun({ data: fromC1(udp4({ src: C1, dst: S, sport: 10000 + i, dport: 53 })), ctx: skbCtx('ct0') }).retval).toBe(TC.REDIRECT);
+      }
+      // Both entries of every flow, the first ones too (an LRU evicts the oldest first).
+      const ct = o.map(NAT.maps.ct);
+      expect(ct.count()).toBe(2048);
+      for (let i = 0; i < 1024; i++) {
+        expect(ct.lookup(CtKey.encode({ src: ipv4ToNum(C1), dst: ipv4ToNum(S), sport: 10000 + i, dport: 53, proto: IPPROTO.UDP, pad: Buffer.alloc(3) }))).toBeDefined();
+        expect(ct.lookup(CtKey.encode({ src: ipv4ToNum(S), dst: ipv4ToNum(H), sport: 53, dport: 10000 + i, proto: IPPROTO.UDP, pad: Buffer.alloc(3) }))).toBeDefined();
+      }
+      expect(sumPerCpu(CtStats, o.map(NAT.maps.ctStats).lookup(u32(0))!)).toMatchObject({ created: 1024n, insert_failed: 0n, restored: 0n });
+    } finally {
+      small.cleanup();
+    }
   });
 
   describe('rules', () => {
