@@ -14,6 +14,7 @@ import { CEILING, SCENARIOS, type Scenario } from './scenarios.js';
 import { Topology, reapStale } from './topology.js';
 import { measureTcp, TCP_REFERENCE, TCP_SCENARIOS, tcpReference, type TcpRow } from './tcp.js';
 import { measureChurn, type ChurnResult } from './churn.js';
+import { CT_SCALE, measureCtScale, type CtScaleResult } from './ctscale.js';
 
 interface Row {
   scenario: string;
@@ -160,7 +161,7 @@ async function main(): Promise<void> {
   }
 
   const only = a.only?.split(',');
-  const known = [...SCENARIOS, ...TCP_SCENARIOS].map((s) => s.name).concat(CHURN);
+  const known = [...SCENARIOS, ...TCP_SCENARIOS].map((s) => s.name).concat(CHURN, CT_SCALE);
   const unknown = only?.filter((n) => !known.includes(n)) ?? [];
   if (unknown.length) throw new Error(`unknown scenario ${unknown.join(', ')}; known: ${known.join(', ')}`);
   reapStale();
@@ -219,11 +220,27 @@ async function main(): Promise<void> {
       `${Math.round(churn.loadUpdatesPerSec).toLocaleString('en')}/s in the bulk path (${churn.updates} in ${churn.seconds.toFixed(2)} s); ` +
       `frames generated ${churn.generated}, delivered ${churn.delivered}, flooded ${churn.flooded}, dropped ${JSON.stringify(churn.drops)}`);
   }
+  let ctScale: CtScaleResult | null = null;
+  if (!only || only.includes(CT_SCALE)) {
+    process.stderr.write(`${CT_SCALE}: 1000 established flows, then 1M more through xdpnet masquerade; the CLI lists and collects them\n`);
+    const t = new Topology();
+    try {
+      ctScale = await measureCtScale(t, SCENARIOS.find((x) => x.name === 'xdpnet-masq')!, opts);
+    } finally {
+      t.destroy();
+    }
+    const c = ctScale;
+    console.log(`\n${CT_SCALE}: ${c.filled} flows tracked (table for ${c.tableFlows}), filled in ${c.fillSeconds.toFixed(1)} s at ${c.fillDeliveredMpps.toFixed(3)} Mpps delivered; ` +
+      `established ${c.established.sameTranslation}/${c.established.flows} still tracked with the same translation, ${c.established.created} re-created, ` +
+      `${c.established.delivered}/${c.established.generated} frames delivered; counters ${JSON.stringify(c.counters)}\n` +
+      `  conntrack list ${c.cli.listSec.toFixed(2)} s (${c.cli.listRows} rows), list --json ${c.cli.listJsonSec.toFixed(2)} s (${c.cli.listJsonRows} rows), ` +
+      `gc ${c.cli.gcNoneSec.toFixed(2)} s (nothing expired), gc ${c.cli.gcAllSec.toFixed(2)} s (${c.cli.gcRemoved} expired flows removed), stats ${c.cli.statsSec.toFixed(2)} s`);
+  }
   const cpu = /^model name\s*:\s*(.*)$/m.exec(readFileSync('/proc/cpuinfo', 'utf8'))?.[1] ?? 'unknown';
   const report = {
     date: new Date().toISOString(), kernel: release(), cpu, nproc: availableParallelism(),
     frameSize: opts.size, flows: opts.flows, varyMac: opts.varyMac, seconds: opts.seconds, reps: opts.reps,
-    genCpu: opts.cpu ?? null, rows, tcp, churn,
+    genCpu: opts.cpu ?? null, rows, tcp, churn, ctScale,
   };
   const file = writeResults(report, Boolean(only));
   if (!only) writeFileSync(`${RESULTS}latest.md`, markdown(report));

@@ -95,18 +95,19 @@ const NAT_FLOWS = 10_000;
  * f0, XDP on f1, as `nat masquerade add` attaches them), iptables or nothing.
  * XDP_PASS on f0 takes the generator's redirected frames into f0 for all three.
  */
-function routed(t: Topology, nat: 'none' | 'iptables' | 'xdpnet'): Endpoints {
+function routed(t: Topology, nat: 'none' | 'iptables' | 'xdpnet' | 'xdpnet-xdp', natArgs: string[] = []): Endpoints {
   for (const role of ['gen', 'fwd', 'sink']) t.addNs(role);
   t.veth({ ns: 'gen', name: 'g0', addr: '10.99.0.1/24' }, { ns: 'fwd', name: 'f0', addr: '10.99.0.254/24' });
   t.veth({ ns: 'fwd', name: 'f1', addr: '10.99.1.254/24' }, { ns: 'sink', name: 's0', addr: '10.99.1.2/24' });
   t.sysctl('fwd', { 'net.ipv4.ip_forward': 1 });
   // The sink answers nothing (not even ARP): its neighbour entry is permanent.
   ip('-n', t.nsName('fwd'), 'neigh', 'add', '10.99.1.2', 'lladdr', t.mac('sink', 's0'), 'dev', 'f1', 'nud', 'permanent');
-  t.attachXdp('fwd', 'f0', 'pass');
+  if (nat !== 'xdpnet-xdp') t.attachXdp('fwd', 'f0', 'pass'); // xdpnet-xdp: NAT's own XDP program takes them
   if (nat === 'iptables') {
     execFileSync('ip', ['netns', 'exec', t.nsName('fwd'), 'iptables', '-t', 'nat', '-A', 'POSTROUTING', '-s', '10.99.0.0/24', '-o', 'f1', '-j', 'MASQUERADE']);
   }
   if (nat === 'xdpnet') t.xdpnet('fwd', 'nat', 'masquerade', 'add', '--src', '10.99.0.0/24', '--out', 'f1');
+  if (nat === 'xdpnet-xdp') t.xdpnet('fwd', 'nat', 'masquerade', 'add', '--src', '10.99.0.0/24', '--out', 'f1', '--in-hook', 'xdp', ...natArgs);
   return { gen: { ns: 'gen', iface: 'g0', ip: '10.99.0.1', dstMac: t.mac('fwd', 'f0') }, sink: { ns: 'sink', iface: 's0', ip: '10.99.1.2' } };
 }
 
@@ -116,6 +117,14 @@ SCENARIOS.push(
   { name: 'iptables-masq-10k', about: `the same with ${NAT_FLOWS} flows`, flows: NAT_FLOWS, build: (t) => routed(t, 'iptables') },
   { name: 'xdpnet-masq', about: 'xdpnet masquerade (tc on f0, XDP on f1), 1 flow', build: (t) => routed(t, 'xdpnet') },
   { name: 'xdpnet-masq-10k', about: `the same with ${NAT_FLOWS} flows`, flows: NAT_FLOWS, build: (t) => routed(t, 'xdpnet') },
+  { name: 'xdpnet-masq-xdp', about: 'xdpnet masquerade with XDP on the inside too (--in-hook xdp), 1 flow', build: (t) => routed(t, 'xdpnet-xdp') },
+  { name: 'xdpnet-masq-xdp-10k', about: `the same with ${NAT_FLOWS} flows`, flows: NAT_FLOWS, build: (t) => routed(t, 'xdpnet-xdp') },
+  {
+    name: 'xdpnet-masq-xdp-10k-ct16k',
+    about: `the same with a conntrack table sized for the load (--conntrack-max 16384: a 1 MB hash bucket array, not 8 MB)`,
+    flows: NAT_FLOWS,
+    build: (t) => routed(t, 'xdpnet-xdp', ['--conntrack-max', '16384']),
+  },
 );
 
 function xdpnetBridge(t: Topology): Endpoints {

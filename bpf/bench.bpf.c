@@ -6,7 +6,7 @@
 
 /* Set before load (src/objects/bench.ts). */
 const volatile __u32 xn_gen_ifindex = 0;      /* egress interface of xn_gen */
-const volatile __u32 xn_gen_flows = 1;        /* UDP source ports cycled through */
+const volatile __u32 xn_gen_flows = 1;        /* UDP flows cycled through (source ports, then destination ports) */
 const volatile __u8 xn_gen_vary_mac = 0;      /* also vary the source MAC per flow */
 const volatile __u32 xn_redirect_ifindex = 0; /* target of xn_redirect */
 
@@ -54,8 +54,17 @@ int xn_gen(struct xdp_md *ctx)
 		__be16 *sport = data + XN_GEN_SPORT_OFF;
 		if ((void *)(sport + 1) > end)
 			return XDP_ABORTED;
-		/* The template's UDP checksum is 0 (none), so it needs no update. */
-		*sport = bpf_htons(bpf_ntohs(*sport) + flow);
+		/* The template's UDP checksum is 0 (none), so it needs no update.
+		 * Past 16384 flows the destination port varies too (flow / 16384):
+		 * a million flows then fit 16384 source ports, which a masquerade
+		 * range keeps as they are (bench/ctscale.ts). */
+		*sport = bpf_htons(bpf_ntohs(*sport) + (flow & 0x3fff));
+		if (flow > 0x3fff) {
+			__be16 *dport = sport + 1;
+			if ((void *)(dport + 1) > end)
+				return XDP_ABORTED;
+			*dport = bpf_htons(bpf_ntohs(*dport) + (flow >> 14));
+		}
 		if (xn_gen_vary_mac) {
 			__be32 *mac_lo = data + 8; /* last 4 bytes of the source MAC */
 			*mac_lo ^= bpf_htonl(flow);

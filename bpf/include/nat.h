@@ -45,7 +45,7 @@ enum xn_ct_flags {
 };
 
 struct xn_ct_entry {
-	__u64 last_seen_ns; /* bpf_ktime_get_ns() of the flow's last packet (either direction), written in both
+	__u64 last_seen_ns; /* bpf_ktime_get_coarse_ns() of the flow's last packet (either direction), written in both
 			     * entries at most once a second */
 	__be32 to_src;      /* the packet's tuple after translation */
 	__be32 to_dst;
@@ -54,6 +54,15 @@ struct xn_ct_entry {
 	__u8 state;         /* enum xn_ct_state, equal in both entries */
 	__u8 flags;         /* enum xn_ct_flags */
 	__u16 pad;
+	/* The datapath's cache of the FIB's answer for this direction's translated
+	 * packets (a bpf_fib_lookup per packet is the costliest step): egress,
+	 * MACs and MTU, looked up again when older than XN_CT_FIB_TTL_NS. */
+	__u32 fib_ifindex;  /* 0: nothing cached */
+	__u32 fib_time;     /* bpf_ktime_get_coarse_ns() >> 20 (about ms) of the lookup */
+	__u8 fib_dmac[6];
+	__u8 fib_smac[6];
+	__u16 fib_mtu;
+	__u16 pad2;
 };
 
 /* xn_ct_stats[0], per CPU. */

@@ -8,6 +8,7 @@
 
 #define NSEC_PER_SEC 1000000000ULL
 #define XN_CT_REFRESH_NS NSEC_PER_SEC /* last_seen is rewritten at most once a second */
+#define XN_CT_FIB_TTL 954             /* a cached FIB answer lives about a second (units of 2^20 ns) */
 #define XN_EEXIST 17
 
 #define TCP_FL_FIN 0x01

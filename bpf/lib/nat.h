@@ -201,6 +201,31 @@ __inline_fn int nat_fib(struct nat_ctx *c, const enum hook h, struct bpf_fib_loo
 	return fwd;
 }
 
+/* nat_fib() for a packet of entry e; XDP answers from e's cache while it is
+ * fresh, so a route or neighbour change reaches an established flow within a
+ * second. Only complete answers are cached. tc looks up every packet: its
+ * lookup checks the skb (GSO segments, length) and skbs cost more anyway. */
+__inline_fn int nat_fib_cached(struct nat_ctx *c, const enum hook h, struct bpf_fib_lookup *f, struct xn_ct_entry *e,
+			       __u64 now)
+{
+	__u32 t = now >> 20;
+	if (h == HOOK_XDP && e->fib_ifindex && t - e->fib_time < XN_CT_FIB_TTL) {
+		f->ifindex = e->fib_ifindex;
+		__builtin_memcpy(f->dmac, e->fib_dmac, ETH_ALEN);
+		__builtin_memcpy(f->smac, e->fib_smac, ETH_ALEN);
+		return bpf_ntohs(c->ip->tot_len) > e->fib_mtu ? FWD_BIG : FWD_OK;
+	}
+	int fwd = nat_fib(c, h, f, e->to_src, e->to_dst, e->to_sport, e->to_dport);
+	if (h == HOOK_XDP && fwd == FWD_OK) {
+		e->fib_ifindex = f->ifindex;
+		e->fib_time = t;
+		__builtin_memcpy(e->fib_dmac, f->dmac, ETH_ALEN);
+		__builtin_memcpy(e->fib_smac, f->smac, ETH_ALEN);
+		e->fib_mtu = f->mtu_result;
+	}
+	return fwd;
+}
+
 __inline_fn struct xn_snat_rule *nat_snat_rule(__u32 egress, __be32 src)
 {
 	struct xn_snat_key k = { .prefixlen = 64, .ifindex = egress, .src = src };
@@ -388,6 +413,9 @@ __inline_fn int nat_deliver(struct nat_ctx *c, const enum hook h, const int icmp
 	int how = FWD_NONE;
 	if (ip->ttl > 1 && (fwd == FWD_OK || (h == HOOK_TC && fwd == FWD_NEIGH)))
 		how = fwd;
+	else if (h == HOOK_XDP && fwd == FWD_NEIGH && ip->ttl > 1 && src != ip->saddr)
+		return XDP_PASS; /* untouched, to the tc program beside it (--in-hook xdp attaches both): its
+				  * bpf_redirect_neigh resolves the next hop, which XDP cannot */
 	else if (src != ip->saddr) {
 		if (ip->ttl <= 1 || fwd == FWD_NONE || (fwd == FWD_BIG && (ip->frag_off & bpf_htons(IP_DF))))
 			return VERDICT_PASS(h);
@@ -445,7 +473,7 @@ __inline_fn int nat_run(struct nat_ctx *c, const enum hook h)
 		fwd = nat_fib(c, h, &f, c->key.src, c->key.dst, 0, 0);
 		return fwd != FWD_NONE && nat_snat_rule(f.ifindex, c->key.src) ? -XN_DROP_NAT_FRAG : VERDICT_PASS(h);
 	}
-	__u64 now = bpf_ktime_get_ns();
+	__u64 now = bpf_ktime_get_coarse_ns(); /* CLOCK_MONOTONIC_COARSE: a tick (ms) is precision enough, and it costs no clock read */
 	struct xn_ct_entry *e = bpf_map_lookup_elem(&xn_ct, &c->key);
 	if (r == NAT_ICMP_ERR) {
 		if (!e || ct_expired(e, now))
@@ -461,7 +489,7 @@ __inline_fn int nat_run(struct nat_ctx *c, const enum hook h)
 	if (e && c->frag)
 		return -XN_DROP_NAT_FRAG;
 	if (e && !ct_hit(&c->key, e, c->tcp, now)) {
-		fwd = nat_fib(c, h, &f, e->to_src, e->to_dst, e->to_sport, e->to_dport);
+		fwd = nat_fib_cached(c, h, &f, e, now);
 	} else { /* no entry, or it had expired (now removed): a new flow */
 		r = nat_new_flow(c, h, &n, &f, &fwd, now);
 		if (r <= 0)

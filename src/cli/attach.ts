@@ -4,6 +4,7 @@ import { parseVlan, parseVlanList } from '../dataplane/addr.js';
 import { attach, listAttachments, type Attachment, type Hook, type XdpMode } from '../dataplane/attach.js';
 import { addPort, detachAll, detachInterface, listPorts, type PortInfo } from '../dataplane/bridge.js';
 import { natLinks } from '../dataplane/nat.js';
+import { ctFlowsOf, pinnedCtEntries } from '../objects/nat.js';
 import { portOverlay, vtepUplinks } from '../dataplane/vxlan.js';
 import { UsageError } from '../errors.js';
 import { context } from './context.js';
@@ -103,5 +104,7 @@ Examples:
           `${a.since.toISOString().replace('T', ' ').slice(0, 19)} (${ago(a.since)})`,
         ];
       })));
+      const ctEntries = nat.length ? pinnedCtEntries(ctx.inst) : undefined; // its size only: counting a big table takes a while
+      if (ctEntries) console.log(`NAT conntrack table: room for ${ctFlowsOf(ctEntries)} flows (fill: xdpnet nat show)`);
     });
 }

@@ -1,6 +1,6 @@
 // conntrack list|flush|gc|timeouts: the NAT flows the datapath tracks.
 import { Command } from 'commander';
-import { flushFlows, gcFlows, listFlows, parsePrefix, TIMEOUT_NAMES, timeouts } from '../dataplane/nat.js';
+import { eachFlow, flushFlows, gcFlows, parsePrefix, TIMEOUT_NAMES, timeouts } from '../dataplane/nat.js';
 import { UsageError } from '../errors.js';
 import type { NatConfigT } from '../objects/nat.js';
 import { context } from './context.js';
@@ -25,13 +25,28 @@ Examples:
       if (o.src) parsePrefix(o.src, '--src');
       if (o.dst) parsePrefix(o.dst, '--dst');
       const ctx = context(cmd);
-      const rows = listFlows(ctx.inst, o);
-      if (o.json) return console.log(json(rows));
-      if (!rows.length) return console.log('no tracked flows');
-      console.log(table(['PROTO', 'STATE', 'ORIGINAL', 'TRANSLATED', 'IDLE', 'TIMEOUT'], rows.map((r) => [
-        r.proto, r.state + (r.expired ? ' (expired)' : ''), `${r.src}:${r.sport} > ${r.dst}:${r.dport}`,
-        `${r.toSrc}:${r.toSport} > ${r.toDst}:${r.toDport}`, `${r.idleSec}s`, `${r.timeoutSec}s`,
-      ])));
+      // Streamed in 1 MB pieces: a million flows never sit in memory as one string.
+      let buf = '';
+      const emit = (line: string) => {
+        buf += line + '\n';
+        if (buf.length > 1 << 20) flush();
+      };
+      const flush = () => {
+        process.stdout.write(buf);
+        buf = '';
+      };
+      let n = 0;
+      // Fixed widths (an address column fits any IPv4 tuple), so no second pass over the rows.
+      const row = (c: string[]) => [c[0].padEnd(5), c[1].padEnd(21), c[2].padEnd(45), c[3].padEnd(45), c[4].padEnd(7), c[5]].join('  ');
+      eachFlow(ctx.inst, o, (r) => {
+        if (o.json) return emit(`${n++ ? ',' : '['}${JSON.stringify(r)}`);
+        if (!n++) emit(row(['PROTO', 'STATE', 'ORIGINAL', 'TRANSLATED', 'IDLE', 'TIMEOUT']));
+        emit(row([r.proto, r.state + (r.expired ? ' (expired)' : ''), `${r.src}:${r.sport} > ${r.dst}:${r.dport}`,
+          `${r.toSrc}:${r.toSport} > ${r.toDst}:${r.toDport}`, `${r.idleSec}s`, `${r.timeoutSec}s`]));
+      });
+      if (o.json) emit(n ? ']' : '[]');
+      else if (!n) emit('no tracked flows');
+      flush();
     });
 
   ct.command('flush')

@@ -1,11 +1,21 @@
 // nat masquerade|snat|portmap add|del|show, nat show, nat flush
 import { Command, Option } from 'commander';
 import {
-  addPortmap, addSnat, delPortmap, delSnat, flushNat, parseAddrRange, parseHostPort, parsePort, parsePortRange, parsePrefix,
-  parseProto, refreshAddresses, showNat, type NatLink, type NatState, type PortmapInfo, type SnatRuleInfo,
+  addPortmap, addSnat, ctTable, delPortmap, delSnat, flushNat, parseAddrRange, parseCtFlows, parseHostPort, parsePort, parsePortRange, parsePrefix,
+  parseProto, refreshAddresses, showNat, type CtTable, type NatLink, type NatState, type PortmapInfo, type SnatRuleInfo,
 } from '../dataplane/nat.js';
+import { CT_FLOWS } from '../objects/nat.js';
 import { context } from './context.js';
 import { json, table } from './format.js';
+
+const CT_MAX_HELP = `conntrack table size in flows, ${CT_FLOWS.min}-${CT_FLOWS.max} (default ${CT_FLOWS.default}); ` +
+  'sets the size when the first NAT rule creates the table. A table of another size is refused while NAT runs ' +
+  '(`nat flush` first: tracked flows are lost), replaced when no NAT rule is left';
+
+/** The line the add commands print about the conntrack table. */
+function ctLine(t: CtTable): string {
+  return `conntrack: room for ${t.maxFlows} flows${t.replaced ? ` (replaced a table for ${t.replaced.maxFlows} flows; ${t.replaced.entries} entries dropped)` : ''}`;
+}
 
 const ifname = (name: string | null, ifindex: number) => name ?? `ifindex ${ifindex} (gone)`;
 
@@ -41,7 +51,10 @@ function sourceRuleCommands(nat: Command, kind: 'masquerade' | 'snat'): void {
     .requiredOption('--out <iface>', 'egress interface (as the routing table picks it), e.g. eth0')
     .option('--ports <lo-hi>', 'source ports to allocate (default: the longest range above 1023 the host leaves free: outside ' +
       'net.ipv4.ip_local_port_range, bound ports and mapped ports)')
-    .option('--in <iface>', 'where the sources\' packets arrive (default: the interface routing --src, e.g. the bridge\'s)');
+    .option('--in <iface>', 'where the sources\' packets arrive (default: the interface routing --src, e.g. the bridge\'s)')
+    .option('--conntrack-max <flows>', CT_MAX_HELP)
+    .addOption(new Option('--in-hook <hook>', 'NAT\'s hook on --in: tc keeps GSO/TSO for container TCP; xdp forwards at XDP rate ' +
+      '(on a veth it turns GSO off on the peer, see README)').choices(['tc', 'xdp']).default('tc'));
   if (kind === 'snat') add.requiredOption('--to <ip[-ip]>', 'translated source address, or an inclusive range (each source keeps one)');
   add.addHelpText('after', kind === 'masquerade' ? `
 Examples:
@@ -54,13 +67,14 @@ The NAT program goes on tc ingress of --in (keeps GSO/TSO) and on XDP of --out
 Examples:
   xdpnet nat snat add --src 172.17.0.0/16 --out eth0 --to 203.0.113.5
   xdpnet nat snat add --src 172.17.0.0/16 --out eth0 --to 203.0.113.5-203.0.113.8 --ports 1024-65535`)
-    .action((o: { src: string; out: string; to?: string; ports?: string; in?: string }, cmd: Command) => {
+    .action((o: { src: string; out: string; to?: string; ports?: string; in?: string; conntrackMax?: string; inHook?: 'tc' | 'xdp' }, cmd: Command) => {
       parsePrefix(o.src);
       if (o.ports) parsePortRange(o.ports);
+      if (o.conntrackMax !== undefined) parseCtFlows(o.conntrackMax);
       if (kind === 'snat') parseAddrRange(o.to ?? '');
       const ctx = context(cmd);
       const r = addSnat(ctx.inst, kind, { ...o, netns: ctx.netns });
-      console.log(`${kind} ${r.src} out of ${r.out} as ${r.to}, ports ${r.ports}`);
+      console.log(`${kind} ${r.src} out of ${r.out} as ${r.to}, ports ${r.ports}\n${ctLine(r.conntrack)}`);
     });
   group
     .command('del')
@@ -104,17 +118,19 @@ Examples:
     .requiredOption('--port <hostport>', 'host port, 1-65535')
     .requiredOption('--to <ip:port>', 'container address and port, e.g. 172.17.0.2:80')
     .option('--on <iface>', 'only for clients arriving on this interface (default: any; NAT is attached to the default route\'s)')
+    .option('--conntrack-max <flows>', CT_MAX_HELP)
     .addHelpText('after', `
 Examples:
   xdpnet nat portmap add --proto tcp --port 8080 --to 172.17.0.2:80
   xdpnet nat portmap add --proto udp --port 5353 --to 172.17.0.3:53 --on eth0`)
-    .action((o: { proto: string; port: string; to: string; on?: string }, cmd: Command) => {
+    .action((o: { proto: string; port: string; to: string; on?: string; conntrackMax?: string }, cmd: Command) => {
       parseProto(o.proto);
       parsePort(o.port, '--port');
       parseHostPort(o.to);
+      if (o.conntrackMax !== undefined) parseCtFlows(o.conntrackMax);
       const ctx = context(cmd);
       const p = addPortmap(ctx.inst, { ...o, netns: ctx.netns });
-      console.log(`mapped ${p.proto} port ${p.port}${p.on ? ` on ${p.on}` : ''} to ${p.to}`);
+      console.log(`mapped ${p.proto} port ${p.port}${p.on ? ` on ${p.on}` : ''} to ${p.to}\n${ctLine(p.conntrack)}`);
     });
   pm.command('del')
     .description('remove a port mapping (established connections keep going until they end)')
@@ -141,8 +157,10 @@ Examples:
     .option('--json', 'machine-readable output')
     .action((o: { json?: boolean }, cmd: Command) => {
       const s = state(cmd);
-      if (o.json) return console.log(json({ ...s, links: s.links.map(({ pin: _pin, ...l }) => l) }));
-      console.log([snatTable(s.snat), portmapTable(s.portmaps), linksText(s.links)].join('\n\n'));
+      const ct = ctTable(context(cmd).inst) ?? null; // null: no table yet (the first rule creates it)
+      if (o.json) return console.log(json({ ...s, links: s.links.map(({ pin: _pin, ...l }) => l), conntrack: ct }));
+      console.log([snatTable(s.snat), portmapTable(s.portmaps), linksText(s.links),
+        ct ? `conntrack: ${ct.entries} entries, room for ${ct.maxFlows} flows (${ct.maxEntries} entries)` : 'conntrack: no table'].join('\n\n'));
     });
 
   nat.command('flush')

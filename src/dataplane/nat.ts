@@ -26,18 +26,16 @@ import { join } from 'node:path';
 import { BpfError, UsageError, XdpnetError } from '../errors.js';
 import { sumPerCpu, u32, ipv4ToNum, numToIpv4 } from '../objects/codec.js';
 import {
-  CT_FLAGS, CT_STATE_NAMES, CtEntry, CtKey, ctExpired, ctPeerKey, CtStats, DEFAULT_TIMEOUTS, IPPROTO, loadNat, NAT,
-  NatConfig, Portmap, PortmapKey, SNAT_FLAGS, SnatKey, SnatRule, snatKey, timeoutSec, type CtEntryT, type CtKeyT,
+  CT_FLAGS, CT_FLOWS, CT_STATE_NAMES, CtEntry, ctEntriesFor, ctFlowsOf, CtKey, CtStats, DEFAULT_TIMEOUTS, IPPROTO, loadNat, NAT,
+  NatConfig, pinnedCtEntries, Portmap, PortmapKey, SNAT_FLAGS, SnatKey, SnatRule, snatKey, timeoutSec, type CtEntryT, type CtKeyT,
   type NatConfigT,
 } from '../objects/nat.js';
 import type { InstancePaths } from '../objects/paths.js';
 import { BPF_TCX_INGRESS, BPF_XDP, BpfMap, linkCreate, objPin, XDP_FLAGS_DRV_MODE } from '../sys/libbpf.js';
-import { close as closeFd, ifIndexToName } from '../sys/libc.js';
+import { close as closeFd, ifIndexToName, monotonicCoarseNs } from '../sys/libc.js';
 import { removeInstanceIfIdle, resolveIface, scanLinkPins } from './attach.js';
 import { checkKernel, ipJson, kernelRelease } from './host.js';
 import { claimSlot, releaseSlotIfUnused } from './slots.js';
-
-const NS_PER_SEC = 1_000_000_000n;
 
 // ---- parsing (usage errors, before anything is written) -------------------
 
@@ -81,6 +79,16 @@ export function parsePortRange(s: string, what = '--ports'): [number, number] {
 export function parsePort(s: string, what: string): number {
   const n = Number(s);
   if (!/^\d+$/.test(s) || n < 1 || n > 65535) throw new UsageError(`${what}: invalid port '${s}'`, 'a port is 1 to 65535');
+  return n;
+}
+
+/** `--conntrack-max FLOWS`: whole flows within CT_FLOWS' range. */
+export function parseCtFlows(s: string): number {
+  const n = Number(s);
+  if (!/^\d+$/.test(s) || n < CT_FLOWS.min || n > CT_FLOWS.max) {
+    throw new UsageError(`--conntrack-max: expected a number of flows from ${CT_FLOWS.min} to ${CT_FLOWS.max}, got '${s}'`,
+      `e.g. --conntrack-max 1000000 (two table entries per flow, about 300 bytes of kernel memory)`);
+  }
   return n;
 }
 
@@ -183,11 +191,47 @@ type Maps = Record<keyof typeof NAT.maps, BpfMap>;
 
 /** Runs fn with the instance's NAT maps; undefined when there are none (reading never creates state). `create` pins them. */
 export function withNatMaps<T>(inst: InstancePaths, fn: (m: Maps) => T, create = false): T | undefined {
-  if (create && !existsSync(join(inst.maps, NAT.maps.ct))) {
-    mkdirSync(inst.maps, { recursive: true });
-    loadNat(inst, 'tc').close(); // loading pins every map by name
-  }
+  if (create) ensureNatTable(inst);
   return BpfMap.usePins(inst.maps, NAT.maps, fn);
+}
+
+export interface CtTable {
+  maxFlows: number;
+  maxEntries: number;
+  /** Set when a table of another size was replaced (possible only with no NAT program attached). */
+  replaced?: { maxFlows: number; entries: number };
+}
+
+/**
+ * Creates the instance's NAT maps if missing, the conntrack table sized for
+ * `flows` (default CT_FLOWS.default). A BPF map cannot be resized: a table of
+ * another size is refused while NAT programs use it, and replaced (its
+ * entries dropped) when none does. Without `flows` an existing table stays.
+ */
+export function ensureNatTable(inst: InstancePaths, flows?: number): CtTable {
+  const have = pinnedCtEntries(inst);
+  let replaced: CtTable['replaced'];
+  if (flows !== undefined && have !== undefined && have !== ctEntriesFor(flows)) {
+    const links = natLinks(inst);
+    if (links.length) {
+      throw new XdpnetError(`the conntrack table holds up to ${ctFlowsOf(have)} flows and cannot be resized while NAT runs (on ${links.map((l) => l.iface ?? `ifindex ${l.ifindex}`).join(', ')})`,
+        `omit --conntrack-max to keep ${ctFlowsOf(have)}, or remove every NAT rule first (xdpnet nat flush; tracked flows are lost) and add it again with --conntrack-max ${flows}`);
+    }
+    const pin = join(inst.maps, NAT.maps.ct);
+    replaced = { maxFlows: ctFlowsOf(have), entries: BpfMap.usePin(pin, (m) => m.count()) ?? 0 };
+    unlinkSync(pin); // no program holds it any more: the next load creates the new size
+  }
+  if (!existsSync(join(inst.maps, NAT.maps.ct))) {
+    mkdirSync(inst.maps, { recursive: true });
+    loadNat(inst, 'tc', { ctFlows: flows }).close(); // loading pins every map by name
+  }
+  const maxEntries = pinnedCtEntries(inst)!;
+  return { maxFlows: ctFlowsOf(maxEntries), maxEntries, replaced };
+}
+
+/** The conntrack table's size and fill, if the instance has one. */
+export function ctTable(inst: InstancePaths): (CtTable & { entries: number }) | undefined {
+  return BpfMap.usePin(join(inst.maps, NAT.maps.ct), (m) => ({ maxFlows: ctFlowsOf(m.info.maxEntries), maxEntries: m.info.maxEntries, entries: m.count() }));
 }
 
 // ---- rules ----------------------------------------------------------------
@@ -244,12 +288,17 @@ export interface SnatOptions {
   ports?: string;
   /** Where the sources' packets arrive (default: the interface routing --src). */
   in?: string;
+  /** Conntrack capacity in flows (--conntrack-max): sizes a new table; see ensureNatTable(). */
+  conntrackMax?: string;
+  /** NAT's hook on the inside interface: tc (keeps GSO/TSO) or xdp (packet rate; veth peers lose GSO). */
+  inHook?: 'tc' | 'xdp';
   netns?: string;
 }
 
 /** `nat masquerade add` / `nat snat add`: validates everything, writes the rule, attaches the programs it needs. */
-export function addSnat(inst: InstancePaths, kind: 'masquerade' | 'snat', o: SnatOptions): SnatRuleInfo {
+export function addSnat(inst: InstancePaths, kind: 'masquerade' | 'snat', o: SnatOptions): SnatRuleInfo & { conntrack: CtTable } {
   const src = parsePrefix(o.src);
+  const ctFlows = o.conntrackMax !== undefined ? parseCtFlows(o.conntrackMax) : undefined;
   const range = kind === 'snat' ? parseAddrRange(o.to ?? '') : undefined;
   const ports = o.ports ? parsePortRange(o.ports) : undefined;
   const outIfindex = resolveIface(o.out, o.netns);
@@ -268,17 +317,21 @@ export function addSnat(inst: InstancePaths, kind: 'masquerade' | 'snat', o: Sna
     addr = [own, own];
   }
   const key = snatKey(outIfindex, src.text);
+  if (withNatMaps(inst, (m) => m.snat.lookup(key))) {
+    throw new XdpnetError(`a source rule for ${src.text} out of ${o.out} already exists`, `remove it first: xdpnet nat ${kind} del --src ${src.text} --out ${o.out}`);
+  }
+  const conntrack = ensureNatTable(inst, ctFlows);
   withNatMaps(inst, (m) => {
-    if (m.snat.lookup(key)) throw new XdpnetError(`a source rule for ${src.text} out of ${o.out} already exists`, `remove it first: xdpnet nat ${kind} del --src ${src.text} --out ${o.out}`);
     const [pmin, pmax] = ports ?? defaultPortRange(readPortmaps(m).map((p) => p.port));
     m.snat.update(key, SnatRule.encode({
       addr_min: addr[0], addr_max: addr[1], port_min: pmin, port_max: pmax, flags: kind === 'masquerade' ? SNAT_FLAGS.MASQUERADE : 0,
     }));
-  }, true);
+  });
   refreshAddresses(inst);
-  ensureNatLink(inst, inIfindex, 'tc');
+  ensureNatLink(inst, inIfindex, 'tc'); // with --in-hook xdp too: it takes what XDP cannot forward (unresolved next hops)
+  if (o.inHook === 'xdp') ensureNatLink(inst, inIfindex, 'xdp', true);
   ensureNatLink(inst, outIfindex, 'xdp');
-  return withNatMaps(inst, (m) => readSnat(m).find((r) => r.outIfindex === outIfindex && r.src === src.text))!;
+  return { ...withNatMaps(inst, (m) => readSnat(m).find((r) => r.outIfindex === outIfindex && r.src === src.text))!, conntrack };
 }
 
 export function delSnat(inst: InstancePaths, kind: 'masquerade' | 'snat', o: { src: string; out: string; netns?: string }): void {
@@ -294,10 +347,11 @@ export function delSnat(inst: InstancePaths, kind: 'masquerade' | 'snat', o: { s
   detachIfUnused(inst);
 }
 
-export interface PortmapOptions { proto: string; port: string; to: string; on?: string; netns?: string }
+export interface PortmapOptions { proto: string; port: string; to: string; on?: string; conntrackMax?: string; netns?: string }
 
-export function addPortmap(inst: InstancePaths, o: PortmapOptions): PortmapInfo {
+export function addPortmap(inst: InstancePaths, o: PortmapOptions): PortmapInfo & { conntrack: CtTable } {
   const proto = parseProto(o.proto);
+  const ctFlows = o.conntrackMax !== undefined ? parseCtFlows(o.conntrackMax) : undefined;
   const port = parsePort(o.port, '--port');
   const to = parseHostPort(o.to);
   const onIfindex = o.on ? resolveIface(o.on, o.netns) : 0;
@@ -308,18 +362,17 @@ export function addPortmap(inst: InstancePaths, o: PortmapOptions): PortmapInfo 
   if (!inside) throw new XdpnetError(`no interface routes ${numToIpv4(to.addr)}`, 'the mapping\'s target must be reachable through a local interface (e.g. a bridge)');
   const inIfindex = resolveIface(inside, o.netns);
   const key = PortmapKey.encode({ ifindex: onIfindex, port, proto: PROTO_NUM[proto], pad: 0 });
-  withNatMaps(inst, (m) => {
-    const old = m.portmap.lookup(key);
-    if (old) {
-      throw new XdpnetError(`${proto} port ${port}${o.on ? ` on ${o.on}` : ''} is already mapped to ${numToIpv4(Portmap.decode(old).to_addr)}:${Portmap.decode(old).to_port}`,
-        `remove it first: xdpnet nat portmap del --proto ${proto} --port ${port}${o.on ? ` --on ${o.on}` : ''}`);
-    }
-    m.portmap.update(key, Portmap.encode({ to_addr: to.addr, to_port: to.port, pad: 0 }));
-  }, true);
+  const old = withNatMaps(inst, (m) => m.portmap.lookup(key));
+  if (old) {
+    throw new XdpnetError(`${proto} port ${port}${o.on ? ` on ${o.on}` : ''} is already mapped to ${numToIpv4(Portmap.decode(old).to_addr)}:${Portmap.decode(old).to_port}`,
+      `remove it first: xdpnet nat portmap del --proto ${proto} --port ${port}${o.on ? ` --on ${o.on}` : ''}`);
+  }
+  const conntrack = ensureNatTable(inst, ctFlows);
+  withNatMaps(inst, (m) => m.portmap.update(key, Portmap.encode({ to_addr: to.addr, to_port: to.port, pad: 0 })));
   refreshAddresses(inst);
   ensureNatLink(inst, inIfindex, 'tc');
   if (outIfindex !== inIfindex) ensureNatLink(inst, outIfindex, 'xdp');
-  return withNatMaps(inst, (m) => readPortmaps(m).find((p) => p.proto === proto && p.port === port && p.onIfindex === onIfindex))!;
+  return { ...withNatMaps(inst, (m) => readPortmaps(m).find((p) => p.proto === proto && p.port === port && p.onIfindex === onIfindex))!, conntrack };
 }
 
 export function delPortmap(inst: InstancePaths, o: { proto: string; port: string; on?: string; netns?: string }): void {
@@ -397,11 +450,13 @@ export function natLinks(inst: InstancePaths): NatLink[] {
  * the interface. The receiving end of an XDP redirect into a veth needs NAPI,
  * so the peer of a tc-side veth in this namespace gets GRO.
  */
-function ensureNatLink(inst: InstancePaths, ifindex: number, want: 'xdp' | 'tc'): NatLink {
+function ensureNatLink(inst: InstancePaths, ifindex: number, want: 'xdp' | 'tc', besideTc = false): NatLink {
   const have = natLinks(inst).filter((l) => l.ifindex === ifindex);
-  const live = have.find((l) => l.iface);
-  if (live) return live;
-  for (const l of have) unlinkSync(l.pin); // defunct: its interface is gone and the ifindex reused
+  for (const l of have) if (!l.iface) unlinkSync(l.pin); // defunct: its interface is gone and the ifindex reused
+  const live = have.filter((l) => l.iface);
+  // An uplink whose XDP another program holds runs NAT at tc instead: that satisfies 'xdp' there.
+  const found = live.find((l) => l.hook === want) ?? (want === 'xdp' && !besideTc ? live[0] : undefined);
+  if (found) return found;
   const iface = ifIndexToName(ifindex) ?? `ifindex ${ifindex}`;
   mkdirSync(inst.links, { recursive: true });
   const tryHook = (hook: 'xdp' | 'tc'): number => {
@@ -421,6 +476,8 @@ function ensureNatLink(inst: InstancePaths, ifindex: number, want: 'xdp' | 'tc')
     fd = tryHook(hook);
   } catch (e) {
     if (hook !== 'xdp' || !(e instanceof BpfError) || ![16, 17, 95].includes(e.errno)) throw e; // EBUSY, EEXIST, EOPNOTSUPP
+    const tc = live.find((l) => l.hook === 'tc');
+    if (tc) return tc; // beside tc: XDP taken by another program, tc alone does the work
     hook = 'tc';
     fd = tryHook(hook);
   }
@@ -430,8 +487,8 @@ function ensureNatLink(inst: InstancePaths, ifindex: number, want: 'xdp' | 'tc')
     closeFd(fd);
   }
   claimSlot(inst, ifindex); // its drops are counted against it
-  if (want === 'tc') enablePeerGro(iface);
-  return natLinks(inst).find((l) => l.ifindex === ifindex)!;
+  enablePeerGro(iface); // replies are XDP-redirected into the inside interface (no-op for a peer elsewhere)
+  return natLinks(inst).find((l) => l.ifindex === ifindex && l.hook === hook)!;
 }
 
 function enablePeerGro(iface: string): void {
@@ -479,77 +536,266 @@ function readConfig(m: Maps): NatConfigT {
   return v ? NatConfig.decode(v) : NatConfig.decode(Buffer.alloc(NatConfig.size)); // all 0: the defaults
 }
 
-const keyStr = (k: Buffer) => k.toString('hex');
+/** Field offsets of the conntrack key and entry, from the codecs test/bpf/layout.test.ts checks against BTF. */
+const off = <T>(c: { fields: Array<{ name: string; offset: number }> }) =>
+  Object.fromEntries(c.fields.map((f) => [f.name, f.offset])) as Record<keyof T, number>;
+const KO = off<CtKeyT>(CtKey);
+const VO = off<CtEntryT>(CtEntry);
+
+/**
+ * Conntrack entries in columns (typed arrays, a row each), so a million of them
+ * cost no object or string apiece: addresses src, dst, to_src, to_dst and ports
+ * sport, dport, to_sport, to_dport, four to a row.
+ */
+class Rows {
+  n = 0;
+  addr: Uint32Array;
+  port: Uint16Array;
+  proto: Uint8Array;
+  state: Uint8Array;
+  flags: Uint8Array;
+  lastSeen: Float64Array; // ns; a double is exact to the ns for 104 days of uptime, to µs long after
+  constructor(private cap = 1024) {
+    [this.addr, this.port, this.proto, this.state, this.flags, this.lastSeen] =
+      [new Uint32Array(cap * 4), new Uint16Array(cap * 4), new Uint8Array(cap), new Uint8Array(cap), new Uint8Array(cap), new Float64Array(cap)];
+  }
+  /** Appends raw entry i of a batch (key and value bytes as the map holds them); returns its row. */
+  pushRaw(kv: DataView, ko: number, vv: DataView, vo: number): number {
+    const r = this.grow();
+    const [a, p] = [this.addr, this.port];
+    a[4 * r] = kv.getUint32(ko + KO.src); a[4 * r + 1] = kv.getUint32(ko + KO.dst);
+    a[4 * r + 2] = vv.getUint32(vo + VO.to_src); a[4 * r + 3] = vv.getUint32(vo + VO.to_dst);
+    p[4 * r] = kv.getUint16(ko + KO.sport); p[4 * r + 1] = kv.getUint16(ko + KO.dport);
+    p[4 * r + 2] = vv.getUint16(vo + VO.to_sport); p[4 * r + 3] = vv.getUint16(vo + VO.to_dport);
+    this.proto[r] = kv.getUint8(ko + KO.proto);
+    this.state[r] = vv.getUint8(vo + VO.state);
+    this.flags[r] = vv.getUint8(vo + VO.flags);
+    this.lastSeen[r] = vv.getUint32(vo + VO.last_seen_ns + 4, true) * 2 ** 32 + vv.getUint32(vo + VO.last_seen_ns, true);
+    return r;
+  }
+  /** Appends row i of `from`, or (reversed) the entry of the other direction it implies. */
+  pushFrom(from: Rows, i: number, reversed = false): number {
+    const r = this.grow();
+    const [a, p, fa, fp] = [this.addr, this.port, from.addr, from.port];
+    for (let j = 0; j < 4; j++) {
+      const k = reversed ? 3 - j : j; // reversed: (to_dst, to_src, to_dport, to_sport) -> (src, dst, ...), and back
+      a[4 * r + j] = fa[4 * i + k];
+      p[4 * r + j] = fp[4 * i + k];
+    }
+    this.proto[r] = from.proto[i];
+    this.state[r] = from.state[i];
+    this.flags[r] = reversed ? from.flags[i] ^ CT_FLAGS.REPLY : from.flags[i];
+    this.lastSeen[r] = from.lastSeen[i];
+    return r;
+  }
+  private grow(): number {
+    if (this.n === this.cap) {
+      this.cap *= 2;
+      const g = <A extends Uint32Array | Uint16Array | Uint8Array | Float64Array>(x: A, w: number): A => {
+        const y = new (x.constructor as new (n: number) => A)(this.cap * w);
+        y.set(x);
+        return y;
+      };
+      [this.addr, this.port, this.proto, this.state, this.flags, this.lastSeen] =
+        [g(this.addr, 4), g(this.port, 4), g(this.proto, 1), g(this.state, 1), g(this.flags, 1), g(this.lastSeen, 1)];
+    }
+    return this.n++;
+  }
+}
+
+/** The rows' keys (src, dst, sport, dport, proto) as a set: open addressing over row numbers. */
+class KeyIndex {
+  private slots: Int32Array;
+  private mask: number;
+  constructor(private rows: Rows) {
+    let size = 16;
+    while (size < rows.n * 2) size *= 2;
+    this.slots = new Int32Array(size).fill(-1);
+    this.mask = size - 1;
+    for (let r = 0; r < rows.n; r++) {
+      const [a, p] = [rows.addr, rows.port];
+      let h = KeyIndex.hash(a[4 * r], a[4 * r + 1], p[4 * r], p[4 * r + 1], rows.proto[r]) & this.mask;
+      while (this.slots[h] >= 0) h = (h + 1) & this.mask;
+      this.slots[h] = r;
+    }
+  }
+  private static hash(s: number, d: number, sp: number, dp: number, proto: number): number {
+    let h = Math.imul(s ^ 0x9e3779b9, 0x85ebca6b);
+    h = Math.imul(h ^ (h >>> 13) ^ d, 0xc2b2ae35);
+    h = Math.imul(h ^ (h >>> 16) ^ ((sp << 16) | dp), 0x85ebca6b);
+    return (h ^ (h >>> 13) ^ proto) >>> 0;
+  }
+  has(s: number, d: number, sp: number, dp: number, proto: number): boolean {
+    for (let h = KeyIndex.hash(s, d, sp, dp, proto) & this.mask; this.slots[h] >= 0; h = (h + 1) & this.mask) {
+      const r = this.slots[h];
+      const [a, p] = [this.rows.addr, this.rows.port];
+      if (a[4 * r] === s && a[4 * r + 1] === d && p[4 * r] === sp && p[4 * r + 1] === dp && this.rows.proto[r] === proto) return true;
+    }
+    return false;
+  }
+}
+
+/** Every entry of the table, originals and replies apart. */
+function readEntries(m: Maps): { orig: Rows; reply: Rows } {
+  const orig = new Rows();
+  const reply = new Rows();
+  const ks = m.ct.info.keySize;
+  const vs = m.ct.valueBufSize;
+  m.ct.scan((keys, vals, n) => {
+    const kv = new DataView(keys.buffer, keys.byteOffset, keys.length);
+    const vv = new DataView(vals.buffer, vals.byteOffset, vals.length);
+    for (let i = 0; i < n; i++) (vv.getUint8(i * vs + VO.flags) & CT_FLAGS.REPLY ? reply : orig).pushRaw(kv, i * ks, vv, i * vs);
+  }, 65536);
+  return { orig, reply };
+}
+
+/** One row per flow, original direction: the original entries, and reply entries whose original the LRU took. */
+function readFlows(m: Maps, f: FlowFilter): { rows: Rows; shown: Uint32Array } {
+  const { orig: rows, reply } = readEntries(m);
+  const origKeys = new KeyIndex(rows);
+  const { addr: a, port: p, proto } = reply;
+  for (let i = 0; i < reply.n; i++) {
+    if (!origKeys.has(a[4 * i + 3], a[4 * i + 2], p[4 * i + 3], p[4 * i + 2], proto[i])) rows.pushFrom(reply, i, true);
+  }
+  const pre = (x?: Prefix) => (x ? [x.addr, x.len ? (0xffffffff << (32 - x.len)) >>> 0 : 0] : [0, 0]);
+  const [[sa, sm], [da, dm]] = [pre(f.src ? parsePrefix(f.src, '--src') : undefined), pre(f.dst ? parsePrefix(f.dst, '--dst') : undefined)];
+  const shown = new Uint32Array(rows.n);
+  let n = 0;
+  for (let r = 0; r < rows.n; r++) if (((rows.addr[4 * r] & sm) >>> 0) === sa && ((rows.addr[4 * r + 1] & dm) >>> 0) === da) shown[n++] = r;
+  return { rows, shown: shown.subarray(0, n) };
+}
+
+/**
+ * Row order: protocol, source, source port, destination, destination port
+ * (numerically). An LSD radix sort on 16-bit digits: seven linear passes, where
+ * a comparison sort of a million rows takes seconds in JS.
+ */
+function sortRows(c: Rows, idx: Uint32Array): Uint32Array {
+  const { addr: a, port: p, proto } = c;
+  const digit = new Uint16Array(c.n); // by row, this pass's digit
+  let from = Uint32Array.from(idx);
+  let to = new Uint32Array(idx.length);
+  const at = new Uint32Array(65537);
+  for (let pass = 0; pass < 7; pass++) {
+    for (let i = 0; i < c.n; i++) { // every row, in memory order: cheaper than only the shown ones, in sort order
+      const ad = a[4 * i + (pass < 3 ? 1 : 0)];
+      digit[i] = pass === 0 ? p[4 * i + 1] : pass === 3 ? p[4 * i] : pass === 6 ? proto[i] : pass % 3 === 1 ? ad & 0xffff : ad >>> 16;
+    }
+    at.fill(0);
+    for (let j = 0; j < from.length; j++) at[digit[from[j]] + 1]++;
+    for (let v = 1; v <= 65536; v++) at[v] += at[v - 1];
+    for (let j = 0; j < from.length; j++) to[at[digit[from[j]]]++] = from[j];
+    [from, to] = [to, from];
+  }
+  return from;
+}
+
+/** Dotted quads, remembered: a million rows name few distinct addresses. */
+const ipTexts = new Map<number, string>();
+function ipText(n: number): string {
+  let t = ipTexts.get(n);
+  if (t === undefined) {
+    if (ipTexts.size > 65536) ipTexts.clear();
+    ipTexts.set(n, (t = `${n >>> 24}.${(n >>> 16) & 255}.${(n >>> 8) & 255}.${n & 255}`));
+  }
+  return t;
+}
+
+function flowAt(c: Rows, i: number, config: NatConfigT, nowNs: number): Flow {
+  const { addr: a, port: p } = c;
+  const idleNs = Math.max(0, nowNs - c.lastSeen[i]);
+  const timeout = timeoutSec(config, c.state[i]);
+  return {
+    proto: PROTO_NAME[c.proto[i]] ?? String(c.proto[i]), state: CT_STATE_NAMES[c.state[i]] ?? String(c.state[i]),
+    src: ipText(a[4 * i]), sport: p[4 * i], dst: ipText(a[4 * i + 1]), dport: p[4 * i + 1],
+    toSrc: ipText(a[4 * i + 2]), toSport: p[4 * i + 2], toDst: ipText(a[4 * i + 3]), toDport: p[4 * i + 3],
+    // ct_expired()'s test (bpf/lib/ct.h), in doubles
+    idleSec: Math.floor(idleNs / 1e9), timeoutSec: timeout, expired: idleNs > 1e9 && idleNs > timeout * 1e9,
+  };
+}
+
+/** Calls out(row) for every tracked flow in order (see sortedRows); returns how many. */
+export function eachFlow(inst: InstancePaths, f: FlowFilter, out: (row: Flow) => void): number {
+  return withNatMaps(inst, (m) => {
+    const config = readConfig(m);
+    const { rows, shown } = readFlows(m, f);
+    const now = Number(monotonicCoarseNs()) // the datapath's clock;
+    for (const i of sortRows(rows, shown)) out(flowAt(rows, i, config, now));
+    return shown.length;
+  }) ?? 0;
+}
 
 /** One row per flow, original direction (derived from the reply entry when the LRU took the original). */
 export function listFlows(inst: InstancePaths, f: FlowFilter = {}): Flow[] {
-  const src = f.src ? parsePrefix(f.src, '--src') : undefined;
-  const dst = f.dst ? parsePrefix(f.dst, '--dst') : undefined;
-  const inPrefix = (p: Prefix | undefined, a: number) => !p || ((a & (p.len ? (0xffffffff << (32 - p.len)) >>> 0 : 0)) >>> 0) === p.addr;
-  return (withNatMaps(inst, (m) => {
-    const config = readConfig(m);
-    const now = process.hrtime.bigint();
-    const all = m.ct.entries();
-    const keys = new Set(all.map(([k]) => keyStr(k)));
-    const rows: Flow[] = [];
-    for (const [kb, vb] of all) {
-      let k: CtKeyT = CtKey.decode(kb);
-      let e: CtEntryT = CtEntry.decode(vb);
-      if (e.flags & CT_FLAGS.REPLY) {
-        const orig = ctPeerKey(k, e);
-        if (keys.has(keyStr(CtKey.encode(orig)))) continue; // shown from its original entry
-        e = { ...e, to_src: k.dst, to_dst: k.src, to_sport: k.dport, to_dport: k.sport };
-        k = orig;
-      }
-      if (!inPrefix(src, k.src) || !inPrefix(dst, k.dst)) continue;
-      const idle = now > e.last_seen_ns ? now - e.last_seen_ns : 0n;
-      rows.push({
-        proto: PROTO_NAME[k.proto] ?? String(k.proto), state: CT_STATE_NAMES[e.state] ?? String(e.state),
-        src: numToIpv4(k.src), sport: k.sport, dst: numToIpv4(k.dst), dport: k.dport,
-        toSrc: numToIpv4(e.to_src), toSport: e.to_sport, toDst: numToIpv4(e.to_dst), toDport: e.to_dport,
-        idleSec: Number(idle / NS_PER_SEC), timeoutSec: timeoutSec(config, e.state), expired: ctExpired(e, config, now),
-      });
-    }
-    return rows;
-  }) ?? []).sort((a, b) => a.proto.localeCompare(b.proto) || a.src.localeCompare(b.src) || a.sport - b.sport || a.dst.localeCompare(b.dst));
+  const rows: Flow[] = [];
+  eachFlow(inst, f, (r) => rows.push(r));
+  return rows;
 }
 
 /** Removes every conntrack entry; returns how many flows (entry pairs, roughly) went. */
 export function flushFlows(inst: InstancePaths): number {
   return withNatMaps(inst, (m) => {
-    const keys = [...m.ct.keys()];
-    for (const k of keys) m.ct.delete(k);
-    return Math.ceil(keys.length / 2);
+    const ks = m.ct.info.keySize;
+    const all: Buffer[] = [];
+    m.ct.scan((keys, _v, n) => all.push(Buffer.from(keys.subarray(0, n * ks))));
+    const keys = Buffer.concat(all);
+    return Math.ceil(m.ct.deleteKeys(keys, keys.length / ks) / 2);
   }) ?? 0;
 }
 
 /**
- * One garbage-collection pass with the datapath's own test (ctExpired): an
- * expired entry goes with its peer. Each is looked up again just before, as
- * the datapath may have refreshed it since the batch read.
+ * One garbage-collection pass with the datapath's own test (ct_expired): an
+ * expired entry goes with its peer, in batch deletes. No second look before
+ * deleting: the datapath refreshes an entry at most once a second and only a
+ * flow idle for its whole timeout is taken, so one that wakes up in between
+ * had expired anyway, and its next packet is a new flow.
  */
 export function gcFlows(inst: InstancePaths): { removed: number; remaining: number } {
   return withNatMaps(inst, (m) => {
     const config = readConfig(m);
-    const now = process.hrtime.bigint();
-    let removed = 0;
-    for (const [kb, vb] of m.ct.entries()) {
-      if (!ctExpired(CtEntry.decode(vb), config, now)) continue;
-      const cur = m.ct.lookup(kb);
-      if (!cur) continue; // its peer's pass took it
-      const e = CtEntry.decode(cur);
-      if (!ctExpired(e, config, now)) continue;
-      m.ct.delete(CtKey.encode(ctPeerKey(CtKey.decode(kb), e)));
-      m.ct.delete(kb);
+    const now = Number(monotonicCoarseNs()) // the datapath's clock;
+    const { orig, reply } = readEntries(m);
+    const expired = (c: Rows) => {
+      const x = new Rows();
+      for (let i = 0; i < c.n; i++) {
+        const idle = now - c.lastSeen[i];
+        if (idle > 1e9 && idle > timeoutSec(config, c.state[i]) * 1e9) x.pushFrom(c, i);
+      }
+      return x;
+    };
+    const [eo, er] = [expired(orig), expired(reply)];
+    // Keys to delete: every expired entry, and the peer of each (skipped if already listed, or gone).
+    const origKeys = new KeyIndex(eo);
+    const keys = Buffer.alloc((2 * eo.n + 2 * er.n) * m.ct.info.keySize);
+    let n = 0;
+    const put = (s: number, d: number, sp: number, dp: number, proto: number) => {
+      const o = n++ * m.ct.info.keySize;
+      keys.writeUInt32BE(s, o + KO.src); keys.writeUInt32BE(d, o + KO.dst);
+      keys.writeUInt16BE(sp, o + KO.sport); keys.writeUInt16BE(dp, o + KO.dport); keys[o + KO.proto] = proto;
+    };
+    let removed = eo.n;
+    for (let i = 0; i < eo.n; i++) {
+      const [a, p] = [eo.addr, eo.port];
+      put(a[4 * i], a[4 * i + 1], p[4 * i], p[4 * i + 1], eo.proto[i]);
+      put(a[4 * i + 3], a[4 * i + 2], p[4 * i + 3], p[4 * i + 2], eo.proto[i]); // its reply
+    }
+    for (let i = 0; i < er.n; i++) {
+      const [a, p] = [er.addr, er.port];
+      if (origKeys.has(a[4 * i + 3], a[4 * i + 2], p[4 * i + 3], p[4 * i + 2], er.proto[i])) continue; // went with its original
+      put(a[4 * i], a[4 * i + 1], p[4 * i], p[4 * i + 1], er.proto[i]);
+      put(a[4 * i + 3], a[4 * i + 2], p[4 * i + 3], p[4 * i + 2], er.proto[i]);
       removed++;
     }
-    return { removed, remaining: Math.ceil(m.ct.entries().length / 2) };
+    const deleted = m.ct.deleteKeys(keys, n);
+    return { removed, remaining: Math.ceil((orig.n + reply.n - deleted) / 2) };
   }) ?? { removed: 0, remaining: 0 };
 }
 
 export interface CtCounters {
   entries: number;
   max: number;
+  /** Flows the table holds before the LRU evicts (two entries each). */
+  maxFlows: number;
   created: number;
   insertFailed: number;
   portExhausted: number;
@@ -565,7 +811,7 @@ export function ctCounters(inst: InstancePaths): CtCounters | undefined {
     const s = v ? sumPerCpu(CtStats, v) : undefined;
     const n = (x: bigint | undefined) => Number(x ?? 0n);
     return {
-      entries: m.ct.entries().length, max: m.ct.info.maxEntries, created: n(s?.created), insertFailed: n(s?.insert_failed),
+      entries: m.ct.count(), max: m.ct.info.maxEntries, maxFlows: ctFlowsOf(m.ct.info.maxEntries), created: n(s?.created), insertFailed: n(s?.insert_failed),
       portExhausted: n(s?.port_exhausted), portRetries: n(s?.port_retries), expired: n(s?.expired), restored: n(s?.restored),
     };
   });

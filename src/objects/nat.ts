@@ -1,7 +1,9 @@
 // bpf/nat.bpf.c: NAT with connection tracking. Codecs mirror bpf/include/nat.h
 // (checked against BTF by test/bpf/layout.test.ts). Addresses and ports are
 // network order in the maps: codecs give them as numbers (be32/be16).
-import { BpfObject, BpfProgram } from '../sys/libbpf.js';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { BpfMap, BpfObject, BpfProgram, numPossibleCpus } from '../sys/libbpf.js';
 import { struct, ipv4ToNum } from './codec.js';
 import { objectPath, type InstancePaths } from './paths.js';
 
@@ -16,10 +18,21 @@ export const NAT = {
     portmap: 'xn_portmap',
     addrs: 'xn_nat_addrs',
   },
-  limits: { ct: 262144, snatRules: 1024, portmaps: 4096, addrs: 256, portTries: 128 },
+  limits: { snatRules: 1024, portmaps: 4096, addrs: 256, portTries: 128 },
   /** Source ports of hairpin flows (no rule gives a range). */
   hairpinPorts: [1024, 65535],
 } as const;
+
+/**
+ * Conntrack capacity in flows (two entries each), as `--conntrack-max` takes it.
+ * An LRU hash evicts before it is full: each CPU holds up to 128 free nodes
+ * of its own and a CPU short of them evicts up to 128 at once
+ * (kernel/bpf/bpf_lru_list.c), so the table gets that much room on top.
+ */
+export const CT_FLOWS = { default: 131072, min: 1024, max: 16_777_216 } as const;
+const ctLruSlack = () => 256 * numPossibleCpus();
+export const ctEntriesFor = (flows: number): number => 2 * flows + ctLruSlack();
+export const ctFlowsOf = (entries: number): number => Math.max(0, Math.floor((entries - ctLruSlack()) / 2));
 
 export const IPPROTO = { ICMP: 1, TCP: 6, UDP: 17 } as const;
 
@@ -45,6 +58,12 @@ export const CtEntry = struct('xn_ct_entry', {
   state: 'u8',
   flags: 'u8',
   pad: 'u16',
+  fib_ifindex: 'u32',
+  fib_time: 'u32',
+  fib_dmac: { bytes: 6 },
+  fib_smac: { bytes: 6 },
+  fib_mtu: 'u16',
+  pad2: 'u16',
 });
 export const CtStats = struct('xn_ct_stats', {
   created: 'u64',
@@ -106,17 +125,6 @@ export function timeoutSec(config: NatConfigT, state: number): number {
   return config[field] || DEFAULT_TIMEOUTS[field];
 }
 
-/** Whether an entry has expired at `nowNs` (CLOCK_MONOTONIC, as bpf_ktime_get_ns): the GC's test, the datapath's too. */
-export function ctExpired(e: CtEntryT, config: NatConfigT, nowNs: bigint): boolean {
-  const idle = nowNs - e.last_seen_ns;
-  return idle > 1_000_000_000n && idle > BigInt(timeoutSec(config, e.state)) * 1_000_000_000n;
-}
-
-/** The key of the flow's other entry: the reverse of this entry's translated tuple (remove both together). */
-export function ctPeerKey(k: CtKeyT, e: CtEntryT): CtKeyT {
-  return { src: e.to_dst, dst: e.to_src, sport: e.to_dport, dport: e.to_sport, proto: k.proto, pad: Buffer.alloc(3) };
-}
-
 /** The LPM key of a source rule: (egress ifindex, "a.b.c.d/len"). */
 export function snatKey(ifindex: number, cidr: string): Buffer {
   const [addr, len = '32'] = cidr.split('/');
@@ -126,11 +134,21 @@ export function snatKey(ifindex: number, cidr: string): Buffer {
   return SnatKey.encode({ prefixlen: 32 + bits, ifindex, src: (ipv4ToNum(addr) & mask) >>> 0 });
 }
 
-/** Loads the NAT object, adopting the instance's pinned maps; ctMax sizes a new conntrack table (entries, two per flow). */
-export function loadNat(inst: InstancePaths, hook: 'xdp' | 'tc', opts: { ctMax?: number } = {}): { prog: BpfProgram; close(): void } {
+/** max_entries of the instance's pinned conntrack table, if there is one. */
+export function pinnedCtEntries(inst: InstancePaths): number | undefined {
+  const pin = join(inst.maps, NAT.maps.ct);
+  return existsSync(pin) ? BpfMap.usePin(pin, (m) => m.info.maxEntries) : undefined;
+}
+
+/**
+ * Loads the NAT object, adopting the instance's pinned maps. A pinned conntrack
+ * table keeps its size (libbpf adopts a pin only if max_entries matches);
+ * ctFlows sizes a new one (default CT_FLOWS.default).
+ */
+export function loadNat(inst: InstancePaths, hook: 'xdp' | 'tc', opts: { ctFlows?: number } = {}): { prog: BpfProgram; close(): void } {
   const obj = BpfObject.open(objectPath(NAT.object), { pinRoot: inst.maps, programs: [NAT.programs[hook]] });
   try {
-    if (opts.ctMax) obj.setMaxEntries(NAT.maps.ct, opts.ctMax);
+    obj.setMaxEntries(NAT.maps.ct, pinnedCtEntries(inst) ?? ctEntriesFor(opts.ctFlows ?? CT_FLOWS.default));
     obj.load();
     return { prog: obj.program(NAT.programs[hook]), close: () => obj.close() };
   } catch (e) {

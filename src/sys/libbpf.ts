@@ -463,42 +463,56 @@ export class BpfMap {
     }
   }
 
-  /** All entries through batch lookups (falls back to iteration where the map type has no batch op). */
-  entries(): Array<[Buffer, Buffer]> {
+  /**
+   * Reads every entry in batches of up to `chunk` entries, one syscall each, and hands fn the
+   * raw key and value bytes of each batch (n entries, packed; the buffers are reused): no
+   * Buffer or FFI call per entry, the path for big tables. Map types without batch ops
+   * are iterated one entry at a time.
+   */
+  scan(fn: (keys: Buffer, values: Buffer, n: number) => void, chunk = 8192): void {
     const l = lib();
     const { keySize } = this.info;
-    const chunk = 4096;
     const keys = Buffer.alloc(keySize * chunk);
     const values = Buffer.alloc(this.valueBufSize * chunk);
     const inBatch = Buffer.alloc(Math.max(keySize, 8));
     const outBatch = Buffer.alloc(Math.max(keySize, 8));
-    const out: Array<[Buffer, Buffer]> = [];
-    let first = true;
-    for (;;) {
+    const opts = { sz: koffi.sizeof(l.BatchOpts), elem_flags: 0, flags: 0 };
+    for (let first = true; ; first = false) {
       const count = [chunk];
-      const ret = l.map_lookup_batch(this.fd, first ? null : inBatch, outBatch, keys, values, count, {
-        sz: koffi.sizeof(l.BatchOpts),
-        elem_flags: 0,
-        flags: 0,
-      }) as number;
-      if (ret === -22 || ret === -95 || ret === -524) {
+      const ret = l.map_lookup_batch(this.fd, first ? null : inBatch, outBatch, keys, values, count, opts) as number;
+      if (first && (ret === -22 || ret === -95 || ret === -524)) {
         // EINVAL/EOPNOTSUPP/ENOTSUPP (the kernel's own, e.g. devmaps): no batch op for this map type
-        return [...this.keys()].flatMap((k) => {
+        for (const k of this.keys()) {
           const v = this.lookup(k);
-          return v ? [[k, v] as [Buffer, Buffer]] : [];
-        });
+          if (v) fn(k, v, 1);
+        }
+        return;
       }
       if (ret < 0 && ret !== -2) check(ret, 'batch lookup in map', this.name);
-      for (let i = 0; i < count[0]; i++) {
-        out.push([
-          Buffer.from(keys.subarray(i * keySize, (i + 1) * keySize)),
-          Buffer.from(values.subarray(i * this.valueBufSize, (i + 1) * this.valueBufSize)),
-        ]);
-      }
-      if (ret === -2) return out; // ENOENT: iteration complete
+      if (count[0]) fn(keys, values, count[0]);
+      if (ret === -2) return; // ENOENT: iteration complete
       outBatch.copy(inBatch);
-      first = false;
     }
+  }
+
+  /** All entries, copied out (see scan() for big tables). */
+  entries(): Array<[Buffer, Buffer]> {
+    const { keySize } = this.info;
+    const vs = this.valueBufSize;
+    const out: Array<[Buffer, Buffer]> = [];
+    this.scan((keys, values, n) => {
+      for (let i = 0; i < n; i++) {
+        out.push([Buffer.from(keys.subarray(i * keySize, (i + 1) * keySize)), Buffer.from(values.subarray(i * vs, (i + 1) * vs))]);
+      }
+    }, 4096);
+    return out;
+  }
+
+  /** How many entries the map holds (a full scan). */
+  count(): number {
+    let n = 0;
+    this.scan((_k, _v, c) => (n += c));
+    return n;
   }
 
   /** Writes many entries in one syscall. Not atomic: on error the message says how many went in. */
@@ -507,6 +521,27 @@ export class BpfMap {
     const n = [count];
     const ret = l.map_update_batch(this.fd, keys, values, n, { sz: koffi.sizeof(l.BatchOpts), elem_flags: elemFlags, flags: 0 }) as number;
     check(ret, 'batch update map', this.name, `${n[0]} of ${count} entries were written`);
+  }
+
+  /**
+   * Deletes `count` packed keys in as few syscalls as possible, skipping keys that are
+   * already gone (the kernel's batch delete stops at the first missing one). Returns how
+   * many were deleted.
+   */
+  deleteKeys(keys: Buffer, count: number): number {
+    const l = lib();
+    const ks = this.info.keySize;
+    const opts = { sz: koffi.sizeof(l.BatchOpts), elem_flags: 0, flags: 0 };
+    let deleted = 0;
+    for (let at = 0; at < count;) {
+      const n = [count - at];
+      const ret = l.map_delete_batch(this.fd, keys.subarray(at * ks), n, opts) as number;
+      deleted += n[0];
+      at += n[0];
+      if (ret === -2) at++; // this key was gone: skip it
+      else check(ret, 'batch delete from map', this.name);
+    }
+    return deleted;
   }
 
   deleteBatch(keys: Buffer, count: number): void {

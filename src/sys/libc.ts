@@ -15,6 +15,7 @@ const c = {
   strerror: libc.func('const char *strerror(int errnum)'),
   vsnprintf: libc.func('int vsnprintf(_Out_ uint8_t *buf, size_t n, const char *fmt, void *ap)'),
   flock: libc.func('int flock(int fd, int op)'),
+  clock_gettime: libc.func('int clock_gettime(int clk, _Out_ uint8_t *ts)'),
 };
 
 setStrerror((e) => c.strerror(e) as string);
@@ -66,6 +67,15 @@ export function ifIndexToName(ifindex: number): string | undefined {
   const buf = Buffer.alloc(16);
   if (!c.if_indextoname(ifindex, buf)) return undefined;
   return buf.toString('utf8', 0, buf.indexOf(0));
+}
+
+const CLOCK_MONOTONIC_COARSE = 6;
+const coarseTs = Buffer.alloc(16); // struct timespec
+
+/** CLOCK_MONOTONIC_COARSE in ns: bpf_ktime_get_coarse_ns()'s clock (CLOCK_MONOTONIC, as of the last tick). */
+export function monotonicCoarseNs(): bigint {
+  c.clock_gettime(CLOCK_MONOTONIC_COARSE, coarseTs);
+  return coarseTs.readBigInt64LE(0) * 1_000_000_000n + coarseTs.readBigInt64LE(8);
 }
 
 /** Formats a printf-style message with a va_list (for libbpf's print callback). */

@@ -12,11 +12,11 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { enterNetns } from '../../src/dataplane/host.js';
 import { sumPerCpu, u32, ipv4ToNum, numToIpv4 } from '../../src/objects/codec.js';
 import {
-  CT_FLAGS, CT_STATE, CT_STATE_NAMES, CtEntry, CtKey, CtStats, NAT, NatConfig, Portmap, PortmapKey,
+  CT_FLAGS, CT_STATE, CT_STATE_NAMES, CtEntry, ctEntriesFor, CtKey, CtStats, NAT, NatConfig, Portmap, PortmapKey,
   SNAT_FLAGS, SnatRule, snatKey, type CtEntryT, type NatConfigT,
 } from '../../src/objects/nat.js';
 import { BPF_TCX_INGRESS, BPF_XDP, linkCreate, XDP_FLAGS_DRV_MODE, type BpfMap, type BpfObject } from '../../src/sys/libbpf.js';
-import { close, ifNameToIndex } from '../../src/sys/libc.js';
+import { close, ifNameToIndex, monotonicCoarseNs } from '../../src/sys/libc.js';
 import { builtObject, PinRoot, TC, XDP } from '../helpers/bpf.js';
 import {
   checksum, eth, ETH_P, hex, icmpEcho, icmpError, ipv4, IPPROTO, parse, pseudoHeaderSum, tcp4, udp, udp4, type Parsed,
@@ -75,10 +75,11 @@ describe('NAT programs', () => {
   const ifx = {} as Record<Port, number>;
   const map = (name: string): BpfMap => nat.map(name);
 
+  let hns: string; // the host's namespace, where the programs run
   let cns: string; // C1's namespace, behind ct0
   let ons: string; // outside, behind up0: the gateway, which also holds S, K and R
   beforeAll(() => {
-    const ns = netns('nat');
+    const ns = (hns = netns('nat'));
     cns = netns('natc');
     ons = netns('nato');
     const ip = (n: string, ...args: string[]) => sh('ip', ['-n', n, ...args]);
@@ -199,7 +200,7 @@ describe('NAT programs', () => {
   }
   const ctStats = () => sumPerCpu(CtStats, map(NAT.maps.ctStats).lookup(u32(0))!);
   const drops = () => readDrops(map('xn_drops'));
-  const now = () => process.hrtime.bigint(); // CLOCK_MONOTONIC, like bpf_ktime_get_ns()
+  const now = () => monotonicCoarseNs(); // the datapath's clock, bpf_ktime_get_coarse_ns()
 
   const syn = (ttl = 64) => fromC1(tcp4({ src: C1, dst: S, sport: 40000, dport: 80, flags: 'S', seq: 1000, ttl }));
 
@@ -522,6 +523,29 @@ describe('NAT programs', () => {
       }
     });
 
+    it('XDP keeps the FIB answer in the entry for a second: a neighbour change applies after it', () => {
+      const C1_NEW_MAC = '02:00:00:00:02:99';
+      const reply = () => send('xdp', 'up0', fromGw(tcp4({ src: S, dst: H, sport: 80, dport: 40000, flags: 'A', ttl: 60 })));
+      const expectTo = (r: ReturnType<typeof reply>, mac: string) =>
+        expect(r.out).toBe(hex(eth({ dst: mac, src: MAC.ct0 }, tcp4({ src: S, dst: C1, sport: 80, dport: 40000, flags: 'A', ttl: 59 }))));
+      tcp('c1', 'S');
+      expectTo(reply(), MAC.c1);
+      const [, e] = flow(IPPROTO.TCP, C1, 40000, S, 80);
+      expect({ ifindex: e.fib_ifindex, dmac: e.fib_dmac.toString('hex'), smac: e.fib_smac.toString('hex'), mtu: e.fib_mtu })
+        .toEqual({ ifindex: ifx.ct0, dmac: MAC.c1.replace(/:/g, ''), smac: MAC.ct0.replace(/:/g, ''), mtu: 1500 });
+      sh('ip', ['-n', hns, 'neigh', 'replace', C1, 'lladdr', C1_NEW_MAC, 'dev', 'ct0', 'nud', 'permanent']);
+      try {
+        expectTo(reply(), MAC.c1); // cached
+        const rkey = CtKey.encode({ src: ipv4ToNum(S), dst: ipv4ToNum(H), sport: 80, dport: 40000, proto: IPPROTO.TCP, pad: Buffer.alloc(3) });
+        map(NAT.maps.ct).update(rkey, CtEntry.encode({ ...e, fib_time: e.fib_time - 1000 })); // a second older
+        expectTo(reply(), C1_NEW_MAC);
+        expect(flow(IPPROTO.TCP, C1, 40000, S, 80)[1].fib_dmac.toString('hex')).toBe(C1_NEW_MAC.replace(/:/g, ''));
+        expect(flow(IPPROTO.TCP, C1, 40000, S, 80)[0].fib_ifindex).toBe(0); // its packets went through tc, which caches nothing
+      } finally {
+        sh('ip', ['-n', hns, 'neigh', 'replace', C1, 'lladdr', MAC.c1, 'dev', 'ct0', 'nud', 'permanent']);
+      }
+    });
+
     it('picks up a TCP flow first seen mid-stream as established', () => {
       tcp('c1', 'PA');
       expect(states()).toEqual(['established:0', 'established:0']);
@@ -589,6 +613,31 @@ describe('NAT programs', () => {
     });
   });
 
+  it('a table sized by --conntrack-max holds that many flows: the LRU evicts none of them', () => {
+    // Without ctEntriesFor()'s headroom (2 entries a flow exactly) 128 of these 2048 entries go.
+    const small = new PinRoot('natsmall');
+    try {
+      const o = small.open(builtObject(NAT.object), (x) => x.setMaxEntries(NAT.maps.ct, ctEntriesFor(1024)));
+      o.map(NAT.maps.snat).update(snatKey(ifx.up0, '172.17.0.0/16'), SnatRule.encode({
+        addr_min: ipv4ToNum(H), addr_max: ipv4ToNum(H), port_min: 1024, port_max: 65535, flags: SNAT_FLAGS.MASQUERADE,
+      }));
+      const prog = o.program(NAT.programs.tc);
+      for (let i = 0; i < 1024; i++) {
+        expect(prog.testRun({ data: fromC1(udp4({ src: C1, dst: S, sport: 10000 + i, dport: 53 })), ctx: skbCtx('ct0') }).retval).toBe(TC.REDIRECT);
+      }
+      // Both entries of every flow, the first ones too (an LRU evicts the oldest first).
+      const ct = o.map(NAT.maps.ct);
+      expect(ct.count()).toBe(2048);
+      for (let i = 0; i < 1024; i++) {
+        expect(ct.lookup(CtKey.encode({ src: ipv4ToNum(C1), dst: ipv4ToNum(S), sport: 10000 + i, dport: 53, proto: IPPROTO.UDP, pad: Buffer.alloc(3) }))).toBeDefined();
+        expect(ct.lookup(CtKey.encode({ src: ipv4ToNum(S), dst: ipv4ToNum(H), sport: 53, dport: 10000 + i, proto: IPPROTO.UDP, pad: Buffer.alloc(3) }))).toBeDefined();
+      }
+      expect(sumPerCpu(CtStats, o.map(NAT.maps.ctStats).lookup(u32(0))!)).toMatchObject({ created: 1024n, insert_failed: 0n, restored: 0n });
+    } finally {
+      small.cleanup();
+    }
+  });
+
   describe('rules', () => {
     it('a removed rule stops new flows only: established ones keep their translation', () => {
       send('tc', 'ct0', syn());
@@ -642,10 +691,13 @@ describe('NAT programs', () => {
       });
     });
 
-    it('xdp: a next hop without a neighbour entry cannot be resolved here: dropped, counted', () => {
+    it('xdp: a next hop without a neighbour entry is passed untouched to tc beside it, which resolves it', () => {
       const f = fromC1(udp4({ src: C1, dst: '100.64.0.1', sport: 6000, dport: 53 }));
-      expect(send('xdp', 'ct0', f)).toMatchObject({ verdict: 'drop', out: hex(f) });
-      expect(drops()).toEqual({ 'nat-cannot-forward': 1 });
+      expect(send('xdp', 'ct0', f)).toMatchObject({ verdict: 'pass', out: hex(f) });
+      expect(drops()).toEqual({});
+      expect(send('tc', 'ct0', f)).toMatchObject({
+        verdict: 'redirect', out: hex(fromC1(udp4({ src: H, dst: '100.64.0.1', sport: 6000, dport: 53, ttl: 63 }))),
+      });
     });
   });
   describe('live traffic through the kernel: tcx on the container port, XDP on the uplink', () => {

@@ -109,7 +109,7 @@ describe('NAT: containers on an xdpnet bridge and an outside namespace', () => {
     // status lists everything attached, NAT's links included
     const status = JSON.parse(ok(['--netns', h, 'status', '--json'])) as Array<{ iface: string; hook: string; nat: boolean }>;
     expect(status.filter((x) => x.nat).map((x) => `${x.iface} ${x.hook}`).sort()).toEqual(['br0 tc', 'up0 xdp']);
-    expect(ok(['--netns', h, 'status'])).toMatch(/^up0\s+xdp\s+-\s+\d+\s+NAT\s/m);
+    expect(ok(['--netns', h, 'status'])).toMatch(/^up0\s+xdp\s+-\s+\d+\s+NAT\s[^]*\nNAT conntrack table: room for 131072 flows/m);
     expect(state.snat).toEqual([expect.objectContaining({ kind: 'masquerade', src: '172.17.0.0/16', out: 'up0', to: H })]);
 
     seen.xdpnet = exchange();
@@ -143,10 +143,11 @@ describe('NAT: containers on an xdpnet bridge and an outside namespace', () => {
   it('stats show the conntrack table fill and counters', () => {
     const s = JSON.parse(ok(['--netns', h, 'stats', '--json']));
     expect(s.conntrack.entries).toBeGreaterThanOrEqual(8);
-    expect(s.conntrack.max).toBe(262144);
+    expect(s.conntrack.maxFlows).toBe(131072); // the default
+    expect(JSON.parse(ok(['--netns', h, 'nat', 'show', '--json'])).conntrack).toMatchObject({ maxFlows: 131072, maxEntries: s.conntrack.max });
     expect(s.conntrack.created).toBeGreaterThanOrEqual(5);
     expect(s.conntrack).toMatchObject({ insertFailed: 0, portExhausted: 0 });
-    expect(ok(['--netns', h, 'stats'])).toMatch(/conntrack: \d+ of 262144 entries .*created=\d+ insert_failed=0 port_exhausted=0/);
+    expect(ok(['--netns', h, 'stats'])).toMatch(new RegExp(`conntrack: \\d+ of ${s.conntrack.max} entries .*created=\\d+ insert_failed=0 port_exhausted=0`));
   });
 
   it('a long-lived TCP connection survives rule changes and the control process exiting and restarting', async () => {
@@ -227,7 +228,59 @@ describe('NAT: containers on an xdpnet bridge and an outside namespace', () => {
     err(['nat', 'portmap', 'add', '--proto', 'tcp', '--port', '10080', '--to', `${C1}:7001`], 'tcp port 10080 is already mapped to 172\\.17\\.0\\.3:7001', 'nat portmap del --proto tcp --port 10080');
     expect(JSON.parse(ok(['--netns', h, 'nat', 'show', '--json']))).toMatchObject({ snat: [], portmaps: [expect.objectContaining({ to: `${C2}:7001` })] });
     ok(['--netns', h, 'nat', 'portmap', 'del', '--proto', 'tcp', '--port', '10080']);
-    expect(JSON.parse(ok(['--netns', h, 'nat', 'show', '--json']))).toEqual({ snat: [], portmaps: [], links: [] });
+    expect(JSON.parse(ok(['--netns', h, 'nat', 'show', '--json']))).toMatchObject({ snat: [], portmaps: [], links: [] });
+  });
+
+  it('--conntrack-max sizes the table; bad values and resizing a table in use are refused and change nothing', () => {
+    const show = () => JSON.parse(ok(['--netns', h, 'nat', 'show', '--json']));
+    const before = show();
+    const masq = ['nat', 'masquerade', 'add', '--src', '172.17.0.0/16', '--out', 'up0'];
+    for (const bad of ['0', '1023', '16777217', '1e6', 'lots']) {
+      expect(xdpnet(['--netns', h, ...masq, '--conntrack-max', bad])).toMatchObject({
+        code: 2, stderr: expect.stringMatching(new RegExp(`--conntrack-max: expected a number of flows from 1024 to 16777216, got '${bad}'[^]*hint: `)),
+      });
+    }
+    expect(show()).toEqual(before);
+    // With NAT running, a table of another size is refused; the same size is fine.
+    expect(ok(['--netns', h, ...masq])).toMatch(/^conntrack: room for 131072 flows$/m);
+    const pm = ['nat', 'portmap', 'add', '--proto', 'tcp', '--port', '10080', '--to', `${C2}:7001`];
+    expect(xdpnet(['--netns', h, ...pm, '--conntrack-max', '2000'])).toMatchObject({
+      code: 1, stderr: expect.stringMatching(/holds up to 131072 flows and cannot be resized while NAT runs \(on (br0, up0|up0, br0)\)[^]*hint: .*nat flush.*--conntrack-max 2000/),
+    });
+    expect(show().portmaps).toEqual([]);
+    ok(['--netns', h, ...pm, '--conntrack-max', '131072']);
+    expect(addrOf(client(c1, ['tcp-client', S, '7000']))).toBe(H);
+    // With no rule left the table is replaced, and says what it dropped.
+    ok(['--netns', h, 'nat', 'flush']);
+    expect(ok(['--netns', h, ...masq, '--conntrack-max', '2000'])).toMatch(/^conntrack: room for 2000 flows \(replaced a table for 131072 flows; [1-9]\d* entries dropped\)$/m);
+    const ct = show().conntrack;
+    expect(ct).toMatchObject({ maxFlows: 2000 });
+    expect(ct.maxEntries).toBeGreaterThanOrEqual(4000);
+    expect(addrOf(client(c1, ['tcp-client', S, '7000']))).toBe(H); // the programs use the new table
+    expect(show().conntrack.entries).toBe(2);
+    expect(JSON.parse(ok(['--netns', h, 'stats', '--json'])).conntrack).toMatchObject({ maxFlows: 2000, max: ct.maxEntries });
+    ok(['--netns', h, 'nat', 'flush']);
+  });
+
+  it('--in-hook xdp: NAT at XDP on the inside interface too, same addresses seen', () => {
+    sh('ip', ['-n', h, 'neigh', 'flush', 'dev', 'up0']); // the gateway unresolved: XDP hands the first packets to tc
+    // XDP needs complete checksums: the container sends them (a NIC's wire would). And a frame XDP
+    // redirects into the veth uplink needs NAPI on its far end (GRO), as README's limits say.
+    sh('ip', ['netns', 'exec', c1, 'ethtool', '-K', 'eth0', 'tx', 'off']);
+    sh('ip', ['netns', 'exec', o, 'ethtool', '-K', 'eth0', 'gro', 'on']);
+    try {
+      ok(['--netns', h, 'nat', 'masquerade', 'add', '--src', '172.17.0.0/16', '--out', 'up0', '--in-hook', 'xdp']);
+      const links = JSON.parse(ok(['--netns', h, 'nat', 'show', '--json'])).links.map((l: { iface: string; hook: string }) => `${l.iface} ${l.hook}`);
+      expect(links.sort()).toEqual(['br0 tc', 'br0 xdp', 'up0 xdp']); // tc beside XDP: it resolves next hops XDP cannot
+      expect(addrOf(client(c1, ['tcp-client', S, '7000']))).toBe(H);
+      expect(addrOf(client(c1, ['udp-client', S, '7000']))).toBe(H);
+      expect(new Set(flows('--src', C1, '--dst', S).map((f) => `${f.proto} ${f.toSrc}`))).toEqual(new Set([`tcp ${H}`, `udp ${H}`]));
+    } finally {
+      ok(['--netns', h, 'nat', 'flush']);
+      ok(['--netns', h, 'conntrack', 'flush']);
+      sh('ip', ['netns', 'exec', c1, 'ethtool', '-K', 'eth0', 'tx', 'on']);
+      sh('ip', ['netns', 'exec', o, 'ethtool', '-K', 'eth0', 'gro', 'off']);
+    }
   });
 
   it('masquerade follows the uplink\'s address: the daemon re-reads it', async () => {
