@@ -53,7 +53,7 @@ function prepare(t: Topology, s: Scenario, o: RunOptions) {
   return { gen, delivered: () => Number(sink.count().packets), deliveredBytes: () => Number(sink.count().bytes) };
 }
 
-async function measure(s: Scenario, o: RunOptions): Promise<Row> {
+async function measure(s: Scenario, o: RunOptions, label = (i: number) => `${i + 1}/${o.reps}`): Promise<Row> {
   const t = new Topology();
   try {
     const { gen, delivered, deliveredBytes } = prepare(t, s, o);
@@ -64,7 +64,7 @@ async function measure(s: Scenario, o: RunOptions): Promise<Row> {
       const before = delivered();
       const r = await gen(o.seconds);
       runs.push({ deliveredMpps: (delivered() - before) / r.seconds / 1e6, generatedMpps: r.packets / r.seconds / 1e6, seconds: r.seconds });
-      process.stderr.write(`  ${s.name} run ${i + 1}/${o.reps}: ${runs[i].deliveredMpps.toFixed(3)} Mpps delivered\n`);
+      process.stderr.write(`  ${s.name} run ${label(i)}: ${runs[i].deliveredMpps.toFixed(3)} Mpps delivered\n`);
     }
     if (s.deliveredExtra !== undefined) {
       // The frames the sink counted must have the expected size (e.g. decapsulated); the
@@ -166,16 +166,26 @@ async function main(): Promise<void> {
   if (unknown.length) throw new Error(`unknown scenario ${unknown.join(', ')}; known: ${known.join(', ')}`);
   reapStale();
   const opts: RunOptions = { seconds: duration ?? 3, reps: num(a.reps, 'reps'), cpu: a.cpu, ...frame };
-  const rows: Row[] = [];
-  for (const s of SCENARIOS.filter((x) => !only || only.includes(x.name))) {
+  const scenarios = SCENARIOS.filter((x) => !only || only.includes(x.name)).filter((s) => {
     const skip = s.unavailable?.();
-    if (skip) {
-      process.stderr.write(`${s.name}: skipped, ${skip}\n`);
-      continue;
+    if (skip) process.stderr.write(`${s.name}: skipped, ${skip}\n`);
+    else process.stderr.write(`${s.name}: ${s.about}\n`);
+    return !skip;
+  });
+  // The machine's speed drifts (other load, the hypervisor): scenarios take
+  // turns, one run each, rep after rep, so drift falls on every row alike;
+  // each row is the median of its runs.
+  const byName = new Map<string, Row>();
+  for (let rep = 0; rep < opts.reps; rep++) {
+    for (const s of scenarios) {
+      const r = await measure(s, { ...opts, reps: 1 }, () => `${rep + 1}/${opts.reps}`);
+      const cur = byName.get(s.name);
+      byName.set(s.name, cur ? { ...cur, runs: [...cur.runs, ...r.runs] } : r);
     }
-    process.stderr.write(`${s.name}: ${s.about}\n`);
-    rows.push(await measure(s, opts));
   }
+  const rows: Row[] = [...byName.values()].map((r) => ({
+    ...r, deliveredMpps: median(r.runs.map((x) => x.deliveredMpps)), generatedMpps: median(r.runs.map((x) => x.generatedMpps)),
+  }));
   const ceiling = rows.find((r) => r.scenario === CEILING)?.deliveredMpps;
   for (const r of rows) r.ratio = ceiling ? r.deliveredMpps / ceiling : null;
   if (rows.length) printTable(rows);
