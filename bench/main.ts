@@ -2,6 +2,7 @@
 // builds a namespace topology gen → … → sink; a generator child process sends
 // 128-byte UDP frames from the gen namespace, xn_sink counts what arrives.
 //   node dist/bench/main.js [--only a,b] [--duration s] [--reps n] [--flows n] [--size bytes] [--cpu n]
+//   node dist/bench/main.js --render        (latest.md again from latest.json)
 //   node dist/bench/main.js --role sink|gen --iface IF [--peer IP] …   (bench/run, vagrant)
 import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { availableParallelism, release } from 'node:os';
@@ -102,7 +103,7 @@ function printTcpTable(rows: TcpRow[]): void {
 }
 
 /** The README's tables, from a run's report. */
-function markdown(r: { date: string; kernel: string; cpu: string; nproc: number; rows: Row[]; tcp: TcpRow[]; churn: ChurnResult | null }): string {
+function markdown(r: { date: string; kernel: string; cpu: string; nproc: number; rows: Row[]; tcp: TcpRow[]; churn: ChurnResult | null; ctScale: CtScaleResult | null }): string {
   const out = [`Measured ${r.date.slice(0, 10)} on ${r.cpu} (${r.nproc} vCPUs), kernel ${r.kernel}; 128-byte frames, one generator core, median of the runs.`, '',
     '| scenario | delivered Mpps | vs ceiling | vs Linux bridge |', '|---|---:|---:|---:|'];
   const br = r.rows.find((x) => x.scenario === 'linux-bridge')?.deliveredMpps;
@@ -118,6 +119,14 @@ function markdown(r: { date: string; kernel: string; cpu: string; nproc: number;
     out.push('', `FDB churn: ${Math.round(c.updatesPerSec).toLocaleString('en')} updates/s through \`xdpnet fdb load\` end to end ` +
       `(Node start-up included; ${Math.round(c.loadUpdatesPerSec).toLocaleString('en')}/s in the bulk path itself) while forwarding; ` +
       `${c.generated} frames generated, ${c.delivered} delivered, ${c.flooded} flooded, drops ${JSON.stringify(c.drops)}.`);
+  }
+  if (r.ctScale) {
+    const c = r.ctScale;
+    out.push('', `Conntrack at scale: ${c.filled.toLocaleString('en')} flows tracked (table for ${c.tableFlows.toLocaleString('en')}); ` +
+      `${c.established.stillTracked}/${c.established.flows} flows established before the fill still tracked, ${c.established.created} re-created, ` +
+      `${c.established.delivered}/${c.established.generated} of their frames delivered; \`conntrack list\` ${c.cli.listSec.toFixed(1)} s ` +
+      `(\`--json\` ${c.cli.listJsonSec.toFixed(1)} s), \`conntrack gc\` ${c.cli.gcNoneSec.toFixed(1)} s with nothing expired and ` +
+      `${c.cli.gcAllSec.toFixed(1)} s removing all ${c.cli.gcRemoved.toLocaleString('en')} (Node start-up included).`);
   }
   return `${out.join('\n')}\n`;
 }
@@ -137,8 +146,13 @@ async function main(): Promise<void> {
       only: { type: 'string' }, duration: { type: 'string' }, reps: { type: 'string', default: '3' },
       flows: { type: 'string', default: '1' }, size: { type: 'string', default: '128' }, 'vary-mac': { type: 'boolean', default: false },
       cpu: { type: 'string' }, role: { type: 'string' }, iface: { type: 'string' }, peer: { type: 'string' }, idle: { type: 'string', default: '3' },
+      render: { type: 'boolean', default: false },
     },
   });
+  if (a.render) { // latest.md again from latest.json (after the table's format changed)
+    writeFileSync(`${RESULTS}latest.md`, markdown(JSON.parse(readFileSync(`${RESULTS}latest.json`, 'utf8'))));
+    return;
+  }
   const num = (v: string | undefined, name: string) => {
     const n = Number(v);
     if (v === undefined || !(n > 0)) throw new Error(`--${name} needs a positive number, got ${v}`);
