@@ -216,6 +216,33 @@ static long flood_one(__u64 i, void *data)
 	return 0;
 }
 
+/* Clones the frame to the other local members of its flood domain: untagged
+ * members first, then tagged ones (only if there are any), so the tag changes
+ * at most twice. Whether the frame carries a tag afterwards, or -1: the
+ * domain does not exist. */
+__inline_fn int flood_local(struct __sk_buff *skb, const struct br_frame *f, __u32 ingress, struct xn_if_stats *st)
+{
+	struct xn_flood_key fk = { .bridge = f->bridge, .vid = f->vid };
+	struct xn_flood *fl = bpf_map_lookup_elem(&xn_flood, &fk);
+	if (!fl)
+		return -1;
+	if (st)
+		st->flooded++;
+	struct flood_ctx c = { .skb = skb, .fl = fl, .ingress = ingress, .vid = f->vid };
+	int tagged = f->tagged;
+	if (skb_vlan_set(skb, f->tagged, 0, f->vid) == 0) {
+		tagged = 0;
+		bpf_loop(XN_FLOOD_MAX, flood_one, &c, 0);
+		if (c.others && skb_vlan_set(skb, 0, 1, f->vid) == 0) {
+			tagged = 1;
+			c.want_tag = 1;
+			c.others = 0;
+			bpf_loop(XN_FLOOD_MAX, flood_one, &c, 0);
+		}
+	}
+	return tagged;
+}
+
 /* The XN_META_* note XDP left in front of a frame it passed, or 0. */
 __inline_fn __u32 xdp_note(struct __sk_buff *skb)
 {
@@ -280,26 +307,9 @@ int xn_br_tc(struct __sk_buff *skb)
 		return br_tc_send(f.out, f.out_peer);
 	}
 
-	struct xn_flood_key fk = { .bridge = f.bridge, .vid = f.vid };
-	struct xn_flood *fl = bpf_map_lookup_elem(&xn_flood, &fk);
-	if (!fl)
+	int tagged = flood_local(skb, &f, p.ifindex, st);
+	if (tagged < 0)
 		return TC_ACT_SHOT;
-	if (st)
-		st->flooded++;
-	/* Two passes, untagged members then tagged ones (only if there are any),
-	 * so the tag changes at most twice per flood. */
-	struct flood_ctx c = { .skb = skb, .fl = fl, .ingress = p.ifindex, .vid = f.vid };
-	int tagged = f.tagged;
-	if (skb_vlan_set(skb, f.tagged, 0, f.vid) == 0) {
-		tagged = 0;
-		bpf_loop(XN_FLOOD_MAX, flood_one, &c, 0);
-		if (c.others && skb_vlan_set(skb, 0, 1, f.vid) == 0) {
-			tagged = 1;
-			c.want_tag = 1;
-			c.others = 0;
-			bpf_loop(XN_FLOOD_MAX, flood_one, &c, 0);
-		}
-	}
 	vx_skb_flood(skb, &f, tagged, st); /* last: it encapsulates the frame in place */
 	return TC_ACT_SHOT; /* every copy has gone out */
 
@@ -329,19 +339,7 @@ int xn_vx_uplink_tc(struct __sk_buff *skb)
 		stats_tx(slot_stats(f.out_slot), skb->len);
 		return bpf_redirect(f.out, 0); /* not _peer: decapsulated frames sent that way never reached the container (e2e vxlan test); cause not found yet */
 	}
-	struct xn_flood_key fk = { .bridge = f.bridge, .vid = f.vid };
-	struct xn_flood *fl = bpf_map_lookup_elem(&xn_flood, &fk);
-	if (!fl)
-		return TC_ACT_SHOT;
-	if (st)
-		st->flooded++;
-	struct flood_ctx c = { .skb = skb, .fl = fl, .ingress = ifindex, .vid = f.vid };
-	bpf_loop(XN_FLOOD_MAX, flood_one, &c, 0);
-	if (c.others && skb_vlan_set(skb, 0, 1, f.vid) == 0) {
-		c.want_tag = 1;
-		c.others = 0;
-		bpf_loop(XN_FLOOD_MAX, flood_one, &c, 0);
-	}
+	flood_local(skb, &f, ifindex, st); /* decapsulated frames are untagged */
 	return TC_ACT_SHOT; /* every copy has gone out */
 
 drop:
