@@ -337,7 +337,12 @@ int xn_vx_uplink_tc(struct __sk_buff *skb)
 		if (r < 0)
 			goto drop;
 		stats_tx(slot_stats(f.out_slot), skb->len);
-		return bpf_redirect(f.out, 0); /* not _peer: decapsulated frames sent that way never reached the container (e2e vxlan test); cause not found yet */
+		/* bpf_redirect_peer skips eth_type_trans: skb->protocol is still the
+		 * outer header's, right only when the inner frame has the same
+		 * ethertype (IPv4 in IPv4; ARP inside must take the veth's egress). */
+		__be16 proto;
+		int same = bpf_skb_load_bytes(skb, 12, &proto, sizeof(proto)) == 0 && proto == skb->protocol;
+		return br_tc_send(f.out, f.out_peer && same);
 	}
 	flood_local(skb, &f, ifindex, st); /* decapsulated frames are untagged */
 	return TC_ACT_SHOT; /* every copy has gone out */
