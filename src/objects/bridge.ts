@@ -1,8 +1,8 @@
 // bpf/bridge.bpf.c: the L2 bridge. Codecs mirror bpf/include/bridge.h
 // (checked against BTF by test/bpf/layout.test.ts).
-import { BpfObject, BpfProgram, type BpfMap } from '../sys/libbpf.js';
+import type { BpfMap, BpfProgram } from '../sys/libbpf.js';
 import { struct, u32 } from './codec.js';
-import { objectPath, type InstancePaths } from './paths.js';
+import { loadInInstance, type InstancePaths } from './paths.js';
 
 export const BRIDGE = {
   object: 'bridge',
@@ -143,12 +143,7 @@ export function decodeFloodList(buf: Buffer): number[] {
 
 /** Creates (or adopts) the instance's pinned maps without loading any program: bridges exist before ports. */
 export function pinBridgeMaps(inst: InstancePaths): void {
-  const obj = BpfObject.open(objectPath(BRIDGE.object), { pinRoot: inst.maps, programs: [] });
-  try {
-    obj.load();
-  } finally {
-    obj.close();
-  }
+  loadInInstance(inst, BRIDGE.object, []).close();
 }
 
 /**
@@ -162,28 +157,16 @@ export function loadBridge(inst: InstancePaths, hook: 'xdp' | 'tc', o: { slowPat
   const ingress = BRIDGE.programs[hook];
   // slowPath: xn_br_tc too, linked next to xn_br_xdp on XDP ports of overlay bridges
   const programs = [ingress, BRIDGE.programs.egress, ...(o.slowPath && hook === 'xdp' ? [BRIDGE.programs.tc] : [])];
-  const obj = BpfObject.open(objectPath(BRIDGE.object), { pinRoot: inst.maps, programs });
-  try {
-    obj.load();
-    return {
-      prog: obj.program(ingress), egress: obj.program(BRIDGE.programs.egress),
-      tc: programs.length > 2 ? obj.program(BRIDGE.programs.tc) : undefined, close: () => obj.close(),
-    };
-  } catch (e) {
-    obj.close();
-    throw e;
-  }
+  const obj = loadInInstance(inst, BRIDGE.object, programs);
+  return {
+    prog: obj.program(ingress), egress: obj.program(BRIDGE.programs.egress),
+    tc: programs.length > 2 ? obj.program(BRIDGE.programs.tc) : undefined, close: () => obj.close(),
+  };
 }
 
 /** Loads the uplink's decapsulation program (XDP), adopting the instance's pinned maps. */
 export function loadVxlanUplink(inst: InstancePaths, hook: 'xdp' | 'tc' = 'xdp'): { prog: BpfProgram; close(): void } {
   const name = hook === 'tc' ? VXLAN.programs.uplinkTc : VXLAN.programs.uplink;
-  const obj = BpfObject.open(objectPath(BRIDGE.object), { pinRoot: inst.maps, programs: [name] });
-  try {
-    obj.load();
-    return { prog: obj.program(name), close: () => obj.close() };
-  } catch (e) {
-    obj.close();
-    throw e;
-  }
+  const obj = loadInInstance(inst, BRIDGE.object, [name]);
+  return { prog: obj.program(name), close: () => obj.close() };
 }

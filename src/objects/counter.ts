@@ -1,6 +1,6 @@
 // bpf/counter.bpf.c: counts rx packets/bytes per interface and passes them.
-import { BpfObject, BpfProgram } from '../sys/libbpf.js';
-import { objectPath, type InstancePaths } from './paths.js';
+import type { BpfProgram } from '../sys/libbpf.js';
+import { loadInInstance, type InstancePaths } from './paths.js';
 import { STATS_MAPS } from './stats.js';
 
 export const COUNTER = {
@@ -16,12 +16,6 @@ export const COUNTER = {
  */
 export function loadCounter(inst: InstancePaths, hook: 'xdp' | 'tc'): { prog: BpfProgram; close(): void } {
   const name = COUNTER.programs[hook];
-  const obj = BpfObject.open(objectPath(COUNTER.object), { pinRoot: inst.maps, programs: [name] });
-  try {
-    obj.load();
-    return { prog: obj.program(name), close: () => obj.close() };
-  } catch (e) {
-    obj.close();
-    throw e;
-  }
+  const obj = loadInInstance(inst, COUNTER.object, [name]);
+  return { prog: obj.program(name), close: () => obj.close() };
 }

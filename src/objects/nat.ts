@@ -3,9 +3,9 @@
 // network order in the maps: codecs give them as numbers (be32/be16).
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { BpfMap, BpfObject, BpfProgram, numPossibleCpus } from '../sys/libbpf.js';
+import { BpfMap, BpfProgram, numPossibleCpus } from '../sys/libbpf.js';
 import { struct, ipv4ToNum } from './codec.js';
-import { objectPath, type InstancePaths } from './paths.js';
+import { loadInInstance, type InstancePaths } from './paths.js';
 
 export const NAT = {
   object: 'nat',
@@ -146,13 +146,7 @@ export function pinnedCtEntries(inst: InstancePaths): number | undefined {
  * ctFlows sizes a new one (default CT_FLOWS.default).
  */
 export function loadNat(inst: InstancePaths, hook: 'xdp' | 'tc', opts: { ctFlows?: number } = {}): { prog: BpfProgram; close(): void } {
-  const obj = BpfObject.open(objectPath(NAT.object), { pinRoot: inst.maps, programs: [NAT.programs[hook]] });
-  try {
-    obj.setMaxEntries(NAT.maps.ct, pinnedCtEntries(inst) ?? ctEntriesFor(opts.ctFlows ?? CT_FLOWS.default));
-    obj.load();
-    return { prog: obj.program(NAT.programs[hook]), close: () => obj.close() };
-  } catch (e) {
-    obj.close();
-    throw e;
-  }
+  const obj = loadInInstance(inst, NAT.object, [NAT.programs[hook]],
+    (o) => o.setMaxEntries(NAT.maps.ct, pinnedCtEntries(inst) ?? ctEntriesFor(opts.ctFlows ?? CT_FLOWS.default)));
+  return { prog: obj.program(NAT.programs[hook]), close: () => obj.close() };
 }

@@ -7,6 +7,7 @@ import { fileURLToPath } from 'node:url';
 import { existsSync, readdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { bpffsRoot } from '../dataplane/host.js';
+import { BpfObject } from '../sys/libbpf.js';
 
 /** The package root: the nearest folder up with a package.json (from dist/ or from source). */
 const PKG_ROOT = (() => {
@@ -17,6 +18,22 @@ const PKG_ROOT = (() => {
 
 export function objectPath(name: string): string {
   return join(process.env.XDPNET_BPF_DIR ?? join(PKG_ROOT, 'build/bpf'), `${name}.bpf.o`);
+}
+
+/**
+ * Opens a built object with only these programs, adopting (or creating) the
+ * instance's pinned maps, and loads it; configure runs before the load. The
+ * caller closes it (its programs' fds go with it); a failed load closes it.
+ */
+export function loadInInstance(inst: InstancePaths, object: string, programs: string[], configure?: (o: BpfObject) => void): BpfObject {
+  const obj = BpfObject.open(objectPath(object), { pinRoot: inst.maps, programs });
+  try {
+    configure?.(obj);
+    return obj.load();
+  } catch (e) {
+    obj.close();
+    throw e;
+  }
 }
 
 export function instanceName(netns?: string): string {
