@@ -123,14 +123,19 @@ type FdbEntryRec = ReturnType<typeof FdbEntry.decode>;
  * none (so reading never creates state). `create` pins them first: the
  * bridge object's maps, loaded without programs.
  */
-/** The bridge maps, for reading or changing; cached forwarding decisions are invalidated after either (even a failed change). */
+/** The bridge maps, for reading only. */
+function readMaps<T>(inst: InstancePaths, fn: (m: Maps) => T): T | undefined {
+  return BpfMap.usePins(inst.maps, BRIDGE.maps, fn);
+}
+
+/** The bridge maps, for changing: the datapath's cached decisions are invalidated after (even a failed change). */
 function withMaps<T>(inst: InstancePaths, fn: (m: Maps) => T, create = false): T | undefined {
   if (create) {
     mkdirSync(inst.maps, { recursive: true });
     pinBridgeMaps(inst);
   }
   try {
-    return BpfMap.usePins(inst.maps, BRIDGE.maps, fn);
+    return readMaps(inst, fn);
   } finally {
     forwardingChanged(inst);
   }
@@ -329,7 +334,7 @@ export function delBridge(inst: InstancePaths, name: string, o: { force?: boolea
 }
 
 export function listBridges(inst: InstancePaths): BridgeInfo[] {
-  return withMaps(inst, (m) => {
+  return readMaps(inst, (m) => {
     const ports = portInfos(inst, m);
     const ifaces = networkInterfaces();
     return readBridges(m).map((b) => {
@@ -365,7 +370,7 @@ function portInfos(inst: InstancePaths, m: Maps): PortInfo[] {
 }
 
 export function listPorts(inst: InstancePaths): PortInfo[] {
-  return withMaps(inst, (m) => portInfos(inst, m)) ?? [];
+  return readMaps(inst, (m) => portInfos(inst, m)) ?? [];
 }
 
 /** The port's VLANs: untagged PVID (default 1 unless it is a trunk), then tagged trunk VLANs. */
@@ -387,7 +392,7 @@ export function addPort(
 ): { port: PortInfo; attachment: Attachment } {
   const ifindex = resolveIface(iface, o.netns);
   const { pvid, vlans } = portVlans(o);
-  const br = withMaps(inst, (m) => {
+  const br = readMaps(inst, (m) => {
     const b = bridgeByName(m, bridge);
     const owner = readPorts(m).find((p) => p.ifindex === ifindex);
     if (owner) {
@@ -594,7 +599,7 @@ function fdbRows(m: Maps, now = process.hrtime.bigint()): Array<{ key: Buffer; r
 
 export function listFdb(inst: InstancePaths, f: Omit<FdbFilter, 'learned'> = {}, netns?: string): FdbRow[] {
   const ifindex = f.port === undefined ? undefined : resolveIface(f.port, netns);
-  const rows = withMaps(inst, (m) => {
+  const rows = readMaps(inst, (m) => {
     if (f.bridge) bridgeByName(m, f.bridge);
     return fdbRows(m).map((r) => r.row);
   }) ?? (f.bridge ? noBridge(f.bridge) : []);
@@ -689,7 +694,9 @@ export function loadFdb(inst: InstancePaths, file: string, netns?: string): numb
  * (and the learning limit).
  */
 export function ageFdb(inst: InstancePaths): { removed: number; remaining: number } {
-  return withMaps(inst, (m) => {
+  // No invalidation: it removes only entries the datapath already ignores, and a
+  // cached decision never outlives its entry's ageing.
+  return readMaps(inst, (m) => {
     const now = process.hrtime.bigint();
     const ageing = new Map(readBridges(m).map((b) => [b.id, b.ageing_sec]));
     const stale = (k: Buffer, v: Buffer) => isExpired(FdbEntry.decode(v), ageing.get(FdbKey.decode(k).bridge) ?? 0, now);

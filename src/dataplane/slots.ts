@@ -5,7 +5,7 @@
 import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { XdpnetError } from '../errors.js';
-import { BPF_NOEXIST, BpfMap } from '../sys/libbpf.js';
+import { BpfMap } from '../sys/libbpf.js';
 import { ifIndexToName } from '../sys/libc.js';
 import { sumPerCpu, u32 } from '../objects/codec.js';
 import { IfStats, STATS_MAPS } from '../objects/stats.js';
@@ -25,26 +25,21 @@ function zero(stats: BpfMap, slot: number): void {
  * The interface's slot, given one (with zeroed counters) if it has none;
  * reset also zeroes an existing slot's counters (a new attachment starts
  * from 0). Call after an object of the instance is loaded: its maps exist.
- * Concurrent CLIs may pick the same free slot: each inserts, then looks, and
- * the one with the higher ifindex gives way and tries again.
+ * Commands that change state run one at a time (the state lock), so the
+ * lowest free slot stays free until it is written.
  */
 export function claimSlot(inst: InstancePaths, ifindex: number, o: { reset?: boolean } = {}): number {
   return BpfMap.usePins(inst.maps, { slots: STATS_MAPS.ifSlots, stats: STATS_MAPS.ifStats }, ({ slots, stats }) => {
-    for (let attempt = 0; attempt < 8; attempt++) {
-      const have = readSlots(slots);
-      const mine = have.get(ifindex);
-      if (mine !== undefined) {
-        if (o.reset) zero(stats, mine);
-        return mine;
-      }
-      const slot = freeSlot(slots, have, stats.info.maxEntries);
-      zero(stats, slot);
-      slots.update(u32(ifindex), u32(slot), BPF_NOEXIST);
-      const rival = [...readSlots(slots)].find(([i, s]) => s === slot && i !== ifindex);
-      if (!rival || rival[0] > ifindex) return slot;
-      slots.delete(u32(ifindex));
+    const have = readSlots(slots);
+    const mine = have.get(ifindex);
+    if (mine !== undefined) {
+      if (o.reset) zero(stats, mine);
+      return mine;
     }
-    throw new XdpnetError('could not claim a counters slot: other xdpnet commands keep taking them', 'try again');
+    const slot = freeSlot(slots, have, stats.info.maxEntries);
+    zero(stats, slot);
+    slots.update(u32(ifindex), u32(slot));
+    return slot;
   }) ?? (() => { throw new XdpnetError(`the instance's ${STATS_MAPS.ifSlots} map is missing`); })();
 }
 
