@@ -217,6 +217,7 @@ struct vx_nh {
 	__be32 remote;
 	__u32 uplink;   /* the VTEP's uplink the route was looked up through */
 	__u32 ifindex;  /* egress */
+	__u32 tx_slot;  /* its counters slot (0: none), so counting costs no lookup */
 	__u16 mtu;      /* largest outer IPv4 packet the route takes */
 	__u8 dmac[ETH_ALEN];
 	__u8 smac[ETH_ALEN];
@@ -231,22 +232,28 @@ struct {
 } xn_vx_nh SEC(".maps");
 
 /* vx_route through the per-CPU next-hop cache (XDP encap). fib gets the
- * MACs and egress ifindex only (and ipv4_dst when unresolved). */
-__inline_fn int vx_route_cached(void *ctx, const struct xn_vtep *v, __be32 remote, __u32 tot_len, struct bpf_fib_lookup *fib)
+ * MACs and egress ifindex only (and ipv4_dst when unresolved); *tx the
+ * egress interface's counters. now: the caller's coarse clock. */
+__inline_fn int vx_route_cached(void *ctx, const struct xn_vtep *v, __be32 remote, __u32 tot_len, __u64 now,
+				struct bpf_fib_lookup *fib, struct xn_if_stats **tx)
 {
 	__u32 slot = (bpf_ntohl(remote) * 2654435761u) >> 24; /* Fibonacci hashing into 256 slots */
 	struct vx_nh *nh = bpf_map_lookup_elem(&xn_vx_nh, &slot);
-	__u64 now = bpf_ktime_get_coarse_ns();
 	if (nh && nh->remote == remote && nh->local == v->local && nh->uplink == v->ifindex && now < nh->expires) {
 		if (tot_len > nh->mtu)
 			return -XN_DROP_VX_TOO_BIG;
 		__builtin_memcpy(fib->dmac, nh->dmac, ETH_ALEN);
 		__builtin_memcpy(fib->smac, nh->smac, ETH_ALEN);
 		fib->ifindex = nh->ifindex;
+		*tx = slot_stats(nh->tx_slot);
 		return VX_ROUTE_OK;
 	}
 	int r = vx_route(ctx, v, remote, tot_len, fib);
-	if (r != VX_ROUTE_OK || !nh)
+	if (r != VX_ROUTE_OK)
+		return r;
+	__u32 *tx_slot = bpf_map_lookup_elem(&xn_if_slots, &fib->ifindex);
+	*tx = slot_stats(tx_slot ? *tx_slot : 0);
+	if (!nh)
 		return r;
 	/* The route's MTU: a lookup for the largest packet answers FRAG_NEEDED with it. */
 	struct bpf_fib_lookup m;
@@ -260,6 +267,7 @@ __inline_fn int vx_route_cached(void *ctx, const struct xn_vtep *v, __be32 remot
 	nh->remote = remote;
 	nh->uplink = v->ifindex;
 	nh->ifindex = fib->ifindex;
+	nh->tx_slot = tx_slot ? *tx_slot : 0;
 	nh->mtu = mtu;
 	__builtin_memcpy(nh->dmac, fib->dmac, ETH_ALEN);
 	__builtin_memcpy(nh->smac, fib->smac, ETH_ALEN);
@@ -334,7 +342,7 @@ __inline_fn int xdp_pass_to_tc(struct xdp_md *ctx, __u32 what)
 /* XDP: encapsulates a frame for f->remote and redirects it to the uplink.
  * Returns an XDP action or a negative drop reason. A next hop the kernel has
  * not resolved yet goes to tc, whose bpf_redirect_neigh resolves it. */
-__inline_fn int vx_xdp_encap(struct xdp_md *ctx, struct br_frame *f)
+__inline_fn int vx_xdp_encap(struct xdp_md *ctx, struct br_frame *f, __u64 now)
 {
 	__u32 vni = 0;
 	struct xn_vtep *v = vx_vtep_of(f->bridge, f->vid, &vni);
@@ -346,7 +354,8 @@ __inline_fn int vx_xdp_encap(struct xdp_md *ctx, struct br_frame *f)
 	__be16 sport = vx_sport(vx_flow_hash(data, end, f->tagged));
 
 	struct bpf_fib_lookup fib;
-	int r = vx_route_cached(ctx, v, f->remote, inner_len + XN_VX_HLEN - ETH_HLEN, &fib);
+	struct xn_if_stats *tx = NULL;
+	int r = vx_route_cached(ctx, v, f->remote, inner_len + XN_VX_HLEN - ETH_HLEN, now, &fib, &tx);
 	if (r == VX_ROUTE_NEIGH)
 		return xdp_pass_to_tc(ctx, XN_META_PUNT);
 	if (r < 0)
@@ -364,7 +373,7 @@ __inline_fn int vx_xdp_encap(struct xdp_md *ctx, struct br_frame *f)
 	vx_fill_eth(o, &fib);
 	vx_fill_ip(o, v->local, f->remote, inner_len);
 	vx_fill_udp(o, sport, v->port, inner_len, vni);
-	count_tx(fib.ifindex, inner_len + XN_VX_HLEN);
+	stats_tx(tx, inner_len + XN_VX_HLEN);
 	return bpf_redirect(fib.ifindex, 0);
 }
 
