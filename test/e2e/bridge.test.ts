@@ -62,6 +62,18 @@ describe('xdpnet bridge (tc hook) between three containers', () => {
     expect(bps).toBeGreaterThan(100e6); // anything real; the figure belongs to the benchmark
   });
 
+  it('delivers known unicast into the container\'s veth directly: the host side sends none of it', () => {
+    const count = (ns: string, dev: string, dir: 'rx' | 'tx') =>
+      JSON.parse(sh('ip', ['-n', ns, '-s', '-j', 'link', 'show', 'dev', dev]))[0].stats64[dir].packets as number;
+    expect(ping(c[0], '10.88.0.12', 1).status).toBe(0); // neighbours and FDB warm
+    const hostTx = count(h, 'v2', 'tx');
+    const inRx = count(c[1], 'eth0', 'rx');
+    const r = ping(c[0], '10.88.0.12', 20);
+    expect(r.status, r.stdout + r.stderr).toBe(0);
+    expect(count(c[1], 'eth0', 'rx') - inRx).toBeGreaterThanOrEqual(20);
+    expect(count(h, 'v2', 'tx') - hostTx).toBeLessThan(5); // bpf_redirect_peer skips v2's egress
+  });
+
   it('reaches the host address on the bridge', () => {
     const r = ping(c[0], '10.88.0.1');
     expect(r.status, r.stdout + r.stderr).toBe(0);
