@@ -15,7 +15,7 @@ import { STATS_MAPS } from '../../src/objects/stats.js';
 import { LOCK_FILE } from '../../src/dataplane/host.js';
 import { BpfMap } from '../../src/sys/libbpf.js';
 import { macStr, mac } from '../helpers/packet.js';
-import { CLI, cleanup, netns, sh, veth, xdpnet } from '../helpers/sys.js';
+import { CLI, cleanup, netns, nsIfindex, sh, veth, xdpnet } from '../helpers/sys.js';
 
 interface FdbRow { mac: string; bridge: string; port: string | null; ifindex: number; vlan: number; type: string; age: number | null; expired: boolean; remote: string | null }
 
@@ -123,8 +123,7 @@ describe('bridge control plane', () => {
       c.on('exit', (code) => resolve(code ?? -1));
     }));
     expect(await Promise.all(all)).toEqual(ports.map(() => 0));
-    const index = new Map((JSON.parse(sh('ip', ['-n', ns, '-j', 'link', 'show'])) as Array<{ ifname: string; ifindex: number }>).map((l) => [l.ifname, l.ifindex]));
-    const want = ports.map((p) => index.get(p)!).sort((a, b) => a - b);
+    const want = ports.map((p) => nsIfindex(ns, p)).sort((a, b) => a - b);
     const id = okJson<Array<{ name: string; id: number }>>('bridge', 'show').find((b) => b.name === 'brc')!.id;
     const flood = entries(BRIDGE.maps.flood, FloodKey, { decode: decodeFloodList }).find(([k]) => k.bridge === id)?.[1] ?? [];
     expect([...flood].sort((a, b) => a - b)).toEqual(want);
@@ -140,10 +139,9 @@ describe('bridge control plane', () => {
     ok('bridge', 'add', 'brp');
     ok('attach', 'cp0', '--bridge', 'brp');
     ok('attach', 'p4', '--bridge', 'brp'); // its peer p4x is in this namespace
-    const index = new Map((JSON.parse(sh('ip', ['-n', ns, '-j', 'link', 'show'])) as Array<{ ifname: string; ifindex: number }>).map((l) => [l.ifname, l.ifindex]));
     const flags = new Map(entries(BRIDGE.maps.ports, { decode: (k) => k.readUInt32LE(0) }, Port).map(([k, v]) => [k, v.flags]));
-    expect(flags.get(index.get('cp0')!)! & PORT_FLAGS.PEER).toBe(PORT_FLAGS.PEER);
-    expect(flags.get(index.get('p4')!)! & PORT_FLAGS.PEER).toBe(0);
+    expect(flags.get(nsIfindex(ns, 'cp0'))! & PORT_FLAGS.PEER).toBe(PORT_FLAGS.PEER);
+    expect(flags.get(ifx.p4)! & PORT_FLAGS.PEER).toBe(0);
     ok('bridge', 'del', 'brp', '--force');
     sh('ip', ['-n', ns, 'link', 'del', 'cp0']);
   });

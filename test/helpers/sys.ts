@@ -57,7 +57,9 @@ export function ok(args: string[]): string {
 }
 
 /** The MAC address of an interface in a namespace. */
-export const nsMac = (ns: string, dev = 'eth0') => (JSON.parse(sh('ip', ['-n', ns, '-j', 'link', 'show', 'dev', dev]))[0].address as string);
+const nsLink = (ns: string, dev: string) => JSON.parse(sh('ip', ['-n', ns, '-j', 'link', 'show', 'dev', dev]))[0] as { address: string; ifindex: number };
+export const nsMac = (ns: string, dev = 'eth0') => nsLink(ns, dev).address;
+export const nsIfindex = (ns: string, dev: string) => nsLink(ns, dev).ifindex;
 
 /** Detaches everything the namespaces had, deletes their bridges (so nothing stays pinned) and the namespaces. */
 export function cleanup(): void {
