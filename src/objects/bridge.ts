@@ -26,15 +26,13 @@ export const BrGen = struct('xn_br_gen', { ctl: 'u64', data: 'u64' });
 
 /**
  * Invalidates every cached forwarding decision: call after changing any bridge
- * map. Writes CLOCK_MONOTONIC ns, a value no earlier call wrote (a counter
- * read and incremented by two CLIs at once could repeat one); BPF's own
- * counter may be written back stale, which only invalidates more.
+ * map. Writes CLOCK_MONOTONIC ns, a value no earlier call wrote, so the pair
+ * (ctl, data) is new whatever data is: BPF's move counter can restart at 0.
  */
 export function invalidateCache(gen: BpfMap): void {
-  const cur = gen.lookup(u32(0));
-  const data = cur ? BrGen.decode(cur).data : 0n;
-  gen.update(u32(0), BrGen.encode({ ctl: process.hrtime.bigint(), data }));
+  gen.update(u32(0), BrGen.encode({ ctl: process.hrtime.bigint(), data: 0n }));
 }
+
 /** XN_META_* (bpf/include/bridge.h): the note XDP puts in the metadata of a frame it passes to the port's tc program. */
 export const XDP_NOTES = { LOCAL: 0x786e4c4f, PUNT: 0x786e5054 } as const;
 export const FDB_FLAGS = { STATIC: 1, LOCAL: 2 } as const;
