@@ -139,19 +139,46 @@ drop:
 
 /* XDP on a VTEP's uplink (not a bridge port): VXLAN for our VTEPs is
  * decapsulated and switched to local ports; everything else goes to the
- * stack untouched. */
+ * stack untouched. Known unicast is cached like the bridge's, keyed by the
+ * outer fields and inner MACs: a hit skips the VTEP, sender, FDB and port
+ * lookups. */
 SEC("xdp")
 int xn_vx_uplink(struct xdp_md *ctx)
 {
 	struct pkt p;
 	pkt_from_xdp(&p, ctx);
-	struct xn_if_stats *st = count_rx(p.ifindex, p.len);
-	struct br_frame f = {};
-	int r = vx_xdp_decap(ctx, &p, br_now(), st, &f);
+	__u64 now = br_now();
+	struct xn_br_gen g = br_gen();
+	struct vx_rx rx = {};
+	struct br_key k;
+	int r = vx_rx_headers(&p, &rx);
+	int keyed = r == 0 && vx_rx_key(&p, &rx, &k) == 0;
+	if (keyed) {
+		struct br_cached *c = br_cache_get(&k, &g, now);
+		if (c) {
+			r = vx_xdp_strip(ctx, &p, &rx);
+			if (r == 0)
+				r = forward_cached(ctx, HOOK_XDP, &p, &k, c);
+			if (r < 0) {
+				count_drop(p.ifindex, slot_stats(c->in_slot), r);
+				return XDP_DROP;
+			}
+			return bpf_redirect(c->out, 0);
+		}
+	}
+	struct br_frame f = { .in_slot = if_slot(p.ifindex) };
+	struct xn_if_stats *st = slot_stats(f.in_slot);
+	stats_rx(st, p.len);
+	if (r == 0)
+		r = vx_xdp_decap(ctx, &p, &rx, now, st, &f);
+	if (r == VX_RX_NOT_OURS)
+		return XDP_PASS;
 	if (r == VX_RX_UNICAST) {
 		r = forward_vlan(ctx, HOOK_XDP, &f);
 		if (r == 0) {
 			stats_tx(slot_stats(f.out_slot), (__u32)(ctx->data_end - ctx->data));
+			if (keyed)
+				br_cache_put(&k, &g, now, &f);
 			return bpf_redirect(f.out, 0);
 		}
 	}

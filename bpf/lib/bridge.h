@@ -68,7 +68,9 @@ struct {
 } xn_br_gen SEC(".maps");
 
 /* What a frame's cache slot is looked up by: where it came from, its tag as
- * received, its MACs. The frame's bytes, unparsed beyond that. */
+ * received, its MACs; for a frame decapsulated on a VTEP's uplink also the
+ * outer fields that chose the VTEP and name the sender (0 on bridge ports,
+ * so the two kinds never meet). The frame's bytes, unparsed beyond that. */
 struct br_key {
 	__u32 ifindex;
 	__u16 tci;    /* VLAN ID of the tag as received, | 0x8000 if tagged (0: untagged) */
@@ -76,7 +78,9 @@ struct br_key {
 	__u32 dst_hi; /* destination MAC bytes 0-3 */
 	__u32 src_hi;
 	__u16 src_lo;
-	__u16 pad;
+	__be16 vx_port; /* outer UDP destination port */
+	__be32 vx_saddr, vx_daddr;
+	__be32 vx_vni;  /* as in the VXLAN header: VNI << 8 */
 };
 
 /* A known-unicast decision: everything the slow path's four hash lookups
@@ -264,16 +268,16 @@ __inline_fn int br_egress_tagging(const struct xn_port *port, __u32 ifindex, __u
 
 /* ---- the forwarding cache ------------------------------------------------ */
 
-/* Fills k from the frame; -1 if it is too short to be cached (the slow path
- * drops it with a reason). */
-__inline_fn int br_key_of(const struct pkt *p, struct br_key *k)
+/* Fills k's MACs and tag from the Ethernet header at eth; -1 if the frame is
+ * too short to be cached (the slow path drops it with a reason). */
+__inline_fn int br_key_of_eth(const struct pkt *p, const struct ethhdr *eth, struct br_key *k)
 {
-	struct ethhdr *eth = p->data;
 	if ((void *)(eth + 1) > p->data_end)
 		return -1;
 	k->ifindex = p->ifindex;
 	k->tci = 0;
-	k->pad = 0;
+	k->vx_port = 0;
+	k->vx_saddr = k->vx_daddr = k->vx_vni = 0;
 	if (p->vlan_present) {
 		k->tci = 0x8000 | (p->vlan_tci & VLAN_VID_MASK);
 	} else if (eth->h_proto == bpf_htons(ETH_P_8021Q)) {
@@ -289,6 +293,11 @@ __inline_fn int br_key_of(const struct pkt *p, struct br_key *k)
 	return 0;
 }
 
+__inline_fn int br_key_of(const struct pkt *p, struct br_key *k)
+{
+	return br_key_of_eth(p, p->data, k);
+}
+
 /* Mixes every key bit into the slot (MACs often differ only in their last
  * bytes): a multiply-xorshift step per word, then murmur3's finalizer. */
 __inline_fn __u32 br_mix(__u32 h, __u32 v)
@@ -297,12 +306,15 @@ __inline_fn __u32 br_mix(__u32 h, __u32 v)
 	return h ^ (h >> 15);
 }
 
+#define BR_KEY_WORDS (sizeof(struct br_key) / 4)
+
 __inline_fn __u32 br_key_slot(const struct br_key *k)
 {
-	__u32 h = br_mix(k->ifindex, k->tci | ((__u32)k->dst_lo << 16));
-	h = br_mix(h, k->dst_hi);
-	h = br_mix(h, k->src_hi);
-	h = br_mix(h, k->src_lo);
+	const __u32 *w = (const __u32 *)k;
+	__u32 h = 0;
+#pragma unroll
+	for (int i = 0; i < BR_KEY_WORDS; i++)
+		h = br_mix(h, w[i]);
 	h ^= h >> 16;
 	h *= 0x85ebca6bU;
 	h ^= h >> 13;
@@ -313,8 +325,12 @@ __inline_fn __u32 br_key_slot(const struct br_key *k)
 
 __inline_fn int br_key_eq(const struct br_key *a, const struct br_key *b)
 {
-	return a->ifindex == b->ifindex && a->tci == b->tci && a->dst_hi == b->dst_hi && a->dst_lo == b->dst_lo &&
-	       a->src_hi == b->src_hi && a->src_lo == b->src_lo;
+	const __u32 *x = (const __u32 *)a, *y = (const __u32 *)b;
+	__u32 d = 0;
+#pragma unroll
+	for (int i = 0; i < BR_KEY_WORDS; i++)
+		d |= x[i] ^ y[i];
+	return d == 0;
 }
 
 /* The generations now, read before the slow path looks anything up: a change

@@ -42,6 +42,13 @@ __inline_fn struct xn_if_stats *if_stats(__u32 ifindex)
 	return slot ? slot_stats(*slot) : NULL;
 }
 
+/* An interface's slot (0: none), for programs that cache it. */
+__inline_fn __u32 if_slot(__u32 ifindex)
+{
+	__u32 *slot = bpf_map_lookup_elem(&xn_if_slots, &ifindex);
+	return slot ? *slot : 0;
+}
+
 /* Per-CPU values: plain adds are safe. */
 __inline_fn void stats_rx(struct xn_if_stats *s, __u32 len)
 {

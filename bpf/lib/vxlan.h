@@ -381,19 +381,24 @@ enum { VX_RX_NOT_OURS = 1 };
 
 struct vx_rx {
 	struct xn_vtep *vtep;
-	struct ethhdr *inner; /* valid until the frame changes */
+	struct ethhdr *inner; /* valid until the frame changes; NULL if truncated */
 	__u32 vni;
+	__be32 vni_raw;    /* the header's word: VNI << 8 */
 	__be32 saddr;      /* the sender VTEP */
+	__be32 daddr;
+	__be16 dport;
+	__u16 pad;
+	int bad;           /* 0, or why this is not usable VXLAN (a drop reason) */
 	__u32 outer_len;   /* bytes in front of the inner frame */
 	__u32 inner_len;
 };
 
-/* Whether a frame received on the uplink is VXLAN for one of our VTEPs.
- * Returns 0 (rx filled), VX_RX_NOT_OURS, or a negative drop reason. IPv4 and
- * UDP that the kernel would drop as truncated or malformed are dropped here
- * too; fragments, other protocols and UDP that is not to a VTEP's (address,
- * port) go to the stack untouched. */
-__inline_fn int vx_rx_parse(struct pkt *p, struct vx_rx *rx)
+/* The headers of a frame received on the uplink, up to the inner Ethernet
+ * header; no lookups. Returns 0 (rx filled; rx->bad says whether the VXLAN
+ * part is usable), VX_RX_NOT_OURS, or a negative drop reason. IPv4 and UDP
+ * that the kernel would drop as truncated or malformed are dropped here too;
+ * fragments and other protocols go to the stack untouched. */
+__inline_fn int vx_rx_headers(struct pkt *p, struct vx_rx *rx)
 {
 	struct cursor c = { .pos = p->data, .end = p->data_end };
 	struct ethhdr *eth = cursor_pull(&c, ETH_HLEN);
@@ -420,40 +425,74 @@ __inline_fn int vx_rx_parse(struct pkt *p, struct vx_rx *rx)
 	__u32 ulen = bpf_ntohs(udp->len);
 	if (ulen < sizeof(*udp) || ulen > tot - hlen)
 		return -XN_DROP_TRUNC_UDP;
-
-	/* Fast path: one lookup by VNI, then its port and address must match. */
-	int bad = -XN_DROP_VX_TRUNC;
-	struct vx_hdr *vx = cursor_pull(&c, sizeof(*vx));
-	if (vx && ulen >= sizeof(*udp) + sizeof(*vx)) {
-		bad = -XN_DROP_VX_FLAGS;
-		if (vx->flags == VX_FLAG_I && !(vx->vni & bpf_htonl(0xff))) {
-			bad = -XN_DROP_VX_VNI;
-			rx->vni = bpf_ntohl(vx->vni) >> 8;
-			rx->vtep = bpf_map_lookup_elem(&xn_vteps, &rx->vni);
-			if (rx->vtep && rx->vtep->port == udp->dest && rx->vtep->local == ip->daddr)
-				bad = 0;
-		}
-	}
-	if (bad) {
-		/* Broken VXLAN to a VTEP of ours is dropped; anything else is not ours. */
-		struct xn_vx_port_key pk = { .local = ip->daddr, .port = udp->dest };
-		return bpf_map_lookup_elem(&xn_vx_ports, &pk) ? bad : VX_RX_NOT_OURS;
-	}
-	if (ulen < sizeof(*udp) + sizeof(*vx) + ETH_HLEN)
-		return -XN_DROP_VX_TRUNC;
-	rx->inner = cursor_pull(&c, ETH_HLEN);
-	if (!rx->inner)
-		return -XN_DROP_VX_TRUNC;
 	rx->saddr = ip->saddr;
+	rx->daddr = ip->daddr;
+	rx->dport = udp->dest;
+	struct vx_hdr *vx = cursor_pull(&c, sizeof(*vx));
+	if (!vx || ulen < sizeof(*udp) + sizeof(*vx)) {
+		rx->bad = -XN_DROP_VX_TRUNC;
+		return 0;
+	}
+	if (vx->flags != VX_FLAG_I || (vx->vni & bpf_htonl(0xff))) {
+		rx->bad = -XN_DROP_VX_FLAGS;
+		return 0;
+	}
+	rx->vni_raw = vx->vni;
+	rx->vni = bpf_ntohl(vx->vni) >> 8;
+	if (ulen >= sizeof(*udp) + sizeof(*vx) + ETH_HLEN)
+		rx->inner = cursor_pull(&c, ETH_HLEN);
 	rx->outer_len = ETH_HLEN + hlen + sizeof(*udp) + sizeof(*vx);
 	rx->inner_len = ulen - sizeof(*udp) - sizeof(*vx);
 	return 0;
 }
 
+/* Whether parsed headers are VXLAN for one of our VTEPs: 0 (rx->vtep set),
+ * VX_RX_NOT_OURS (UDP that is not to a VTEP's address and port goes to the
+ * stack untouched) or a negative drop reason. */
+__inline_fn int vx_rx_vtep(struct vx_rx *rx)
+{
+	int bad = rx->bad;
+	if (!bad) {
+		/* One lookup by VNI, then its port and address must match. */
+		bad = -XN_DROP_VX_VNI;
+		rx->vtep = bpf_map_lookup_elem(&xn_vteps, &rx->vni);
+		if (rx->vtep && rx->vtep->port == rx->dport && rx->vtep->local == rx->daddr)
+			bad = 0;
+	}
+	if (bad) {
+		/* Broken VXLAN to a VTEP of ours is dropped; anything else is not ours. */
+		struct xn_vx_port_key pk = { .local = rx->daddr, .port = rx->dport };
+		return bpf_map_lookup_elem(&xn_vx_ports, &pk) ? bad : VX_RX_NOT_OURS;
+	}
+	return rx->inner ? 0 : -XN_DROP_VX_TRUNC;
+}
+
+__inline_fn int vx_rx_parse(struct pkt *p, struct vx_rx *rx)
+{
+	int r = vx_rx_headers(p, rx);
+	return r ? r : vx_rx_vtep(rx);
+}
+
+/* The cache key of a parsed frame: its inner MACs behind the outer fields
+ * that chose the VTEP; -1 if it cannot have a cached decision (not usable
+ * VXLAN, or an inner tag, which the slow path drops). */
+__inline_fn int vx_rx_key(const struct pkt *p, const struct vx_rx *rx, struct br_key *k)
+{
+	if (rx->bad || !rx->inner || br_key_of_eth(p, rx->inner, k) || k->tci ||
+	    rx->inner->h_proto == bpf_htons(ETH_P_8021AD))
+		return -1;
+	k->vx_port = rx->dport;
+	k->vx_saddr = rx->saddr;
+	k->vx_daddr = rx->daddr;
+	k->vx_vni = rx->vni_raw;
+	return 0;
+}
+
 /* The switching half of decap, for both hooks: checks the sender and the
- * inner frame, learns, and finds the local port. Returns 0 with *out the port
- * (0: flood to local ports only) or a negative drop reason. */
-__inline_fn int vx_rx_switch(struct vx_rx *rx, __u64 now, struct xn_if_stats *st, __u32 *out)
+ * inner frame, learns, and finds the local port. Returns 0 with f->out the
+ * port (0: flood to local ports only) and its expiry, or a negative drop
+ * reason. */
+__inline_fn int vx_rx_switch(struct vx_rx *rx, __u64 now, struct xn_if_stats *st, struct br_frame *f)
 {
 	struct xn_vtep *v = rx->vtep;
 	struct ethhdr *in = rx->inner;
@@ -470,52 +509,58 @@ __inline_fn int vx_rx_switch(struct vx_rx *rx, __u64 now, struct xn_if_stats *st
 		return -XN_DROP_SRC_MAC;
 	if (v->flags & XN_VTEP_LEARNING)
 		br_learn(v->bridge, v->vid, in->h_source, v->ifindex, rx->saddr, now, st);
-	*out = 0;
+	f->bridge = v->bridge;
+	f->vid = v->vid;
+	f->tagged = 0;
+	f->out = 0;
 	if (!mac_is_multicast(in->h_dest)) {
 		struct xn_fdb_entry *e = br_fdb_find(v->bridge, v->vid, in->h_dest, now);
 		if (e) {
 			if (e->remote)
 				return -XN_DROP_SAME_PORT;
-			*out = e->ifindex;
+			f->out = e->ifindex;
+			f->expires = (e->flags & XN_FDB_STATIC) ? ~0ULL : e->updated_ns + (__u64)e->ageing_sec * 1000000000ULL;
 		}
 	}
 	return 0;
 }
 
-/* XDP on the uplink: decapsulates VXLAN for our VTEPs and switches the inner
- * frame to local ports only (split horizon: nothing from the overlay goes
- * back into it). Returns an XDP action or a negative drop reason; for known
- * unicast it returns VX_RX_UNICAST with f filled instead, and the caller
- * redirects (straight out of the port: no devmap egress program). */
+/* XDP: strips the outer headers (and any Ethernet padding after the outer
+ * IP packet) of a parsed frame; 0 or a negative drop reason. */
+__inline_fn int vx_xdp_strip(struct xdp_md *ctx, const struct pkt *p, const struct vx_rx *rx)
+{
+	__u32 trim = p->len - rx->outer_len - rx->inner_len;
+	if (bpf_xdp_adjust_head(ctx, rx->outer_len))
+		return -XN_DROP_UNKNOWN;
+	if (trim && bpf_xdp_adjust_tail(ctx, -(int)trim))
+		return -XN_DROP_UNKNOWN;
+	return 0;
+}
+
+/* XDP on the uplink, the slow path (parsed, not in the cache): decapsulates
+ * VXLAN for our VTEPs and switches the inner frame to local ports only
+ * (split horizon: nothing from the overlay goes back into it). Returns an
+ * XDP action or a negative drop reason; for known unicast it returns
+ * VX_RX_UNICAST with f filled instead, and the caller redirects (straight out
+ * of the port: no devmap egress program). */
 enum { VX_RX_UNICAST = 0x100 };
 
-__inline_fn int vx_xdp_decap(struct xdp_md *ctx, struct pkt *p, __u64 now, struct xn_if_stats *st, struct br_frame *f)
+__inline_fn int vx_xdp_decap(struct xdp_md *ctx, struct pkt *p, struct vx_rx *rx, __u64 now, struct xn_if_stats *st,
+			     struct br_frame *f)
 {
-	struct vx_rx rx = {};
-	int r = vx_rx_parse(p, &rx);
+	int r = vx_rx_vtep(rx);
 	if (r == VX_RX_NOT_OURS)
 		return XDP_PASS;
 	if (r < 0)
 		return r;
-	__u32 out = 0;
-	r = vx_rx_switch(&rx, now, st, &out);
+	r = vx_rx_switch(rx, now, st, f);
 	if (r < 0)
 		return r;
-	__u32 bridge = rx.vtep->bridge;
-	__u16 vid = rx.vtep->vid;
-
-	__u32 trim = p->len - rx.outer_len - rx.inner_len; /* Ethernet padding after the IP packet */
-	if (bpf_xdp_adjust_head(ctx, rx.outer_len))
-		return -XN_DROP_UNKNOWN;
-	if (trim && bpf_xdp_adjust_tail(ctx, -(int)trim))
-		return -XN_DROP_UNKNOWN;
-	if (out) {
-		f->bridge = bridge;
-		f->vid = vid;
-		f->tagged = 0;
-		f->out = out;
+	r = vx_xdp_strip(ctx, p, rx);
+	if (r < 0)
+		return r;
+	if (f->out)
 		return VX_RX_UNICAST;
-	}
 	/* Floods go through the devmap: its egress program needs the bridge
 	 * and VLAN in the metadata. */
 	if (xdp_set_meta(ctx, sizeof(struct xn_br_meta)))
@@ -523,8 +568,8 @@ __inline_fn int vx_xdp_decap(struct xdp_md *ctx, struct pkt *p, __u64 now, struc
 	struct xn_br_meta *m = (void *)(long)ctx->data_meta;
 	if ((void *)(m + 1) > (void *)(long)ctx->data)
 		return -XN_DROP_UNKNOWN;
-	m->bridge = bridge;
-	m->vid = vid;
+	m->bridge = f->bridge;
+	m->vid = f->vid;
 	m->tagged = 0;
 	if (st)
 		st->flooded++;
@@ -553,14 +598,9 @@ __inline_fn int vx_skb_decap(struct __sk_buff *skb, __u64 now, struct xn_if_stat
 	int r = vx_rx_parse(&p, &rx);
 	if (r)
 		return r;
-	__u32 out = 0;
-	r = vx_rx_switch(&rx, now, st, &out);
+	r = vx_rx_switch(&rx, now, st, f);
 	if (r < 0)
 		return r;
-	f->bridge = rx.vtep->bridge;
-	f->vid = rx.vtep->vid;
-	f->tagged = 0;
-	f->out = out;
 	struct ethhdr inner;
 	__builtin_memcpy(&inner, rx.inner, ETH_HLEN);
 	__u32 trim = p.len - rx.outer_len - rx.inner_len;

@@ -213,6 +213,7 @@ export function syncPeers(inst: InstancePaths): void {
       m.peers.delete(VxPeerKey.encode({ vni, addr }));
     }
   });
+  forwardingChanged(inst); // cached decap decisions were made with the old senders
 }
 
 // ---- VTEPs -------------------------------------------------------------------

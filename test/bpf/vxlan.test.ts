@@ -24,7 +24,7 @@ import { builtObject, fixtureObject, giveSlots, ifCounters, PinRoot, TC, XDP } f
 import {
   eth, ETH_P, hex, ip4, IPPROTO, ipv4, mac, macStr, parse, tcp4, udp, udp4, vxlan,
 } from '../helpers/packet.js';
-import { cleanup, inNs, netns, sh, veth } from '../helpers/sys.js';
+import { cleanup, inNs, netns, onCpu0, sh, veth } from '../helpers/sys.js';
 
 const BR = 1;
 const BR_MAC = '02:b0:00:00:00:01';
@@ -321,9 +321,7 @@ describe('VXLAN VTEP', () => {
     });
 
     it('caches which VTEP a remote MAC is behind, until the control process invalidates it', () => {
-      const cpus = sh('taskset', ['-pc', String(process.pid)]).trim().split(': ')[1];
-      sh('taskset', ['-apc', '0', String(process.pid)]); // the cache is per CPU
-      try {
+      onCpu0(() => {
         addRemoteMac(X, R2);
         const f = inner(X, A);
         expect(xdpSend('p1', f, 1)).toEqual({ up0: [expectEncap(f, R2, R2_MAC, xdpSport(f))] });
@@ -332,9 +330,7 @@ describe('VXLAN VTEP', () => {
         invalidateCache(map(BR_GEN_MAP));
         expect(xdpSend('p1', f, 1)).toEqual({ up0: [expectEncap(f, R3, R3_MAC, xdpSport(f))] });
         expect(stats('p1')).toMatchObject({ rx_packets: 3n, dropped: 0n });
-      } finally {
-        sh('taskset', ['-apc', cpus, String(process.pid)]);
-      }
+      });
     });
 
     it('checks each outer field independently', () => {
@@ -578,6 +574,49 @@ describe('VXLAN VTEP', () => {
       // the learned MAC is now encapsulated towards its VTEP
       const back = inner(X, A);
       expect(xdpSend('p1', back, 1)).toEqual({ up0: [expectEncap(back, R2, R2_MAC, xdpSport(back))] });
+    });
+
+    it('serves a repeated frame from the cache until the control process invalidates it', () => {
+      onCpu0(() => {
+        addLocalMac(A, 'p1');
+        const f = inner(A, X);
+        expect(xdpSend('up0', fromRemote(f), 1)).toEqual({ p1: [hex(f)] });
+        addLocalMac(A, 'p2'); // behind the cache's back
+        expect(xdpSend('up0', fromRemote(f), 1)).toEqual({ p1: [hex(f)] });
+        invalidateCache(map(BR_GEN_MAP));
+        expect(xdpSend('up0', fromRemote(f), 1)).toEqual({ p2: [hex(f)] });
+        expect(stats('up0')).toMatchObject({ rx_packets: 3n, rx_bytes: BigInt(3 * fromRemote(f).length), dropped: 0n });
+        expect(stats('p1')).toMatchObject({ tx_packets: 2n, tx_bytes: BigInt(2 * f.length) });
+        expect(stats('p2')).toMatchObject({ tx_packets: 1n });
+      });
+    });
+
+    it('checks every frame\'s outer fields and inner header, cached decision or not', () => {
+      onCpu0(() => {
+        setVtep({ learning: false });
+        addPeer(R2);
+        addLocalMac(A, 'p1');
+        const f = inner(A, X);
+        expect(xdpSend('up0', fromRemote(f), 1)).toEqual({ p1: [hex(f)] }); // now cached
+        expect(xdpRun('up0', fromRemote(f, { saddr: R3 })).retval).toBe(XDP.DROP); // not a peer
+        expect(xdpRun('up0', fromRemote(f, { vni: 101 })).retval).toBe(XDP.DROP);
+        for (const o of [{ dport: 4790 }, { daddr: '192.0.2.77' }]) {
+          const other = fromRemote(f, o);
+          const r = xdpRun('up0', other);
+          expect(r.retval, JSON.stringify(o)).toBe(XDP.PASS);
+          expect(r.data.equals(other)).toBe(true);
+        }
+        const flags = fromRemote(f);
+        flags[49] = 1; // a reserved bit
+        expect(xdpRun('up0', flags).retval).toBe(XDP.DROP);
+        const tagged = fromRemote(f);
+        tagged.writeUInt16BE(ETH_P.VLAN, 50 + 12); // the same MACs, an inner tag
+        expect(xdpRun('up0', tagged).retval).toBe(XDP.DROP);
+        const cut = fromRemote(f).subarray(0, 60);
+        expect(xdpRun('up0', cut).retval).toBe(XDP.DROP);
+        expect(drops()).toEqual({ 'vxlan-unknown-vtep': 1, 'vxlan-unknown-vni': 1, 'vxlan-bad-flags': 1, 'vlan-ingress-denied': 1, 'truncated-ipv4': 1 });
+        expect(xdpSend('up0', fromRemote(f), 1)).toEqual({ p1: [hex(f)] });
+      });
     });
 
     it('floods broadcast and unknown unicast to local ports only (split horizon)', () => {

@@ -10,6 +10,8 @@ const UA = '192.168.60.1'; // host A's uplink
 const UB = '192.168.60.2'; // host B's uplink
 const INNER_MTU = 1450;
 
+interface StatsJson { interfaces: Array<{ iface: string; drops: Record<string, number> }> }
+
 const ping = (ns: string, ip: string, count = 3) => inNs(ns, 'ping', ['-c', String(count), '-i', '0.1', '-W', '1', ip]);
 const quiet = (ns: string) => sh('ip', ['netns', 'exec', ns, 'sysctl', '-qw', 'net.ipv6.conf.all.disable_ipv6=1', 'net.ipv6.conf.default.disable_ipv6=1']);
 
@@ -143,6 +145,23 @@ describe('xdpnet VTEP with the kernel vxlan device as its peer', () => {
         expect(iperf(ca1, cb1, '10.60.0.21')).toBeGreaterThan(50e6);
         expect(iperf(ca1, cb1, '10.60.0.21', true)).toBeGreaterThan(50e6);
       });
+
+      if (!learning) {
+        it('drops frames from a VTEP that stops being a peer at once, cached decisions included', () => {
+          const unknownVtep = () => (JSON.parse(ok(['--netns', a, 'stats', '--json'])) as StatsJson)
+            .interfaces.find((i) => i.iface === 'ua')?.drops['vxlan-unknown-vtep'] ?? 0;
+          ok(['--netns', a, 'fdb', 'del', mac(cb1), '--bridge', 'br0']); // UB stays a peer: a remote VTEP of VNI 100
+          // cb1 → ca2 (the XDP port) gets a cached decap decision; replies reach cb1 as floods to the remote VTEP
+          expect(ping(cb1, '10.60.0.12').status).toBe(0);
+          ok(['--netns', a, 'vxlan', 'remote', 'del', '--vni', '100', UB]); // a change to the peers alone
+          const before = unknownVtep();
+          expect(ping(cb1, '10.60.0.12', 5).status).not.toBe(0);
+          expect(unknownVtep() - before).toBeGreaterThanOrEqual(5);
+          ok(['--netns', a, 'vxlan', 'remote', 'add', '--vni', '100', UB]);
+          ok(['--netns', a, 'fdb', 'add', mac(cb1), '--bridge', 'br0', '--remote', UB]);
+          expect(ping(cb1, '10.60.0.12').status).toBe(0);
+        });
+      }
     });
   }
 

@@ -71,3 +71,14 @@ export function cleanup(): void {
     spawnSync('ip', ['netns', 'del', ns]);
   }
 }
+
+/** Runs fn with the process on CPU 0 only: cached decisions are per CPU, a test that migrated between frames would miss them. */
+export function onCpu0<T>(fn: () => T): T {
+  const cpus = sh('taskset', ['-pc', String(process.pid)]).trim().split(': ')[1];
+  sh('taskset', ['-apc', '0', String(process.pid)]);
+  try {
+    return fn();
+  } finally {
+    sh('taskset', ['-apc', cpus, String(process.pid)]);
+  }
+}
