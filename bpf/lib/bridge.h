@@ -298,14 +298,6 @@ __inline_fn int br_key_of(const struct pkt *p, struct br_key *k)
 	return br_key_of_eth(p, p->data, k);
 }
 
-/* Mixes every key bit into the slot (MACs often differ only in their last
- * bytes): a multiply-xorshift step per word, then murmur3's finalizer. */
-__inline_fn __u32 br_mix(__u32 h, __u32 v)
-{
-	h = (h ^ v) * 0x9e3779b1U;
-	return h ^ (h >> 15);
-}
-
 #define BR_KEY_WORDS (sizeof(struct br_key) / 4)
 
 __inline_fn __u32 br_key_slot(const struct br_key *k)
@@ -314,13 +306,8 @@ __inline_fn __u32 br_key_slot(const struct br_key *k)
 	__u32 h = 0;
 #pragma unroll
 	for (int i = 0; i < BR_KEY_WORDS; i++)
-		h = br_mix(h, w[i]);
-	h ^= h >> 16;
-	h *= 0x85ebca6bU;
-	h ^= h >> 13;
-	h *= 0xc2b2ae35U;
-	h ^= h >> 16;
-	return h & (XN_BR_CACHE_SIZE - 2); /* the set's first way; the second is +1 */
+		h = xn_mix(h, w[i]);
+	return xn_fmix(h) & (XN_BR_CACHE_SIZE - 2); /* the set's first way; the second is +1 */
 }
 
 __inline_fn int br_key_eq(const struct br_key *a, const struct br_key *b)

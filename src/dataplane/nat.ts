@@ -26,7 +26,7 @@ import { join } from 'node:path';
 import { BpfError, UsageError, XdpnetError } from '../errors.js';
 import { sumPerCpu, u32, ipv4ToNum, numToIpv4 } from '../objects/codec.js';
 import {
-  CT_FLAGS, CT_FLOWS, CT_STATE_NAMES, CtEntry, ctEntriesFor, ctFlowsOf, CtKey, CtStats, DEFAULT_TIMEOUTS, IPPROTO, loadNat, NAT,
+  CT_FLAGS, CT_FLOWS, CT_STATE_NAMES, CtEntry, ctEntriesFor, ctFlowsOf, CtKey, CtStats, DEFAULT_TIMEOUTS, flowsDeleted, IPPROTO, loadNat, NAT,
   NatConfig, pinnedCtEntries, Portmap, PortmapKey, SNAT_FLAGS, SnatKey, SnatRule, snatKey, timeoutSec, type CtEntryT, type CtKeyT,
   type NatConfigT,
 } from '../objects/nat.js';
@@ -739,9 +739,12 @@ export function flushFlows(inst: InstancePaths): number {
     const all: Buffer[] = [];
     m.ct.scan((keys, _v, n) => all.push(Buffer.from(keys.subarray(0, n * ks))));
     const keys = Buffer.concat(all);
-    return Math.ceil(m.ct.deleteKeys(keys, keys.length / ks) / 2);
+    const n = m.ct.deleteKeys(keys, keys.length / ks);
+    flowsDeleted(m.gen);
+    return Math.ceil(n / 2);
   }) ?? 0;
 }
+
 
 /**
  * One garbage-collection pass with the datapath's own test (ct_expired): an
@@ -787,6 +790,7 @@ export function gcFlows(inst: InstancePaths): { removed: number; remaining: numb
       removed++;
     }
     const deleted = m.ct.deleteKeys(keys, n);
+    if (deleted) flowsDeleted(m.gen);
     return { removed, remaining: Math.ceil((orig.n + reply.n - deleted) / 2) };
   }) ?? { removed: 0, remaining: 0 };
 }

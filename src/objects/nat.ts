@@ -4,7 +4,7 @@
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { BpfMap, BpfProgram, numPossibleCpus } from '../sys/libbpf.js';
-import { struct, ipv4ToNum } from './codec.js';
+import { struct, ipv4ToNum, u32 } from './codec.js';
 import { loadInInstance, type InstancePaths } from './paths.js';
 
 export const NAT = {
@@ -17,6 +17,8 @@ export const NAT = {
     snat: 'xn_snat',
     portmap: 'xn_portmap',
     addrs: 'xn_nat_addrs',
+    /** XDP's cache of steady flows holds while this is unchanged: written after flows are deleted. */
+    gen: 'xn_nat_gen',
   },
   limits: { snatRules: 1024, portmaps: 4096, addrs: 256, portTries: 128 },
   /** Source ports of hairpin flows (no rule gives a range). */
@@ -33,6 +35,13 @@ export const CT_FLOWS = { default: 131072, min: 1024, max: 16_777_216 } as const
 const ctLruSlack = () => 256 * numPossibleCpus();
 export const ctEntriesFor = (flows: number): number => 2 * flows + ctLruSlack();
 export const ctFlowsOf = (entries: number): number => Math.max(0, Math.floor((entries - ctLruSlack()) / 2));
+
+/** Makes XDP forget its cached copies of flows (nat_hot, held while xn_nat_gen is unchanged): call after deleting flows. */
+export function flowsDeleted(gen: BpfMap): void {
+  const g = Buffer.alloc(8);
+  g.writeBigUInt64LE(process.hrtime.bigint()); // a value never written before
+  gen.update(u32(0), g);
+}
 
 export const IPPROTO = { ICMP: 1, TCP: 6, UDP: 17 } as const;
 

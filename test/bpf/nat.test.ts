@@ -12,7 +12,7 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { enterNetns } from '../../src/dataplane/host.js';
 import { sumPerCpu, u32, ipv4ToNum, numToIpv4 } from '../../src/objects/codec.js';
 import {
-  CT_FLAGS, CT_STATE, CT_STATE_NAMES, CtEntry, ctEntriesFor, CtKey, CtStats, NAT, NatConfig, Portmap, PortmapKey,
+  CT_FLAGS, CT_STATE, CT_STATE_NAMES, CtEntry, ctEntriesFor, CtKey, CtStats, flowsDeleted, NAT, NatConfig, Portmap, PortmapKey,
   SNAT_FLAGS, SnatRule, snatKey, type CtEntryT, type NatConfigT,
 } from '../../src/objects/nat.js';
 import { BPF_TCX_INGRESS, BPF_XDP, linkCreate, XDP_FLAGS_DRV_MODE, type BpfMap, type BpfObject } from '../../src/sys/libbpf.js';
@@ -21,7 +21,7 @@ import { builtObject, PinRoot, TC, XDP } from '../helpers/bpf.js';
 import {
   checksum, eth, ETH_P, hex, icmpEcho, icmpError, ipv4, IPPROTO, parse, pseudoHeaderSum, tcp4, udp, udp4, type Parsed,
 } from '../helpers/packet.js';
-import { cleanup, netns, sh } from '../helpers/sys.js';
+import { cleanup, netns, onCpu0, sh, sleep } from '../helpers/sys.js';
 
 const H = '10.99.0.1'; // the host's uplink address
 const GW = '10.99.0.254';
@@ -126,6 +126,7 @@ describe('NAT programs', () => {
       const m = map(name);
       for (const k of [...m.keys()]) m.delete(k);
     }
+    flowsDeleted(map(NAT.maps.gen)); // as the control process does after deleting flows
     for (const m of [map(NAT.maps.ctStats), map('xn_drops'), map('xn_if_stats')]) {
       for (const k of [...m.keys()]) m.update(k, Buffer.alloc(m.valueBufSize));
     }
@@ -189,7 +190,7 @@ describe('NAT programs', () => {
     if (!peer) throw new Error('peer entry missing');
     return [e, CtEntry.decode(peer)];
   }
-  /** Rewrites last_seen of both entries of a flow. */
+  /** Rewrites last_seen of both entries of a flow, as time passing would: XDP's copies of it (≤ 1 s) are gone too. */
   function age(proto: number, src: string, sport: number, dst: string, dport: number, lastSeen: bigint): void {
     const k = CtKey.encode({ src: ipv4ToNum(src), dst: ipv4ToNum(dst), sport, dport, proto, pad: Buffer.alloc(3) });
     const e = CtEntry.decode(map(NAT.maps.ct).lookup(k)!);
@@ -197,6 +198,7 @@ describe('NAT programs', () => {
     for (const key of [k, pk]) {
       map(NAT.maps.ct).update(key, CtEntry.encode({ ...CtEntry.decode(map(NAT.maps.ct).lookup(key)!), last_seen_ns: lastSeen }));
     }
+    flowsDeleted(map(NAT.maps.gen));
   }
   const ctStats = () => sumPerCpu(CtStats, map(NAT.maps.ctStats).lookup(u32(0))!);
   const drops = () => readDrops(map('xn_drops'));
@@ -523,7 +525,7 @@ describe('NAT programs', () => {
       }
     });
 
-    it('XDP keeps the FIB answer in the entry for a second: a neighbour change applies after it', () => {
+    it('XDP keeps the FIB answer for a second: a neighbour change applies after it', () => {
       const C1_NEW_MAC = '02:00:00:00:02:99';
       const reply = () => send('xdp', 'up0', fromGw(tcp4({ src: S, dst: H, sport: 80, dport: 40000, flags: 'A', ttl: 60 })));
       const expectTo = (r: ReturnType<typeof reply>, mac: string) =>
@@ -536,14 +538,38 @@ describe('NAT programs', () => {
       sh('ip', ['-n', hns, 'neigh', 'replace', C1, 'lladdr', C1_NEW_MAC, 'dev', 'ct0', 'nud', 'permanent']);
       try {
         expectTo(reply(), MAC.c1); // cached
-        const rkey = CtKey.encode({ src: ipv4ToNum(S), dst: ipv4ToNum(H), sport: 80, dport: 40000, proto: IPPROTO.TCP, pad: Buffer.alloc(3) });
-        map(NAT.maps.ct).update(rkey, CtEntry.encode({ ...e, fib_time: e.fib_time - 1000 })); // a second older
+        sleep(1100); // the FIB answer (in the entry, and in XDP's copy of the flow) is a second old
         expectTo(reply(), C1_NEW_MAC);
         expect(flow(IPPROTO.TCP, C1, 40000, S, 80)[1].fib_dmac.toString('hex')).toBe(C1_NEW_MAC.replace(/:/g, ''));
         expect(flow(IPPROTO.TCP, C1, 40000, S, 80)[0].fib_ifindex).toBe(0); // its packets went through tc, which caches nothing
       } finally {
         sh('ip', ['-n', hns, 'neigh', 'replace', C1, 'lladdr', MAC.c1, 'dev', 'ct0', 'nud', 'permanent']);
       }
+    });
+
+    it('XDP serves a steady flow from its per-CPU copy; SYN, FIN, RST and deleted flows reach the table', () => {
+      onCpu0(() => {
+        const reply = (flags: string, ttl = 60) => send('xdp', 'up0', fromGw(tcp4({ src: S, dst: H, sport: 80, dport: 40000, flags, ttl })));
+        const toC1Out = (flags: string) => hex(toC1(tcp4({ src: S, dst: C1, sport: 80, dport: 40000, flags, ttl: 59 })));
+        tcp('c1', 'S');
+        tcp('s', 'SA');
+        tcp('c1', 'A');
+        expect(reply('A').out).toBe(toC1Out('A')); // the table's answer, now copied
+        const rkey = CtKey.encode({ src: ipv4ToNum(S), dst: ipv4ToNum(H), sport: 80, dport: 40000, proto: IPPROTO.TCP, pad: Buffer.alloc(3) });
+        const e = CtEntry.decode(map(NAT.maps.ct).lookup(rkey)!);
+        map(NAT.maps.ct).update(rkey, CtEntry.encode({ ...e, to_dport: 40001 })); // behind the copy's back
+        expect(reply('PA').out).toBe(toC1Out('PA'));
+        expect(reply('A', 1).verdict).toBe('pass'); // TTL 1: the kernel answers, as without the copy
+        flowsDeleted(map(NAT.maps.gen)); // what conntrack flush and gc do after deleting
+        expect(reply('A').out).toBe(hex(toC1(tcp4({ src: S, dst: C1, sport: 80, dport: 40001, flags: 'A', ttl: 59 }))));
+        map(NAT.maps.ct).update(rkey, CtEntry.encode({ ...e, to_dport: 40000 }));
+        flowsDeleted(map(NAT.maps.gen));
+        expect(reply('A').out).toBe(toC1Out('A'));
+        expect(reply('FA').out).toBe(toC1Out('FA'));
+        expect(states()).toEqual([`fin-wait:${CT_FLAGS.FIN_REPLY}`, `fin-wait:${CT_FLAGS.FIN_REPLY}`]);
+        expect(reply('RA').out).toBe(toC1Out('RA'));
+        expect(states()).toEqual([`close:${CT_FLAGS.FIN_REPLY}`, `close:${CT_FLAGS.FIN_REPLY}`]);
+      });
     });
 
     it('picks up a TCP flow first seen mid-stream as established', () => {

@@ -24,7 +24,7 @@ import { builtObject, fixtureObject, giveSlots, ifCounters, PinRoot, TC, XDP } f
 import {
   eth, ETH_P, hex, ip4, IPPROTO, ipv4, mac, macStr, parse, tcp4, udp, udp4, vxlan,
 } from '../helpers/packet.js';
-import { cleanup, inNs, netns, onCpu0, sh, veth } from '../helpers/sys.js';
+import { cleanup, inNs, netns, onCpu0, sh, sleep, veth } from '../helpers/sys.js';
 
 const BR = 1;
 const BR_MAC = '02:b0:00:00:00:01';
@@ -103,7 +103,6 @@ function inner6(dst: string, src: string): Buffer {
   return eth({ dst, src, type: ETH_P.IPV6 }, Buffer.concat([h, l4]));
 }
 
-const sleep = (ms: number) => Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
 
 describe('VXLAN VTEP', () => {
   let ns: string;

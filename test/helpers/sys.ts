@@ -82,3 +82,6 @@ export function onCpu0<T>(fn: () => T): T {
     sh('taskset', ['-apc', cpus, String(process.pid)]);
   }
 }
+
+/** Blocks this thread for ms (tests that wait for a datapath clock to move). */
+export const sleep = (ms: number): void => void Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
