@@ -84,20 +84,20 @@ struct br_key {
 };
 
 /* A known-unicast decision: everything the slow path's four hash lookups
- * (port, learning, FDB, egress port) found. Array lookups are inlined, so a
- * hit costs no call. */
+ * (port, learning, FDB, egress port) found, in one cache line. */
 struct br_cached {
 	struct br_key key;
-	__u64 ctl_gen, data_gen; /* xn_br_gen when it was made */
-	__u64 valid_until;       /* coarse ns: the FDB entry's expiry, or the next learning refresh if sooner */
+	__u32 ctl_gen, data_gen; /* xn_br_gen's low halves when it was made */
+	__u32 valid_until;       /* coarse ns >> 20: the FDB entry's expiry, or the next learning refresh if sooner */
 	__u32 out;               /* egress ifindex (a remote MAC's: the uplink) */
-	__u32 in_slot, out_slot; /* counters */
+	__u16 in_slot, out_slot; /* counters */
 	__u16 vid;               /* the frame's VLAN */
-	__u16 out_tag;           /* leaves tagged */
+	__u8 out_tag;            /* leaves tagged */
+	__u8 out_peer;           /* XN_PORT_PEER egress */
 	__u32 bridge;
 	__be32 remote;           /* the VTEP a remote MAC is behind (XDP only: encapsulation from here) */
-	__u32 out_peer;          /* XN_PORT_PEER egress */
 };
+_Static_assert(sizeof(struct br_cached) == 64, "a cached decision is one cache line");
 
 #define XN_BR_CACHE_SIZE 4096 /* per CPU, two-way set-associative */
 
@@ -272,12 +272,9 @@ __inline_fn int br_egress_tagging(const struct xn_port *port, __u32 ifindex, __u
  * too short to be cached (the slow path drops it with a reason). */
 __inline_fn int br_key_of_eth(const struct pkt *p, const struct ethhdr *eth, struct br_key *k)
 {
+	*k = (struct br_key){ .ifindex = p->ifindex }; /* whole before any return: no half-set key for the compiler to carry */
 	if ((void *)(eth + 1) > p->data_end)
 		return -1;
-	k->ifindex = p->ifindex;
-	k->tci = 0;
-	k->vx_port = 0;
-	k->vx_saddr = k->vx_daddr = k->vx_vni = 0;
 	if (p->vlan_present) {
 		k->tci = 0x8000 | (p->vlan_tci & VLAN_VID_MASK);
 	} else if (eth->h_proto == bpf_htons(ETH_P_8021Q)) {
@@ -336,7 +333,7 @@ __inline_fn struct xn_br_gen br_gen(void)
 
 __inline_fn int br_cache_holds(const struct br_cached *c, const struct xn_br_gen *g, __u64 now)
 {
-	return c->ctl_gen == g->ctl && c->data_gen == g->data && now <= c->valid_until;
+	return c->ctl_gen == (__u32)g->ctl && c->data_gen == (__u32)g->data && (__s32)(c->valid_until - (__u32)(now >> 20)) >= 0;
 }
 
 /* The cached decision for key k, if it still holds. */
@@ -371,7 +368,7 @@ __inline_fn void br_cache_put(const struct br_key *k, const struct xn_br_gen *g,
 	c->key = *k;
 	c->ctl_gen = g->ctl;
 	c->data_gen = g->data;
-	c->valid_until = f->expires < until ? f->expires : until;
+	c->valid_until = (f->expires < until ? f->expires : until) >> 20; /* rounded down: never longer */
 	c->out = f->out;
 	c->bridge = f->bridge;
 	c->remote = f->remote;
