@@ -91,7 +91,7 @@ int xn_br_xdp(struct xdp_md *ctx)
 		return xdp_pass_to_tc(ctx, XN_META_LOCAL);
 	if (r == BR_FORWARD && f.remote) {
 encap:
-		r = vx_xdp_encap(ctx, &f, now);
+		r = vx_xdp_encap(ctx, &f, now, (__u32)g.ctl);
 		if (r < 0)
 			goto drop;
 		if (keyed)

@@ -197,31 +197,38 @@ __inline_fn int vx_route(void *ctx, const struct xn_vtep *v, __be32 remote, __u3
 	return -XN_DROP_VX_NO_ROUTE;
 }
 
-/* Next hops to remote VTEPs, cached per CPU by the XDP encap, which would
- * otherwise pay a bpf_fib_lookup per frame (FIB walk, neighbour lookup, MTU).
- * The rule that keeps a stale next hop from misforwarding: an entry is used
- * for at most XN_VX_NH_TTL_NS after the lookup that produced it, then
+/* Encapsulations towards remote VTEPs, cached per CPU by the XDP encap,
+ * which would otherwise pay a bpf_fib_lookup per frame (FIB walk, neighbour
+ * lookup, MTU) and two hash lookups for the VTEP ((bridge, VLAN) -> VNI ->
+ * VTEP). The rule that keeps a stale next hop from misforwarding: an entry is
+ * used for at most XN_VX_NH_TTL_NS after the lookup that produced it, then
  * looked up again; a route or neighbour change reaches the datapath within
  * that time (the kernel itself keeps sending to a STALE neighbour for
- * seconds). Only complete answers are cached: no route, an unresolved
- * neighbour or a frame too big always go the slow way. The key is the whole
- * lookup input (local, remote, uplink), checked in the slot; per CPU, so a
- * reader never sees a half-written entry. Not pinned: each loaded object has
- * its own, and nothing outside the datapath reads it. */
+ * seconds). A VTEP change reaches it at once: the control process writes
+ * xn_br_gen.ctl after every change, and an entry holds only while ctl is the
+ * one it was made under. Only complete answers are cached: no route, an
+ * unresolved neighbour or a frame too big always go the slow way. The key is
+ * (bridge, VLAN, remote), checked in the slot; per CPU, so a reader never
+ * sees a half-written entry. Not pinned: each loaded object has its own, and
+ * nothing outside the datapath reads it. */
 #define XN_VX_NH_SLOTS 256
 #define XN_VX_NH_TTL_NS (20ULL * 1000 * 1000)
 
 struct vx_nh {
 	__u64 expires;  /* bpf_ktime_get_coarse_ns() */
-	__be32 local;
 	__be32 remote;
-	__u32 uplink;   /* the VTEP's uplink the route was looked up through */
+	__u32 bridge;
+	__u16 vid;
+	__be16 port;    /* the VTEP's: what encapsulation needs of it */
+	__be32 local;
+	__u32 vni;
+	__u32 ctl;      /* xn_br_gen.ctl's low half when it was made */
 	__u32 ifindex;  /* egress */
 	__u32 tx_slot;  /* its counters slot (0: none), so counting costs no lookup */
 	__u16 mtu;      /* largest outer IPv4 packet the route takes */
 	__u8 dmac[ETH_ALEN];
 	__u8 smac[ETH_ALEN];
-	__u16 pad;
+	__u8 pad[6];
 };
 
 struct {
@@ -231,43 +238,66 @@ struct {
 	__type(value, struct vx_nh);
 } xn_vx_nh SEC(".maps");
 
-/* vx_route through the per-CPU next-hop cache (XDP encap). fib gets the
- * MACs and egress ifindex only (and ipv4_dst when unresolved); *tx the
- * egress interface's counters. now: the caller's coarse clock. */
-__inline_fn int vx_route_cached(void *ctx, const struct xn_vtep *v, __be32 remote, __u32 tot_len, __u64 now,
-				struct bpf_fib_lookup *fib, struct xn_if_stats **tx)
+/* What an XDP encapsulation sends with: the VTEP's fields and the route. */
+struct vx_tx {
+	__be32 local;
+	__u32 vni;
+	__be16 port;
+	struct xn_if_stats *stats; /* the egress interface's counters */
+};
+
+/* Finds what encapsulating a frame of (f->bridge, f->vid) for f->remote
+ * takes, through the per-CPU cache: fib gets the MACs and egress ifindex
+ * (ipv4_dst when unresolved). Returns VX_ROUTE_OK, VX_ROUTE_NEIGH or a
+ * negative drop reason. now: the caller's coarse clock; ctl: xn_br_gen.ctl
+ * read before anything was looked up. */
+__inline_fn int vx_tx_cached(void *ctx, const struct br_frame *f, __u32 tot_len, __u64 now, __u32 ctl,
+			     struct bpf_fib_lookup *fib, struct vx_tx *t)
 {
-	__u32 slot = (bpf_ntohl(remote) * 2654435761u) >> 24; /* Fibonacci hashing into 256 slots */
+	__u32 slot = xn_fmix(xn_mix(xn_mix(0, f->remote), f->bridge ^ ((__u32)f->vid << 20))) % XN_VX_NH_SLOTS;
 	struct vx_nh *nh = bpf_map_lookup_elem(&xn_vx_nh, &slot);
-	if (nh && nh->remote == remote && nh->local == v->local && nh->uplink == v->ifindex && now < nh->expires) {
+	if (nh && nh->remote == f->remote && nh->bridge == f->bridge && nh->vid == f->vid && nh->ctl == ctl &&
+	    now < nh->expires) {
 		if (tot_len > nh->mtu)
 			return -XN_DROP_VX_TOO_BIG;
 		__builtin_memcpy(fib->dmac, nh->dmac, ETH_ALEN);
 		__builtin_memcpy(fib->smac, nh->smac, ETH_ALEN);
 		fib->ifindex = nh->ifindex;
-		*tx = slot_stats(nh->tx_slot);
+		t->local = nh->local;
+		t->vni = nh->vni;
+		t->port = nh->port;
+		t->stats = slot_stats(nh->tx_slot);
 		return VX_ROUTE_OK;
 	}
-	int r = vx_route(ctx, v, remote, tot_len, fib);
+	struct xn_vtep *v = vx_vtep_of(f->bridge, f->vid, &t->vni);
+	if (!v)
+		return -XN_DROP_VX_VNI;
+	t->local = v->local;
+	t->port = v->port;
+	int r = vx_route(ctx, v, f->remote, tot_len, fib);
 	if (r != VX_ROUTE_OK)
 		return r;
-	__u32 *tx_slot = bpf_map_lookup_elem(&xn_if_slots, &fib->ifindex);
-	*tx = slot_stats(tx_slot ? *tx_slot : 0);
+	__u32 tx_slot = if_slot(fib->ifindex);
+	t->stats = slot_stats(tx_slot);
 	if (!nh)
 		return r;
 	/* The route's MTU: a lookup for the largest packet answers FRAG_NEEDED with it. */
 	struct bpf_fib_lookup m;
 	__u16 mtu = 0xffff;
-	int rm = vx_route(ctx, v, remote, 0xffff, &m);
+	int rm = vx_route(ctx, v, f->remote, 0xffff, &m);
 	if (rm == -XN_DROP_VX_TOO_BIG)
 		mtu = m.mtu_result;
 	else if (rm != VX_ROUTE_OK)
 		return r;
+	nh->remote = f->remote;
+	nh->bridge = f->bridge;
+	nh->vid = f->vid;
+	nh->port = v->port;
 	nh->local = v->local;
-	nh->remote = remote;
-	nh->uplink = v->ifindex;
+	nh->vni = t->vni;
+	nh->ctl = ctl;
 	nh->ifindex = fib->ifindex;
-	nh->tx_slot = tx_slot ? *tx_slot : 0;
+	nh->tx_slot = tx_slot;
 	nh->mtu = mtu;
 	__builtin_memcpy(nh->dmac, fib->dmac, ETH_ALEN);
 	__builtin_memcpy(nh->smac, fib->smac, ETH_ALEN);
@@ -341,21 +371,18 @@ __inline_fn int xdp_pass_to_tc(struct xdp_md *ctx, __u32 what)
 
 /* XDP: encapsulates a frame for f->remote and redirects it to the uplink.
  * Returns an XDP action or a negative drop reason. A next hop the kernel has
- * not resolved yet goes to tc, whose bpf_redirect_neigh resolves it. */
-__inline_fn int vx_xdp_encap(struct xdp_md *ctx, struct br_frame *f, __u64 now)
+ * not resolved yet goes to tc, whose bpf_redirect_neigh resolves it. ctl:
+ * xn_br_gen.ctl as the caller read it first. */
+__inline_fn int vx_xdp_encap(struct xdp_md *ctx, struct br_frame *f, __u64 now, __u32 ctl)
 {
-	__u32 vni = 0;
-	struct xn_vtep *v = vx_vtep_of(f->bridge, f->vid, &vni);
-	if (!v)
-		return -XN_DROP_VX_VNI;
 	void *data = (void *)(long)ctx->data;
 	void *end = (void *)(long)ctx->data_end;
 	__u32 inner_len = (__u32)(end - data) - (f->tagged ? sizeof(struct vlan_hdr) : 0);
 	__be16 sport = vx_sport(vx_flow_hash(data, end, f->tagged));
 
 	struct bpf_fib_lookup fib;
-	struct xn_if_stats *tx = NULL;
-	int r = vx_route_cached(ctx, v, f->remote, inner_len + XN_VX_HLEN - ETH_HLEN, now, &fib, &tx);
+	struct vx_tx t = {};
+	int r = vx_tx_cached(ctx, f, inner_len + XN_VX_HLEN - ETH_HLEN, now, ctl, &fib, &t);
 	if (r == VX_ROUTE_NEIGH)
 		return xdp_pass_to_tc(ctx, XN_META_PUNT);
 	if (r < 0)
@@ -371,9 +398,9 @@ __inline_fn int vx_xdp_encap(struct xdp_md *ctx, struct br_frame *f, __u64 now)
 	if ((void *)(o + 1) > end)
 		return -XN_DROP_VX_ENCAP;
 	vx_fill_eth(o, &fib);
-	vx_fill_ip(o, v->local, f->remote, inner_len);
-	vx_fill_udp(o, sport, v->port, inner_len, vni);
-	stats_tx(tx, inner_len + XN_VX_HLEN);
+	vx_fill_ip(o, t.local, f->remote, inner_len);
+	vx_fill_udp(o, sport, t.port, inner_len, t.vni);
+	stats_tx(t.stats, inner_len + XN_VX_HLEN);
 	return bpf_redirect(fib.ifindex, 0);
 }
 

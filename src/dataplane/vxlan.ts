@@ -291,6 +291,7 @@ export function addVtep(inst: InstancePaths, o: VtepOptions): AddVtepResult {
       m.ports.update(pk, u32((m.ports.lookup(pk)?.readUInt32LE(0) ?? 0) + 1));
       m.vlans.update(vlanKey(br.id, vid), u32(o.vni));
     });
+    forwardingChanged(inst); // XDP's cached encapsulations hold only while nothing changed
     const slow = xdpPorts(inst, br.name);
     for (const p of slow) addLink(inst, p, 'tc', () => bridgeTc(inst));
     if (slow.length) notes.push(`XDP ports ${slow.map((p) => ifIndexToName(p) ?? p).join(', ')} got the tc slow path (floods to remote VTEPs, unresolved next hops)`);

@@ -332,6 +332,18 @@ describe('VXLAN VTEP', () => {
       });
     });
 
+    it('caches the VTEP\'s address, port and VNI with the next hop, yet applies a VTEP change at once', () => {
+      onCpu0(() => {
+        addRemoteMac(X, R2);
+        const f = inner(X, A);
+        const out = (dport: number) => hex(encapsulated({ dst: R2_MAC, src: upMac, saddr: LOCAL, daddr: R2, sport: xdpSport(f), dport }, f));
+        expect(hex(xdpRun('p1', f).data)).toBe(out(4789)); // cached for 20 ms
+        setVtep({ port: 8472 });
+        invalidateCache(map(BR_GEN_MAP)); // as every vxlan command does: no waiting for the 20 ms
+        expect(hex(xdpRun('p1', f).data)).toBe(out(8472));
+      });
+    });
+
     it('checks each outer field independently', () => {
       addRemoteMac(X, R3);
       const f = inner(X, A);
