@@ -1,7 +1,7 @@
 // `make bench`: packet-rate scenarios side by side in one run. Each scenario
 // builds a namespace topology gen → … → sink; a generator child process sends
 // 128-byte UDP frames from the gen namespace, xn_sink counts what arrives.
-//   node dist/bench/main.js [--only a,b] [--duration s] [--reps n] [--flows n] [--size bytes] [--cpu n]
+//   node dist/bench/main.js [--only a,b] [--duration s] [--reps n (5)] [--flows n] [--size bytes] [--cpu n]
 //   node dist/bench/main.js --render        (latest.md again from latest.json)
 //   node dist/bench/main.js --role sink|gen --iface IF [--peer IP] …   (bench/run, vagrant)
 import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
@@ -143,7 +143,7 @@ function writeResults(report: object, partial: boolean): string {
 async function main(): Promise<void> {
   const { values: a } = parseArgs({
     options: {
-      only: { type: 'string' }, duration: { type: 'string' }, reps: { type: 'string', default: '3' },
+      only: { type: 'string' }, duration: { type: 'string' }, reps: { type: 'string', default: '5' },
       flows: { type: 'string', default: '1' }, size: { type: 'string', default: '128' }, 'vary-mac': { type: 'boolean', default: false },
       cpu: { type: 'string' }, role: { type: 'string' }, iface: { type: 'string' }, peer: { type: 'string' }, idle: { type: 'string', default: '3' },
       render: { type: 'boolean', default: false },

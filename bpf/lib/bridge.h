@@ -99,7 +99,10 @@ struct br_cached {
 };
 _Static_assert(sizeof(struct br_cached) == 64, "a cached decision is one cache line");
 
-#define XN_BR_CACHE_SIZE 4096 /* per CPU, two-way set-associative */
+/* Per CPU, two-way set-associative: 1 MiB a CPU. With 1024 MACs in 4096
+ * entries, 6.7% of frames missed (keys beyond two to a set evict each other
+ * every round); in 16384, 0.2%. */
+#define XN_BR_CACHE_SIZE 16384
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);

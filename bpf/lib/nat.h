@@ -229,8 +229,8 @@ __inline_fn int nat_fib_cached(struct nat_ctx *c, const enum hook h, struct bpf_
 /* XDP's per-CPU cache of flows in a steady state: one direction's translation
  * and next hop in one cache line, two-way set-associative. With many flows the
  * conntrack LRU's bucket and element miss the CPU caches on every packet
- * (about a third of the time at 10k flows); this array is inlined and 1 MB
- * per CPU. The slow path fills an entry from a fresh FIB answer in the flow's
+ * (about a third of the time at 10k flows); this array is inlined and 2 MB
+ * per CPU (16384 sets: at 10k flows, few sets hold more than two). The slow path fills an entry from a fresh FIB answer in the flow's
  * entry, and it holds as long as that answer (about a second: then the slow
  * path refreshes last_seen and the next hop) and while xn_nat_gen is
  * unchanged (the control process deleted flows). A packet that would change
