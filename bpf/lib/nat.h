@@ -227,10 +227,10 @@ __inline_fn int nat_fib_cached(struct nat_ctx *c, const enum hook h, struct bpf_
 }
 
 /* XDP's per-CPU cache of flows in a steady state: one direction's translation
- * and next hop in one cache line, two-way set-associative. With many flows the
- * conntrack LRU's bucket and element miss the CPU caches on every packet
- * (about a third of the time at 10k flows); this array is inlined and 2 MB
- * per CPU (16384 sets: at 10k flows, few sets hold more than two). The slow path fills an entry from a fresh FIB answer in the flow's
+ * and next hop in one cache line. With many flows the conntrack LRU's bucket
+ * and element miss the CPU caches on every packet (about a third of the time
+ * at 10k flows); this array is inlined, four-way set-associative and 2 MB per
+ * CPU. The slow path fills an entry from a fresh FIB answer in the flow's
  * entry, and it holds as long as that answer (about a second: then the slow
  * path refreshes last_seen and the next hop) and while xn_nat_gen is
  * unchanged (the control process deleted flows). A packet that would change
@@ -249,11 +249,19 @@ struct nat_hot {
 	__u32 pad[2]; /* a cache line */
 };
 
-#define XN_NAT_HOT_SIZE 32768
+#define XN_NAT_HOT_SIZE 32768 /* entries a CPU */
+#define XN_NAT_HOT_CPUS 4      /* as compiled; the control process sizes it for every possible CPU */
 
+/* Each CPU owns XN_NAT_HOT_SIZE consecutive entries of one plain array, not a
+ * per-CPU array: a per-CPU lookup first loads the entry's pointer (a second
+ * cache and TLB miss at 10k flows); BPF_F_MMAPABLE puts the values on a page
+ * boundary, so every entry is one cache line and a set shares a page. A CPU
+ * beyond the array (a test that loads the object as compiled) caches
+ * nothing. */
 struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, XN_NAT_HOT_SIZE);
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, XN_NAT_HOT_SIZE * XN_NAT_HOT_CPUS);
+	__uint(map_flags, BPF_F_MMAPABLE);
 	__type(key, __u32);
 	__type(value, struct nat_hot);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
@@ -274,11 +282,14 @@ __inline_fn __u32 nat_gen(void)
 	return g ? (__u32)*g : 0;
 }
 
-__inline_fn __u32 nat_hot_slot(const struct xn_ct_key *k)
+#define XN_NAT_HOT_WAYS 4
+
+/* The first way of k's set, in this CPU's part. */
+__inline_fn __u32 nat_hot_set(const struct xn_ct_key *k)
 {
 	const __u32 *w = (const __u32 *)k;
 	__u32 h = xn_mix(xn_mix(xn_mix(xn_mix(0, w[0]), w[1]), w[2]), w[3]);
-	return xn_fmix(h) & (XN_NAT_HOT_SIZE - 2); /* the set's first way; the second is +1 */
+	return bpf_get_smp_processor_id() * XN_NAT_HOT_SIZE + (xn_fmix(h) & (XN_NAT_HOT_SIZE - XN_NAT_HOT_WAYS));
 }
 
 __inline_fn int nat_hot_is(const struct nat_hot *e, const struct xn_ct_key *k)
@@ -295,22 +306,35 @@ __inline_fn int nat_hot_holds(const struct nat_hot *e, __u32 gen, __u32 t)
 /* The packet's cached flow, if it holds. */
 __inline_fn struct nat_hot *nat_hot_get(const struct xn_ct_key *k, __u32 gen, __u32 t)
 {
-	__u32 i = nat_hot_slot(k);
-	struct nat_hot *e = bpf_map_lookup_elem(&xn_nat_hot, &i);
-	if (e && !nat_hot_is(e, k)) {
-		i++;
-		e = bpf_map_lookup_elem(&xn_nat_hot, &i);
+	__u32 first = nat_hot_set(k);
+#pragma unroll
+	for (__u32 w = 0; w < XN_NAT_HOT_WAYS; w++) {
+		__u32 i = first + w;
+		struct nat_hot *e = bpf_map_lookup_elem(&xn_nat_hot, &i);
+		if (e && nat_hot_is(e, k))
+			return nat_hot_holds(e, gen, t) ? e : NULL;
 	}
-	return e && nat_hot_is(e, k) && nat_hot_holds(e, gen, t) ? e : NULL;
+	return NULL;
 }
 
-/* Caches flow entry e with its FIB answer, fresh in e (fib_time). */
+/* Caches flow entry e with its FIB answer, fresh in e (fib_time): in the
+ * way that holds k or nothing live, else in a random one (four ways: at 10k
+ * flows, keys beyond four to a set are rare; two ways missed 8%). */
 __inline_fn void nat_hot_put(const struct xn_ct_key *k, const struct xn_ct_entry *e, __u32 gen, __u32 t)
 {
-	__u32 i = nat_hot_slot(k);
-	struct nat_hot *h = bpf_map_lookup_elem(&xn_nat_hot, &i);
-	if (h && !nat_hot_is(h, k) && nat_hot_holds(h, gen, t)) {
-		i++;
+	__u32 first = nat_hot_set(k);
+	struct nat_hot *h = NULL;
+#pragma unroll
+	for (__u32 w = 0; w < XN_NAT_HOT_WAYS; w++) {
+		__u32 i = first + w;
+		struct nat_hot *c = bpf_map_lookup_elem(&xn_nat_hot, &i);
+		if (c && (nat_hot_is(c, k) || !nat_hot_holds(c, gen, t))) {
+			h = c;
+			break;
+		}
+	}
+	if (!h) {
+		__u32 i = first + (bpf_get_prandom_u32() & (XN_NAT_HOT_WAYS - 1));
 		h = bpf_map_lookup_elem(&xn_nat_hot, &i);
 	}
 	if (!h)

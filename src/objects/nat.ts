@@ -36,6 +36,9 @@ const ctLruSlack = () => 256 * numPossibleCpus();
 export const ctEntriesFor = (flows: number): number => 2 * flows + ctLruSlack();
 export const ctFlowsOf = (entries: number): number => Math.max(0, Math.floor((entries - ctLruSlack()) / 2));
 
+/** xn_nat_hot (bpf/lib/nat.h): XN_NAT_HOT_SIZE entries for each CPU, sized at load for every possible one. */
+const NAT_HOT = { map: 'xn_nat_hot', perCpu: 32768 } as const;
+
 /** Makes XDP forget its cached copies of flows (nat_hot, held while xn_nat_gen is unchanged): call after deleting flows. */
 export function flowsDeleted(gen: BpfMap): void {
   const g = Buffer.alloc(8);
@@ -156,6 +159,9 @@ export function pinnedCtEntries(inst: InstancePaths): number | undefined {
  */
 export function loadNat(inst: InstancePaths, hook: 'xdp' | 'tc', opts: { ctFlows?: number } = {}): { prog: BpfProgram; close(): void } {
   const obj = loadInInstance(inst, NAT.object, [NAT.programs[hook]],
-    (o) => o.setMaxEntries(NAT.maps.ct, pinnedCtEntries(inst) ?? ctEntriesFor(opts.ctFlows ?? CT_FLOWS.default)));
+    (o) => {
+      o.setMaxEntries(NAT.maps.ct, pinnedCtEntries(inst) ?? ctEntriesFor(opts.ctFlows ?? CT_FLOWS.default));
+      o.setMaxEntries(NAT_HOT.map, NAT_HOT.perCpu * numPossibleCpus());
+    });
   return { prog: obj.program(NAT.programs[hook]), close: () => obj.close() };
 }
