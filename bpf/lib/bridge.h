@@ -103,10 +103,14 @@ _Static_assert(sizeof(struct br_cached) == 64, "a cached decision is one cache l
  * entries, 6.7% of frames missed (keys beyond two to a set evict each other
  * every round); in 16384, 0.2%. */
 #define XN_BR_CACHE_SIZE 16384
+#define XN_BR_CACHE_CPUS 4 /* as compiled; the control process sizes it for every possible CPU */
 
+/* Each CPU owns XN_BR_CACHE_SIZE consecutive entries of one plain array, as
+ * xn_nat_hot does (see there why not a per-CPU array). */
 struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, XN_BR_CACHE_SIZE);
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, XN_BR_CACHE_SIZE * XN_BR_CACHE_CPUS);
+	__uint(map_flags, BPF_F_MMAPABLE);
 	__type(key, __u32);
 	__type(value, struct br_cached);
 	__uint(pinning, LIBBPF_PIN_BY_NAME); /* one per instance, whichever program filled it */
@@ -307,7 +311,8 @@ __inline_fn __u32 br_key_slot(const struct br_key *k)
 #pragma unroll
 	for (int i = 0; i < BR_KEY_WORDS; i++)
 		h = xn_mix(h, w[i]);
-	return xn_fmix(h) & (XN_BR_CACHE_SIZE - 2); /* the set's first way; the second is +1 */
+	/* this CPU's part; the set's first way (the second is +1) */
+	return bpf_get_smp_processor_id() * XN_BR_CACHE_SIZE + (xn_fmix(h) & (XN_BR_CACHE_SIZE - 2));
 }
 
 __inline_fn int br_key_eq(const struct br_key *a, const struct br_key *b)

@@ -1,6 +1,6 @@
 // bpf/bridge.bpf.c: the L2 bridge. Codecs mirror bpf/include/bridge.h
 // (checked against BTF by test/bpf/layout.test.ts).
-import type { BpfMap, BpfProgram } from '../sys/libbpf.js';
+import { numPossibleCpus, type BpfMap, type BpfObject, type BpfProgram } from '../sys/libbpf.js';
 import { struct, u32 } from './codec.js';
 import { loadInInstance, type InstancePaths } from './paths.js';
 
@@ -139,9 +139,17 @@ export function decodeFloodList(buf: Buffer): number[] {
   return Array.from({ length: Math.min(f.count, BRIDGE.limits.floodMax) }, (_, i) => f.ifindex.readUInt32LE(i * 4));
 }
 
+/** xn_br_cache (bpf/lib/bridge.h): XN_BR_CACHE_SIZE entries for each CPU, sized at load for every possible one. */
+const BR_CACHE = { map: 'xn_br_cache', perCpu: 16384 } as const;
+
+/** Loads the bridge object in the instance with the given programs. */
+function loadBridgeObject(inst: InstancePaths, programs: string[]): BpfObject {
+  return loadInInstance(inst, BRIDGE.object, programs, (o) => o.setMaxEntries(BR_CACHE.map, BR_CACHE.perCpu * numPossibleCpus()));
+}
+
 /** Creates (or adopts) the instance's pinned maps without loading any program: bridges exist before ports. */
 export function pinBridgeMaps(inst: InstancePaths): void {
-  loadInInstance(inst, BRIDGE.object, []).close();
+  loadBridgeObject(inst, []).close();
 }
 
 /**
@@ -155,7 +163,7 @@ export function loadBridge(inst: InstancePaths, hook: 'xdp' | 'tc', o: { slowPat
   const ingress = BRIDGE.programs[hook];
   // slowPath: xn_br_tc too, linked next to xn_br_xdp on XDP ports of overlay bridges
   const programs = [ingress, BRIDGE.programs.egress, ...(o.slowPath && hook === 'xdp' ? [BRIDGE.programs.tc] : [])];
-  const obj = loadInInstance(inst, BRIDGE.object, programs);
+  const obj = loadBridgeObject(inst, programs);
   return {
     prog: obj.program(ingress), egress: obj.program(BRIDGE.programs.egress),
     tc: programs.length > 2 ? obj.program(BRIDGE.programs.tc) : undefined, close: () => obj.close(),
@@ -165,6 +173,6 @@ export function loadBridge(inst: InstancePaths, hook: 'xdp' | 'tc', o: { slowPat
 /** Loads the uplink's decapsulation program (XDP), adopting the instance's pinned maps. */
 export function loadVxlanUplink(inst: InstancePaths, hook: 'xdp' | 'tc' = 'xdp'): { prog: BpfProgram; close(): void } {
   const name = hook === 'tc' ? VXLAN.programs.uplinkTc : VXLAN.programs.uplink;
-  const obj = loadInInstance(inst, BRIDGE.object, [name]);
+  const obj = loadBridgeObject(inst, [name]);
   return { prog: obj.program(name), close: () => obj.close() };
 }
