@@ -1,7 +1,7 @@
 // `make bench`: packet-rate scenarios side by side in one run. Each scenario
 // builds a namespace topology gen → … → sink; a generator child process sends
 // 128-byte UDP frames from the gen namespace, xn_sink counts what arrives.
-//   node dist/bench/main.js [--only a,b] [--duration s] [--reps n (5)] [--flows n] [--size bytes] [--cpu n]
+//   node dist/bench/main.js [--only a,b] [--duration s] [--reps n (5)] [--flows n] [--size bytes] [--cpu n (the last)]
 //   node dist/bench/main.js --render        (latest.md again from latest.json)
 //   node dist/bench/main.js --role sink|gen --iface IF [--peer IP] …   (bench/run, vagrant)
 import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
@@ -179,7 +179,9 @@ async function main(): Promise<void> {
   const unknown = only?.filter((n) => !known.includes(n)) ?? [];
   if (unknown.length) throw new Error(`unknown scenario ${unknown.join(', ')}; known: ${known.join(', ')}`);
   reapStale();
-  const opts: RunOptions = { seconds: duration ?? 3, reps: num(a.reps, 'reps'), cpu: a.cpu, ...frame };
+  // The generator on the last CPU by default: the run's other processes keep off it, and rows vary less.
+  const genCpu = a.cpu ?? (availableParallelism() > 1 ? String(availableParallelism() - 1) : undefined);
+  const opts: RunOptions = { seconds: duration ?? 3, reps: num(a.reps, 'reps'), cpu: genCpu, ...frame };
   const scenarios = SCENARIOS.filter((x) => !only || only.includes(x.name)).filter((s) => {
     const skip = s.unavailable?.();
     if (skip) process.stderr.write(`${s.name}: skipped, ${skip}\n`);
