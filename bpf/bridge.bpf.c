@@ -35,12 +35,8 @@ __inline_fn int forward_cached(void *ctx, const enum hook h, const struct pkt *p
 	if ((tagged || c->out_tag) &&
 	    (h == HOOK_XDP ? xdp_vlan_set(ctx, tagged, c->out_tag, c->vid) : skb_vlan_set(ctx, tagged, c->out_tag, c->vid)))
 		return -XN_DROP_VLAN_OP;
-	struct xn_if_stats *out = slot_stats(c->out_slot);
-	if (out) {
-		out->tx_packets++;
-		out->tx_bytes += h == HOOK_XDP ? (__u32)(((struct xdp_md *)ctx)->data_end - ((struct xdp_md *)ctx)->data)
-					       : ((struct __sk_buff *)ctx)->len;
-	}
+	stats_tx(slot_stats(c->out_slot), h == HOOK_XDP ? (__u32)(((struct xdp_md *)ctx)->data_end - ((struct xdp_md *)ctx)->data)
+						       : ((struct __sk_buff *)ctx)->len);
 	return 0;
 }
 

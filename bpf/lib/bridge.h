@@ -103,13 +103,12 @@ _Static_assert(sizeof(struct br_cached) == 64, "a cached decision is one cache l
  * entries, 6.7% of frames missed (keys beyond two to a set evict each other
  * every round); in 16384, 0.2%. */
 #define XN_BR_CACHE_SIZE 16384
-#define XN_BR_CACHE_CPUS 4 /* as compiled; the control process sizes it for every possible CPU */
 
 /* Each CPU owns XN_BR_CACHE_SIZE consecutive entries of one plain array, as
- * xn_nat_hot does (see there why not a per-CPU array). */
+ * xn_nat_hot does (see there why not a per-CPU array, and its sizing). */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, XN_BR_CACHE_SIZE * XN_BR_CACHE_CPUS);
+	__uint(max_entries, XN_BR_CACHE_SIZE); /* one CPU's part; the loader multiplies */
 	__uint(map_flags, BPF_F_MMAPABLE);
 	__type(key, __u32);
 	__type(value, struct br_cached);

@@ -250,17 +250,17 @@ struct nat_hot {
 };
 
 #define XN_NAT_HOT_SIZE 32768 /* entries a CPU */
-#define XN_NAT_HOT_CPUS 4      /* as compiled; the control process sizes it for every possible CPU */
 
 /* Each CPU owns XN_NAT_HOT_SIZE consecutive entries of one plain array, not a
  * per-CPU array: a per-CPU lookup first loads the entry's pointer (a second
  * cache and TLB miss at 10k flows); BPF_F_MMAPABLE puts the values on a page
- * boundary, so every entry is one cache line and a set shares a page. A CPU
- * beyond the array (a test that loads the object as compiled) caches
- * nothing. */
+ * boundary, so every entry is one cache line and a set shares a page. It is
+ * compiled with one CPU's part and the loader multiplies (sizeForCpus in
+ * src/objects/paths.ts); a CPU beyond the array (a test that loads the object
+ * as compiled: every CPU but the first) caches nothing. */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, XN_NAT_HOT_SIZE * XN_NAT_HOT_CPUS);
+	__uint(max_entries, XN_NAT_HOT_SIZE);
 	__uint(map_flags, BPF_F_MMAPABLE);
 	__type(key, __u32);
 	__type(value, struct nat_hot);

@@ -34,19 +34,18 @@ __inline_fn struct xn_if_stats *slot_stats(__u32 slot)
 	return slot ? bpf_map_lookup_elem(&xn_if_stats, &slot) : NULL;
 }
 
-/* An interface's counters, found through its slot (one hash lookup); NULL if
- * xdpnet has not given it one. Programs that know the slot use slot_stats(). */
-__inline_fn struct xn_if_stats *if_stats(__u32 ifindex)
-{
-	__u32 *slot = bpf_map_lookup_elem(&xn_if_slots, &ifindex);
-	return slot ? slot_stats(*slot) : NULL;
-}
-
-/* An interface's slot (0: none), for programs that cache it. */
+/* An interface's slot (one hash lookup), 0 if xdpnet has not given it one. */
 __inline_fn __u32 if_slot(__u32 ifindex)
 {
 	__u32 *slot = bpf_map_lookup_elem(&xn_if_slots, &ifindex);
 	return slot ? *slot : 0;
+}
+
+/* An interface's counters through its slot, or NULL. Programs that know the
+ * slot use slot_stats(). */
+__inline_fn struct xn_if_stats *if_stats(__u32 ifindex)
+{
+	return slot_stats(if_slot(ifindex));
 }
 
 /* Per-CPU values: plain adds are safe. */

@@ -1,8 +1,8 @@
 // bpf/bridge.bpf.c: the L2 bridge. Codecs mirror bpf/include/bridge.h
 // (checked against BTF by test/bpf/layout.test.ts).
-import { numPossibleCpus, type BpfMap, type BpfObject, type BpfProgram } from '../sys/libbpf.js';
+import type { BpfMap, BpfObject, BpfProgram } from '../sys/libbpf.js';
 import { struct, u32 } from './codec.js';
-import { loadInInstance, type InstancePaths } from './paths.js';
+import { loadInInstance, sizeForCpus, type InstancePaths } from './paths.js';
 
 export const BRIDGE = {
   object: 'bridge',
@@ -139,12 +139,9 @@ export function decodeFloodList(buf: Buffer): number[] {
   return Array.from({ length: Math.min(f.count, BRIDGE.limits.floodMax) }, (_, i) => f.ifindex.readUInt32LE(i * 4));
 }
 
-/** xn_br_cache (bpf/lib/bridge.h): XN_BR_CACHE_SIZE entries for each CPU, sized at load for every possible one. */
-const BR_CACHE = { map: 'xn_br_cache', perCpu: 16384 } as const;
-
 /** Loads the bridge object in the instance with the given programs. */
 function loadBridgeObject(inst: InstancePaths, programs: string[]): BpfObject {
-  return loadInInstance(inst, BRIDGE.object, programs, (o) => o.setMaxEntries(BR_CACHE.map, BR_CACHE.perCpu * numPossibleCpus()));
+  return loadInInstance(inst, BRIDGE.object, programs, (o) => sizeForCpus(o, 'xn_br_cache'));
 }
 
 /** Creates (or adopts) the instance's pinned maps without loading any program: bridges exist before ports. */

@@ -5,7 +5,7 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { BpfMap, BpfProgram, numPossibleCpus } from '../sys/libbpf.js';
 import { struct, ipv4ToNum, u32 } from './codec.js';
-import { loadInInstance, type InstancePaths } from './paths.js';
+import { loadInInstance, sizeForCpus, type InstancePaths } from './paths.js';
 
 export const NAT = {
   object: 'nat',
@@ -35,9 +35,6 @@ export const CT_FLOWS = { default: 131072, min: 1024, max: 16_777_216 } as const
 const ctLruSlack = () => 256 * numPossibleCpus();
 export const ctEntriesFor = (flows: number): number => 2 * flows + ctLruSlack();
 export const ctFlowsOf = (entries: number): number => Math.max(0, Math.floor((entries - ctLruSlack()) / 2));
-
-/** xn_nat_hot (bpf/lib/nat.h): XN_NAT_HOT_SIZE entries for each CPU, sized at load for every possible one. */
-const NAT_HOT = { map: 'xn_nat_hot', perCpu: 32768 } as const;
 
 /** Makes XDP forget its cached copies of flows (nat_hot, held while xn_nat_gen is unchanged): call after deleting flows. */
 export function flowsDeleted(gen: BpfMap): void {
@@ -161,7 +158,7 @@ export function loadNat(inst: InstancePaths, hook: 'xdp' | 'tc', opts: { ctFlows
   const obj = loadInInstance(inst, NAT.object, [NAT.programs[hook]],
     (o) => {
       o.setMaxEntries(NAT.maps.ct, pinnedCtEntries(inst) ?? ctEntriesFor(opts.ctFlows ?? CT_FLOWS.default));
-      o.setMaxEntries(NAT_HOT.map, NAT_HOT.perCpu * numPossibleCpus());
+      sizeForCpus(o, 'xn_nat_hot');
     });
   return { prog: obj.program(NAT.programs[hook]), close: () => obj.close() };
 }

@@ -85,6 +85,7 @@ function bind() {
     map_fd: so.func('int bpf_map__fd(void *map)'),
     map_initial_value: so.func('void *bpf_map__initial_value(void *map, _Out_ size_t *psize)'),
     map_set_max_entries: so.func('int bpf_map__set_max_entries(void *map, uint32_t max)'),
+    map_max_entries: so.func('uint32_t bpf_map__max_entries(void *map)'),
     map_type: so.func('int bpf_map__type(void *map)'),
     map_flags: so.func('uint32_t bpf_map__map_flags(void *map)'),
     map_set_flags: so.func('int bpf_map__set_map_flags(void *map, uint32_t flags)'),
@@ -252,6 +253,11 @@ export class BpfObject {
 
   setMaxEntries(map: string, n: number): void {
     check(lib().map_set_max_entries(this.mapHandle(map), n), 'set max_entries of map', map);
+  }
+
+  /** max_entries as compiled (or as set before load). */
+  maxEntries(map: string): number {
+    return lib().map_max_entries(this.mapHandle(map)) as number;
   }
 
   *mapNames(): Generator<string> {
