@@ -45,15 +45,16 @@ int xn_br_xdp(struct xdp_md *ctx)
 {
 	struct pkt p;
 	pkt_from_xdp(&p, ctx);
-	__u64 now = br_now();
+	__u32 t = xn_ticks();
 	struct xn_br_gen g = br_gen();
-	struct br_key k;
+	struct br_key k = {}; /* whole on every path: clang carries its words in registers, and an unset one fails the verifier */
 	int keyed = br_key_of(&p, &k) == 0;
 	struct br_frame f = {};
 	struct xn_if_stats *st;
+	__u64 now = 0; /* the slow path's clock, read only there */
 	int r;
 	if (keyed) {
-		struct br_cached *c = br_cache_get(&k, &g, now);
+		struct br_cached *c = br_cache_get(&k, &g, t);
 		if (c && !c->remote) {
 			r = forward_cached(ctx, HOOK_XDP, &p, &k, c);
 			if (r < 0) {
@@ -80,6 +81,7 @@ int xn_br_xdp(struct xdp_md *ctx)
 		return XDP_PASS; /* not (or no longer) a port */
 	st = slot_stats(port->slot);
 	stats_rx(st, p.len);
+	now = br_now();
 	r = br_ingress(&p, port, &f, now, st, 1);
 	if (r < 0)
 		goto drop;
@@ -87,11 +89,11 @@ int xn_br_xdp(struct xdp_md *ctx)
 		return xdp_pass_to_tc(ctx, XN_META_LOCAL);
 	if (r == BR_FORWARD && f.remote) {
 encap:
-		r = vx_xdp_encap(ctx, &f, now, (__u32)g.ctl);
+		r = vx_xdp_encap(ctx, &f, t, (__u32)g.ctl);
 		if (r < 0)
 			goto drop;
 		if (keyed)
-			br_cache_put(&k, &g, now, &f);
+			br_cache_put(&k, &g, now, t, &f);
 		return r;
 	}
 	if (r == BR_FORWARD) {
@@ -102,7 +104,7 @@ encap:
 			goto drop;
 		stats_tx(slot_stats(f.out_slot), (__u32)(ctx->data_end - ctx->data));
 		if (keyed)
-			br_cache_put(&k, &g, now, &f);
+			br_cache_put(&k, &g, now, t, &f);
 		return bpf_redirect(f.out, 0);
 	}
 	/* XDP cannot clone into differently encapsulated copies: floods that
@@ -143,14 +145,14 @@ int xn_vx_uplink(struct xdp_md *ctx)
 {
 	struct pkt p;
 	pkt_from_xdp(&p, ctx);
-	__u64 now = br_now();
+	__u32 t = xn_ticks();
 	struct xn_br_gen g = br_gen();
 	struct vx_rx rx = {};
-	struct br_key k;
+	struct br_key k = {}; /* whole on every path: clang carries its words in registers, and an unset one fails the verifier */
 	int r = vx_rx_headers(&p, &rx);
 	int keyed = r == 0 && vx_rx_key(&p, &rx, &k) == 0;
 	if (keyed) {
-		struct br_cached *c = br_cache_get(&k, &g, now);
+		struct br_cached *c = br_cache_get(&k, &g, t);
 		if (c) {
 			r = vx_xdp_strip(ctx, &p, &rx);
 			if (r == 0)
@@ -162,6 +164,7 @@ int xn_vx_uplink(struct xdp_md *ctx)
 			return bpf_redirect(c->out, 0);
 		}
 	}
+	__u64 now = br_now();
 	struct br_frame f = { .in_slot = if_slot(p.ifindex) };
 	struct xn_if_stats *st = slot_stats(f.in_slot);
 	stats_rx(st, p.len);
@@ -174,7 +177,7 @@ int xn_vx_uplink(struct xdp_md *ctx)
 		if (r == 0) {
 			stats_tx(slot_stats(f.out_slot), (__u32)(ctx->data_end - ctx->data));
 			if (keyed)
-				br_cache_put(&k, &g, now, &f);
+				br_cache_put(&k, &g, now, t, &f);
 			return bpf_redirect(f.out, 0);
 		}
 	}
@@ -285,12 +288,12 @@ int xn_br_tc(struct __sk_buff *skb)
 	__u32 note = xdp_note(skb);
 	if (note == XN_META_LOCAL)
 		return TC_ACT_OK; /* XDP counted it and sent it to the host */
-	__u64 now = br_now();
+	__u32 t = xn_ticks();
 	struct xn_br_gen g = br_gen();
-	struct br_key k;
+	struct br_key k = {}; /* whole on every path: clang carries its words in registers, and an unset one fails the verifier */
 	int keyed = !note && br_key_of(&p, &k) == 0; /* punted frames are never known unicast */
 	if (keyed) {
-		struct br_cached *c = br_cache_get(&k, &g, now);
+		struct br_cached *c = br_cache_get(&k, &g, t);
 		if (c && !c->remote) { /* XDP's remote decisions: tc encapsulates on its slow path */
 			int r = forward_cached(skb, HOOK_TC, &p, &k, c);
 			if (r < 0) {
@@ -308,6 +311,7 @@ int xn_br_tc(struct __sk_buff *skb)
 	if (!punted)
 		stats_rx(st, p.len);
 	struct br_frame f = {};
+	__u64 now = br_now();
 	int r = br_ingress(&p, port, &f, now, st, !punted);
 	if (r < 0)
 		goto drop;
@@ -326,7 +330,7 @@ int xn_br_tc(struct __sk_buff *skb)
 			goto drop;
 		stats_tx(slot_stats(f.out_slot), skb->len);
 		if (keyed)
-			br_cache_put(&k, &g, now, &f);
+			br_cache_put(&k, &g, now, t, &f);
 		return br_tc_send(f.out, f.out_peer);
 	}
 

@@ -81,14 +81,14 @@ struct br_key {
 	__be16 vx_port; /* outer UDP destination port */
 	__be32 vx_saddr, vx_daddr;
 	__be32 vx_vni;  /* as in the VXLAN header: VNI << 8 */
-};
+} __attribute__((aligned(8))); /* hashed and compared as four 64-bit words */
 
 /* A known-unicast decision: everything the slow path's four hash lookups
  * (port, learning, FDB, egress port) found, in one cache line. */
 struct br_cached {
 	struct br_key key;
 	__u32 ctl_gen, data_gen; /* xn_br_gen's low halves when it was made */
-	__u32 valid_until;       /* coarse ns >> 20: the FDB entry's expiry, or the next learning refresh if sooner */
+	__u32 valid_until;       /* ticks: the FDB entry's expiry, or the next learning refresh if sooner */
 	__u32 out;               /* egress ifindex (a remote MAC's: the uplink) */
 	__u16 in_slot, out_slot; /* counters */
 	__u16 vid;               /* the frame's VLAN */
@@ -195,8 +195,9 @@ __inline_fn struct xn_port *br_port(__u32 ifindex)
 	return bpf_map_lookup_elem(&xn_ports, &ifindex);
 }
 
-/* The clock of learning and ageing: a second's precision is all they need, and
- * the coarse clock costs no timer read. */
+/* The clock of learning and ageing, in the FDB's time base (ns), on slow
+ * paths only: a second's precision is all they need, and the coarse clock
+ * reads no timer. Cache hits go by xn_ticks(), which costs no call. */
 __inline_fn __u64 br_now(void)
 {
 	return bpf_ktime_get_coarse_ns();
@@ -301,27 +302,17 @@ __inline_fn int br_key_of(const struct pkt *p, struct br_key *k)
 	return br_key_of_eth(p, p->data, k);
 }
 
-#define BR_KEY_WORDS (sizeof(struct br_key) / 4)
-
 __inline_fn __u32 br_key_slot(const struct br_key *k)
 {
-	const __u32 *w = (const __u32 *)k;
-	__u32 h = 0;
-#pragma unroll
-	for (int i = 0; i < BR_KEY_WORDS; i++)
-		h = xn_mix(h, w[i]);
+	const __u64 *q = (const __u64 *)k;
 	/* this CPU's part; the set's first way (the second is +1) */
-	return bpf_get_smp_processor_id() * XN_BR_CACHE_SIZE + (xn_fmix(h) & (XN_BR_CACHE_SIZE - 2));
+	return bpf_get_smp_processor_id() * XN_BR_CACHE_SIZE + (xn_hash(q[0], q[1], q[2], q[3]) & (XN_BR_CACHE_SIZE - 2));
 }
 
 __inline_fn int br_key_eq(const struct br_key *a, const struct br_key *b)
 {
-	const __u32 *x = (const __u32 *)a, *y = (const __u32 *)b;
-	__u32 d = 0;
-#pragma unroll
-	for (int i = 0; i < BR_KEY_WORDS; i++)
-		d |= x[i] ^ y[i];
-	return d == 0;
+	const __u64 *x = (const __u64 *)a, *y = (const __u64 *)b;
+	return ((x[0] ^ y[0]) | (x[1] ^ y[1]) | (x[2] ^ y[2]) | (x[3] ^ y[3])) == 0;
 }
 
 /* The generations now, read before the slow path looks anything up: a change
@@ -338,13 +329,13 @@ __inline_fn struct xn_br_gen br_gen(void)
 	return out;
 }
 
-__inline_fn int br_cache_holds(const struct br_cached *c, const struct xn_br_gen *g, __u64 now)
+__inline_fn int br_cache_holds(const struct br_cached *c, const struct xn_br_gen *g, __u32 t)
 {
-	return c->ctl_gen == (__u32)g->ctl && c->data_gen == (__u32)g->data && (__s32)(c->valid_until - (__u32)(now >> 20)) >= 0;
+	return c->ctl_gen == (__u32)g->ctl && c->data_gen == (__u32)g->data && xn_before(t, c->valid_until);
 }
 
-/* The cached decision for key k, if it still holds. */
-__inline_fn struct br_cached *br_cache_get(const struct br_key *k, const struct xn_br_gen *g, __u64 now)
+/* The cached decision for key k, if it still holds at t (xn_ticks()). */
+__inline_fn struct br_cached *br_cache_get(const struct br_key *k, const struct xn_br_gen *g, __u32 t)
 {
 	__u32 i = br_key_slot(k);
 	struct br_cached *c = bpf_map_lookup_elem(&xn_br_cache, &i);
@@ -352,30 +343,35 @@ __inline_fn struct br_cached *br_cache_get(const struct br_key *k, const struct 
 		i++;
 		c = bpf_map_lookup_elem(&xn_br_cache, &i);
 	}
-	if (!c || !br_key_eq(&c->key, k) || !br_cache_holds(c, g, now))
+	if (!c || !br_key_eq(&c->key, k) || !br_cache_holds(c, g, t))
 		return NULL;
 	return c;
 }
 
-/* Caches a local known-unicast decision. It holds until the FDB entry would
- * age, and at most a second: then the slow path refreshes the source MAC's
- * entry (learning) and decides again. */
-__inline_fn void br_cache_put(const struct br_key *k, const struct xn_br_gen *g, __u64 now, const struct br_frame *f)
+/* Caches a known-unicast decision made at now (br_now()) and t (xn_ticks()).
+ * It holds until the FDB entry would age, and at most a second: then the slow
+ * path refreshes the source MAC's entry (learning) and decides again. */
+__inline_fn void br_cache_put(const struct br_key *k, const struct xn_br_gen *g, __u64 now, __u32 t,
+			      const struct br_frame *f)
 {
+	__u64 until = now + XN_FDB_REFRESH_NS;
+	if (f->expires < until)
+		until = f->expires;
+	if (until <= now)
+		return;
 	/* The first way unless it holds a live decision for another key. */
 	__u32 i = br_key_slot(k);
 	struct br_cached *c = bpf_map_lookup_elem(&xn_br_cache, &i);
-	if (c && !br_key_eq(&c->key, k) && br_cache_holds(c, g, now)) {
+	if (c && !br_key_eq(&c->key, k) && br_cache_holds(c, g, t)) {
 		i++;
 		c = bpf_map_lookup_elem(&xn_br_cache, &i);
 	}
 	if (!c)
 		return;
-	__u64 until = now + XN_FDB_REFRESH_NS;
 	c->key = *k;
 	c->ctl_gen = g->ctl;
 	c->data_gen = g->data;
-	c->valid_until = (f->expires < until ? f->expires : until) >> 20; /* rounded down: never longer */
+	c->valid_until = t + xn_ticks_in(until - now);
 	c->out = f->out;
 	c->bridge = f->bridge;
 	c->remote = f->remote;

@@ -14,20 +14,40 @@
 #define unlikely(x) __builtin_expect(!!(x), 0)
 #endif
 
-/* Hashing for the datapath's set-associative caches: a multiply-xorshift
- * step per 32-bit word (MACs and ports often differ only in a few bits), then
- * murmur3's finalizer. */
-__inline_fn __u32 xn_mix(__u32 h, __u32 v)
+/* The hit paths' clock: jiffies, which the verifier inlines into one load
+ * (a helper call such as bpf_ktime_get_coarse_ns costs ~15 ns on this CPU's
+ * return-thunk mitigations, a quarter of the bridge's hit). A tick is 1 to
+ * 10 ms (HZ 1000 to 100); durations become ticks at the longest, so nothing
+ * cached lasts longer than meant (at HZ 1000, a tenth as long). */
+#define XN_TICK_NS 10000000ULL
+
+__inline_fn __u32 xn_ticks(void)
 {
-	h = (h ^ v) * 0x9e3779b1U;
-	return h ^ (h >> 15);
+	return (__u32)bpf_jiffies64();
 }
 
-__inline_fn __u32 xn_fmix(__u32 h)
+/* Whole ticks in ns, rounded down. */
+__inline_fn __u32 xn_ticks_in(__u64 ns)
 {
-	h ^= h >> 16;
-	h *= 0x85ebca6bU;
-	h ^= h >> 13;
-	h *= 0xc2b2ae35U;
-	return h ^ (h >> 16);
+	return ns / XN_TICK_NS;
+}
+
+/* Whether a deadline set in ticks is still ahead of t (wraps safely). */
+__inline_fn int xn_before(__u32 t, __u32 deadline)
+{
+	return (__s32)(deadline - t) > 0;
+}
+
+/* Hashing for the datapath's set-associative caches: each 64-bit word times
+ * its own odd constant, summed (independent multiplies: a per-word mix step
+ * chained eight multiplies, ~60 cycles on the hit path), then a
+ * xorshift-multiply that carries every input bit into the high half, which is
+ * returned. Unused words are 0 and fold away. */
+__inline_fn __u32 xn_hash(__u64 a, __u64 b, __u64 c, __u64 d)
+{
+	__u64 h = a * 0x9e3779b97f4a7c15ULL + b * 0xc2b2ae3d27d4eb4fULL + c * 0x165667b19e3779f9ULL +
+		  d * 0xd6e8feb86659fd93ULL;
+	h ^= h >> 29;
+	h *= 0xbf58476d1ce4e5b9ULL;
+	return h >> 32;
 }

@@ -244,7 +244,7 @@ struct nat_hot {
 	__u16 mtu;
 	__u32 ifindex;
 	__u8 dmac[ETH_ALEN], smac[ETH_ALEN];
-	__u32 until; /* now >> 20, like fib_time */
+	__u32 until; /* xn_ticks(): when its FIB answer is due again */
 	__u32 gen;   /* xn_nat_gen's low half when it was made */
 	__u32 pad[2]; /* a cache line */
 };
@@ -287,9 +287,9 @@ __inline_fn __u32 nat_gen(void)
 /* The first way of k's set, in this CPU's part. */
 __inline_fn __u32 nat_hot_set(const struct xn_ct_key *k)
 {
-	const __u32 *w = (const __u32 *)k;
-	__u32 h = xn_mix(xn_mix(xn_mix(xn_mix(0, w[0]), w[1]), w[2]), w[3]);
-	return bpf_get_smp_processor_id() * XN_NAT_HOT_SIZE + (xn_fmix(h) & (XN_NAT_HOT_SIZE - XN_NAT_HOT_WAYS));
+	const __u32 *w = (const __u32 *)k; /* k may be 4-aligned on the stack */
+	__u32 h = xn_hash(w[0] | (__u64)w[1] << 32, w[2] | (__u64)w[3] << 32, 0, 0);
+	return bpf_get_smp_processor_id() * XN_NAT_HOT_SIZE + (h & (XN_NAT_HOT_SIZE - XN_NAT_HOT_WAYS));
 }
 
 __inline_fn int nat_hot_is(const struct nat_hot *e, const struct xn_ct_key *k)
@@ -300,7 +300,7 @@ __inline_fn int nat_hot_is(const struct nat_hot *e, const struct xn_ct_key *k)
 
 __inline_fn int nat_hot_holds(const struct nat_hot *e, __u32 gen, __u32 t)
 {
-	return e->gen == gen && (__s32)(e->until - t) > 0;
+	return e->gen == gen && xn_before(t, e->until);
 }
 
 /* The packet's cached flow, if it holds. */
@@ -317,11 +317,15 @@ __inline_fn struct nat_hot *nat_hot_get(const struct xn_ct_key *k, __u32 gen, __
 	return NULL;
 }
 
-/* Caches flow entry e with its FIB answer, fresh in e (fib_time): in the
- * way that holds k or nothing live, else in a random one (four ways: at 10k
- * flows, keys beyond four to a set are rare; two ways missed 8%). */
-__inline_fn void nat_hot_put(const struct xn_ct_key *k, const struct xn_ct_entry *e, __u32 gen, __u32 t)
+/* Caches flow entry e with its FIB answer, fresh in e (fib_time), for as long
+ * as that answer is (now: coarse ns, t: xn_ticks()): in the way that holds k
+ * or nothing live, else in a random one (four ways: at 10k flows, keys beyond
+ * four to a set are rare; two ways missed 8%). */
+__inline_fn void nat_hot_put(const struct xn_ct_key *k, const struct xn_ct_entry *e, __u32 gen, __u64 now, __u32 t)
 {
+	__s32 left = (__s32)(e->fib_time + XN_CT_FIB_TTL - (__u32)(now >> 20)); /* in 2^20 ns */
+	if (left <= 0)
+		return;
 	__u32 first = nat_hot_set(k);
 	struct nat_hot *h = NULL;
 #pragma unroll
@@ -350,7 +354,7 @@ __inline_fn void nat_hot_put(const struct xn_ct_key *k, const struct xn_ct_entry
 	h->ifindex = e->fib_ifindex;
 	__builtin_memcpy(h->dmac, e->fib_dmac, ETH_ALEN);
 	__builtin_memcpy(h->smac, e->fib_smac, ETH_ALEN);
-	h->until = e->fib_time + XN_CT_FIB_TTL;
+	h->until = t + xn_ticks_in((__u64)left << 20);
 	h->gen = gen;
 }
 
@@ -601,12 +605,12 @@ __inline_fn int nat_run(struct nat_ctx *c, const enum hook h)
 		fwd = nat_fib(c, h, &f, c->key.src, c->key.dst, 0, 0);
 		return fwd != FWD_NONE && nat_snat_rule(f.ifindex, c->key.src) ? -XN_DROP_NAT_FRAG : VERDICT_PASS(h);
 	}
-	__u64 now = bpf_ktime_get_coarse_ns(); /* CLOCK_MONOTONIC_COARSE: a tick (ms) is precision enough, and it costs no clock read */
+	__u32 t = xn_ticks();
 	__u32 gen = h == HOOK_XDP ? nat_gen() : 0; /* before the table: a deletion meanwhile leaves a new copy stale */
 	/* SYN, FIN and RST always reach the table: they may move the flow's
 	 * state, which the other direction's copy would not see. */
 	if (h == HOOK_XDP && r == NAT_L4 && !c->frag && !(c->tcp & (TCP_FL_SYN | TCP_FL_FIN | TCP_FL_RST))) {
-		struct nat_hot *hot = nat_hot_get(&c->key, gen, now >> 20);
+		struct nat_hot *hot = nat_hot_get(&c->key, gen, t);
 		if (hot && c->ip->ttl > 1 && bpf_ntohs(c->ip->tot_len) <= hot->mtu) {
 			__u8 fl = hot->flags & ~XN_CT_REPLY;
 			if (ct_next(c->key.proto, hot->state, &fl, hot->flags & XN_CT_REPLY, c->tcp) == hot->state &&
@@ -620,6 +624,8 @@ __inline_fn int nat_run(struct nat_ctx *c, const enum hook h)
 			}
 		}
 	}
+	/* CLOCK_MONOTONIC_COARSE: a tick is precision enough for the table's timeouts */
+	__u64 now = bpf_ktime_get_coarse_ns();
 	struct xn_ct_entry *e = bpf_map_lookup_elem(&xn_ct, &c->key);
 	if (r == NAT_ICMP_ERR) {
 		if (!e || ct_expired(e, now))
@@ -637,7 +643,7 @@ __inline_fn int nat_run(struct nat_ctx *c, const enum hook h)
 	if (e && !ct_hit(&c->key, e, c->tcp, now)) {
 		fwd = nat_fib_cached(c, h, &f, e, now);
 		if (h == HOOK_XDP && fwd == FWD_OK && !c->frag)
-			nat_hot_put(&c->key, e, gen, now >> 20);
+			nat_hot_put(&c->key, e, gen, now, t);
 	} else { /* no entry, or it had expired (now removed): a new flow */
 		r = nat_new_flow(c, h, &n, &f, &fwd, now);
 		if (r <= 0)

@@ -212,10 +212,10 @@ __inline_fn int vx_route(void *ctx, const struct xn_vtep *v, __be32 remote, __u3
  * sees a half-written entry. Not pinned: each loaded object has its own, and
  * nothing outside the datapath reads it. */
 #define XN_VX_NH_SLOTS 256
-#define XN_VX_NH_TTL_NS (20ULL * 1000 * 1000)
+#define XN_VX_NH_TTL 2 /* ticks: at most 20 ms */
 
 struct vx_nh {
-	__u64 expires;  /* bpf_ktime_get_coarse_ns() */
+	__u32 expires;  /* xn_ticks() */
 	__be32 remote;
 	__u32 bridge;
 	__u16 vid;
@@ -249,15 +249,15 @@ struct vx_tx {
 /* Finds what encapsulating a frame of (f->bridge, f->vid) for f->remote
  * takes, through the per-CPU cache: fib gets the MACs and egress ifindex
  * (ipv4_dst when unresolved). Returns VX_ROUTE_OK, VX_ROUTE_NEIGH or a
- * negative drop reason. now: the caller's coarse clock; ctl: xn_br_gen.ctl
- * read before anything was looked up. */
-__inline_fn int vx_tx_cached(void *ctx, const struct br_frame *f, __u32 tot_len, __u64 now, __u32 ctl,
+ * negative drop reason. t: the caller's xn_ticks(); ctl: xn_br_gen.ctl read
+ * before anything was looked up. */
+__inline_fn int vx_tx_cached(void *ctx, const struct br_frame *f, __u32 tot_len, __u32 t_now, __u32 ctl,
 			     struct bpf_fib_lookup *fib, struct vx_tx *t)
 {
-	__u32 slot = xn_fmix(xn_mix(xn_mix(0, f->remote), f->bridge ^ ((__u32)f->vid << 20))) % XN_VX_NH_SLOTS;
+	__u32 slot = xn_hash((__u64)f->bridge << 32 | f->remote, f->vid, 0, 0) % XN_VX_NH_SLOTS;
 	struct vx_nh *nh = bpf_map_lookup_elem(&xn_vx_nh, &slot);
 	if (nh && nh->remote == f->remote && nh->bridge == f->bridge && nh->vid == f->vid && nh->ctl == ctl &&
-	    now < nh->expires) {
+	    xn_before(t_now, nh->expires)) {
 		if (tot_len > nh->mtu)
 			return -XN_DROP_VX_TOO_BIG;
 		__builtin_memcpy(fib->dmac, nh->dmac, ETH_ALEN);
@@ -301,7 +301,7 @@ __inline_fn int vx_tx_cached(void *ctx, const struct br_frame *f, __u32 tot_len,
 	nh->mtu = mtu;
 	__builtin_memcpy(nh->dmac, fib->dmac, ETH_ALEN);
 	__builtin_memcpy(nh->smac, fib->smac, ETH_ALEN);
-	nh->expires = now + XN_VX_NH_TTL_NS;
+	nh->expires = t_now + XN_VX_NH_TTL;
 	return r;
 }
 
@@ -371,9 +371,9 @@ __inline_fn int xdp_pass_to_tc(struct xdp_md *ctx, __u32 what)
 
 /* XDP: encapsulates a frame for f->remote and redirects it to the uplink.
  * Returns an XDP action or a negative drop reason. A next hop the kernel has
- * not resolved yet goes to tc, whose bpf_redirect_neigh resolves it. ctl:
- * xn_br_gen.ctl as the caller read it first. */
-__inline_fn int vx_xdp_encap(struct xdp_md *ctx, struct br_frame *f, __u64 now, __u32 ctl)
+ * not resolved yet goes to tc, whose bpf_redirect_neigh resolves it. t:
+ * xn_ticks(); ctl: xn_br_gen.ctl as the caller read it first. */
+__inline_fn int vx_xdp_encap(struct xdp_md *ctx, struct br_frame *f, __u32 t_now, __u32 ctl)
 {
 	void *data = (void *)(long)ctx->data;
 	void *end = (void *)(long)ctx->data_end;
@@ -382,7 +382,7 @@ __inline_fn int vx_xdp_encap(struct xdp_md *ctx, struct br_frame *f, __u64 now, 
 
 	struct bpf_fib_lookup fib;
 	struct vx_tx t = {};
-	int r = vx_tx_cached(ctx, f, inner_len + XN_VX_HLEN - ETH_HLEN, now, ctl, &fib, &t);
+	int r = vx_tx_cached(ctx, f, inner_len + XN_VX_HLEN - ETH_HLEN, t_now, ctl, &fib, &t);
 	if (r == VX_ROUTE_NEIGH)
 		return xdp_pass_to_tc(ctx, XN_META_PUNT);
 	if (r < 0)
