@@ -8,7 +8,6 @@
  * the host's own traffic among them -- pass untouched and leave no entry. */
 #pragma once
 #include <linux/ip.h>
-#include <linux/icmp.h>
 #include <linux/in.h>
 #include "common.h"
 #include "ctx.h"
@@ -16,6 +15,24 @@
 #include "stats.h"
 #include "csum.h"
 #include "ct.h"
+
+/* The ICMP header, declared here: <linux/icmp.h> pulls in <linux/if.h> and
+ * through it glibc's <sys/socket.h>, which for the bpf target wants the
+ * 32-bit glibc stubs (libc6-dev-i386) that a plain Debian machine lacks. */
+struct icmphdr {
+	__u8 type;
+	__u8 code;
+	__sum16 checksum;
+	union {
+		struct { __be16 id; __be16 sequence; } echo;
+		__be32 gateway;
+	} un;
+};
+#define ICMP_ECHOREPLY 0
+#define ICMP_DEST_UNREACH 3
+#define ICMP_ECHO 8
+#define ICMP_TIME_EXCEEDED 11
+#define ICMP_PARAMETERPROB 12
 
 /* Headers the parser may need in the linear part: Ethernet, IP with options,
  * ICMP, the quoted IP with options, and the quoted TCP up to its checksum. */
