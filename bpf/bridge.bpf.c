@@ -40,40 +40,31 @@ __inline_fn int forward_cached(void *ctx, const enum hook h, const struct pkt *p
 	return 0;
 }
 
-SEC("xdp")
-int xn_br_xdp(struct xdp_md *ctx)
+/* xn_br_xdp's slow path: everything but a cached local decision. A function
+ * of its own (a call only when the cache misses) so that the hit path's
+ * registers are its own: inlined, the slow path's values filled the hit's
+ * stack with spills. k is the frame's key if keyed; c a cached remote MAC's
+ * decision (encapsulate at once) or NULL. */
+static __noinline int br_xdp_slow(struct xdp_md *ctx, const struct br_key *k, int keyed, const struct br_cached *c)
 {
 	struct pkt p;
 	pkt_from_xdp(&p, ctx);
 	__u32 t = xn_ticks();
-	struct xn_br_gen g = br_gen();
-	struct br_key k = {}; /* whole on every path: clang carries its words in registers, and an unset one fails the verifier */
-	int keyed = br_key_of(&p, &k) == 0;
+	struct xn_br_gen g = br_gen(); /* before any lookup: a change made meanwhile leaves what it caches stale */
 	struct br_frame f = {};
 	struct xn_if_stats *st;
-	__u64 now = 0; /* the slow path's clock, read only there */
+	__u64 now = 0; /* the slow path's clock, read only where needed */
 	int r;
-	if (keyed) {
-		struct br_cached *c = br_cache_get(&k, &g, t);
-		if (c && !c->remote) {
-			r = forward_cached(ctx, HOOK_XDP, &p, &k, c);
-			if (r < 0) {
-				count_drop(p.ifindex, slot_stats(c->in_slot), r);
-				return XDP_DROP;
-			}
-			return bpf_redirect(c->out, 0);
-		}
-		if (c) { /* a remote MAC: straight to encapsulation */
-			st = slot_stats(c->in_slot);
-			stats_rx(st, p.len);
-			f.bridge = c->bridge;
-			f.vid = c->vid;
-			f.tagged = k.tci != 0;
-			f.out = c->out;
-			f.remote = c->remote;
-			keyed = 0; /* nothing to cache */
-			goto encap;
-		}
+	if (c) { /* a remote MAC: straight to encapsulation */
+		st = slot_stats(c->in_slot);
+		stats_rx(st, p.len);
+		f.bridge = c->bridge;
+		f.vid = c->vid;
+		f.tagged = k->tci != 0;
+		f.out = c->out;
+		f.remote = c->remote;
+		keyed = 0; /* nothing to cache */
+		goto encap;
 	}
 
 	struct xn_port *port = br_port(p.ifindex);
@@ -93,7 +84,7 @@ encap:
 		if (r < 0)
 			goto drop;
 		if (keyed)
-			br_cache_put(&k, &g, now, t, &f);
+			br_cache_put(k, &g, now, t, &f);
 		return r;
 	}
 	if (r == BR_FORWARD) {
@@ -104,7 +95,7 @@ encap:
 			goto drop;
 		stats_tx(slot_stats(f.out_slot), (__u32)(ctx->data_end - ctx->data));
 		if (keyed)
-			br_cache_put(&k, &g, now, t, &f);
+			br_cache_put(k, &g, now, t, &f);
 		return bpf_redirect(f.out, 0);
 	}
 	/* XDP cannot clone into differently encapsulated copies: floods that
@@ -135,35 +126,35 @@ drop:
 	return XDP_DROP;
 }
 
-/* XDP on a VTEP's uplink (not a bridge port): VXLAN for our VTEPs is
- * decapsulated and switched to local ports; everything else goes to the
- * stack untouched. Known unicast is cached like the bridge's, keyed by the
- * outer fields and inner MACs: a hit skips the VTEP, sender, FDB and port
- * lookups. */
 SEC("xdp")
-int xn_vx_uplink(struct xdp_md *ctx)
+int xn_br_xdp(struct xdp_md *ctx)
+{
+	struct pkt p;
+	pkt_from_xdp(&p, ctx);
+	struct xn_br_gen g = br_gen();
+	struct br_key k = {}; /* whole on every path: clang carries its words in registers, and an unset one fails the verifier */
+	int keyed = br_key_of(&p, &k) == 0;
+	struct br_cached *c = keyed ? br_cache_get(&k, &g, xn_ticks()) : NULL;
+	if (!c || c->remote)
+		return br_xdp_slow(ctx, &k, keyed, c);
+	int r = forward_cached(ctx, HOOK_XDP, &p, &k, c);
+	if (r < 0) {
+		count_drop(p.ifindex, slot_stats(c->in_slot), r);
+		return XDP_DROP;
+	}
+	return bpf_redirect(c->out, 0);
+}
+
+/* xn_vx_uplink's slow path (a call only when the cache misses, as for
+ * xn_br_xdp): the frame parsed again, then decap by the maps. */
+static __noinline int vx_uplink_slow(struct xdp_md *ctx, const struct br_key *k, int keyed)
 {
 	struct pkt p;
 	pkt_from_xdp(&p, ctx);
 	__u32 t = xn_ticks();
-	struct xn_br_gen g = br_gen();
+	struct xn_br_gen g = br_gen(); /* before any lookup */
 	struct vx_rx rx = {};
-	struct br_key k = {}; /* whole on every path: clang carries its words in registers, and an unset one fails the verifier */
 	int r = vx_rx_headers(&p, &rx);
-	int keyed = r == 0 && vx_rx_key(&p, &rx, &k) == 0;
-	if (keyed) {
-		struct br_cached *c = br_cache_get(&k, &g, t);
-		if (c) {
-			r = vx_xdp_strip(ctx, &p, &rx);
-			if (r == 0)
-				r = forward_cached(ctx, HOOK_XDP, &p, &k, c);
-			if (r < 0) {
-				count_drop(p.ifindex, slot_stats(c->in_slot), r);
-				return XDP_DROP;
-			}
-			return bpf_redirect(c->out, 0);
-		}
-	}
 	__u64 now = br_now();
 	struct br_frame f = { .in_slot = if_slot(p.ifindex) };
 	struct xn_if_stats *st = slot_stats(f.in_slot);
@@ -177,7 +168,7 @@ int xn_vx_uplink(struct xdp_md *ctx)
 		if (r == 0) {
 			stats_tx(slot_stats(f.out_slot), (__u32)(ctx->data_end - ctx->data));
 			if (keyed)
-				br_cache_put(&k, &g, now, t, &f);
+				br_cache_put(k, &g, now, t, &f);
 			return bpf_redirect(f.out, 0);
 		}
 	}
@@ -186,6 +177,33 @@ int xn_vx_uplink(struct xdp_md *ctx)
 		return XDP_DROP;
 	}
 	return r;
+}
+
+/* XDP on a VTEP's uplink (not a bridge port): VXLAN for our VTEPs is
+ * decapsulated and switched to local ports; everything else goes to the
+ * stack untouched. Known unicast is cached like the bridge's, keyed by the
+ * outer fields and inner MACs: a hit skips the VTEP, sender, FDB and port
+ * lookups. */
+SEC("xdp")
+int xn_vx_uplink(struct xdp_md *ctx)
+{
+	struct pkt p;
+	pkt_from_xdp(&p, ctx);
+	struct xn_br_gen g = br_gen();
+	struct vx_rx rx = {};
+	struct br_key k = {}; /* whole on every path: clang carries its words in registers, and an unset one fails the verifier */
+	int keyed = vx_rx_headers(&p, &rx) == 0 && vx_rx_key(&p, &rx, &k) == 0;
+	struct br_cached *c = keyed ? br_cache_get(&k, &g, xn_ticks()) : NULL;
+	if (!c)
+		return vx_uplink_slow(ctx, &k, keyed);
+	int r = vx_xdp_strip(ctx, &p, &rx);
+	if (r == 0)
+		r = forward_cached(ctx, HOOK_XDP, &p, &k, c);
+	if (r < 0) {
+		count_drop(p.ifindex, slot_stats(c->in_slot), r);
+		return XDP_DROP;
+	}
+	return bpf_redirect(c->out, 0);
 }
 
 /* Runs once per destination port of an XDP redirect: drops copies of a flood

@@ -508,10 +508,8 @@ __inline_fn int vx_rx_key(const struct pkt *p, const struct vx_rx *rx, struct br
 	if (rx->bad || !rx->inner || br_key_of_eth(p, rx->inner, k) || k->tci ||
 	    rx->inner->h_proto == bpf_htons(ETH_P_8021AD))
 		return -1;
-	k->vx_port = rx->dport;
-	k->vx_saddr = rx->saddr;
-	k->vx_daddr = rx->daddr;
-	k->vx_vni = rx->vni_raw;
+	k->w[2] = (__u64)rx->dport << 16 | (__u64)rx->saddr << 32; /* tci is 0 */
+	k->w[3] = rx->daddr | (__u64)rx->vni_raw << 32;
 	return 0;
 }
 
