@@ -13,7 +13,7 @@ import type { GenOptions, GenResult } from './gen.js';
 import { genRole, sinkRole } from './remote.js';
 import { CEILING, SCENARIOS, type Scenario } from './scenarios.js';
 import { Topology, reapStale } from './topology.js';
-import { measureTcp, TCP_REFERENCE, TCP_SCENARIOS, tcpReference, type TcpRow } from './tcp.js';
+import { measureTcp, TCP_CC, TCP_REFERENCE, TCP_SCENARIOS, tcpReference, type TcpRow } from './tcp.js';
 import { measureChurn, type ChurnResult } from './churn.js';
 import { CT_SCALE, measureCtScale, type CtScaleResult } from './ctscale.js';
 
@@ -111,7 +111,7 @@ function markdown(r: { date: string; kernel: string; cpu: string; nproc: number;
     out.push(`| ${x.scenario} | ${x.deliveredMpps.toFixed(3)} | ${x.ratio?.toFixed(2) ?? '-'} | ${br ? (x.deliveredMpps / br).toFixed(2) : '-'} |`);
   }
   if (r.tcp.length) {
-    out.push('', `| TCP (iperf3) | streams | Gbit/s | vs kernel row |`, '|---|---:|---:|---:|');
+    out.push('', `| TCP (iperf3, ${TCP_CC}) | streams | Gbit/s | vs kernel row |`, '|---|---:|---:|---:|');
     for (const x of r.tcp) out.push(`| ${x.scenario} | ${x.streams} | ${x.gbps.toFixed(2)} | ${x.ratio?.toFixed(2) ?? '-'} |`);
   }
   if (r.churn) {

@@ -17,6 +17,14 @@ export interface TcpScenario {
 
 export const TCP_REFERENCE = 'tcp-linux-bridge';
 
+/**
+ * The containers' congestion control, for both paths: Linux's default. A host
+ * that defaults to BBR (this one does) would pace every flow: on a veth path
+ * with microsecond RTTs BBR held one stream to ~16 Gbit/s where cubic ran at
+ * ~68, and the figures measured pacing timers instead of the datapath.
+ */
+export const TCP_CC = 'cubic';
+
 export const TCP_SCENARIOS: TcpScenario[] = [
   {
     name: TCP_REFERENCE,
@@ -53,6 +61,7 @@ export async function measureTcp(t: Topology, s: TcpScenario, streams: number[],
     if (BR_NETFILTER) t.sysctl('host', { 'net.bridge.bridge-nf-call-iptables': 0, 'net.bridge.bridge-nf-call-ip6tables': 0 });
     s.bridge?.(t);
   }
+  for (const c of ['c1', 'c2']) t.sysctl(c, { 'net.ipv4.tcp_congestion_control': TCP_CC });
   const rows: TcpRow[] = [];
   for (const n of streams) {
     const server = t.run('iperf3 server', 'ip', ['netns', 'exec', t.nsName('c2'), 'iperf3', '-s', '-1', '-B', '10.98.0.2']);
