@@ -43,14 +43,15 @@ __inline_fn int forward_cached(void *ctx, const enum hook h, const struct pkt *p
 /* xn_br_xdp's slow path: everything but a cached local decision. A function
  * of its own (a call only when the cache misses) so that the hit path's
  * registers are its own: inlined, the slow path's values filled the hit's
- * stack with spills. k is the frame's key if keyed; c a cached remote MAC's
- * decision (encapsulate at once) or NULL. */
-static __noinline int br_xdp_slow(struct xdp_md *ctx, const struct br_key *k, int keyed, const struct br_cached *c)
+ * stack with spills. k is the frame's key (NULL: it cannot be cached), g the
+ * generations the entry program read before its cache lookup, c a cached
+ * remote MAC's decision (encapsulate at once) or NULL. */
+static __noinline int br_xdp_slow(struct xdp_md *ctx, const struct br_key *k, const struct xn_br_gen *g,
+				  const struct br_cached *c)
 {
 	struct pkt p;
 	pkt_from_xdp(&p, ctx);
 	__u32 t = xn_ticks();
-	struct xn_br_gen g = br_gen(); /* before any lookup: a change made meanwhile leaves what it caches stale */
 	struct br_frame f = {};
 	struct xn_if_stats *st;
 	__u64 now = 0; /* the slow path's clock, read only where needed */
@@ -63,7 +64,7 @@ static __noinline int br_xdp_slow(struct xdp_md *ctx, const struct br_key *k, in
 		f.tagged = k->tci != 0;
 		f.out = c->out;
 		f.remote = c->remote;
-		keyed = 0; /* nothing to cache */
+		k = NULL; /* nothing to cache */
 		goto encap;
 	}
 
@@ -80,11 +81,11 @@ static __noinline int br_xdp_slow(struct xdp_md *ctx, const struct br_key *k, in
 		return xdp_pass_to_tc(ctx, XN_META_LOCAL);
 	if (r == BR_FORWARD && f.remote) {
 encap:
-		r = vx_xdp_encap(ctx, &f, t, (__u32)g.ctl);
+		r = vx_xdp_encap(ctx, &f, t, (__u32)g->ctl);
 		if (r < 0)
 			goto drop;
-		if (keyed)
-			br_cache_put(k, &g, now, t, &f);
+		if (k)
+			br_cache_put(k, g, now, t, &f);
 		return r;
 	}
 	if (r == BR_FORWARD) {
@@ -94,8 +95,8 @@ encap:
 		if (r < 0)
 			goto drop;
 		stats_tx(slot_stats(f.out_slot), (__u32)(ctx->data_end - ctx->data));
-		if (keyed)
-			br_cache_put(k, &g, now, t, &f);
+		if (k)
+			br_cache_put(k, g, now, t, &f);
 		return bpf_redirect(f.out, 0);
 	}
 	/* XDP cannot clone into differently encapsulated copies: floods that
@@ -136,7 +137,7 @@ int xn_br_xdp(struct xdp_md *ctx)
 	int keyed = br_key_of(&p, &k) == 0;
 	struct br_cached *c = keyed ? br_cache_get(&k, &g, xn_ticks()) : NULL;
 	if (!c || c->remote)
-		return br_xdp_slow(ctx, &k, keyed, c);
+		return br_xdp_slow(ctx, keyed ? &k : NULL, &g, c);
 	int r = forward_cached(ctx, HOOK_XDP, &p, &k, c);
 	if (r < 0) {
 		count_drop(p.ifindex, slot_stats(c->in_slot), r);
@@ -146,13 +147,13 @@ int xn_br_xdp(struct xdp_md *ctx)
 }
 
 /* xn_vx_uplink's slow path (a call only when the cache misses, as for
- * xn_br_xdp): the frame parsed again, then decap by the maps. */
-static __noinline int vx_uplink_slow(struct xdp_md *ctx, const struct br_key *k, int keyed)
+ * xn_br_xdp; k and g likewise): the frame parsed again, then decap by the
+ * maps. */
+static __noinline int vx_uplink_slow(struct xdp_md *ctx, const struct br_key *k, const struct xn_br_gen *g)
 {
 	struct pkt p;
 	pkt_from_xdp(&p, ctx);
 	__u32 t = xn_ticks();
-	struct xn_br_gen g = br_gen(); /* before any lookup */
 	struct vx_rx rx = {};
 	int r = vx_rx_headers(&p, &rx);
 	__u64 now = br_now();
@@ -167,8 +168,8 @@ static __noinline int vx_uplink_slow(struct xdp_md *ctx, const struct br_key *k,
 		r = forward_vlan(ctx, HOOK_XDP, &f);
 		if (r == 0) {
 			stats_tx(slot_stats(f.out_slot), (__u32)(ctx->data_end - ctx->data));
-			if (keyed)
-				br_cache_put(k, &g, now, t, &f);
+			if (k)
+				br_cache_put(k, g, now, t, &f);
 			return bpf_redirect(f.out, 0);
 		}
 	}
@@ -195,7 +196,7 @@ int xn_vx_uplink(struct xdp_md *ctx)
 	int keyed = vx_rx_headers(&p, &rx) == 0 && vx_rx_key(&p, &rx, &k) == 0;
 	struct br_cached *c = keyed ? br_cache_get(&k, &g, xn_ticks()) : NULL;
 	if (!c)
-		return vx_uplink_slow(ctx, &k, keyed);
+		return vx_uplink_slow(ctx, keyed ? &k : NULL, &g);
 	int r = vx_xdp_strip(ctx, &p, &rx);
 	if (r == 0)
 		r = forward_cached(ctx, HOOK_XDP, &p, &k, c);

@@ -70,9 +70,9 @@ struct {
 /* What a frame's cache slot is looked up by: where it came from, its tag as
  * received, its MACs; for a frame decapsulated on a VTEP's uplink also the
  * outer fields that chose the VTEP and name the sender (0 on bridge ports,
- * so the two kinds never meet). The frame's bytes, unparsed beyond that. */
-/* Built as four 64-bit words in registers and stored whole: a word read
- * back over narrower stores to it stalls store-to-load forwarding. */
+ * so the two kinds never meet). The frame's bytes, unparsed beyond that.
+ * Built as four 64-bit words in registers and stored whole: a word read back
+ * over narrower stores to it stalls store-to-load forwarding. */
 struct br_key {
 	union {
 		struct {
