@@ -300,6 +300,16 @@ describe('bridge programs', () => {
       expect(xdpSend('p3', frame(B, A, 10))).toEqual({ p4: [hex(frame(B, A))] });
     });
 
+    it('keys on the whole source MAC: a new source behind a cached pair is learned, a multicast one dropped', () => {
+      setFdb(B, 'p2');
+      expect(xdpSend('p1', frame(B, A))).toEqual({ p2: [hex(frame(B, A))] }); // now cached
+      const A2 = '02:00:00:00:00:0d'; // A but for its last byte (the key's second word)
+      expect(xdpSend('p1', frame(B, A2))).toEqual({ p2: [hex(frame(B, A2))] });
+      expect(fdb(A2)).toMatchObject({ ifindex: ifx.p1, flags: 0 });
+      expect(xdpVerdict('p1', frame(B, '03:00:00:00:00:0a'))).toBe(XDP.DROP); // A but for the group bit (the first word)
+      expect(drops()).toEqual({ 'invalid-source-mac': 1 });
+    });
+
     it('drops its decisions when learning moves a MAC, without the control process', () => {
       xdpSend('p2', frame(BCAST, B)); // B learned on p2
       expect(xdpSend('p1', frame(B, A))).toEqual({ p2: [hex(frame(B, A))] });
