@@ -106,16 +106,21 @@ struct br_cached {
 };
 _Static_assert(sizeof(struct br_cached) == 64, "a cached decision is one cache line");
 
-/* Per CPU, two-way set-associative: 1 MiB a CPU. With 1024 MACs in 4096
- * entries, 6.7% of frames missed (keys beyond two to a set evict each other
- * every round); in 16384, 0.2%. */
+/* Per CPU, two-way set-associative: at most 1 MiB a CPU. With 1024 MACs in
+ * 4096 entries, 6.7% of frames missed (keys beyond two to a set evict each
+ * other every round); in 16384, 0.2%. */
 #define XN_BR_CACHE_SIZE 16384
 
-/* Each CPU owns XN_BR_CACHE_SIZE consecutive entries of one plain array, as
+/* Entries a CPU (a power of two, 2 to XN_BR_CACHE_SIZE): the loader sizes the
+ * cache from the expected flows and sets this to match (brCachePart in
+ * src/objects/memory.ts). Frozen, the verifier sees it as a constant. */
+const volatile __u32 xn_br_cache_part = XN_BR_CACHE_SIZE;
+
+/* Each CPU owns xn_br_cache_part consecutive entries of one plain array, as
  * xn_nat_hot does (see there why not a per-CPU array, and its sizing). */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, XN_BR_CACHE_SIZE); /* one CPU's part; the loader multiplies */
+	__uint(max_entries, XN_BR_CACHE_SIZE); /* one CPU's largest part; the loader sizes it */
 	__uint(map_flags, BPF_F_MMAPABLE);
 	__type(key, __u32);
 	__type(value, struct br_cached);
@@ -315,7 +320,8 @@ __inline_fn int br_key_of(const struct pkt *p, struct br_key *k)
 __inline_fn __u32 br_key_slot(const struct br_key *k)
 {
 	/* this CPU's part; the set's first way (the second is +1) */
-	return bpf_get_smp_processor_id() * XN_BR_CACHE_SIZE + (xn_hash(k->w[0], k->w[1], k->w[2], k->w[3]) & (XN_BR_CACHE_SIZE - 2));
+	__u32 part = xn_br_cache_part;
+	return bpf_get_smp_processor_id() * part + (xn_hash(k->w[0], k->w[1], k->w[2], k->w[3]) & (part - 2));
 }
 
 __inline_fn int br_key_eq(const struct br_key *a, const struct br_key *b)

@@ -266,14 +266,19 @@ struct nat_hot {
 	__u32 pad[2]; /* a cache line */
 };
 
-#define XN_NAT_HOT_SIZE 32768 /* entries a CPU */
+#define XN_NAT_HOT_SIZE 32768 /* entries a CPU, at most */
 
-/* Each CPU owns XN_NAT_HOT_SIZE consecutive entries of one plain array, not a
+/* Entries a CPU (a power of two, XN_NAT_HOT_WAYS to XN_NAT_HOT_SIZE): the
+ * loader sizes the copies from the conntrack capacity and sets this to match
+ * (natHotPart in src/objects/memory.ts). Frozen, the verifier sees a constant. */
+const volatile __u32 xn_nat_hot_part = XN_NAT_HOT_SIZE;
+
+/* Each CPU owns xn_nat_hot_part consecutive entries of one plain array, not a
  * per-CPU array: a per-CPU lookup first loads the entry's pointer (a second
  * cache and TLB miss at 10k flows); BPF_F_MMAPABLE puts the values on a page
  * boundary, so every entry is one cache line and a set shares a page. It is
- * compiled with one CPU's part and the loader multiplies (sizeForCpus in
- * src/objects/paths.ts); a CPU beyond the array (a test that loads the object
+ * compiled with one CPU's largest part and the loader sizes it (perCpuCache in
+ * src/objects/memory.ts); a CPU beyond the array (a test that loads the object
  * as compiled: every CPU but the first) caches nothing. */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
@@ -306,7 +311,8 @@ __inline_fn __u32 nat_hot_set(const struct xn_ct_key *k)
 {
 	const __u32 *w = (const __u32 *)k; /* k may be 4-aligned on the stack */
 	__u32 h = xn_hash(w[0] | (__u64)w[1] << 32, w[2] | (__u64)w[3] << 32, 0, 0);
-	return bpf_get_smp_processor_id() * XN_NAT_HOT_SIZE + (h & (XN_NAT_HOT_SIZE - XN_NAT_HOT_WAYS));
+	__u32 part = xn_nat_hot_part;
+	return bpf_get_smp_processor_id() * part + (h & (part - XN_NAT_HOT_WAYS));
 }
 
 __inline_fn int nat_hot_is(const struct nat_hot *e, const struct xn_ct_key *k)

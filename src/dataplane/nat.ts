@@ -20,7 +20,7 @@
 // Links are pinned as links/nat-<ifindex>-<hook>[-<mode>], beside the
 // per-interface links of attach.ts, so they survive the control process.
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, statSync, unlinkSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmSync, statSync, unlinkSync } from 'node:fs';
 import { isIPv4 } from 'node:net';
 import { join } from 'node:path';
 import { BpfError, UsageError, XdpnetError } from '../errors.js';
@@ -30,6 +30,7 @@ import {
   NatConfig, pinnedCtEntries, Portmap, PortmapKey, SNAT_FLAGS, SnatKey, SnatRule, snatKey, timeoutSec, type CtEntryT, type CtKeyT,
   type NatConfigT,
 } from '../objects/nat.js';
+import { NAT_HOT } from '../objects/memory.js';
 import type { InstancePaths } from '../objects/paths.js';
 import { BPF_TCX_INGRESS, BPF_XDP, BpfMap, linkCreate, objPin, XDP_FLAGS_DRV_MODE } from '../sys/libbpf.js';
 import { close as closeFd, ifIndexToName, monotonicCoarseNs } from '../sys/libc.js';
@@ -220,6 +221,7 @@ export function ensureNatTable(inst: InstancePaths, flows?: number): CtTable {
     const pin = join(inst.maps, NAT.maps.ct);
     replaced = { maxFlows: ctFlowsOf(have), entries: BpfMap.usePin(pin, (m) => m.count()) ?? 0 };
     unlinkSync(pin); // no program holds it any more: the next load creates the new size
+    rmSync(join(inst.maps, NAT_HOT.map), { force: true }); // and hot copies sized for it
   }
   if (!existsSync(join(inst.maps, NAT.maps.ct))) {
     mkdirSync(inst.maps, { recursive: true });

@@ -1,8 +1,9 @@
 // bpf/bridge.bpf.c: the L2 bridge. Codecs mirror bpf/include/bridge.h
 // (checked against BTF by test/bpf/layout.test.ts).
-import type { BpfMap, BpfObject, BpfProgram } from '../sys/libbpf.js';
+import { numPossibleCpus, type BpfMap, type BpfObject, type BpfProgram } from '../sys/libbpf.js';
 import { struct, u32 } from './codec.js';
-import { loadInInstance, sizeForCpus, type InstancePaths } from './paths.js';
+import { BR_CACHE, BRIDGE_FLOWS, sizeCache } from './memory.js';
+import { loadInInstance, type InstancePaths } from './paths.js';
 
 export const BRIDGE = {
   object: 'bridge',
@@ -139,14 +140,17 @@ export function decodeFloodList(buf: Buffer): number[] {
   return Array.from({ length: Math.min(f.count, BRIDGE.limits.floodMax) }, (_, i) => f.ifindex.readUInt32LE(i * 4));
 }
 
-/** Loads the bridge object in the instance with the given programs. */
-function loadBridgeObject(inst: InstancePaths, programs: string[]): BpfObject {
-  return loadInInstance(inst, BRIDGE.object, programs, (o) => sizeForCpus(o, 'xn_br_cache'));
+/**
+ * Loads the bridge object in the instance with the given programs; a new
+ * decision cache is sized for `flows` active MAC pairs, a pinned one kept.
+ */
+function loadBridgeObject(inst: InstancePaths, programs: string[], flows: number = BRIDGE_FLOWS.default): BpfObject {
+  return loadInInstance(inst, BRIDGE.object, programs, (o) => sizeCache(o, inst, BR_CACHE, flows, numPossibleCpus()));
 }
 
 /** Creates (or adopts) the instance's pinned maps without loading any program: bridges exist before ports. */
-export function pinBridgeMaps(inst: InstancePaths): void {
-  loadBridgeObject(inst, []).close();
+export function pinBridgeMaps(inst: InstancePaths, flows?: number): void {
+  loadBridgeObject(inst, [], flows).close();
 }
 
 /**

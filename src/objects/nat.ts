@@ -5,7 +5,8 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { BpfMap, BpfProgram, numPossibleCpus } from '../sys/libbpf.js';
 import { struct, ipv4ToNum, u32 } from './codec.js';
-import { loadInInstance, sizeForCpus, type InstancePaths } from './paths.js';
+import { NAT_HOT, sizeCache } from './memory.js';
+import { loadInInstance, type InstancePaths } from './paths.js';
 
 export const NAT = {
   object: 'nat',
@@ -152,13 +153,14 @@ export function pinnedCtEntries(inst: InstancePaths): number | undefined {
 /**
  * Loads the NAT object, adopting the instance's pinned maps. A pinned conntrack
  * table keeps its size (libbpf adopts a pin only if max_entries matches);
- * ctFlows sizes a new one (default CT_FLOWS.default).
+ * ctFlows sizes a new one (default CT_FLOWS.default), and so new hot copies.
  */
 export function loadNat(inst: InstancePaths, hook: 'xdp' | 'tc', opts: { ctFlows?: number } = {}): { prog: BpfProgram; close(): void } {
   const obj = loadInInstance(inst, NAT.object, [NAT.programs[hook]],
     (o) => {
-      o.setMaxEntries(NAT.maps.ct, pinnedCtEntries(inst) ?? ctEntriesFor(opts.ctFlows ?? CT_FLOWS.default));
-      sizeForCpus(o, 'xn_nat_hot');
+      const ct = pinnedCtEntries(inst) ?? ctEntriesFor(opts.ctFlows ?? CT_FLOWS.default);
+      o.setMaxEntries(NAT.maps.ct, ct);
+      sizeCache(o, inst, NAT_HOT, ctFlowsOf(ct), numPossibleCpus()); // hot copies scale with the flows
     });
   return { prog: obj.program(NAT.programs[hook]), close: () => obj.close() };
 }

@@ -7,7 +7,7 @@ import { fileURLToPath } from 'node:url';
 import { existsSync, readdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { bpffsRoot } from '../dataplane/host.js';
-import { BpfObject, numPossibleCpus } from '../sys/libbpf.js';
+import { BpfObject } from '../sys/libbpf.js';
 
 /** The package root: the nearest folder up with a package.json (from dist/ or from source). */
 const PKG_ROOT = (() => {
@@ -25,14 +25,6 @@ export function objectPath(name: string): string {
  * instance's pinned maps, and loads it; configure runs before the load. The
  * caller closes it (its programs' fds go with it); a failed load closes it.
  */
-/**
- * Sizes a map that holds one part per CPU (xn_br_cache, xn_nat_hot: compiled
- * with one part, indexed by CPU * part + slot) for every possible CPU.
- */
-export function sizeForCpus(o: BpfObject, map: string): void {
-  o.setMaxEntries(map, o.maxEntries(map) * numPossibleCpus());
-}
-
 export function loadInInstance(inst: InstancePaths, object: string, programs: string[], configure?: (o: BpfObject) => void): BpfObject {
   const obj = BpfObject.open(objectPath(object), { pinRoot: inst.maps, programs });
   try {

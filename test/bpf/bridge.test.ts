@@ -10,7 +10,9 @@ import {
   BR_GEN_MAP, Bridge, BRIDGE, invalidateCache, DevmapVal, FDB_FLAGS, FdbEntry, FdbKey, floodList, FloodKey, Port, PORT_FLAGS, Vlan, VlanKey, XDP_NOTES,
 } from '../../src/objects/bridge.js';
 import { u32 } from '../../src/objects/codec.js';
-import { BPF_F_TEST_XDP_LIVE_FRAMES, BPF_XDP, BpfMap, BpfObject, linkCreate, XDP_FLAGS_DRV_MODE } from '../../src/sys/libbpf.js';
+import { BR_CACHE, sizeCache } from '../../src/objects/memory.js';
+import type { InstancePaths } from '../../src/objects/paths.js';
+import { BPF_F_TEST_XDP_LIVE_FRAMES, BPF_XDP, BpfMap, BpfObject, linkCreate, numPossibleCpus, XDP_FLAGS_DRV_MODE } from '../../src/sys/libbpf.js';
 import { close, ifNameToIndex } from '../../src/sys/libc.js';
 import { builtObject, fixtureObject, giveSlots, ifCounters, PinRoot, TC, XDP } from '../helpers/bpf.js';
 import { eth, ETH_P, hex, mac, udp4 } from '../helpers/packet.js';
@@ -35,6 +37,7 @@ describe('bridge programs', () => {
   const ifx = {} as Record<PortName, number>;
   const links: number[] = [];
   const map = (name: string): BpfMap => br.map(name);
+  let cachePart = 0;
 
   beforeAll(() => {
     const ns = netns('bridge');
@@ -49,7 +52,10 @@ describe('bridge programs', () => {
     pins = new PinRoot('bridge'); // on the host bpffs: entering the netns keeps our mounts
     enterNetns(ns);
     for (const p of PORTS) ifx[p] = ifNameToIndex(p);
-    br = pins.open(builtObject(BRIDGE.object));
+    // The decision cache at its smallest size, not as compiled: the BPF side must index what the loader sized.
+    br = pins.open(builtObject(BRIDGE.object), (o) => {
+      cachePart = sizeCache(o, { maps: pins.dir } as InstancePaths, BR_CACHE, 1, numPossibleCpus());
+    });
     cap = pins.open(fixtureObject('capture'));
     for (const p of PORTS) {
       links.push(linkCreate(cap.program('xn_capture').fd, ifNameToIndex(`${p}x`), BPF_XDP, XDP_FLAGS_DRV_MODE, `capture on ${p}x`));
@@ -289,6 +295,27 @@ describe('bridge programs', () => {
       expect(stats('p1')).toMatchObject({ rx_packets: 3n, dropped: 0n });
       expect(stats('p2')).toMatchObject({ tx_packets: 2n, tx_bytes: 2n * BigInt(frame(B, A).length) });
       expect(stats('p3')).toMatchObject({ tx_packets: 1n, tx_bytes: BigInt(frame(B, A).length + 4) });
+    });
+
+    it('fills only the running CPU\'s part of the size the loader chose', () => {
+      expect(cachePart).toBe(BR_CACHE.minPart);
+      expect(map(BR_CACHE.map).info.maxEntries).toBe(cachePart * numPossibleCpus());
+      const filled = () => [...map(BR_CACHE.map).keys()].map((k) => k.readUInt32LE(0))
+        .filter((i) => map(BR_CACHE.map).lookup(u32(i))!.some((b) => b !== 0));
+      const cpu = Number(sh('nproc', []).trim()) - 1; // the last online CPU: the one furthest into the array
+      for (const i of filled()) map(BR_CACHE.map).update(u32(i), Buffer.alloc(BR_CACHE.entryBytes)); // earlier tests' decisions
+      setFdb(B, 'p2');
+      sh('taskset', ['-apc', String(cpu), String(process.pid)]);
+      try {
+        expect(xdpSend('p1', frame(B, A))).toEqual({ p2: [hex(frame(B, A))] });
+        setFdb(B, 'p3'); // behind the cache's back: a hit still goes to p2
+        expect(xdpSend('p1', frame(B, A))).toEqual({ p2: [hex(frame(B, A))] });
+      } finally {
+        sh('taskset', ['-apc', '0', String(process.pid)]);
+      }
+      const added = filled();
+      expect(added.length).toBe(1);
+      expect(Math.floor(added[0] / cachePart)).toBe(cpu);
     });
 
     it('keys on the ingress port, the tag and both MACs', () => {

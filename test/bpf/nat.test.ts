@@ -15,7 +15,9 @@ import {
   CT_FLAGS, CT_STATE, CT_STATE_NAMES, CtEntry, ctEntriesFor, CtKey, CtStats, flowsDeleted, NAT, NatConfig, Portmap, PortmapKey,
   SNAT_FLAGS, SnatRule, snatKey, type CtEntryT, type NatConfigT,
 } from '../../src/objects/nat.js';
-import { BPF_TCX_INGRESS, BPF_XDP, linkCreate, XDP_FLAGS_DRV_MODE, type BpfMap, type BpfObject } from '../../src/sys/libbpf.js';
+import { NAT_HOT, sizeCache } from '../../src/objects/memory.js';
+import type { InstancePaths } from '../../src/objects/paths.js';
+import { BPF_TCX_INGRESS, BPF_XDP, linkCreate, numPossibleCpus, XDP_FLAGS_DRV_MODE, type BpfMap, type BpfObject } from '../../src/sys/libbpf.js';
 import { close, ifNameToIndex, monotonicCoarseNs } from '../../src/sys/libc.js';
 import { builtObject, PinRoot, TC, XDP } from '../helpers/bpf.js';
 import {
@@ -23,6 +25,7 @@ import {
 } from '../helpers/packet.js';
 import { cleanup, netns, onCpu0, sh, sleep } from '../helpers/sys.js';
 
+let hotPart = 0;
 const H = '10.99.0.1'; // the host's uplink address
 const GW = '10.99.0.254';
 const NO_NEIGH_GW = '10.99.0.253'; // a next hop without a neighbour entry
@@ -113,7 +116,10 @@ describe('NAT programs', () => {
     enterNetns(ns);
     ifx.up0 = ifNameToIndex('up0');
     ifx.ct0 = ifNameToIndex('ct0');
-    nat = pins.open(builtObject(NAT.object));
+    // Hot copies at their smallest size, not as compiled: the BPF side must index what the loader sized.
+    nat = pins.open(builtObject(NAT.object), (o) => {
+      hotPart = sizeCache(o, { maps: pins.dir } as InstancePaths, NAT_HOT, 1, numPossibleCpus());
+    });
   });
   afterAll(() => {
     pins?.cleanup();
@@ -551,10 +557,19 @@ describe('NAT programs', () => {
       onCpu0(() => {
         const reply = (flags: string, ttl = 60) => send('xdp', 'up0', fromGw(tcp4({ src: S, dst: H, sport: 80, dport: 40000, flags, ttl })));
         const toC1Out = (flags: string) => hex(toC1(tcp4({ src: S, dst: C1, sport: 80, dport: 40000, flags, ttl: 59 })));
+        const hot = map(NAT_HOT.map);
+        const filled = () => [...hot.keys()].map((k) => k.readUInt32LE(0)).filter((i) => hot.lookup(u32(i))!.some((b) => b !== 0));
+        for (const i of filled()) hot.update(u32(i), Buffer.alloc(NAT_HOT.entryBytes)); // earlier tests' copies
         tcp('c1', 'S');
         tcp('s', 'SA');
         tcp('c1', 'A');
         expect(reply('A').out).toBe(toC1Out('A')); // the table's answer, now copied
+        // into CPU 0's part of the size the loader chose
+        expect(hotPart).toBe(NAT_HOT.minPart);
+        expect(hot.info.maxEntries).toBe(hotPart * numPossibleCpus());
+        const added = filled();
+        expect(added.length).toBe(1);
+        expect(added[0]).toBeLessThan(hotPart);
         const rkey = CtKey.encode({ src: ipv4ToNum(S), dst: ipv4ToNum(H), sport: 80, dport: 40000, proto: IPPROTO.TCP, pad: Buffer.alloc(3) });
         const e = CtEntry.decode(map(NAT.maps.ct).lookup(rkey)!);
         map(NAT.maps.ct).update(rkey, CtEntry.encode({ ...e, to_dport: 40001 })); // behind the copy's back
