@@ -4,11 +4,12 @@ import { parseVlan, parseVlanList } from '../dataplane/addr.js';
 import { attach, listAttachments, type Attachment, type Hook, type XdpMode } from '../dataplane/attach.js';
 import { addPort, detachAll, detachInterface, listPorts, type PortInfo } from '../dataplane/bridge.js';
 import { natLinks } from '../dataplane/nat.js';
+import { instanceMemory, MAP_TYPE_NAMES, type MapMemory } from '../objects/memory.js';
 import { ctFlowsOf, pinnedCtEntries } from '../objects/nat.js';
 import { portOverlay, vtepUplinks } from '../dataplane/vxlan.js';
 import { UsageError } from '../errors.js';
 import { context } from './context.js';
-import { ago, json, table, vlansText } from './format.js';
+import { ago, ibytes, json, table, vlansText } from './format.js';
 
 function describe(a: Attachment): string {
   return `${a.hook}${a.mode ? ` ${a.mode}` : ''}, program ${a.progId}`;
@@ -81,10 +82,25 @@ Examples:
 
   program
     .command('status')
-    .description('list attached interfaces: hook, mode, program id, bridge and VLANs, since when')
+    .description('list attached interfaces: hook, mode, program id, bridge and VLANs, since when; and the maps\' memory')
     .option('--json', 'machine-readable output')
-    .action((o: { json?: boolean }, cmd: Command) => {
+    .option('--memory', 'list every pinned map with its size and the kernel memory it takes instead')
+    .addHelpText('after', `
+Memory is the kernel's own charge for each map (memlock in its fdinfo). The
+bridges' decision cache is sized by \`bridge add --flows\`, conntrack and NAT's
+hot copies by \`nat ... --conntrack-max\`; docs/memory.md has the formulas.
+
+Examples:
+  xdpnet status
+  xdpnet --netns h1 status --memory
+  xdpnet status --memory --json | jq '[.[].bytes] | add'`)
+    .action((o: { json?: boolean; memory?: boolean }, cmd: Command) => {
       const ctx = context(cmd);
+      if (o.memory) {
+        const maps = instanceMemory(ctx.inst);
+        if (o.json) return console.log(json(maps.map((m) => ({ ...m, type: MAP_TYPE_NAMES[m.type] ?? m.type }))));
+        return console.log(maps.length ? memoryTable(maps) : 'no maps');
+      }
       const all = listAttachments(ctx.inst);
       // NAT's links (nat-<ifindex>-<hook> pins) are listed too: everything attached shows here.
       const nat = natLinks(ctx.inst).map((n): Attachment => ({ ...n, mode: null }));
@@ -106,5 +122,15 @@ Examples:
       })));
       const ctEntries = nat.length ? pinnedCtEntries(ctx.inst) : undefined; // its size only: counting a big table takes a while
       if (ctEntries) console.log(`NAT conntrack table: room for ${ctFlowsOf(ctEntries)} flows (fill: xdpnet nat show)`);
+      const maps = instanceMemory(ctx.inst);
+      console.log(`Maps: ${maps.length} pinned, ${ibytes(maps.reduce((a, m) => a + m.bytes, 0))} of kernel memory (each: xdpnet status --memory)`);
     });
+}
+
+function memoryTable(maps: MapMemory[]): string {
+  const total = maps.reduce((a, m) => a + m.bytes, 0);
+  return table(['MAP', 'TYPE', 'ENTRIES', 'KEY', 'VALUE', 'MEMORY'], [
+    ...maps.map((m) => [m.map, MAP_TYPE_NAMES[m.type] ?? String(m.type), m.maxEntries, m.keySize, m.valueSize, ibytes(m.bytes)]),
+    ['total', '', '', '', '', ibytes(total)],
+  ]);
 }

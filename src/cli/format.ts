@@ -17,6 +17,17 @@ export function si(n: number, unit: string, digits = 2): string {
   return `${i ? n.toFixed(digits) : Math.round(n)} ${SI[i]}${unit}`;
 }
 
+/** Bytes in binary units, as the kernel counts memory: "512 B", "64.0 KiB", "2.0 MiB". */
+export function ibytes(n: number): string {
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let i = 0;
+  while (n >= 1024 && i < units.length - 1) {
+    n /= 1024;
+    i++;
+  }
+  return i ? `${n.toFixed(1)} ${units[i]}` : `${n} B`;
+}
+
 export function ago(d: Date, now = Date.now()): string {
   const s = Math.max(0, Math.round((now - d.getTime()) / 1000));
   if (s < 60) return `${s}s ago`;

@@ -7,7 +7,7 @@
 // Every command validates all its input before it writes, so a refused
 // command changes nothing.
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, readFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, unlinkSync } from 'node:fs';
 import { networkInterfaces } from 'node:os';
 import { join } from 'node:path';
 import { XdpnetError, UsageError } from '../errors.js';
@@ -16,15 +16,16 @@ import {
   pinBridgeMaps, Port, PORT_FLAGS, Vlan, VlanKey,
 } from '../objects/bridge.js';
 import { cString, u32, numToIpv4 } from '../objects/codec.js';
+import { BR_CACHE, cachePart, pinnedEntries } from '../objects/memory.js';
 import type { InstancePaths } from '../objects/paths.js';
-import { BPF_NOEXIST, BpfMap } from '../sys/libbpf.js';
+import { BPF_NOEXIST, BpfMap, numPossibleCpus } from '../sys/libbpf.js';
 import { ifIndexToName, ifNameToIndex } from '../sys/libc.js';
 import { checkVlan, formatMac, formatVlanList, parseMac, parseMacInto, randomMac, unicastMacProblem, VLAN_MIN } from './addr.js';
 import { ipJson } from './host.js';
 import { claimSlot } from './slots.js';
 import { overlayVni, remoteFdbTarget, removeBridgeVteps, syncPeers, vtepUplinks } from './vxlan.js';
 import {
-  attach, findAttachment, primaryAttachments, removeAttachment, removeInstanceIfIdle, resolveIface,
+  attach, findAttachment, listAttachments, primaryAttachments, removeAttachment, removeInstanceIfIdle, resolveIface,
   type Attachment, type Hook, type XdpMode,
 } from './attach.js';
 
@@ -39,6 +40,8 @@ export interface BridgeOptions {
   ageing?: number;
   /** 0: no limit. */
   maxLearned?: number;
+  /** Active MAC pairs expected at once: sizes the instance's decision cache when given (see sizeBridgeCache). */
+  flows?: number;
   netns?: string;
 }
 
@@ -248,6 +251,7 @@ export function addBridge(inst: InstancePaths, name: string, o: BridgeOptions = 
   const mac = o.mac ?? randomMac();
   let id = 0;
   try {
+    if (o.flows !== undefined) sizeBridgeCache(inst, o.flows);
     id = withMaps(inst, (m) => {
       const all = readBridges(m);
       if (all.some((b) => b.name === name)) throw new XdpnetError(`bridge ${name} already exists`, 'see `xdpnet bridge show`');
@@ -274,6 +278,28 @@ export function addBridge(inst: InstancePaths, name: string, o: BridgeOptions = 
     }
   }
   return listBridges(inst).find((b) => b.name === name)!;
+}
+
+/**
+ * Pins the instance's decision cache sized for `flows` (shared by all its
+ * bridges). A BPF map cannot be resized: one of another size is replaced
+ * while no port or uplink uses it, and refused otherwise.
+ */
+export function sizeBridgeCache(inst: InstancePaths, flows: number): void {
+  const cpus = numPossibleCpus();
+  const want = cachePart(BR_CACHE, flows, cpus);
+  const have = pinnedEntries(inst, BR_CACHE.map);
+  if (have !== undefined && have !== want * cpus) {
+    const users = listAttachments(inst);
+    const size = (part: number) => `${part} entries (${(part * BR_CACHE.entryBytes) >> 10} KiB) a CPU`;
+    if (users.length) {
+      throw new XdpnetError(`the bridges' decision cache holds ${size(have / cpus)} and cannot become ${size(want)} while ports use it (${users.map((a) => a.iface ?? `ifindex ${a.ifindex}`).join(', ')})`,
+        'omit --flows to keep its size, or detach every port and uplink of this instance first');
+    }
+    unlinkSync(join(inst.maps, BR_CACHE.map)); // no program holds it: the next load makes the new size
+  }
+  mkdirSync(inst.maps, { recursive: true });
+  pinBridgeMaps(inst, flows);
 }
 
 function run(cmd: string, args: string[]): void {

@@ -78,6 +78,11 @@ export function mapMemlock(m: BpfMap): number {
   return Number(line[1]);
 }
 
+/** bpf_map_type names of the maps xdpnet makes. */
+export const MAP_TYPE_NAMES: Record<number, string> = {
+  1: 'hash', 2: 'array', 5: 'percpu_hash', 6: 'percpu_array', 9: 'lru_hash', 11: 'lpm_trie', 25: 'devmap_hash',
+};
+
 export interface MapMemory {
   map: string;
   type: number;

@@ -13,7 +13,8 @@ import {
 import { cString } from '../../src/objects/codec.js';
 import { STATS_MAPS } from '../../src/objects/stats.js';
 import { LOCK_FILE } from '../../src/dataplane/host.js';
-import { BpfMap } from '../../src/sys/libbpf.js';
+import { BR_CACHE, cachePart, mapBytes } from '../../src/objects/memory.js';
+import { BpfMap, numPossibleCpus } from '../../src/sys/libbpf.js';
 import { macStr, mac } from '../helpers/packet.js';
 import { CLI, cleanup, netns, nsIfindex, sh, veth, xdpnet } from '../helpers/sys.js';
 
@@ -89,6 +90,42 @@ describe('bridge control plane', () => {
     expect(run('bridge', 'del', 'br0')).toMatchObject({ code: 1, stderr: expect.stringMatching(/^xdpnet: error: bridge br0 not found\n/) });
     expect(existsSync(dir())).toBe(false);
     expect(ok('bridge', 'show')).toBe('no bridges\n');
+  });
+
+  it('sizes the decision cache from --flows, shows each map\'s kernel memory, and resizes it only while nothing is attached', () => {
+    const cpus = numPossibleCpus();
+    const cache = () => okJson<Array<{ map: string; type: string; maxEntries: number; bytes: number }>>('status', '--memory')
+      .find((m) => m.map === BR_CACHE.map)!;
+    expect(run('bridge', 'add', 'br0', '--flows', '0')).toMatchObject({ code: 2, stderr: expect.stringContaining('--flows must be a whole number from 1 to') });
+    expect(existsSync(dir())).toBe(false);
+
+    ok('bridge', 'add', 'br0', '--flows', '1');
+    const part = cachePart(BR_CACHE, 1, cpus);
+    expect(cache()).toEqual({ map: BR_CACHE.map, type: 'array', keySize: 4, valueSize: 64, maxEntries: part * cpus,
+      bytes: mapBytes({ kind: 'array', keySize: 4, valueSize: 64, maxEntries: part * cpus, mmapable: true }, cpus) });
+    const all = okJson<Array<{ map: string; bytes: number }>>('status', '--memory');
+    expect(all.map((m) => m.map).sort()).toEqual(readdirSync(join(dir(), 'maps')).sort());
+    expect(all.every((m) => m.bytes > 0)).toBe(true);
+    const total = all.reduce((a, m) => a + m.bytes, 0);
+    expect(ok('status', '--memory')).toMatch(new RegExp(`^xn_br_cache\\s+array\\s+${part * cpus}\\s+4\\s+64\\s+\\d+\\.\\d KiB$[^]*^total\\s+${(total / 2 ** 20).toFixed(1)} MiB\\n$`, 'm'));
+
+    ok('attach', 'p1', '--bridge', 'br0');
+    const before = state();
+    const big = cachePart(BR_CACHE, 100_000, cpus);
+    expect(run('bridge', 'add', 'br1', '--flows', '100000')).toMatchObject({ code: 1,
+      stderr: `xdpnet: error: the bridges' decision cache holds ${part} entries (${part / 16} KiB) a CPU and cannot become ${big} entries (${big / 16} KiB) a CPU while ports use it (p1)\nhint: omit --flows to keep its size, or detach every port and uplink of this instance first\n` });
+    expect(state()).toEqual(before);
+    expect(cache().maxEntries).toBe(part * cpus);
+    ok('bridge', 'add', 'br1'); // without --flows: the cache keeps its size
+    expect(cache().maxEntries).toBe(part * cpus);
+    ok('bridge', 'del', 'br1');
+
+    ok('detach', 'p1');
+    ok('bridge', 'add', 'br1', '--flows', '100000');
+    expect(cache().maxEntries).toBe(big * cpus);
+    ok('bridge', 'del', 'br1');
+    ok('bridge', 'del', 'br0');
+    expect(existsSync(dir())).toBe(false);
   });
 
   it('--address gives the host an interface with the address and the bridge MAC, a host port and a local FDB entry', () => {
