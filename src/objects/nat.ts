@@ -33,9 +33,9 @@ export const NAT = {
  * (kernel/bpf/bpf_lru_list.c), so the table gets that much room on top.
  */
 export const CT_FLOWS = { default: 131072, min: 1024, max: 16_777_216 } as const;
-const ctLruSlack = () => 256 * numPossibleCpus();
-export const ctEntriesFor = (flows: number): number => 2 * flows + ctLruSlack();
-export const ctFlowsOf = (entries: number): number => Math.max(0, Math.floor((entries - ctLruSlack()) / 2));
+const ctLruSlack = (cpus: number) => 256 * cpus;
+export const ctEntriesFor = (flows: number, cpus = numPossibleCpus()): number => 2 * flows + ctLruSlack(cpus);
+export const ctFlowsOf = (entries: number, cpus = numPossibleCpus()): number => Math.max(0, Math.floor((entries - ctLruSlack(cpus)) / 2));
 
 /** Makes XDP forget its cached copies of flows (nat_hot, held while xn_nat_gen is unchanged): call after deleting flows. */
 export function flowsDeleted(gen: BpfMap): void {
