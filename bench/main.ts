@@ -16,6 +16,7 @@ import { Topology, reapStale } from './topology.js';
 import { measureTcp, TCP_CC, TCP_REFERENCE, TCP_SCENARIOS, tcpReference, type TcpRow } from './tcp.js';
 import { measureChurn, type ChurnResult } from './churn.js';
 import { CT_SCALE, measureCtScale, type CtScaleResult } from './ctscale.js';
+import { allowCongestionControl, reapCongestionHolds, releaseCongestionControl, type CcChoice } from './congestion.js';
 
 interface Row {
   scenario: string;
@@ -103,7 +104,7 @@ function printTcpTable(rows: TcpRow[]): void {
 }
 
 /** The README's tables, from a run's report. */
-function markdown(r: { date: string; kernel: string; cpu: string; nproc: number; rows: Row[]; tcp: TcpRow[]; churn: ChurnResult | null; ctScale: CtScaleResult | null }): string {
+function markdown(r: { date: string; kernel: string; cpu: string; nproc: number; rows: Row[]; tcp: TcpRow[]; tcpCc?: { cc: string; note: string | null } | null; churn: ChurnResult | null; ctScale: CtScaleResult | null }): string {
   const out = [`Measured ${r.date.slice(0, 10)} on ${r.cpu} (${r.nproc} vCPUs), kernel ${r.kernel}; 128-byte frames, one generator core, median of the runs.`, '',
     '| scenario | delivered Mpps | vs ceiling | vs Linux bridge |', '|---|---:|---:|---:|'];
   const br = r.rows.find((x) => x.scenario === 'linux-bridge')?.deliveredMpps;
@@ -111,8 +112,9 @@ function markdown(r: { date: string; kernel: string; cpu: string; nproc: number;
     out.push(`| ${x.scenario} | ${x.deliveredMpps.toFixed(3)} | ${x.ratio?.toFixed(2) ?? '-'} | ${br ? (x.deliveredMpps / br).toFixed(2) : '-'} |`);
   }
   if (r.tcp.length) {
-    out.push('', `| TCP (iperf3, ${TCP_CC}) | streams | Gbit/s | vs kernel row |`, '|---|---:|---:|---:|');
+    out.push('', `| TCP (iperf3, ${r.tcpCc?.cc ?? TCP_CC}) | streams | Gbit/s | vs kernel row |`, '|---|---:|---:|---:|');
     for (const x of r.tcp) out.push(`| ${x.scenario} | ${x.streams} | ${x.gbps.toFixed(2)} | ${x.ratio?.toFixed(2) ?? '-'} |`);
+    if (r.tcpCc?.note) out.push('', `TCP rows: ${r.tcpCc.note}.`);
   }
   if (r.churn) {
     const c = r.churn;
@@ -179,6 +181,7 @@ async function main(): Promise<void> {
   const unknown = only?.filter((n) => !known.includes(n)) ?? [];
   if (unknown.length) throw new Error(`unknown scenario ${unknown.join(', ')}; known: ${known.join(', ')}`);
   reapStale();
+  reapCongestionHolds();
   // The generator on the last CPU by default: the run's other processes keep off it, and rows vary less.
   const genCpu = a.cpu ?? (availableParallelism() > 1 ? String(availableParallelism() - 1) : undefined);
   const opts: RunOptions = { seconds: duration ?? 3, reps: num(a.reps, 'reps'), cpu: genCpu, ...frame };
@@ -210,12 +213,17 @@ async function main(): Promise<void> {
   // turns, rep after rep, and each row is the median of its reps.
   const samples = new Map<string, TcpRow[]>();
   const tcpScenarios = TCP_SCENARIOS.filter((x) => !only || only.includes(x.name));
+  let tcpCc: CcChoice | null = null;
+  if (tcpScenarios.length) {
+    tcpCc = allowCongestionControl(TCP_CC);
+    if (tcpCc.note) process.stderr.write(`TCP rows: ${tcpCc.note}\n`);
+  }
   for (let rep = 0; rep < opts.reps && tcpScenarios.length; rep++) {
     for (const s of tcpScenarios) {
       process.stderr.write(`${s.name} (run ${rep + 1}/${opts.reps}): ${s.about}\n`);
       const t = new Topology();
       try {
-        for (const r of await measureTcp(t, s, [1, 4], opts.seconds + 2)) {
+        for (const r of await measureTcp(t, s, [1, 4], opts.seconds + 2, tcpCc!.cc)) {
           const k = `${r.scenario}/${r.streams}`;
           samples.set(k, [...(samples.get(k) ?? []), r]);
         }
@@ -224,6 +232,7 @@ async function main(): Promise<void> {
       }
     }
   }
+  releaseCongestionControl();
   const tcp: TcpRow[] = [...samples.values()].map((rs) => ({ ...rs[0], gbps: median(rs.map((r) => r.gbps)), runs: rs.map((r) => r.gbps) }));
   for (const r of tcp) {
     const ref = tcp.find((x) => x.scenario === tcpReference(r.scenario) && x.streams === r.streams);
@@ -266,7 +275,7 @@ async function main(): Promise<void> {
   const report = {
     date: new Date().toISOString(), kernel: release(), cpu, nproc: availableParallelism(),
     frameSize: opts.size, flows: opts.flows, varyMac: opts.varyMac, seconds: opts.seconds, reps: opts.reps,
-    genCpu: opts.cpu ?? null, rows, tcp, churn, ctScale,
+    genCpu: opts.cpu ?? null, rows, tcp, tcpCc: tcpCc && { cc: tcpCc.cc ?? 'host default', note: tcpCc.note ?? null }, churn, ctScale,
   };
   const file = writeResults(report, Boolean(only));
   if (!only) writeFileSync(`${RESULTS}latest.md`, markdown(report));

@@ -52,7 +52,8 @@ export interface TcpRow {
   runs?: number[];
 }
 
-export async function measureTcp(t: Topology, s: TcpScenario, streams: number[], seconds: number): Promise<TcpRow[]> {
+/** cc: the containers' congestion control (allowCongestionControl's choice; null: the host's default). */
+export async function measureTcp(t: Topology, s: TcpScenario, streams: number[], seconds: number, cc: string | null = TCP_CC): Promise<TcpRow[]> {
   if (s.setup) s.setup(t);
   else {
     for (const role of ['host', 'c1', 'c2']) t.addNs(role);
@@ -61,7 +62,7 @@ export async function measureTcp(t: Topology, s: TcpScenario, streams: number[],
     if (BR_NETFILTER) t.sysctl('host', { 'net.bridge.bridge-nf-call-iptables': 0, 'net.bridge.bridge-nf-call-ip6tables': 0 });
     s.bridge?.(t);
   }
-  for (const c of ['c1', 'c2']) t.sysctl(c, { 'net.ipv4.tcp_congestion_control': TCP_CC });
+  if (cc) for (const c of ['c1', 'c2']) t.sysctl(c, { 'net.ipv4.tcp_congestion_control': cc });
   const rows: TcpRow[] = [];
   for (const n of streams) {
     const server = t.run('iperf3 server', 'ip', ['netns', 'exec', t.nsName('c2'), 'iperf3', '-s', '-1', '-B', '10.98.0.2']);

@@ -134,9 +134,13 @@ export class Topology {
     return obj;
   }
 
-  /** Runs a command to completion as a tracked child (killed by PID on destroy); resolves with its stdout. */
+  /**
+   * Runs a command to completion as a tracked child; resolves with its stdout.
+   * It leads its own process group, and destroy() kills the group by the
+   * child's PID: whatever the command started goes with it.
+   */
   run(what: string, cmd: string, args: string[]): Promise<string> {
-    const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'inherit'] });
+    const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'inherit'], detached: true });
     this.children.add(child);
     let out = '';
     child.stdout!.on('data', (d: Buffer) => (out += d));
@@ -154,7 +158,7 @@ export class Topology {
     if (!live.delete(this)) return;
     for (const c of this.children) {
       try {
-        if (c.pid) process.kill(c.pid, 'SIGKILL');
+        if (c.pid) process.kill(-c.pid, 'SIGKILL');
       } catch {
         /* already gone */
       }
