@@ -12,7 +12,7 @@ FIXTURE_OBJ := $(patsubst test/fixtures/%.bpf.c,build/fixtures/%.bpf.o,$(wildcar
 APT_PKGS := clang llvm libbpf-dev linux-libc-dev iproute2 iputils-ping iperf3 ethtool \
 	tcpdump tshark iptables conntrack util-linux kmod bpftool
 
-.PHONY: all setup deps bpffs bpf ts demo test bench vagrant-bench clean
+.PHONY: all setup deps bench-deps bpffs bpf ts demo test bench vagrant-bench clean
 
 all: bpf ts
 
@@ -55,8 +55,23 @@ test: setup all
 	npx tsc -p test/tsconfig.json
 	node test/run.mjs
 
-bench: setup all
-	node dist/bench/main.js
+# The bench's peers (bench/peers.ts): nftables, and Open vSwitch where the
+# kernel has its module (the rows are skipped elsewhere). Installing must not
+# start OVS's service: the bench starts and stops its own in a namespace.
+bench-deps:
+	@pkgs=nftables; \
+	if modprobe -nq openvswitch 2>/dev/null || [ -d /sys/module/openvswitch ]; then pkgs="$$pkgs openvswitch-switch"; fi; \
+	missing=$$(for p in $$pkgs; do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "installing:" $$missing; \
+		own=; [ -e /usr/sbin/policy-rc.d ] || { printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d; chmod +x /usr/sbin/policy-rc.d; own=1; }; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; rc=$$?; \
+		[ -z "$$own" ] || rm -f /usr/sbin/policy-rc.d; exit $$rc; \
+	fi
+
+# ARGS: e.g. ARGS="--only xdpnet-bridge,linux-bridge --reps 3" (docs/performance.md)
+bench: setup bench-deps all
+	node dist/bench/main.js $(ARGS)
 
 vagrant-bench:
 	vagrant/bench.sh

@@ -12,7 +12,8 @@ import { requirePrivileges } from '../src/dataplane/host.js';
 import type { GenOptions, GenResult } from './gen.js';
 import { genRole, sinkRole } from './remote.js';
 import { CEILING, SCENARIOS, type Scenario } from './scenarios.js';
-import { Topology, reapStale } from './topology.js';
+import { isAlive, Topology, reapStale } from './topology.js';
+import { reapStaleOvs } from './peers.js';
 import { measureTcp, TCP_CC, TCP_REFERENCE, TCP_SCENARIOS, tcpReference, type TcpRow } from './tcp.js';
 import { measureChurn, type ChurnResult } from './churn.js';
 import { CT_SCALE, measureCtScale, type CtScaleResult } from './ctscale.js';
@@ -104,7 +105,7 @@ function printTcpTable(rows: TcpRow[]): void {
 }
 
 /** The README's tables, from a run's report. */
-function markdown(r: { date: string; kernel: string; cpu: string; nproc: number; rows: Row[]; tcp: TcpRow[]; tcpCc?: { cc: string; note: string | null } | null; churn: ChurnResult | null; ctScale: CtScaleResult | null }): string {
+function markdown(r: { date: string; kernel: string; cpu: string; nproc: number; rows: Row[]; tcp: TcpRow[]; tcpCc?: { cc: string; note: string | null } | null; skipped?: Array<{ scenario: string; why: string }>; churn: ChurnResult | null; ctScale: CtScaleResult | null }): string {
   const out = [`Measured ${r.date.slice(0, 10)} on ${r.cpu} (${r.nproc} vCPUs), kernel ${r.kernel}; 128-byte frames, one generator core, median of the runs.`, '',
     '| scenario | delivered Mpps | vs ceiling | vs Linux bridge |', '|---|---:|---:|---:|'];
   const br = r.rows.find((x) => x.scenario === 'linux-bridge')?.deliveredMpps;
@@ -115,6 +116,9 @@ function markdown(r: { date: string; kernel: string; cpu: string; nproc: number;
     out.push('', `| TCP (iperf3, ${r.tcpCc?.cc ?? TCP_CC}) | streams | Gbit/s | vs kernel row |`, '|---|---:|---:|---:|');
     for (const x of r.tcp) out.push(`| ${x.scenario} | ${x.streams} | ${x.gbps.toFixed(2)} | ${x.ratio?.toFixed(2) ?? '-'} |`);
     if (r.tcpCc?.note) out.push('', `TCP rows: ${r.tcpCc.note}.`);
+  }
+  if (r.skipped?.length) {
+    out.push('', 'Skipped here:', ...r.skipped.map((x) => `- ${x.scenario}: ${x.why}`));
   }
   if (r.churn) {
     const c = r.churn;
@@ -181,12 +185,15 @@ async function main(): Promise<void> {
   const unknown = only?.filter((n) => !known.includes(n)) ?? [];
   if (unknown.length) throw new Error(`unknown scenario ${unknown.join(', ')}; known: ${known.join(', ')}`);
   reapStale();
+  reapStaleOvs(isAlive);
   reapCongestionHolds();
   // The generator on the last CPU by default: the run's other processes keep off it, and rows vary less.
   const genCpu = a.cpu ?? (availableParallelism() > 1 ? String(availableParallelism() - 1) : undefined);
   const opts: RunOptions = { seconds: duration ?? 3, reps: num(a.reps, 'reps'), cpu: genCpu, ...frame };
+  const skipped: Array<{ scenario: string; why: string }> = [];
   const scenarios = SCENARIOS.filter((x) => !only || only.includes(x.name)).filter((s) => {
     const skip = s.unavailable?.();
+    if (skip) skipped.push({ scenario: s.name, why: skip });
     if (skip) process.stderr.write(`${s.name}: skipped, ${skip}\n`);
     else process.stderr.write(`${s.name}: ${s.about}\n`);
     return !skip;
@@ -212,7 +219,12 @@ async function main(): Promise<void> {
   // TCP varies more from run to run than the bridges differ: scenarios take
   // turns, rep after rep, and each row is the median of its reps.
   const samples = new Map<string, TcpRow[]>();
-  const tcpScenarios = TCP_SCENARIOS.filter((x) => !only || only.includes(x.name));
+  const tcpScenarios = TCP_SCENARIOS.filter((x) => !only || only.includes(x.name)).filter((s) => {
+    const skip = s.unavailable?.();
+    if (skip) skipped.push({ scenario: s.name, why: skip });
+    if (skip) process.stderr.write(`${s.name}: skipped, ${skip}\n`);
+    return !skip;
+  });
   let tcpCc: CcChoice | null = null;
   if (tcpScenarios.length) {
     tcpCc = allowCongestionControl(TCP_CC);
@@ -275,7 +287,7 @@ async function main(): Promise<void> {
   const report = {
     date: new Date().toISOString(), kernel: release(), cpu, nproc: availableParallelism(),
     frameSize: opts.size, flows: opts.flows, varyMac: opts.varyMac, seconds: opts.seconds, reps: opts.reps,
-    genCpu: opts.cpu ?? null, rows, tcp, tcpCc: tcpCc && { cc: tcpCc.cc ?? 'host default', note: tcpCc.note ?? null }, churn, ctScale,
+    genCpu: opts.cpu ?? null, rows, tcp, tcpCc: tcpCc && { cc: tcpCc.cc ?? 'host default', note: tcpCc.note ?? null }, skipped, churn, ctScale,
   };
   const file = writeResults(report, Boolean(only));
   if (!only) writeFileSync(`${RESULTS}latest.md`, markdown(report));

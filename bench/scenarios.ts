@@ -3,6 +3,7 @@
 // namespace topology between a generator and a sink; bench/main.ts measures it.
 import { execFileSync } from 'node:child_process';
 import type { VxlanOuter } from './gen.js';
+import { peerScenarios } from './peers.js';
 import { BR_NETFILTER, ip, type Topology } from './topology.js';
 
 /** Where the generator sends from and where the sink counts (namespace roles of the topology). */
@@ -217,3 +218,6 @@ SCENARIOS.push(
   { name: 'kernel-vxlan-decap', about: 'kernel vxlan device on f0 (VNI 1) on a Linux bridge with f1 (static FDB entry): decapsulation', deliveredExtra: 0, build: (t) => vxlanDecap(t, 'kernel') },
   { name: 'xdpnet-vxlan-decap', about: 'xdpnet VTEP on f0 (xn_vx_uplink, XDP), bridge port f1 (XDP), static FDB entry: decapsulation in XDP', deliveredExtra: 0, build: (t) => vxlanDecap(t, 'xdpnet') },
 );
+
+// Open vSwitch and nftables flowtables in the same topologies (skipped where the kernel lacks them).
+SCENARIOS.push(...peerScenarios({ line, routed: (t) => routed(t, 'none'), macs: MACS, natFlows: NAT_FLOWS, vxInnerDst: VX_INNER_DST }));

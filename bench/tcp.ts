@@ -2,6 +2,7 @@
 // 1 and 4 streams, the Linux bridge and the xdpnet bridge (tc hook, which keeps
 // GSO/TSO on veth) side by side in one run.
 import { execFileSync } from 'node:child_process';
+import { ovsTcpBridge, ovsUnavailable } from './peers.js';
 import { BR_NETFILTER, ip, type Topology } from './topology.js';
 
 export interface TcpScenario {
@@ -13,6 +14,8 @@ export interface TcpScenario {
   setup?(t: Topology): void;
   /** The row its ratio is taken against; TCP_REFERENCE when omitted. */
   reference?: string;
+  /** Why the row cannot run on this machine, if it cannot (it is then skipped). */
+  unavailable?(): string | undefined;
 }
 
 export const TCP_REFERENCE = 'tcp-linux-bridge';
@@ -40,6 +43,12 @@ export const TCP_SCENARIOS: TcpScenario[] = [
       t.xdpnet('host', 'bridge', 'add', 'br0');
       for (const p of ['h1', 'h2']) t.xdpnet('host', 'attach', p, '--bridge', 'br0', '--hook', 'tc');
     },
+  },
+  {
+    name: 'tcp-ovs-bridge',
+    about: 'Open vSwitch bridge over h1 and h2 (kernel datapath, NORMAL forwarding)',
+    unavailable: ovsUnavailable,
+    bridge: ovsTcpBridge,
   },
 ];
 

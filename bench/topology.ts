@@ -37,6 +37,7 @@ export class Topology {
   private objects: BenchObject[] = [];
   private children = new Set<ChildProcess>();
   private xdpnetRoles = new Set<string>(); // namespaces whose xdpnet state destroy() removes
+  private stops: Array<() => void> = []; // daemons started in our namespaces (e.g. Open vSwitch), stopped before they go
 
   constructor() {
     installCleanup();
@@ -154,6 +155,11 @@ export class Topology {
     });
   }
 
+  /** Runs fn on destroy(), before the namespaces are deleted (last registered, first run). */
+  onDestroy(fn: () => void): void {
+    this.stops.push(fn);
+  }
+
   destroy(): void {
     if (!live.delete(this)) return;
     for (const c of this.children) {
@@ -164,6 +170,13 @@ export class Topology {
       }
     }
     this.children.clear();
+    for (const stop of this.stops.splice(0).reverse()) {
+      try {
+        stop();
+      } catch (e) {
+        console.error(`warning: ${(e as Error).message}`);
+      }
+    }
     for (const role of this.xdpnetRoles) {
       try {
         this.removeXdpnet(role);
@@ -210,7 +223,7 @@ export function reapStale(): void {
   }
 }
 
-function isAlive(pid: number): boolean {
+export function isAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
     return true;
