@@ -284,6 +284,12 @@ export class BpfObject {
     return lib().map_max_entries(this.mapHandle(map)) as number;
   }
 
+  /** Each map's type and flags as defined (before load), for feature checks. */
+  mapDefs(): Array<{ name: string; type: number; flags: number }> {
+    const l = lib();
+    return [...this.mapHandles()].map((m) => ({ name: m.name, type: l.map_type(m.handle) as number, flags: l.map_flags(m.handle) as number }));
+  }
+
   *mapNames(): Generator<string> {
     for (const m of this.mapHandles()) yield m.name;
   }
