@@ -8,14 +8,14 @@
 //   xn_ct         both directions of every translated flow; xn_ct_stats, xn_nat_config
 //
 // Where the programs run (nat.h translates on ingress, both directions):
-//   tc (tcx ingress) on the "inside" interface, the one routing the rule's
+//   tc ingress (tcx, or clsact: see links.ts) on the "inside" interface, the one routing the rule's
 //     sources: for containers on an xdpnet bridge that is the bridge's host
 //     interface (br0, the veth with the bridge address). Nothing else is
 //     attached there (the bridge's program runs on its peer xnp<id>), so NAT
 //     and bridging never share a hook; tc keeps GSO/TSO for container TCP.
 //   XDP on the outside interface (the uplink): replies and port-mapped
 //     connections at XDP rate. When the uplink already holds an XDP program
-//     (VXLAN, or `xdpnet attach`), NAT goes on its tcx ingress instead: tcx
+//     (VXLAN, or `xdpnet attach`), NAT goes on its tc ingress instead: tc
 //     takes several programs per interface, XDP one.
 // Links are pinned as links/nat-<ifindex>-<hook>[-clsact] by links.ts, beside
 // the per-interface ones of attach.ts, so they survive the control process.
@@ -444,7 +444,7 @@ export function natLinks(inst: InstancePaths): NatLink[] {
 
 /**
  * Attaches the NAT program to an interface unless it already runs there.
- * `xdp` (native) falls back to tcx ingress where another XDP program holds
+ * `xdp` (native) falls back to tc ingress where another XDP program holds
  * the interface. The receiving end of an XDP redirect into a veth needs NAPI,
  * so the peer of a tc-side veth in this namespace gets GRO.
  */
