@@ -7,6 +7,17 @@ import { expect } from 'vitest';
 export const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 export const CLI = `${ROOT}dist/src/cli/main.js`;
 
+/** The tc flavour the CLI attaches with in this run (suites run again with XDPNET_TC=clsact, see e2e/clsact.test.ts). */
+export const tcFlavour = (): 'tcx' | 'clsact' => (process.env.XDPNET_TC === 'clsact' ? 'clsact' : 'tcx');
+
+/** The ingress tc filters of an interface, by `tc` itself (clsact only; tcx links are not filters). */
+export function tcFilters(ns: string, dev: string): Array<{ pref: number; kind: string; options?: { handle?: string; prog?: { id: number } } }> {
+  const out = spawnSync('ip', ['netns', 'exec', ns, 'tc', '-j', 'filter', 'show', 'dev', dev, 'ingress'], { encoding: 'utf8' });
+  if (out.status) return []; // no clsact qdisc
+  return (JSON.parse(out.stdout || '[]') as Array<{ pref: number; kind: string; options?: { handle?: string; prog?: { id: number } } }>)
+    .filter((f) => f.options); // tc lists each priority's classifier once more without options
+}
+
 let seq = 0;
 const created: string[] = [];
 
