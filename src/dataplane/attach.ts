@@ -10,6 +10,7 @@ import {
 import { close as closeFd, ifIndexToName, ifNameToIndex } from '../sys/libc.js';
 import { BRIDGE } from '../objects/bridge.js';
 import { loadCounter } from '../objects/counter.js';
+import { ensureObserver } from '../objects/monitor.js';
 import type { InstancePaths } from '../objects/paths.js';
 import { checkKernel, kernelRelease } from './host.js';
 import { claimSlot, releaseSlotIfUnused } from './slots.js';
@@ -140,6 +141,7 @@ export function attach(inst: InstancePaths, iface: string, o: AttachOptions): At
     for (const l of [{ hook: o.hook, prog: loaded.prog }, ...(loaded.also ?? [])]) {
       pins.push(linkAndPin(inst, iface, ifindex, l.hook, l.hook === 'xdp' ? mode ?? 'native' : null, l.prog));
     }
+    ensureObserver(inst); // no silent loss: refused redirects are counted while the instance has links
   } catch (e) {
     for (const pin of pins) unlinkSync(pin);
     removeInstanceIfIdle(inst); // a failed first attach leaves nothing
@@ -216,7 +218,7 @@ export function removeAttachment(inst: InstancePaths, a: Attachment): void {
 
 /** Leaves nothing of an instance on bpffs once it has no links and no bridges (configuration lives in maps). */
 export function removeInstanceIfIdle(inst: InstancePaths): void {
-  if (existsSync(inst.links) && readdirSync(inst.links).length) return;
+  if (existsSync(inst.links) && readdirSync(inst.links).some((f) => PIN_RE.test(f))) return; // the observer's pins go with the last link
   if (BpfMap.usePin(join(inst.maps, BRIDGE.maps.bridges), (m) => !m.keys().next().done)) return;
   rmSync(inst.dir, { recursive: true, force: true });
   const top = join(inst.dir, '..');
