@@ -726,6 +726,7 @@ struct vx_flood_ctx {
 	struct xn_if_stats *st;
 	__u32 fib_len;
 	__u32 inner_len;
+	__u32 vni;
 };
 
 /* One remote VTEP of a flood: only the outer Ethernet and IPv4 headers
@@ -746,8 +747,10 @@ static long vx_flood_one(__u64 i, void *data)
 	vx_fill_eth(&h, &fib);
 	vx_fill_ip(&h, c->v->local, remote, c->inner_len);
 	if (bpf_skb_store_bytes(c->skb, 0, &h, ETH_HLEN + sizeof(struct iphdr), 0) == 0 &&
-	    bpf_clone_redirect(c->skb, fib.ifindex, 0) == 0)
+	    bpf_clone_redirect(c->skb, fib.ifindex, 0) == 0) {
 		count_tx(fib.ifindex, c->skb->len);
+		mon_trace(c->skb, HOOK_TC, XN_EV_ENCAP, c->skb->ifindex, fib.ifindex, c->vni);
+	}
 	return 0;
 }
 
@@ -768,7 +771,7 @@ __inline_fn void vx_skb_flood(struct __sk_buff *skb, struct br_frame *f, int tag
 		return;
 	}
 	struct vx_flood_ctx c = {
-		.skb = skb, .rm = rm, .v = v, .st = st, .fib_len = vx_skb_fib_len(skb), .inner_len = skb->len,
+		.skb = skb, .rm = rm, .v = v, .st = st, .fib_len = vx_skb_fib_len(skb), .inner_len = skb->len, .vni = vni,
 	};
 	struct vx_encap h = {};
 	vx_fill_udp(&h.o, vx_sport(bpf_get_hash_recalc(skb)), v->port, c.inner_len, vni);

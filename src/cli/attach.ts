@@ -2,6 +2,7 @@
 import { Command, Option } from 'commander';
 import { parseVlan, parseVlanList } from '../dataplane/addr.js';
 import { attach, listAttachments, type Attachment, type Hook, type XdpMode } from '../dataplane/attach.js';
+import { prepareRedirectTarget } from '../dataplane/peer.js';
 import { addPort, detachAll, detachInterface, listPorts, type PortInfo } from '../dataplane/bridge.js';
 import { natLinks } from '../dataplane/nat.js';
 import { ctFlowsOf, pinnedCtEntries } from '../objects/nat.js';
@@ -49,7 +50,9 @@ Examples:
       const ctx = context(cmd);
       if (!o.bridge) {
         const a = attach(ctx.inst, iface, { hook: o.hook ?? 'xdp', mode: o.mode, netns: ctx.netns });
-        return console.log(`attached ${iface} (${describe(a)})`);
+        console.log(`attached ${iface} (${describe(a)})`);
+        for (const n of prepareRedirectTarget(iface, a.hook, { gro: false })) console.log(n.startsWith('warning:') ? n : `note: ${n}`);
+        return;
       }
       const { port, attachment } = addPort(ctx.inst, iface, o.bridge, { hook: o.hook ?? 'tc', mode: o.mode, netns: ctx.netns, ...vlans });
       console.log(`attached ${iface} to bridge ${port.bridge} (${describe(attachment)}; VLAN ${vlansText(port)})`);
@@ -57,9 +60,9 @@ Examples:
       if (ov) {
         console.log(`note: bridge ${port.bridge} is an overlay bridge (VNI ${ov.vnis.join(', ')}): set the MTU behind ${iface} to ${ov.innerMtu ?? 'the uplink MTU - 50'}` +
           (attachment.hook === 'xdp' ? '; xn_br_tc runs next to XDP as its slow path' : ''));
-        // the uplink's XDP redirects decapsulated frames into the port; a veth drops them unless its far end runs NAPI
-        console.log(`note: on a veth, turn GRO on at its far end (ethtool -K IFACE gro on${attachment.hook === 'xdp' ? ' tx off: a frame entering XDP loses a partial checksum' : ''})`);
       }
+      // XDP ports and the uplink redirect into every port: a veth drops those frames unless its far end runs NAPI
+      for (const n of prepareRedirectTarget(iface, attachment.hook)) console.log(n.startsWith('warning:') ? n : `note: ${n}`);
     });
 
   program

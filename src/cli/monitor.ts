@@ -75,6 +75,9 @@ Examples:
           `${m.event}${m.reason ? ` reason=${m.reason}` : ''} iface=${m.iface}${m.out ? ` out=${m.out}` : ''} hook=${m.hook}${m.vni !== null ? ` vni=${m.vni}` : ''}`);
         if (++seen >= count) stop = true;
       });
+      // on stderr: scripts read events from stdout, and may wait for this line before making traffic
+      console.error(`monitoring ${ctx.inst.name}: ${o.type === 'all' ? 'drops and traces' : o.type === 'drop' ? 'drops' : 'traces'}` +
+        `${sample > 1 ? ` (1 in ${sample} traces)` : ''}; Ctrl-C to stop`);
       const onSignal = () => (stop = true);
       process.once('SIGINT', onSignal).once('SIGTERM', onSignal);
       const end = Date.now() + duration * 1000;

@@ -10,7 +10,7 @@ import {
 import { close as closeFd, ifIndexToName, ifNameToIndex } from '../sys/libc.js';
 import { BRIDGE } from '../objects/bridge.js';
 import { loadCounter } from '../objects/counter.js';
-import { ensureObserver } from '../objects/monitor.js';
+import { ensureObserver, isObserverPin } from '../objects/monitor.js';
 import type { InstancePaths } from '../objects/paths.js';
 import { checkKernel, kernelRelease } from './host.js';
 import { claimSlot, releaseSlotIfUnused } from './slots.js';
@@ -218,7 +218,7 @@ export function removeAttachment(inst: InstancePaths, a: Attachment): void {
 
 /** Leaves nothing of an instance on bpffs once it has no links and no bridges (configuration lives in maps). */
 export function removeInstanceIfIdle(inst: InstancePaths): void {
-  if (existsSync(inst.links) && readdirSync(inst.links).some((f) => PIN_RE.test(f))) return; // the observer's pins go with the last link
+  if (existsSync(inst.links) && readdirSync(inst.links).some((f) => !isObserverPin(f))) return; // the observer's pins go with the last other link
   if (BpfMap.usePin(join(inst.maps, BRIDGE.maps.bridges), (m) => !m.keys().next().done)) return;
   rmSync(inst.dir, { recursive: true, force: true });
   const top = join(inst.dir, '..');
