@@ -8,6 +8,8 @@ import { natLinks } from '../dataplane/nat.js';
 import { ctFlowsOf, pinnedCtEntries } from '../objects/nat.js';
 import { portOverlay, vtepUplinks } from '../dataplane/vxlan.js';
 import { UsageError } from '../errors.js';
+import { instanceNetns, withNetns } from '../dataplane/host.js';
+import { listInstances, type InstancePaths } from '../objects/paths.js';
 import { context } from './context.js';
 import { ago, json, table, vlansText } from './format.js';
 
@@ -86,28 +88,61 @@ Examples:
     .command('status')
     .description('list attached interfaces: hook, mode, program id, bridge and VLANs, since when')
     .option('--json', 'machine-readable output')
-    .action((o: { json?: boolean }, cmd: Command) => {
+    .option('-A, --all-namespaces', 'every instance on this host: the host and each network namespace with xdpnet state')
+    .action((o: { json?: boolean; allNamespaces?: boolean }, cmd: Command) => {
       const ctx = context(cmd);
-      const all = listAttachments(ctx.inst);
-      // NAT's links (nat-<ifindex>-<hook> pins) are listed too: everything attached shows here.
-      const nat = natLinks(ctx.inst).map((n): Attachment => ({ ...n, mode: null }));
-      const ports = new Map(listPorts(ctx.inst).map((p) => [p.ifindex, p]));
-      const uplinks = vtepUplinks(ctx.inst);
-      if (o.json) {
-        return console.log(json([...all.map((a) => toJson(a, ports.get(a.ifindex), uplinks.get(a.ifindex))), ...nat.map((a) => toJson(a, undefined, undefined, true))]));
-      }
-      if (!all.length && !nat.length) return console.log('nothing attached');
-      const natSet = new Set(nat);
-      console.log(table(['IFACE', 'HOOK', 'MODE', 'PROG', 'ROLE', 'VLANS', 'SINCE'], [...all, ...nat].map((a) => {
-        const p = ports.get(a.ifindex);
-        const role = natSet.has(a) ? 'NAT' : p ? `bridge ${p.bridge}${p.host ? ' (host)' : ''}`
-          : uplinks.has(a.ifindex) ? `VTEP uplink (VNI ${uplinks.get(a.ifindex)!.join(',')})` : '-';
-        return [
-          a.iface ?? `ifindex ${a.ifindex} (gone)`, a.hook, a.mode ?? '-', a.progId, role, p ? vlansText(p) : '-',
-          `${a.since.toISOString().replace('T', ' ').slice(0, 19)} (${ago(a.since)})`,
-        ];
-      })));
-      const ctEntries = nat.length ? pinnedCtEntries(ctx.inst) : undefined; // its size only: counting a big table takes a while
-      if (ctEntries) console.log(`NAT conntrack table: room for ${ctFlowsOf(ctEntries)} flows (fill: xdpnet nat show)`);
+      if (o.allNamespaces && ctx.netns) throw new UsageError('--all-namespaces and --netns exclude each other');
+      if (!o.allNamespaces) return printStatus(statusOf(ctx.inst), o.json);
+      const all = listInstances().flatMap((inst) => {
+        try {
+          return [{ netns: inst.name, ...withNetns(instanceNetns(inst.name), () => statusOf(inst)) }];
+        } catch (e) {
+          console.error(`xdpnet: ${inst.name}: ${(e as Error).message}`); // a namespace deleted under us: the rest still show
+          return [];
+        }
+      });
+      if (o.json) return console.log(json(all.flatMap((s) => s.rows.map((r) => ({ netns: s.netns, ...r })))));
+      if (!all.length) return console.log('no instances');
+      console.log(all.map((s) => `${s.netns}:\n${renderStatus(s).replace(/^/gm, '  ')}`).join('\n'));
     });
+}
+
+interface Status {
+  rows: ReturnType<typeof toJson>[];
+  table: Array<Array<string | number>>;
+  ctFlows?: number;
+}
+
+/** One instance's links (read inside its namespace: interface names are the namespace's). */
+function statusOf(inst: InstancePaths): Status {
+  const all = listAttachments(inst);
+  // NAT's links (nat-<ifindex>-<hook> pins) are listed too: everything attached shows here.
+  const nat = natLinks(inst).map((n): Attachment => ({ ...n, mode: null }));
+  const ports = new Map(listPorts(inst).map((p) => [p.ifindex, p]));
+  const uplinks = vtepUplinks(inst);
+  const natSet = new Set(nat);
+  const ctEntries = nat.length ? pinnedCtEntries(inst) : undefined; // its size only: counting a big table takes a while
+  return {
+    rows: [...all.map((a) => toJson(a, ports.get(a.ifindex), uplinks.get(a.ifindex))), ...nat.map((a) => toJson(a, undefined, undefined, true))],
+    table: [...all, ...nat].map((a) => {
+      const p = ports.get(a.ifindex);
+      const role = natSet.has(a) ? 'NAT' : p ? `bridge ${p.bridge}${p.host ? ' (host)' : ''}`
+        : uplinks.has(a.ifindex) ? `VTEP uplink (VNI ${uplinks.get(a.ifindex)!.join(',')})` : '-';
+      return [
+        a.iface ?? `ifindex ${a.ifindex} (gone)`, a.hook, a.mode ?? '-', a.progId, role, p ? vlansText(p) : '-',
+        `${a.since.toISOString().replace('T', ' ').slice(0, 19)} (${ago(a.since)})`,
+      ];
+    }),
+    ctFlows: ctEntries ? ctFlowsOf(ctEntries) : undefined,
+  };
+}
+
+function renderStatus(s: Status): string {
+  if (!s.table.length) return 'nothing attached';
+  return table(['IFACE', 'HOOK', 'MODE', 'PROG', 'ROLE', 'VLANS', 'SINCE'], s.table) +
+    (s.ctFlows ? `\nNAT conntrack table: room for ${s.ctFlows} flows (fill: xdpnet nat show)` : '');
+}
+
+function printStatus(s: Status, asJson?: boolean): void {
+  console.log(asJson ? json(s.rows) : renderStatus(s));
 }

@@ -101,6 +101,15 @@ describe('monitor on a bridge: drops by reason, traces, pcapng', () => {
     expect(cfg).toEqual({ flags: 0, sample: 0 });
   });
 
+  it('status and stats --all-namespaces show every instance, each read in its own namespace', () => {
+    const status = JSON.parse(ok(['status', '--all-namespaces', '--json'])) as Array<{ netns: string; iface: string; bridge: string }>;
+    expect(status.filter((r) => r.netns === `ns-${h}`).map((r) => `${r.iface} ${r.bridge}`)).toEqual(['p1 br0', 'p2 br0']);
+    expect(ok(['status', '-A'])).toMatch(new RegExp(`^ns-${h}:\n  IFACE .*\n  p1 +tc `, 'm'));
+    const stats = JSON.parse(ok(['stats', '--all-namespaces', '--json'])) as Array<{ netns: string; drops: Record<string, number> }>;
+    expect(stats.find((x) => x.netns === `ns-${h}`)?.drops).toEqual({ 'vlan-ingress-denied': 1, 'invalid-source-mac': 1 });
+    expect(xdpnet(['--netns', h, 'stats', '-A']).stderr).toContain('--all-namespaces and --netns exclude each other');
+  });
+
   it('refuses bad options before touching anything', () => {
     const r = xdpnet(['--netns', h, 'monitor', '--type', 'bogus']);
     expect(r.code).toBe(2);
