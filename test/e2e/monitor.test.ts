@@ -208,3 +208,36 @@ describe('monitor on a VXLAN overlay (the kernel vxlan device as the peer)', () 
     expect(ping(cb1, '10.61.0.11').status).toBe(0);
   });
 });
+
+describe('monitor with NAT: a ping from a container out through masquerade', () => {
+  let h: string;
+  let o: string;
+  let c1: string;
+  beforeAll(() => {
+    h = netns('monnh');
+    o = netns('monno');
+    c1 = netns('monnc');
+    for (const n of [h, o, c1]) quiet(n);
+    veth(h, 'up0', o, 'eth0', '10.98.0.1/24', '10.98.0.254/24');
+    sh('ip', ['-n', o, 'addr', 'add', '198.51.100.7/32', 'dev', 'lo']);
+    sh('ip', ['-n', h, 'route', 'add', 'default', 'via', '10.98.0.254']);
+    sh('ip', ['netns', 'exec', h, 'sysctl', '-qw', 'net.ipv4.ip_forward=1']);
+    sh('ip', ['netns', 'exec', o, 'ethtool', '-K', 'eth0', 'tx', 'off']); // XDP on up0 takes complete checksums
+    veth(h, 'v1', c1, 'eth0', undefined, '172.18.0.2/16');
+    sh('ip', ['-n', c1, 'route', 'add', 'default', 'via', '172.18.0.1']);
+    ok(['--netns', h, 'bridge', 'add', 'br0', '--address', '172.18.0.1/16']);
+    ok(['--netns', h, 'attach', 'v1', '--bridge', 'br0']);
+    ok(['--netns', h, 'nat', 'masquerade', 'add', '--src', '172.18.0.0/16', '--out', 'up0']);
+  });
+  afterAll(() => cleanup());
+
+  it('traces the translation both ways and the bridge hop back to the container', async () => {
+    const m = await monitor(h, ['--type', 'trace', '--json']);
+    expect(ping(c1, '198.51.100.7').status).toBe(0);
+    const ev = events(await m.stop());
+    const nat = ev.filter((e) => e.event === 'nat');
+    expect(nat.find((e) => e.summary.includes('echo-request'))).toMatchObject({ summary: expect.stringMatching(/IPv4 10\.98\.0\.1→198\.51\.100\.7 ttl 63 ICMP echo-request$/), iface: 'br0', out: 'up0' });
+    expect(nat.find((e) => e.summary.includes('echo-reply'))).toMatchObject({ summary: expect.stringMatching(/IPv4 198\.51\.100\.7→172\.18\.0\.2 ttl \d+ ICMP echo-reply$/), iface: 'up0' });
+    expect(ev.some((e) => e.event === 'forward' && e.out === 'v1' && e.summary.endsWith('ICMP echo-reply')), JSON.stringify(ev.map((e) => [e.event, e.iface, e.out, e.hook, e.summary]), null, 1)).toBe(true);
+  });
+});
