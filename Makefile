@@ -10,7 +10,7 @@ BPF_HDR := $(wildcard bpf/lib/*.h bpf/include/*.h)
 FIXTURE_OBJ := $(patsubst test/fixtures/%.bpf.c,build/fixtures/%.bpf.o,$(wildcard test/fixtures/*.bpf.c))
 
 APT_PKGS := clang llvm libbpf-dev linux-libc-dev iproute2 iputils-ping iperf3 ethtool \
-	tcpdump tshark iptables conntrack util-linux kmod bpftool
+	tcpdump tshark iptables conntrack util-linux kmod bpftool prometheus
 
 .PHONY: all setup deps bench-deps bpffs bpf ts demo test bench vagrant-bench clean
 

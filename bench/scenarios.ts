@@ -4,6 +4,8 @@
 import { execFileSync } from 'node:child_process';
 import type { VxlanOuter } from './gen.js';
 import { peerScenarios } from './peers.js';
+import { MON_FLAGS, setMonitor } from '../src/objects/monitor.js';
+import { instancePaths } from '../src/objects/paths.js';
 import { BR_NETFILTER, ip, type Topology } from './topology.js';
 
 /** Where the generator sends from and where the sink counts (namespace roles of the topology). */
@@ -78,6 +80,22 @@ export const SCENARIOS: Scenario[] = [
     about: 'xdpnet bridge, XDP hook on f0 and f1, the sink MAC in the FDB',
     build: (t) => xdpnetBridge(t),
   },
+  // Paired with xdpnet-bridge: what the monitor's switch costs the hit path (one load and a branch when off).
+  {
+    name: 'xdpnet-bridge-mon-drops',
+    about: 'xdpnet-bridge with a monitor asking for drops (none happen: the event sites cost their test only)',
+    build: (t) => monitored(t, MON_FLAGS.DROPS),
+  },
+  {
+    name: 'xdpnet-bridge-mon-trace',
+    about: 'xdpnet-bridge with a monitor asking for every trace event, nobody reading: each frame reserves (or fails to reserve) a ring-buffer slot',
+    build: (t) => monitored(t, MON_FLAGS.DROPS | MON_FLAGS.TRACE),
+  },
+  {
+    name: 'xdpnet-bridge-mon-trace-s64',
+    about: 'the same, traces sampled 1 in 64 (monitor --sample 64)',
+    build: (t) => monitored(t, MON_FLAGS.DROPS | MON_FLAGS.TRACE, 63),
+  },
   {
     name: 'xdpnet-bridge-macs',
     about: `the same with ${MACS} source MACs to learn`,
@@ -133,6 +151,13 @@ function xdpnetBridge(t: Topology): Endpoints {
   t.xdpnet('fwd', 'bridge', 'add', 'br0');
   for (const port of ['f0', 'f1']) t.xdpnet('fwd', 'attach', port, '--bridge', 'br0', '--hook', 'xdp');
   t.xdpnet('fwd', 'fdb', 'add', t.mac('sink', 's0'), '--bridge', 'br0', '--port', 'f1');
+  return e;
+}
+
+/** xdpnet-bridge with the monitor switch set as `xdpnet monitor` sets it (no monitor process: its reading would compete for the CPU). */
+function monitored(t: Topology, flags: number, sample = 0): Endpoints {
+  const e = xdpnetBridge(t);
+  setMonitor(instancePaths(t.nsName('fwd')), flags, sample);
   return e;
 }
 

@@ -97,6 +97,7 @@ encap:
 		stats_tx(slot_stats(f.out_slot), (__u32)(ctx->data_end - ctx->data));
 		if (k)
 			br_cache_put(k, g, now, t, &f);
+		mon_trace(ctx, HOOK_XDP, XN_EV_FORWARD, p.ifindex, f.out, 0);
 		return bpf_redirect(f.out, 0);
 	}
 	/* XDP cannot clone into differently encapsulated copies: floods that
@@ -108,7 +109,7 @@ encap:
 	 * whatever metadata the frame arrived with (live-frame pages and some
 	 * NIC drivers leave some, up to the whole headroom). */
 	if (bpf_xdp_adjust_meta(ctx, (int)(ctx->data - ctx->data_meta) - (int)sizeof(struct xn_br_meta))) {
-		count_drop(p.ifindex, st, -XN_DROP_UNKNOWN);
+		count_drop(ctx, HOOK_XDP, p.ifindex, st, -XN_DROP_UNKNOWN);
 		return XDP_DROP;
 	}
 	struct xn_br_meta *m = (void *)(long)ctx->data_meta;
@@ -120,10 +121,11 @@ encap:
 
 	if (st)
 		st->flooded++;
+	mon_trace(ctx, HOOK_XDP, XN_EV_FLOOD, p.ifindex, 0, 0);
 	return bpf_redirect_map(&xn_tx_ports, 0, BPF_F_BROADCAST | BPF_F_EXCLUDE_INGRESS);
 
 drop:
-	count_drop(p.ifindex, st, r);
+	count_drop(ctx, HOOK_XDP, p.ifindex, st, r);
 	return XDP_DROP;
 }
 
@@ -140,9 +142,10 @@ int xn_br_xdp(struct xdp_md *ctx)
 		return br_xdp_slow(ctx, keyed ? &k : NULL, &g, c);
 	int r = forward_cached(ctx, HOOK_XDP, &p, &k, c);
 	if (r < 0) {
-		count_drop(p.ifindex, slot_stats(c->in_slot), r);
+		count_drop(ctx, HOOK_XDP, p.ifindex, slot_stats(c->in_slot), r);
 		return XDP_DROP;
 	}
+	mon_trace(ctx, HOOK_XDP, XN_EV_FORWARD, p.ifindex, c->out, 0);
 	return bpf_redirect(c->out, 0);
 }
 
@@ -174,7 +177,7 @@ static __noinline int vx_uplink_slow(struct xdp_md *ctx, const struct br_key *k,
 		}
 	}
 	if (r < 0) {
-		count_drop(p.ifindex, st, r);
+		count_drop(ctx, HOOK_XDP, p.ifindex, st, r);
 		return XDP_DROP;
 	}
 	return r;
@@ -201,9 +204,10 @@ int xn_vx_uplink(struct xdp_md *ctx)
 	if (r == 0)
 		r = forward_cached(ctx, HOOK_XDP, &p, &k, c);
 	if (r < 0) {
-		count_drop(p.ifindex, slot_stats(c->in_slot), r);
+		count_drop(ctx, HOOK_XDP, p.ifindex, slot_stats(c->in_slot), r);
 		return XDP_DROP;
 	}
+	mon_trace(ctx, HOOK_XDP, XN_EV_DECAP, p.ifindex, c->out, rx.vni);
 	return bpf_redirect(c->out, 0);
 }
 
@@ -223,7 +227,7 @@ int xn_br_egress(struct xdp_md *ctx)
 	if (tag < 0)
 		return XDP_DROP; /* not in this VLAN: filtering a flood, not a drop */
 	if (xdp_vlan_set(ctx, m->tagged, tag, m->vid)) {
-		count_drop(ctx->ingress_ifindex, 0, -XN_DROP_VLAN_OP);
+		count_drop(ctx, HOOK_XDP, ctx->ingress_ifindex, 0, -XN_DROP_VLAN_OP);
 		return XDP_DROP;
 	}
 	stats_tx(slot_stats(port->slot), (__u32)(ctx->data_end - ctx->data));
@@ -316,9 +320,10 @@ int xn_br_tc(struct __sk_buff *skb)
 		if (c && !c->remote) { /* XDP's remote decisions: tc encapsulates on its slow path */
 			int r = forward_cached(skb, HOOK_TC, &p, &k, c);
 			if (r < 0) {
-				count_drop(p.ifindex, slot_stats(c->in_slot), r);
+				count_drop(skb, HOOK_TC, p.ifindex, slot_stats(c->in_slot), r);
 				return TC_ACT_SHOT;
 			}
+			mon_trace(skb, HOOK_TC, XN_EV_FORWARD, p.ifindex, c->out, 0);
 			return br_tc_send(c->out, c->out_peer);
 		}
 	}
@@ -350,9 +355,11 @@ int xn_br_tc(struct __sk_buff *skb)
 		stats_tx(slot_stats(f.out_slot), skb->len);
 		if (keyed)
 			br_cache_put(&k, &g, now, t, &f);
+		mon_trace(skb, HOOK_TC, XN_EV_FORWARD, p.ifindex, f.out, 0);
 		return br_tc_send(f.out, f.out_peer);
 	}
 
+	mon_trace(skb, HOOK_TC, XN_EV_FLOOD, p.ifindex, 0, 0);
 	int tagged = flood_local(skb, &f, p.ifindex, st);
 	if (tagged < 0)
 		return TC_ACT_SHOT;
@@ -360,7 +367,7 @@ int xn_br_tc(struct __sk_buff *skb)
 	return TC_ACT_SHOT; /* every copy has gone out */
 
 drop:
-	count_drop(p.ifindex, st, r);
+	count_drop(skb, HOOK_TC, p.ifindex, st, r);
 	return TC_ACT_SHOT;
 }
 
@@ -394,7 +401,7 @@ int xn_vx_uplink_tc(struct __sk_buff *skb)
 	return TC_ACT_SHOT; /* every copy has gone out */
 
 drop:
-	count_drop(ifindex, st, r);
+	count_drop(skb, HOOK_TC, ifindex, st, r);
 	return TC_ACT_SHOT;
 }
 

@@ -12,7 +12,7 @@ int xn_nat_xdp(struct xdp_md *ctx)
 	int r = nat_run(&c, HOOK_XDP);
 	if (r >= 0)
 		return r;
-	count_drop(c.p.ifindex, if_stats(c.p.ifindex), r);
+	count_drop(ctx, HOOK_XDP, c.p.ifindex, if_stats(c.p.ifindex), r);
 	return XDP_DROP;
 }
 
@@ -24,7 +24,7 @@ int xn_nat_tc(struct __sk_buff *skb)
 	int r = nat_run(&c, HOOK_TC);
 	if (r >= 0)
 		return r;
-	count_drop(c.p.ifindex, if_stats(c.p.ifindex), r);
+	count_drop(skb, HOOK_TC, c.p.ifindex, if_stats(c.p.ifindex), r);
 	return TC_ACT_SHOT;
 }
 

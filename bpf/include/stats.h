@@ -53,7 +53,8 @@ enum xn_drop_reason {
 	XN_DROP_VX_NO_ROUTE = 29,  /* no usable route to the remote VTEP */
 	XN_DROP_VX_NO_NEIGH = 30,  /* next hop to the remote VTEP unresolved where the kernel cannot resolve it for us */
 	XN_DROP_VX_ENCAP = 31,     /* growing the frame for the outer headers failed */
-	XN_DROP_MAX = 32,
+	XN_DROP_REDIRECT = 32,     /* handed on by an XDP redirect, then refused by the kernel (target without XDP/GRO, gone) */
+	XN_DROP_MAX = 33,
 };
 
 /* xn_drops key: drops are counted per receiving interface and reason. */

@@ -592,6 +592,7 @@ __inline_fn int nat_deliver(struct nat_ctx *c, const enum hook h, const int icmp
 	int r = icmp_err ? nat_rewrite_error(c, e, src, dst) : nat_rewrite(c, h, e);
 	if (r)
 		return r;
+	mon_trace(c->ctx, h, XN_EV_NAT, c->p.ifindex, how == FWD_NONE ? 0 : f->ifindex, 0);
 	if (how == FWD_OK)
 		return bpf_redirect(f->ifindex, 0);
 	if (h == HOOK_TC && how == FWD_NEIGH) {

@@ -3,6 +3,7 @@
 #pragma once
 #include "common.h"
 #include "../include/stats.h"
+#include "monitor.h"
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -78,10 +79,12 @@ __inline_fn void count_tx(__u32 ifindex, __u32 len)
 	stats_tx(if_stats(ifindex), len);
 }
 
-/* Counts a drop of a frame received on ifindex. reason is negative (as helpers
- * return it); rx is that interface's counters, or NULL. Drops are the slow
- * path: a hash insert on an interface's first drop of a reason is fine. */
-__inline_fn void count_drop(__u32 ifindex, struct xn_if_stats *rx, int reason)
+/* Counts a drop of a frame received on ifindex, for callers without the
+ * frame (the kernel refused it after xdpnet handed it on); the reason it was
+ * counted under. reason is negative (as helpers return it); rx is that
+ * interface's counters, or NULL. Drops are the slow path: a hash insert on an
+ * interface's first drop of a reason is fine. */
+__inline_fn __u32 count_drop_only(__u32 ifindex, struct xn_if_stats *rx, int reason)
 {
 	struct xn_drop_key k = { .ifindex = ifindex, .reason = (__u32)(-reason) };
 	if (k.reason >= XN_DROP_MAX || k.reason == 0)
@@ -96,4 +99,12 @@ __inline_fn void count_drop(__u32 ifindex, struct xn_if_stats *rx, int reason)
 		*c += 1;
 	if (rx)
 		rx->dropped++;
+	return k.reason;
+}
+
+/* Counts a drop of the frame in ctx (hook h) and shows it to a monitor. */
+__inline_fn void count_drop(void *ctx, const enum hook h, __u32 ifindex, struct xn_if_stats *rx, int reason)
+{
+	__u32 why = count_drop_only(ifindex, rx, reason);
+	mon_drop(ctx, h, ifindex, why);
 }

@@ -401,6 +401,7 @@ __inline_fn int vx_xdp_encap(struct xdp_md *ctx, struct br_frame *f, __u32 t_now
 	vx_fill_ip(o, t.local, f->remote, inner_len);
 	vx_fill_udp(o, sport, t.port, inner_len, t.vni);
 	stats_tx(t.stats, inner_len + XN_VX_HLEN);
+	mon_trace(ctx, HOOK_XDP, XN_EV_ENCAP, ctx->ingress_ifindex, fib.ifindex, t.vni);
 	return bpf_redirect(fib.ifindex, 0);
 }
 
@@ -584,6 +585,7 @@ __inline_fn int vx_xdp_decap(struct xdp_md *ctx, struct pkt *p, struct vx_rx *rx
 	r = vx_xdp_strip(ctx, p, rx);
 	if (r < 0)
 		return r;
+	mon_trace(ctx, HOOK_XDP, XN_EV_DECAP, p->ifindex, f->out, rx->vni);
 	if (f->out)
 		return VX_RX_UNICAST;
 	/* Floods go through the devmap: its egress program needs the bridge
@@ -635,6 +637,7 @@ __inline_fn int vx_skb_decap(struct __sk_buff *skb, __u64 now, struct xn_if_stat
 		return -XN_DROP_UNKNOWN;
 	if (bpf_skb_store_bytes(skb, 0, &inner, ETH_HLEN, 0))
 		return -XN_DROP_UNKNOWN;
+	mon_trace(skb, HOOK_TC, XN_EV_DECAP, p.ifindex, f->out, rx.vni);
 	return 0;
 }
 
@@ -708,6 +711,7 @@ __inline_fn int vx_skb_encap(struct __sk_buff *skb, struct br_frame *f)
 	if (r)
 		return r;
 	count_tx(fib.ifindex, skb->len);
+	mon_trace(skb, HOOK_TC, XN_EV_ENCAP, skb->ifindex, fib.ifindex, vni);
 	if (route == VX_ROUTE_NEIGH) {
 		struct bpf_redir_neigh nh = { .nh_family = AF_INET, .ipv4_nh = fib.ipv4_dst };
 		return bpf_redirect_neigh(fib.ifindex, &nh, sizeof(nh), 0);
@@ -722,6 +726,7 @@ struct vx_flood_ctx {
 	struct xn_if_stats *st;
 	__u32 fib_len;
 	__u32 inner_len;
+	__u32 vni;
 };
 
 /* One remote VTEP of a flood: only the outer Ethernet and IPv4 headers
@@ -735,15 +740,17 @@ static long vx_flood_one(__u64 i, void *data)
 	struct bpf_fib_lookup fib;
 	int r = vx_route(c->skb, c->v, remote, c->fib_len, &fib);
 	if (r) { /* a clone cannot wait for the neighbour: count it, go on */
-		count_drop(c->skb->ifindex, c->st, r == VX_ROUTE_NEIGH ? -XN_DROP_VX_NO_NEIGH : r);
+		count_drop(c->skb, HOOK_TC, c->skb->ifindex, c->st, r == VX_ROUTE_NEIGH ? -XN_DROP_VX_NO_NEIGH : r);
 		return 0;
 	}
 	struct vx_outer h;
 	vx_fill_eth(&h, &fib);
 	vx_fill_ip(&h, c->v->local, remote, c->inner_len);
 	if (bpf_skb_store_bytes(c->skb, 0, &h, ETH_HLEN + sizeof(struct iphdr), 0) == 0 &&
-	    bpf_clone_redirect(c->skb, fib.ifindex, 0) == 0)
+	    bpf_clone_redirect(c->skb, fib.ifindex, 0) == 0) {
 		count_tx(fib.ifindex, c->skb->len);
+		mon_trace(c->skb, HOOK_TC, XN_EV_ENCAP, c->skb->ifindex, fib.ifindex, c->vni);
+	}
 	return 0;
 }
 
@@ -760,17 +767,17 @@ __inline_fn void vx_skb_flood(struct __sk_buff *skb, struct br_frame *f, int tag
 	if (!rm || !rm->count)
 		return;
 	if (skb_vlan_set(skb, tagged, 0, f->vid)) {
-		count_drop(skb->ifindex, st, -XN_DROP_VLAN_OP);
+		count_drop(skb, HOOK_TC, skb->ifindex, st, -XN_DROP_VLAN_OP);
 		return;
 	}
 	struct vx_flood_ctx c = {
-		.skb = skb, .rm = rm, .v = v, .st = st, .fib_len = vx_skb_fib_len(skb), .inner_len = skb->len,
+		.skb = skb, .rm = rm, .v = v, .st = st, .fib_len = vx_skb_fib_len(skb), .inner_len = skb->len, .vni = vni,
 	};
 	struct vx_encap h = {};
 	vx_fill_udp(&h.o, vx_sport(bpf_get_hash_recalc(skb)), v->port, c.inner_len, vni);
 	int r = vx_skb_push(skb, &h);
 	if (r) {
-		count_drop(skb->ifindex, st, r);
+		count_drop(skb, HOOK_TC, skb->ifindex, st, r);
 		return;
 	}
 	bpf_loop(XN_VX_REMOTES_MAX, vx_flood_one, &c, 0);

@@ -2,6 +2,7 @@
 import { Command, Option } from 'commander';
 import { parseVlan, parseVlanList } from '../dataplane/addr.js';
 import { attach, listAttachments, type Attachment, type Hook, type XdpMode } from '../dataplane/attach.js';
+import { prepareRedirectTarget } from '../dataplane/peer.js';
 import { addPort, detachAll, detachInterface, listPorts, type PortInfo } from '../dataplane/bridge.js';
 import { hookName } from '../dataplane/links.js';
 import { natLinks } from '../dataplane/nat.js';
@@ -9,6 +10,8 @@ import { instanceMemory, MAP_TYPE_NAMES, type MapMemory } from '../objects/memor
 import { ctFlowsOf, pinnedCtEntries } from '../objects/nat.js';
 import { portOverlay, vtepUplinks } from '../dataplane/vxlan.js';
 import { UsageError } from '../errors.js';
+import { instanceNetns, withNetns } from '../dataplane/host.js';
+import { listInstances, type InstancePaths } from '../objects/paths.js';
 import { context } from './context.js';
 import { ago, ibytes, json, table, vlansText } from './format.js';
 
@@ -53,7 +56,9 @@ Examples:
       const ctx = context(cmd);
       if (!o.bridge) {
         const a = attach(ctx.inst, iface, { hook: o.hook ?? 'xdp', mode: o.mode, netns: ctx.netns });
-        return console.log(`attached ${iface} (${describe(a)})`);
+        console.log(`attached ${iface} (${describe(a)})`);
+        for (const n of prepareRedirectTarget(iface, a.hook, { gro: false })) console.log(n.startsWith('warning:') ? n : `note: ${n}`);
+        return;
       }
       const { port, attachment } = addPort(ctx.inst, iface, o.bridge, { hook: o.hook ?? 'tc', mode: o.mode, netns: ctx.netns, ...vlans });
       console.log(`attached ${iface} to bridge ${port.bridge} (${describe(attachment)}; VLAN ${vlansText(port)})`);
@@ -61,9 +66,9 @@ Examples:
       if (ov) {
         console.log(`note: bridge ${port.bridge} is an overlay bridge (VNI ${ov.vnis.join(', ')}): set the MTU behind ${iface} to ${ov.innerMtu ?? 'the uplink MTU - 50'}` +
           (attachment.hook === 'xdp' ? '; xn_br_tc runs next to XDP as its slow path' : ''));
-        // the uplink's XDP redirects decapsulated frames into the port; a veth drops them unless its far end runs NAPI
-        console.log(`note: on a veth, turn GRO on at its far end (ethtool -K IFACE gro on${attachment.hook === 'xdp' ? ' tx off: a frame entering XDP loses a partial checksum' : ''})`);
       }
+      // XDP ports and the uplink redirect into every port: a veth drops those frames unless its far end runs NAPI
+      for (const n of prepareRedirectTarget(iface, attachment.hook)) console.log(n.startsWith('warning:') ? n : `note: ${n}`);
     });
 
   program
@@ -88,6 +93,7 @@ Examples:
     .description('list attached interfaces: hook, mode, program id, bridge and VLANs, since when; and the maps\' memory')
     .option('--json', 'machine-readable output')
     .option('--memory', 'list every pinned map with its size and the kernel memory it takes instead')
+    .option('-A, --all-namespaces', 'every instance on this host: the host and each network namespace with xdpnet state')
     .addHelpText('after', `
 Memory is the kernel's own charge for each map (memlock in its fdinfo). The
 bridges' decision cache is sized by \`bridge add --flows\`, conntrack and NAT's
@@ -95,39 +101,77 @@ hot copies by \`nat ... --conntrack-max\`; docs/memory.md has the formulas.
 
 Examples:
   xdpnet status
+  xdpnet status --all-namespaces --json
   xdpnet --netns h1 status --memory
   xdpnet status --memory --json | jq '[.[].bytes] | add'`)
-    .action((o: { json?: boolean; memory?: boolean }, cmd: Command) => {
+    .action((o: { json?: boolean; memory?: boolean; allNamespaces?: boolean }, cmd: Command) => {
       const ctx = context(cmd);
+      if (o.allNamespaces && ctx.netns) throw new UsageError('--all-namespaces and --netns exclude each other');
+      if (o.allNamespaces && o.memory) throw new UsageError('--memory shows one instance: use it with --netns NAME, not --all-namespaces');
       if (o.memory) {
         const maps = instanceMemory(ctx.inst);
         if (o.json) return console.log(json(maps.map((m) => ({ ...m, type: MAP_TYPE_NAMES[m.type] ?? m.type }))));
         return console.log(maps.length ? memoryTable(maps) : 'no maps');
       }
-      const all = listAttachments(ctx.inst);
-      // NAT's links (nat-<ifindex>-<hook> pins) are listed too: everything attached shows here.
-      const nat = natLinks(ctx.inst).map((n): Attachment => ({ ...n, mode: null }));
-      const ports = new Map(listPorts(ctx.inst).map((p) => [p.ifindex, p]));
-      const uplinks = vtepUplinks(ctx.inst);
-      if (o.json) {
-        return console.log(json([...all.map((a) => toJson(a, ports.get(a.ifindex), uplinks.get(a.ifindex))), ...nat.map((a) => toJson(a, undefined, undefined, true))]));
-      }
-      if (!all.length && !nat.length) return console.log('nothing attached');
-      const natSet = new Set(nat);
-      console.log(table(['IFACE', 'HOOK', 'MODE', 'PROG', 'ROLE', 'VLANS', 'SINCE'], [...all, ...nat].map((a) => {
-        const p = ports.get(a.ifindex);
-        const role = natSet.has(a) ? 'NAT' : p ? `bridge ${p.bridge}${p.host ? ' (host)' : ''}`
-          : uplinks.has(a.ifindex) ? `VTEP uplink (VNI ${uplinks.get(a.ifindex)!.join(',')})` : '-';
-        return [
-          a.iface ?? `ifindex ${a.ifindex} (gone)`, hookName(a), a.mode ?? '-', a.progId, role, p ? vlansText(p) : '-',
-          `${a.since.toISOString().replace('T', ' ').slice(0, 19)} (${ago(a.since)})`,
-        ];
-      })));
-      const ctEntries = nat.length ? pinnedCtEntries(ctx.inst) : undefined; // its size only: counting a big table takes a while
-      if (ctEntries) console.log(`NAT conntrack table: room for ${ctFlowsOf(ctEntries)} flows (fill: xdpnet nat show)`);
-      const maps = instanceMemory(ctx.inst);
-      console.log(`Maps: ${maps.length} pinned, ${ibytes(maps.reduce((a, m) => a + m.bytes, 0))} of kernel memory (each: xdpnet status --memory)`);
+      if (!o.allNamespaces) return printStatus(statusOf(ctx.inst), o.json);
+      const all = listInstances().flatMap((inst) => {
+        try {
+          return [{ netns: inst.name, ...withNetns(instanceNetns(inst.name), () => statusOf(inst)) }];
+        } catch (e) {
+          console.error(`xdpnet: ${inst.name}: ${(e as Error).message}`); // a namespace deleted under us: the rest still show
+          return [];
+        }
+      });
+      if (o.json) return console.log(json(all.flatMap((s) => s.rows.map((r) => ({ netns: s.netns, ...r })))));
+      if (!all.length) return console.log('no instances');
+      console.log(all.map((s) => `${s.netns}:\n${renderStatus(s).replace(/^/gm, '  ')}`).join('\n'));
     });
+}
+
+interface Status {
+  rows: ReturnType<typeof toJson>[];
+  table: Array<Array<string | number>>;
+  ctFlows?: number;
+  mapCount: number;
+  mapBytes: number;
+}
+
+/** One instance's links (read inside its namespace: interface names are the namespace's). */
+function statusOf(inst: InstancePaths): Status {
+  const all = listAttachments(inst);
+  // NAT's links (nat-<ifindex>-<hook> pins) are listed too: everything attached shows here.
+  const nat = natLinks(inst).map((n): Attachment => ({ ...n, mode: null }));
+  const ports = new Map(listPorts(inst).map((p) => [p.ifindex, p]));
+  const uplinks = vtepUplinks(inst);
+  const natSet = new Set(nat);
+  const ctEntries = nat.length ? pinnedCtEntries(inst) : undefined; // its size only: counting a big table takes a while
+  const maps = instanceMemory(inst);
+  return {
+    rows: [...all.map((a) => toJson(a, ports.get(a.ifindex), uplinks.get(a.ifindex))), ...nat.map((a) => toJson(a, undefined, undefined, true))],
+    table: [...all, ...nat].map((a) => {
+      const p = ports.get(a.ifindex);
+      const role = natSet.has(a) ? 'NAT' : p ? `bridge ${p.bridge}${p.host ? ' (host)' : ''}`
+        : uplinks.has(a.ifindex) ? `VTEP uplink (VNI ${uplinks.get(a.ifindex)!.join(',')})` : '-';
+      return [
+        a.iface ?? `ifindex ${a.ifindex} (gone)`, hookName(a), a.mode ?? '-', a.progId, role, p ? vlansText(p) : '-',
+        `${a.since.toISOString().replace('T', ' ').slice(0, 19)} (${ago(a.since)})`,
+      ];
+    }),
+    ctFlows: ctEntries ? ctFlowsOf(ctEntries) : undefined,
+    mapCount: maps.length,
+    mapBytes: maps.reduce((n, m) => n + m.bytes, 0),
+  };
+}
+
+function renderStatus(s: Status): string {
+  if (!s.table.length) return 'nothing attached';
+  return table(['IFACE', 'HOOK', 'MODE', 'PROG', 'ROLE', 'VLANS', 'SINCE'], s.table) +
+    (s.ctFlows ? `\nNAT conntrack table: room for ${s.ctFlows} flows (fill: xdpnet nat show)` : '') +
+    `\nMaps: ${s.mapCount} pinned, ${ibytes(s.mapBytes)} of kernel memory (each: xdpnet status --memory)`;
+}
+
+function printStatus(s: Status, asJson?: boolean): void {
+  console.log(asJson ? json(s.rows) : renderStatus(s));
 }
 
 function memoryTable(maps: MapMemory[]): string {

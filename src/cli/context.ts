@@ -20,7 +20,7 @@ export function globals(cmd: Command): GlobalOptions {
 
 /** Commands that only read (by path), and the daemon, which locks per pass: every other command takes the state lock. */
 const UNLOCKED = new Set(['status', 'stats', 'daemon', 'bridge show', 'fdb show', 'vxlan show', 'nat show',
-  'nat masquerade show', 'nat snat show', 'nat portmap show', 'conntrack list']);
+  'nat masquerade show', 'nat snat show', 'nat portmap show', 'conntrack list', 'monitor']);
 
 function commandPath(cmd: Command): string {
   const names: string[] = [];

@@ -3,9 +3,11 @@
 // map slots. Later tasks (conntrack GC) join TASKS.
 import { Command } from 'commander';
 import { ageFdb } from '../dataplane/bridge.js';
-import { lockState } from '../dataplane/host.js';
+import { lockState, requirePrivileges } from '../dataplane/host.js';
 import { natHousekeeping } from '../dataplane/nat.js';
-import { listInstances, type InstancePaths } from '../objects/paths.js';
+import { instancePaths, listInstances, type InstancePaths } from '../objects/paths.js';
+import { createRegistry } from '../observe/metrics.js';
+import { parseListenAddr, serveMetrics } from '../observe/server.js';
 import { positive } from './args.js';
 import { context, globals } from './context.js';
 
@@ -19,15 +21,23 @@ export function daemonCommand(program: Command): void {
     .command('daemon')
     .description('run housekeeping (FDB ageing, conntrack GC, masquerade addresses) for every instance, periodically, until interrupted')
     .option('--interval <secs>', 'seconds between passes', '5')
+    .option('--metrics-addr <host:port>', 'serve Prometheus metrics at http://HOST:PORT/metrics (e.g. 127.0.0.1:9432)')
     .addHelpText('after', `
 Examples:
   xdpnet daemon                     every instance (host and namespaces), every 5 s
   xdpnet --verbose daemon --interval 1
                                     one line per pass
-  xdpnet --netns blue daemon        only namespace "blue"`)
-    .action(async (o: { interval: string }, cmd: Command) => {
+  xdpnet --netns blue daemon        only namespace "blue"
+  xdpnet daemon --metrics-addr 127.0.0.1:9432
+                                    also serve Prometheus metrics (see README, Observing)`)
+    .action(async (o: { interval: string; metricsAddr?: string }, cmd: Command) => {
       const interval = positive(o.interval, '--interval');
+      const addr = o.metricsAddr === undefined ? undefined : parseListenAddr(o.metricsAddr);
       const { verbose, netns } = globals(cmd);
+      // listening before context() enters --netns: the address is the host's (a socket keeps its namespace)
+      requirePrivileges();
+      const server = addr && await serveMetrics(createRegistry({ instances: netns ? () => [instancePaths(netns)] : undefined }), addr);
+      if (server) console.error(`serving metrics at http://${o.metricsAddr}/metrics`);
       const ctx = context(cmd);
       let timer: NodeJS.Timeout | undefined;
       let wake = () => {};
@@ -57,5 +67,6 @@ Examples:
           timer = setTimeout(r, interval * 1000);
         });
       }
+      server?.close();
     });
 }

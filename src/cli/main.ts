@@ -8,6 +8,7 @@ import { bridgeCommands } from './bridge.js';
 import { conntrackCommands } from './conntrack.js';
 import { daemonCommand } from './daemon.js';
 import { fdbCommands } from './fdb.js';
+import { monitorCommand } from './monitor.js';
 import { natCommands } from './nat.js';
 import { statsCommand } from './stats.js';
 import { vxlanCommands } from './vxlan.js';
@@ -28,6 +29,7 @@ daemonCommand(program);
 vxlanCommands(program);
 natCommands(program);
 conntrackCommands(program);
+monitorCommand(program);
 
 function fail(e: unknown): never {
   if (e instanceof CommanderError) process.exit(e.code === 'commander.helpDisplayed' || e.code === 'commander.version' ? 0 : 2);

@@ -3,6 +3,9 @@ import { Command } from 'commander';
 import { ctCounters, type CtCounters } from '../dataplane/nat.js';
 import { readStats, type IfaceStats, type Stats } from '../dataplane/stats.js';
 import { positive } from './args.js';
+import { UsageError } from '../errors.js';
+import { instanceNetns, withNetns } from '../dataplane/host.js';
+import { listInstances } from '../objects/paths.js';
 import { context } from './context.js';
 import { json, si, table } from './format.js';
 
@@ -41,15 +44,31 @@ export function statsCommand(program: Command): void {
     .option('--json', 'machine-readable output (with --watch: one JSON object per line)')
     .option('--watch [secs]', 'refresh every SECS seconds (default 1) and show rates')
     .option('--count <n>', 'with --watch: stop after N refreshes')
+    .option('-A, --all-namespaces', 'every instance on this host (the host and each network namespace), once')
     .addHelpText('after', `
 Examples:
   xdpnet stats
   xdpnet stats --watch            rates, refreshed every second (Ctrl-C to stop)
-  xdpnet stats --watch 5 --json   a JSON line every 5 s, for scripts`)
-    .action(async (o: { json?: boolean; watch?: string | true; count?: string }, cmd: Command) => {
+  xdpnet stats --watch 5 --json   a JSON line every 5 s, for scripts
+  xdpnet stats --all-namespaces   the host and every namespace, one section each`)
+    .action(async (o: { json?: boolean; watch?: string | true; count?: string; allNamespaces?: boolean }, cmd: Command) => {
       const interval = o.watch === undefined ? 0 : o.watch === true ? 1 : positive(o.watch, '--watch');
       const count = o.count === undefined ? Infinity : positive(o.count, '--count');
+      if (o.allNamespaces && interval) throw new UsageError('--all-namespaces shows counters once: drop --watch, or watch one namespace with --netns');
       const ctx = context(cmd);
+      if (o.allNamespaces) {
+        if (ctx.netns) throw new UsageError('--all-namespaces and --netns exclude each other');
+        const all = listInstances().flatMap((inst) => {
+          try {
+            return [withNetns(instanceNetns(inst.name), () => ({ netns: inst.name, stats: readStats(inst), ct: ctCounters(inst) }))];
+          } catch (e) {
+            console.error(`xdpnet: ${inst.name}: ${(e as Error).message}`); // a namespace deleted under us: the rest still show
+            return [];
+          }
+        });
+        if (o.json) return console.log(json(all.map((x) => ({ netns: x.netns, ...x.stats, ...(x.ct ? { conntrack: x.ct } : {}) }))));
+        return console.log(all.length ? all.map((x) => `${x.netns}:\n${(render(x.stats) + (x.ct ? `\n${ctText(x.ct)}` : '')).replace(/^/gm, '  ')}`).join('\n') : 'no instances');
+      }
       let prev = readStats(ctx.inst);
       const ct = ctCounters(ctx.inst); // NAT conntrack, when the instance has NAT
       if (!interval) return console.log(o.json ? json(ct ? { ...prev, conntrack: ct } : prev) : render(prev) + (ct ? `\n${ctText(ct)}` : ''));

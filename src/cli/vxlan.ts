@@ -1,6 +1,8 @@
 // vxlan add / del / show / remote add|del
 import { Command, Option } from 'commander';
 import { parseVlan } from '../dataplane/addr.js';
+import { listPorts } from '../dataplane/bridge.js';
+import { prepareRedirectTarget } from '../dataplane/peer.js';
 import {
   addRemote, addVtep, delRemote, delVtep, listVteps, parseIpv4, parsePort, parseVni, VXLAN_PORT, type VtepInfo,
 } from '../dataplane/vxlan.js';
@@ -48,6 +50,10 @@ containers on the bridge need an MTU 50 below the uplink's (printed).`)
       };
       const ctx = context(cmd);
       const r = addVtep(ctx.inst, { ...opts, netns: ctx.netns });
+      // decapsulation redirects into the bridge's ports: ready the veths among them
+      for (const p of listPorts(ctx.inst).filter((x) => x.bridge === r.vtep.bridge && x.iface && x.hook)) {
+        r.notes.push(...prepareRedirectTarget(p.iface!, p.hook!).filter((n) => !n.startsWith('warning:')));
+      }
       if (o.json) return console.log(json({ ...r.vtep, notes: r.notes }));
       console.log(`added VTEP VNI ${r.vtep.vni}: bridge ${r.vtep.bridge} VLAN ${r.vtep.vlan} over ${r.vtep.dev} (${r.vtep.local}, UDP ${r.vtep.port}, learning ${r.vtep.learning ? 'on' : 'off'})`);
       for (const n of r.notes) console.log(`note: ${n}`);

@@ -8,6 +8,7 @@ import { BpfMap, type BpfProgram } from '../sys/libbpf.js';
 import { ifNameToIndex } from '../sys/libc.js';
 import { BRIDGE } from '../objects/bridge.js';
 import { loadCounter } from '../objects/counter.js';
+import { ensureObserver, isObserverPin } from '../objects/monitor.js';
 import type { InstancePaths } from '../objects/paths.js';
 import { hookName, linkOn, listLinks, unlink, type Hook, type HookLink, type XdpMode } from './links.js';
 import { claimSlot, releaseSlotIfUnused } from './slots.js';
@@ -97,6 +98,7 @@ export function attach(inst: InstancePaths, iface: string, o: AttachOptions): At
     for (const l of [{ hook: o.hook, prog: loaded.prog }, ...(loaded.also ?? [])]) {
       pins.push(linkOn(inst, 'iface', ifindex, l.hook, l.hook === 'xdp' ? mode ?? 'native' : null, l.prog));
     }
+    ensureObserver(inst); // no silent loss: refused redirects are counted while the instance has links
   } catch (e) {
     for (const a of interfaceAttachments(inst, ifindex)) if (pins.includes(a.pin)) unlink(inst, a);
     removeInstanceIfIdle(inst); // a failed first attach leaves nothing
@@ -140,7 +142,7 @@ export function removeAttachment(inst: InstancePaths, a: Attachment): void {
 
 /** Leaves nothing of an instance on bpffs once it has no links and no bridges (configuration lives in maps). */
 export function removeInstanceIfIdle(inst: InstancePaths): void {
-  if (existsSync(inst.links) && readdirSync(inst.links).length) return;
+  if (existsSync(inst.links) && readdirSync(inst.links).some((f) => !isObserverPin(f))) return; // the observer's pins go with the last other link
   if (BpfMap.usePin(join(inst.maps, BRIDGE.maps.bridges), (m) => !m.keys().next().done)) return;
   rmSync(inst.dir, { recursive: true, force: true });
   const top = join(inst.dir, '..');

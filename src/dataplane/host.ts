@@ -114,6 +114,29 @@ export function enterNetns(name: string): void {
 }
 
 /**
+ * Runs fn inside a named network namespace (none: the current one) and comes
+ * back, for work across instances (metrics, --all-namespaces).
+ */
+export function withNetns<T>(name: string | undefined, fn: () => T): T {
+  if (!name) return fn();
+  const here = openRead('/proc/thread-self/ns/net');
+  if (here < 0) throw new XdpnetError(`cannot open this thread's network namespace: ${errnoName(-here)}`);
+  try {
+    enterNetns(name);
+    try {
+      return fn();
+    } finally {
+      setns(here, CLONE_NEWNET);
+    }
+  } finally {
+    close(here);
+  }
+}
+
+/** The network namespace of an instance ("ns-NAME" → NAME; the host's: undefined). */
+export const instanceNetns = (instName: string): string | undefined => (instName.startsWith('ns-') ? instName.slice(3) : undefined);
+
+/**
  * Runs `ip -j ARGS` in the current network namespace (after setns, /sys still
  * shows the host's) and parses its JSON. On failure returns orElse when given
  * (for questions like "is there a route"), else throws naming the command.

@@ -46,5 +46,6 @@ export const DROP_REASONS: Record<number, string> = {
   29: 'vxlan-no-route',
   30: 'vxlan-no-neighbour',
   31: 'vxlan-encap-failed',
+  32: 'redirect-refused',
 };
-export const DROP_MAX = 32;
+export const DROP_MAX = 33;

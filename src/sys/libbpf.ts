@@ -74,6 +74,7 @@ function bind() {
     btf_vmlinux_value_type_id: 'uint32_t', inner_map_fd: 'uint32_t', map_flags: 'uint32_t',
   });
   const PrintFn = koffi.proto('int xn_libbpf_print_fn(int level, const char *fmt, void *ap)');
+  const SampleFn = koffi.proto('int xn_ring_buffer_sample_fn(void *ctx, void *data, size_t size)');
   return {
     OpenOpts,
     TestRunOpts,
@@ -83,6 +84,13 @@ function bind() {
     TcOpts,
     MapCreateOpts,
     PrintFn,
+    SampleFn,
+    map_set_pin_path: so.func('int bpf_map__set_pin_path(void *map, const char *path)'),
+    ring_buffer_new: so.func('void *ring_buffer__new(int map_fd, xn_ring_buffer_sample_fn *cb, void *ctx, void *opts)'),
+    ring_buffer_poll: so.func('int ring_buffer__poll(void *rb, int timeout_ms)'),
+    ring_buffer_free: so.func('void ring_buffer__free(void *rb)'),
+    raw_tracepoint_open: so.func('int bpf_raw_tracepoint_open(const char *name, int prog_fd)'),
+    prog_get_fd_by_id: so.func('int bpf_prog_get_fd_by_id(uint32_t id)'),
     set_print: so.func('void *libbpf_set_print(xn_libbpf_print_fn *fn)'),
     num_possible_cpus: so.func('int libbpf_num_possible_cpus(void)'),
     object_open_file: so.func('void *bpf_object__open_file(const char *path, xn_bpf_object_open_opts *opts)'),
@@ -211,7 +219,20 @@ export class BpfObject {
       }
     }
     if (opts.pinRoot) o.matchPinnedDevmaps(opts.pinRoot);
+    if (opts.pinRoot) o.pinSectionMaps(opts.pinRoot);
     return o;
+  }
+
+  /**
+   * A global in a section of its own (".data.NAME", e.g. the monitor switch
+   * xn_mon) is a one-entry array map the datapath reads with a single load.
+   * Pinned as NAME, every object of the instance shares it.
+   */
+  private pinSectionMaps(pinRoot: string): void {
+    const l = lib();
+    for (const { name, handle } of this.mapHandles()) {
+      if (name.startsWith('.data.')) check(l.map_set_pin_path(handle, join(pinRoot, name.slice(6))), 'set pin path of map', name);
+    }
   }
 
   /**
@@ -740,4 +761,55 @@ export function probeMapFlags(type: number, flags: number): boolean {
   if (fd < 0) return false;
   closeFd(fd);
   return true;
+}
+
+/** The run time and count the kernel keeps for a program while kernel.bpf_stats_enabled is 1. */
+export function progRunStats(progId: number): { name: string; runTimeNs: bigint; runCnt: bigint } | undefined {
+  const fd = lib().prog_get_fd_by_id(progId) as number;
+  if (fd < 0) return undefined;
+  try {
+    const buf = Buffer.alloc(216); // struct bpf_prog_info up to run_cnt
+    check(lib().obj_get_info_by_fd(fd, buf, [buf.length]), 'get info of program', `id ${progId}`);
+    return { name: buf.toString('utf8', 64, 80).replace(/\0.*$/s, ''), runTimeNs: buf.readBigUInt64LE(192), runCnt: buf.readBigUInt64LE(200) };
+  } finally {
+    closeFd(fd);
+  }
+}
+
+/** Attaches a tp_btf/raw_tp program to its tracepoint; returns the link's fd (pinnable). */
+export function rawTracepointOpen(progFd: number, what: string): number {
+  return check(lib().raw_tracepoint_open(null, progFd) as number, 'attach tracepoint program', what);
+}
+
+/** A BPF ring buffer map's consumer: poll() hands each record to onRecord (a view valid only during the call). */
+export class RingBuffer {
+  private rb: Ptr;
+  private cb: unknown;
+
+  constructor(map: BpfMap, onRecord: (data: Buffer) => void) {
+    const l = lib();
+    this.cb = koffi.register((_ctx: unknown, data: unknown, size: number) => {
+      onRecord(Buffer.from(koffi.view(data as never, Number(size))));
+      return 0;
+    }, koffi.pointer(l.SampleFn));
+    this.rb = l.ring_buffer_new(map.fd, this.cb as never, null, null) as Ptr;
+    if (!this.rb) {
+      koffi.unregister(this.cb as never);
+      throw new BpfError('open ring buffer', map.name, errno());
+    }
+  }
+
+  /** Waits up to ms for records and consumes them; how many. */
+  poll(ms: number): number {
+    if (!this.rb) throw new XdpnetError('ring buffer is closed');
+    const n = lib().ring_buffer_poll(this.rb, ms) as number;
+    if (n < 0 && n !== -4) check(n, 'poll ring buffer', 'xn_events'); // EINTR: a signal, not an error
+    return Math.max(n, 0);
+  }
+
+  close(): void {
+    if (this.rb) lib().ring_buffer_free(this.rb);
+    if (this.rb) koffi.unregister(this.cb as never);
+    this.rb = null;
+  }
 }

@@ -9,10 +9,11 @@ import { DROP_MAX, DROP_REASONS, DropKey, IfStats } from '../../src/objects/stat
 import { BRIDGE_CODECS, VXLAN_CODECS } from '../../src/objects/bridge.js';
 import { BenchCount, GenFrame } from '../../src/objects/bench.js';
 import { NAT_CODECS } from '../../src/objects/nat.js';
+import { MONITOR_CODECS } from '../../src/objects/monitor.js';
 import { BpfObject } from '../../src/sys/libbpf.js';
 import { ROOT } from '../helpers/sys.js';
 
-const CODECS = [IfStats, DropKey, ...BRIDGE_CODECS, ...VXLAN_CODECS, GenFrame, BenchCount, ...NAT_CODECS] as unknown as Codec<never>[];
+const CODECS = [IfStats, DropKey, ...BRIDGE_CODECS, ...VXLAN_CODECS, GenFrame, BenchCount, ...NAT_CODECS, ...MONITOR_CODECS] as unknown as Codec<never>[];
 
 const objects = readdirSync(join(ROOT, 'build/bpf')).filter((f) => f.endsWith('.bpf.o'));
 function btfOf(file: string): Btf {

@@ -1,0 +1,126 @@
+/* Events for `xdpnet monitor`: drops (with their reason) and traces of what
+ * the datapath did, through one BPF ring buffer per instance. Nothing is
+ * emitted unless a monitor has set xn_mon; the test for that is one load and
+ * a branch, and the work behind it is out of line. A full ring buffer loses
+ * events (counted in xn_mon_lost), never stalls a packet. */
+#pragma once
+#include "ctx.h"
+#include "../include/monitor.h"
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 1 << 20);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} xn_events SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} xn_mon_lost SEC(".maps");
+
+/* The loader pins this section's map as "xn_mon" (src/sys/libbpf.ts). */
+volatile struct xn_mon_cfg xn_mon SEC(".data.xn_mon") = {};
+
+__inline_fn struct xn_event *mon_reserve(__u16 type, __u8 hook, __u32 in, __u32 out, __u32 len, __u32 info)
+{
+	struct xn_event *e = bpf_ringbuf_reserve(&xn_events, sizeof(*e), 0);
+	if (!e) {
+		__u32 zero = 0;
+		__u64 *lost = bpf_map_lookup_elem(&xn_mon_lost, &zero);
+		if (lost)
+			*lost += 1;
+		return NULL;
+	}
+	e->ts_ns = bpf_ktime_get_ns();
+	e->ifindex = in;
+	e->out_ifindex = out;
+	e->len = len;
+	e->info = info;
+	e->type = type;
+	e->hook = hook;
+	e->cap_len = 0;
+	e->vlan_tci = 0;
+	e->vlan_present = 0;
+	return e;
+}
+
+/* Bytes of the frame to copy: at most XN_EV_CAP, in a form the verifier
+ * bounds (the barrier keeps clang from folding the clamp away). */
+__inline_fn __u32 mon_cap(__u32 len)
+{
+	__u32 n = len < XN_EV_CAP ? len : XN_EV_CAP;
+	asm volatile("%0 &= 0xff" : "+r"(n));
+	if (n > XN_EV_CAP)
+		n = XN_EV_CAP;
+	return n;
+}
+
+/* Copies the frame's head into e. Functions of their own (their signatures
+ * also put struct xn_event in the object's BTF for the layout test). */
+static __noinline int mon_copy_xdp(struct xdp_md *ctx, struct xn_event *e)
+{
+	__u32 n = mon_cap(e->len);
+	if (n && bpf_xdp_load_bytes(ctx, 0, e->data, n) == 0)
+		e->cap_len = n;
+	return 0;
+}
+
+static __noinline int mon_copy_skb(struct __sk_buff *skb, struct xn_event *e)
+{
+	__u32 n = mon_cap(e->len);
+	if (n && bpf_skb_load_bytes(skb, 0, e->data, n) == 0)
+		e->cap_len = n;
+	return 0;
+}
+
+static __noinline int mon_emit_xdp(struct xdp_md *ctx, __u32 type, __u32 in, __u32 out, __u32 info)
+{
+	/* a helper, not data_end - data: clang spills such a difference's pointers in 32 bits, which the verifier refuses */
+	struct xn_event *e = mon_reserve(type, HOOK_XDP, in, out, (__u32)bpf_xdp_get_buff_len(ctx), info);
+	if (!e)
+		return 0;
+	mon_copy_xdp(ctx, e);
+	bpf_ringbuf_submit(e, 0);
+	return 0;
+}
+
+static __noinline int mon_emit_skb(struct __sk_buff *skb, __u32 type, __u32 in, __u32 out, __u32 info)
+{
+	struct xn_event *e = mon_reserve(type, HOOK_TC, in, out, skb->len, info);
+	if (!e)
+		return 0;
+	e->vlan_tci = skb->vlan_tci;
+	e->vlan_present = skb->vlan_present;
+	mon_copy_skb(skb, e);
+	bpf_ringbuf_submit(e, 0);
+	return 0;
+}
+
+__inline_fn void mon_emit(void *ctx, const enum hook h, __u32 type, __u32 in, __u32 out, __u32 info)
+{
+	if (h == HOOK_XDP)
+		mon_emit_xdp(ctx, type, in, out, info);
+	else
+		mon_emit_skb(ctx, type, in, out, info);
+}
+
+/* A drop event (the frame as it is now), if a monitor wants drops. */
+__inline_fn void mon_drop(void *ctx, const enum hook h, __u32 ifindex, __u32 reason)
+{
+	if (unlikely(xn_mon.flags & XN_MON_DROPS))
+		mon_emit(ctx, h, XN_EV_DROP, ifindex, 0, reason);
+}
+
+/* A trace event, if a monitor wants traces; sampled as it asked. */
+__inline_fn void mon_trace(void *ctx, const enum hook h, __u32 type, __u32 in, __u32 out, __u32 info)
+{
+	if (likely(!(xn_mon.flags & XN_MON_TRACE)))
+		return;
+	__u32 s = xn_mon.sample;
+	if (s && (bpf_get_prandom_u32() & s))
+		return;
+	mon_emit(ctx, h, type, in, out, info);
+}
