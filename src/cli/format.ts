@@ -3,7 +3,9 @@ import { formatVlanList } from '../dataplane/addr.js';
 
 export function table(headers: string[], rows: Array<Array<string | number>>): string {
   const cells = [headers, ...rows.map((r) => r.map(String))];
-  const widths = headers.map((_, i) => Math.max(...cells.map((r) => r[i]?.length ?? 0)));
+  // A loop, not Math.max(...column): spreading a full table's rows (131,072 FDB entries) overflows the stack.
+  const widths = headers.map(() => 0);
+  for (const r of cells) for (let i = 0; i < widths.length; i++) widths[i] = Math.max(widths[i], r[i]?.length ?? 0);
   return cells.map((r) => r.map((c, i) => c.padEnd(widths[i])).join('  ').trimEnd()).join('\n');
 }
 

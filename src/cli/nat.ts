@@ -33,10 +33,14 @@ function linksText(links: NatLink[]): string {
   return `NAT runs on: ${links.length ? links.map((l) => `${ifname(l.iface, l.ifindex)} (${l.hook}, program ${l.progId})`).join(', ') : 'nothing (no rules)'}`;
 }
 
-/** Reads the state after refreshing the host's addresses (masquerade follows them). */
+/**
+ * Reads the state and writes nothing (reading commands take no lock); says so
+ * when the host's addresses moved since the maps were written.
+ */
 function state(cmd: Command): NatState {
   const ctx = context(cmd);
-  refreshAddresses(ctx.inst);
+  const { stale } = refreshAddresses(ctx.inst, false);
+  if (stale) console.error(`note: the host's addresses changed since the NAT maps were written (${stale} out of step); the daemon or the next nat command updates them`);
   return showNat(ctx.inst);
 }
 

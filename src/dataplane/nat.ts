@@ -412,16 +412,25 @@ export function flushNat(inst: InstancePaths): { rules: number; links: number } 
 /**
  * Keeps the maps in step with the host's addresses: xn_nat_addrs holds exactly
  * the host's IPv4 addresses, and each masquerade rule the primary address of
- * its interface. Run on every NAT command and in the daemon loop.
+ * its interface. Run on every NAT command and in the daemon loop. With
+ * apply false it writes nothing and only counts what is out of step (for
+ * reading commands, which run without the state lock).
  */
-export function refreshAddresses(inst: InstancePaths): { addresses: number; masquerade: number } {
+export function refreshAddresses(inst: InstancePaths, apply = true): { addresses: number; masquerade: number; stale: number } {
   return withNatMaps(inst, (m) => {
     const { byAddr, byIf } = hostAddresses();
-    for (const k of [...m.addrs.keys()]) if (!byAddr.has(k.readUInt32BE(0))) m.addrs.delete(k);
+    let stale = 0;
+    for (const k of [...m.addrs.keys()]) {
+      if (byAddr.has(k.readUInt32BE(0))) continue;
+      stale++;
+      if (apply) m.addrs.delete(k);
+    }
     for (const [a, ifindex] of byAddr) {
       const k = u32(a).reverse(); // network order
       const cur = m.addrs.lookup(k);
-      if (!cur || cur.readUInt32LE(0) !== ifindex) m.addrs.update(k, u32(ifindex));
+      if (cur && cur.readUInt32LE(0) === ifindex) continue;
+      stale++;
+      if (apply) m.addrs.update(k, u32(ifindex));
     }
     let changed = 0;
     for (const [k, v] of m.snat.entries()) {
@@ -429,11 +438,11 @@ export function refreshAddresses(inst: InstancePaths): { addresses: number; masq
       if (!(r.flags & SNAT_FLAGS.MASQUERADE)) continue;
       const own = byIf.get(SnatKey.decode(k).ifindex)?.[0];
       if (own === undefined || (own === r.addr_min && own === r.addr_max)) continue; // no address now: keep the last one
-      m.snat.update(k, SnatRule.encode({ ...r, addr_min: own, addr_max: own }));
+      if (apply) m.snat.update(k, SnatRule.encode({ ...r, addr_min: own, addr_max: own }));
       changed++;
     }
-    return { addresses: byAddr.size, masquerade: changed };
-  }) ?? { addresses: 0, masquerade: 0 };
+    return { addresses: byAddr.size, masquerade: changed, stale: stale + changed };
+  }) ?? { addresses: 0, masquerade: 0, stale: 0 };
 }
 
 // ---- links ----------------------------------------------------------------

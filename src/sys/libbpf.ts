@@ -487,7 +487,24 @@ export class BpfMap {
     }
   }
 
+  /**
+   * Refuses buffers whose size is not the map's before the kernel reads them:
+   * the kernel copies key_size/value_size bytes from whatever pointer it gets,
+   * so a short buffer would be read past its end and a long one cut silently.
+   */
+  private checkSizes(op: string, keys: Buffer, values?: Buffer, count?: number): void {
+    // One element: exactly the map's size. A batch of count: at least count of them (the kernel reads no more).
+    const bad = (b: Buffer, one: number) => (count === undefined ? b.length !== one : b.length < one * count);
+    const say = (what: string, b: Buffer, one: number) => {
+      throw new XdpnetError(`${op} ${this.name}: ${what} buffer is ${b.length} bytes, the map needs ${count === undefined ? one : `${count} × ${one}`}`,
+        "a codec and the map disagree: rebuild, or re-create the instance's maps");
+    };
+    if (bad(keys, this.info.keySize)) say('key', keys, this.info.keySize);
+    if (values && bad(values, this.valueBufSize)) say('value', values, this.valueBufSize);
+  }
+
   lookup(key: Buffer): Buffer | undefined {
+    this.checkSizes('lookup in map', key);
     const v = Buffer.alloc(this.valueBufSize);
     const ret = lib().map_lookup_elem(this.fd, key, v) as number;
     if (ret === -2) return undefined; // ENOENT
@@ -496,11 +513,13 @@ export class BpfMap {
   }
 
   update(key: Buffer, value: Buffer, flags = BPF_ANY): void {
+    this.checkSizes('update map', key, value);
     check(lib().map_update_elem(this.fd, key, value, flags), 'update map', this.name);
   }
 
   /** Returns false when the key was not there. */
   delete(key: Buffer): boolean {
+    this.checkSizes('delete from map', key);
     const ret = lib().map_delete_elem(this.fd, key) as number;
     if (ret === -2) return false;
     check(ret, 'delete from map', this.name);
@@ -574,6 +593,7 @@ export class BpfMap {
 
   /** Writes many entries in one syscall. Not atomic: on error the message says how many went in. */
   updateBatch(keys: Buffer, values: Buffer, count: number, elemFlags = BPF_ANY): void {
+    this.checkSizes('batch update map', keys, values, count);
     const l = lib();
     const n = [count];
     const ret = l.map_update_batch(this.fd, keys, values, n, { sz: koffi.sizeof(l.BatchOpts), elem_flags: elemFlags, flags: 0 }) as number;
@@ -588,6 +608,7 @@ export class BpfMap {
   deleteKeys(keys: Buffer, count: number): number {
     const l = lib();
     const ks = this.info.keySize;
+    this.checkSizes('batch delete from map', keys, undefined, count);
     const opts = { sz: koffi.sizeof(l.BatchOpts), elem_flags: 0, flags: 0 };
     let deleted = 0;
     for (let at = 0; at < count;) {
@@ -602,6 +623,7 @@ export class BpfMap {
   }
 
   deleteBatch(keys: Buffer, count: number): void {
+    this.checkSizes('batch delete from map', keys, undefined, count);
     const l = lib();
     check(
       l.map_delete_batch(this.fd, keys, [count], { sz: koffi.sizeof(l.BatchOpts), elem_flags: 0, flags: 0 }),

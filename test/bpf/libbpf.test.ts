@@ -78,4 +78,21 @@ describe('libbpf binding', () => {
     expect(m.delete(DropKey.encode({ ifindex: 100, reason: 1 }))).toBe(true);
     expect(m.delete(DropKey.encode({ ifindex: 100, reason: 1 }))).toBe(false);
   });
+
+  it('refuses keys and values of the wrong size before the kernel reads them', () => {
+    const m = pins.open(builtObject(COUNTER.object)).map(COUNTER.maps.drops);
+    const key = DropKey.encode({ ifindex: 7, reason: 1 });
+    const value = Buffer.alloc(m.valueBufSize);
+    const before = m.entries();
+    expect(() => m.update(key.subarray(0, key.length - 1), value))
+      .toThrow(`update map xn_drops: key buffer is ${key.length - 1} bytes, the map needs ${key.length}`);
+    expect(() => m.update(key, Buffer.alloc(m.valueBufSize - 1))).toThrow(`value buffer is ${m.valueBufSize - 1} bytes, the map needs ${m.valueBufSize}`);
+    expect(() => m.update(Buffer.concat([key, Buffer.alloc(1)]), value)).toThrow(/key buffer is \d+ bytes/);
+    expect(() => m.lookup(Buffer.alloc(2))).toThrow(/^lookup in map xn_drops: key buffer is 2 bytes/);
+    expect(() => m.delete(Buffer.alloc(2))).toThrow(/^delete from map xn_drops: key buffer is 2 bytes/);
+    expect(() => m.updateBatch(Buffer.concat([key, key]), Buffer.alloc(m.valueBufSize * 3), 3))
+      .toThrow(`batch update map xn_drops: key buffer is ${2 * key.length} bytes, the map needs 3 × ${key.length}`);
+    expect(() => m.deleteBatch(key, 2)).toThrow(/^batch delete from map xn_drops: key buffer/);
+    expect(m.entries()).toEqual(before); // nothing reached the map
+  });
 });

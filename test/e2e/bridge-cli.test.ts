@@ -283,7 +283,13 @@ describe('bridge control plane', () => {
         expect(state()).toEqual(before);
       }
 
+      // A VLAN-scoped delete removes that VLAN's entry and no other: the MAC stays behind p2 in VLAN 10.
       expect(ok('fdb', 'del', S2, '--bridge', 'br0', '--vlan', '20')).toBe('deleted 1 entry\n');
+      expect(fdbInMap()).toEqual([
+        { mac: S1, vlan: 1, bridge: 1, ifindex: ifx.p1, flags: FDB_FLAGS.STATIC },
+        { mac: S2, vlan: 10, bridge: 1, ifindex: ifx.p2, flags: FDB_FLAGS.STATIC },
+      ]);
+      expect(run('fdb', 'del', S2, '--bridge', 'br0', '--vlan', '20')).toMatchObject({ code: 1, stderr: expect.stringMatching(`^xdpnet: error: no FDB entry for ${S2} on bridge br0 VLAN 20\n`) });
       expect(ok('fdb', 'del', S2, '--bridge', 'br0')).toBe('deleted 1 entry\n');
       expect(fdbInMap().map((e) => e.mac)).toEqual([S1]);
     });

@@ -5,6 +5,14 @@ describe('output formatting', () => {
   it('aligns table columns', () => {
     expect(table(['IFACE', 'PKTS'], [['veth0', 1], ['eth10', 12345]])).toBe('IFACE  PKTS\nveth0  1\neth10  12345');
   });
+  it('formats a table as long as a full FDB (more rows than the stack holds arguments)', () => {
+    const rows = Array.from({ length: 300_000 }, (_, i) => [`02:00:00:${i}`, i % 4095]);
+    rows[123_456] = ['the-longest-cell-of-all', 1];
+    const lines = table(['MAC', 'VLAN'], rows).split('\n');
+    expect(lines.length).toBe(300_001);
+    expect(lines[0]).toBe(`MAC${' '.repeat(22)}VLAN`);
+    expect(lines[123_457]).toBe('the-longest-cell-of-all  1');
+  });
   it('prints SI rates', () => {
     expect(si(999, 'pps')).toBe('999 pps');
     expect(si(2_600_000, 'pps')).toBe('2.60 Mpps');
