@@ -47,6 +47,7 @@ function main(): void {
       out({ cniVersion: version, supportedVersions: SUPPORTED_VERSIONS });
       return;
     }
+    version = answerVersion(text);
     const conf: NetConf = parseNetConf(text);
     version = conf.cniVersion;
     switch (env.command) {
@@ -62,6 +63,16 @@ function main(): void {
         : new CniError(CODES.DATAPLANE, `internal error: ${(e as Error)?.message ?? e}`, (e as Error)?.stack);
     out(err.toJSON(version));
     process.exitCode = 1;
+  }
+}
+
+/** Errors are answered in the configuration's version when it names one we speak, even if the rest is wrong. */
+function answerVersion(text: string): string {
+  try {
+    const v = (JSON.parse(text) as { cniVersion?: unknown }).cniVersion;
+    return (SUPPORTED_VERSIONS as readonly unknown[]).includes(v) ? v as string : OWN_VERSION;
+  } catch {
+    return OWN_VERSION;
   }
 }
 
