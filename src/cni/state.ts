@@ -2,7 +2,7 @@
 // (never what a later configuration says). One small JSON file per attachment
 // under /run (gone at reboot, as are the interfaces it names), one per bridge
 // the plugin created (so it removes only bridges it made).
-import { mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, renameSync, rmdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { PortMapping } from './config.js';
 
@@ -25,6 +25,18 @@ export interface Attachment {
 export interface OwnedBridge { bridge: string; masquerade?: { src: string; out: string } }
 
 const ROOT = () => process.env.XDPNET_CNI_STATE ?? '/run/xdpnet/cni';
+
+/** Removes a file and the directories it leaves empty, up to the state root. */
+function drop(file: string): void {
+  rmSync(file, { force: true });
+  for (let d = join(file, '..'); d.startsWith(ROOT()) && d !== ROOT(); d = join(d, '..')) {
+    try {
+      rmdirSync(d); // only when empty
+    } catch {
+      return;
+    }
+  }
+}
 
 function writeAtomic(file: string, v: object): void {
   mkdirSync(join(file, '..'), { recursive: true });
@@ -55,7 +67,7 @@ export class StateStore {
   attachment(network: string, containerId: string, ifname: string): Attachment | undefined {
     return readJson(this.attachmentFile(network, containerId, ifname));
   }
-  dropAttachment(network: string, containerId: string, ifname: string): void { rmSync(this.attachmentFile(network, containerId, ifname), { force: true }); }
+  dropAttachment(network: string, containerId: string, ifname: string): void { drop(this.attachmentFile(network, containerId, ifname)); }
 
   attachments(network: string): Attachment[] {
     const dir = join(ROOT(), this.instance, 'networks', network);
@@ -68,5 +80,5 @@ export class StateStore {
 
   saveBridge(b: OwnedBridge): void { writeAtomic(this.bridgeFile(b.bridge), b); }
   ownedBridge(bridge: string): OwnedBridge | undefined { return readJson(this.bridgeFile(bridge)); }
-  dropBridge(bridge: string): void { rmSync(this.bridgeFile(bridge), { force: true }); }
+  dropBridge(bridge: string): void { drop(this.bridgeFile(bridge)); }
 }
