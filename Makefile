@@ -10,9 +10,10 @@ BPF_HDR := $(wildcard bpf/lib/*.h bpf/include/*.h)
 FIXTURE_OBJ := $(patsubst test/fixtures/%.bpf.c,build/fixtures/%.bpf.o,$(wildcard test/fixtures/*.bpf.c))
 
 APT_PKGS := clang llvm libbpf-dev linux-libc-dev iproute2 iputils-ping iperf3 ethtool \
-	tcpdump tshark iptables conntrack util-linux kmod bpftool prometheus
+	tcpdump tshark iptables conntrack util-linux kmod bpftool prometheus \
+	podman runc containernetworking-plugins busybox-static
 
-.PHONY: all setup deps bench-deps bpffs bpf ts demo test bench vagrant-bench clean
+.PHONY: all setup deps bench-deps bpffs bpf ts demo test bench vagrant-bench clean install-cni
 
 all: bpf ts
 
@@ -54,6 +55,12 @@ demo: setup all
 test: setup all
 	npx tsc -p test/tsconfig.json
 	node test/run.mjs
+
+# The CNI plugin, where runtimes look for it (CNI_PATH); a link, so a rebuild updates it. Writes nothing else.
+install-cni: ts
+	chmod +x dist/src/cni/main.js
+	install -d /opt/cni/bin
+	ln -sfn $(CURDIR)/dist/src/cni/main.js /opt/cni/bin/xdpnet
 
 # The bench's peers (bench/peers.ts): nftables, and Open vSwitch where the
 # kernel has its module (the rows are skipped elsewhere). Installing must not

@@ -3,13 +3,14 @@ import { Command, Option } from 'commander';
 import { parseVlan, parseVlanList } from '../dataplane/addr.js';
 import { attach, listAttachments, type Attachment, type Hook, type XdpMode } from '../dataplane/attach.js';
 import { prepareRedirectTarget } from '../dataplane/peer.js';
-import { addPort, detachAll, detachInterface, listPorts, type PortInfo } from '../dataplane/bridge.js';
+import { addPort, detachAll, detachInterface, listPorts, reapVanishedPorts, type PortInfo } from '../dataplane/bridge.js';
 import { hookName } from '../dataplane/links.js';
+import { ifNameToIndex } from '../sys/libc.js';
 import { natLinks } from '../dataplane/nat.js';
 import { instanceMemory, MAP_TYPE_NAMES, type MapMemory } from '../objects/memory.js';
 import { ctFlowsOf, pinnedCtEntries } from '../objects/nat.js';
 import { portOverlay, vtepUplinks } from '../dataplane/vxlan.js';
-import { UsageError } from '../errors.js';
+import { UsageError, XdpnetError } from '../errors.js';
 import { instanceNetns, withNetns } from '../dataplane/host.js';
 import { listInstances, type InstancePaths } from '../objects/paths.js';
 import { context } from './context.js';
@@ -74,7 +75,7 @@ Examples:
   program
     .command('detach')
     .description('detach xdpnet from an interface and remove its pins; a bridge port leaves its bridge')
-    .argument('[iface]', 'interface name')
+    .argument('[iface]', 'interface name, or the ifindex of a port whose interface is gone (see `xdpnet status`)')
     .option('--all', 'detach every interface of this host (or of --netns); bridges and their host interfaces stay')
     .action((iface: string | undefined, o: { all?: boolean }, cmd: Command) => {
       if (!iface === !o.all) throw new UsageError('name one interface or use --all', 'e.g. xdpnet detach eth0');
@@ -83,6 +84,13 @@ Examples:
         const gone = detachAll(ctx.inst);
         console.log(gone.length ? gone.map((a) => `detached ${a.iface ?? `ifindex ${a.ifindex} (gone)`}`).join('\n') : 'nothing attached');
         return;
+      }
+      if (/^\d+$/.test(iface!) && !ifNameToIndex(iface!)) {
+        // a port whose interface vanished (its container's netns went without a CNI DEL)
+        if (!reapVanishedPorts(ctx.inst, Number(iface)).length) {
+          throw new XdpnetError(`no port or link with vanished interface ifindex ${iface}`, 'see `xdpnet status`: such ports show as "ifindex N (gone)"');
+        }
+        return console.log(`detached ifindex ${iface} (interface gone)`);
       }
       const r = detachInterface(ctx.inst, iface!, ctx.netns);
       console.log(`detached ${iface}${r.attachment ? ` (${describe(r.attachment)})` : ''}${r.bridge ? ` from bridge ${r.bridge}` : ''}`);

@@ -2,7 +2,7 @@
 // datapath never depends on it (expired entries are already ignored); it frees
 // map slots. Later tasks (conntrack GC) join TASKS.
 import { Command } from 'commander';
-import { ageFdb } from '../dataplane/bridge.js';
+import { ageFdb, reapVanishedPorts } from '../dataplane/bridge.js';
 import { lockState, requirePrivileges } from '../dataplane/host.js';
 import { natHousekeeping } from '../dataplane/nat.js';
 import { instancePaths, listInstances, type InstancePaths } from '../objects/paths.js';
@@ -13,6 +13,7 @@ import { context, globals } from './context.js';
 
 const TASKS: Array<{ name: string; run(inst: InstancePaths): string }> = [
   { name: 'fdb', run: (inst) => `${ageFdb(inst).removed} aged out` },
+  { name: 'ports', run: (inst) => `${reapVanishedPorts(inst).length} with vanished interfaces reaped` }, // containers gone without a CNI DEL
   { name: 'conntrack', run: natHousekeeping }, // expired flows (both entries), masquerade addresses
 ];
 

@@ -518,6 +518,22 @@ export function detachAll(inst: InstancePaths): Attachment[] {
   return gone;
 }
 
+/**
+ * Ports and links whose interface is gone (a container's netns deleted without
+ * a CNI DEL takes its veth pair along): `xdpnet daemon` reaps them, and
+ * `xdpnet detach IFINDEX` removes one by hand. Returns the ifindexes removed.
+ */
+export function reapVanishedPorts(inst: InstancePaths, only?: number): number[] {
+  const gone = new Set<number>();
+  for (const a of primaryAttachments(inst).values()) if (a.iface === null) gone.add(a.ifindex);
+  for (const p of listPorts(inst)) if (p.iface === null && !p.host) gone.add(p.ifindex);
+  const hostPorts = new Set(listPorts(inst).filter((p) => p.host).map((p) => p.ifindex));
+  const uplinks = vtepUplinks(inst);
+  const reaped = [...gone].filter((i) => (only === undefined || i === only) && !hostPorts.has(i) && !uplinks.has(i));
+  for (const i of reaped) leave(inst, i, findAttachment(inst, i));
+  return reaped;
+}
+
 function leave(inst: InstancePaths, ifindex: number, a?: Attachment): void {
   if (a) removeAttachment(inst, a);
   withMaps(inst, (m) => {

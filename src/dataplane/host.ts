@@ -36,7 +36,10 @@ export const LOCK_FILE = '/run/xdpnet.lock';
  * for the holder, saying so after a second; returns the release. The lock goes
  * with the process, however it ends.
  */
-export function lockState(): () => void {
+export function lockState(): () => void;
+/** With a timeout: undefined when the holder keeps the lock longer (a CNI runtime should try again later). */
+export function lockState(o: { timeoutMs: number }): (() => void) | undefined;
+export function lockState(o?: { timeoutMs: number }): (() => void) | undefined {
   let fd: number;
   try {
     fd = openSync(LOCK_FILE, 'a');
@@ -50,6 +53,10 @@ export function lockState(): () => void {
     const r = tryLockExclusive(fd);
     if (r === true) return () => { unlock(fd); closeSync(fd); };
     if (r !== false) throw new XdpnetError(`cannot lock ${LOCK_FILE}: ${errnoName(-r)}`);
+    if (o && Date.now() - start > o.timeoutMs) {
+      closeSync(fd);
+      return undefined;
+    }
     if (!said && Date.now() - start > 1000) {
       process.stderr.write('xdpnet: waiting for another xdpnet command to finish\n');
       said = true;

@@ -144,7 +144,7 @@ function routeDev(p: Prefix, orDefault = false): string | undefined {
   return best?.dev;
 }
 
-function defaultDev(): string | undefined {
+export function defaultDev(): string | undefined {
   return routeDev({ addr: 0, len: 0, text: '0.0.0.0/0' }, true);
 }
 

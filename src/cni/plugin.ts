@@ -1,0 +1,237 @@
+// ADD, DEL, CHECK, STATUS and GC on top of the dataplane modules (bridge,
+// ports, FDB, NAT): the plugin decides what a container needs and asks them for
+// it; it has no datapath logic of its own. Every state change runs under the
+// same /run/xdpnet.lock as the CLI's commands, so parallel runtime calls and
+// CLI commands never interleave their read-modify-writes of the maps.
+import { readdirSync, statSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { addBridge, addFdb, delBridge, detachInterface, listBridges, listFdb, listPorts, addPort, reapVanishedPorts } from '../dataplane/bridge.js';
+import { ensureBpffs, lockState, requirePrivileges } from '../dataplane/host.js';
+import { addPortmap, addSnat, defaultDev, delPortmap, delSnat, hostAddresses, showNat, parsePrefix } from '../dataplane/nat.js';
+import { portOverlay } from '../dataplane/vxlan.js';
+import { instancePaths, type InstancePaths } from '../objects/paths.js';
+import { ifIndexToName } from '../sys/libc.js';
+import { XdpnetError } from '../errors.js';
+import type { CniEnv, NetConf, PortMapping } from './config.js';
+import { delegateIpam, findPlugin } from './ipam.js';
+import { containerView, createVeth, deleteVeth, hostLink, hostVethName } from './link.js';
+import { CODES, CniError, resultFor, type CniResult } from './spec.js';
+import { StateStore, type Attachment } from './state.js';
+
+/**
+ * The instance whose maps this call changes: the host's, or that of the named
+ * network namespace the runtime runs in (a runtime inside `ip netns` gets that
+ * namespace's own bridges, as `xdpnet --netns NAME` would).
+ */
+function ownInstance(): InstancePaths {
+  const self = statSync('/proc/self/ns/net');
+  const same = (p: string) => { try { const s = statSync(p); return s.ino === self.ino && s.dev === self.dev; } catch { return false; } };
+  if (same('/proc/1/ns/net')) return instancePaths();
+  let names: string[] = [];
+  try { names = readdirSync('/var/run/netns'); } catch { /* none */ }
+  const name = names.find((n) => same(join('/var/run/netns', n)));
+  if (!name) throw new CniError(CODES.DATAPLANE, 'the plugin runs in a network namespace with no name', 'run the runtime in the host namespace or in one made with `ip netns add`');
+  return instancePaths(name);
+}
+
+/** Runs fn with the state lock; a holder that keeps it over a minute makes the runtime try again later (code 11). */
+function locked<T>(fn: (inst: InstancePaths, store: StateStore) => T): T {
+  requirePrivileges();
+  const inst = ownInstance();
+  ensureBpffs();
+  const release = lockState({ timeoutMs: 60_000 });
+  if (!release) throw new CniError(CODES.TRY_AGAIN_LATER, 'another xdpnet command has held /run/xdpnet.lock for a minute');
+  try {
+    return fn(inst, new StateStore(inst.name));
+  } catch (e) {
+    if (e instanceof XdpnetError) throw new CniError(CODES.DATAPLANE, e.message, e.hint);
+    throw e;
+  } finally {
+    release();
+  }
+}
+
+function setForwarding(iface: string): void {
+  // Per interface, not the global ip_forward: only what enters these two is routed.
+  writeFileSync(`/proc/sys/net/ipv4/conf/${iface}/forwarding`, '1');
+}
+
+const prefixOf = (cidr: string) => parsePrefix(cidr, 'address').text;
+
+/** The interface that owns hostIP, for a mapping restricted to it (`hostIP`). */
+function ifaceOf(hostIP: string): string {
+  const ifindex = hostAddresses().byAddr.get(parsePrefix(hostIP, 'hostIP').addr);
+  const name = ifindex && ifIndexToName(ifindex);
+  if (!name) throw new CniError(CODES.INVALID_CONFIG, `hostIP ${hostIP} is not an address of this host`);
+  return name;
+}
+
+const mappingArgs = (p: PortMapping) => ({ proto: p.protocol, port: String(p.hostPort), on: p.hostIP ? ifaceOf(p.hostIP) : undefined });
+
+export function cmdAdd(conf: NetConf, env: CniEnv): CniResult {
+  return locked((inst, store) => {
+    if (store.attachment(conf.name, env.containerId, env.ifname)) {
+      throw new CniError(CODES.DATAPLANE, `container ${env.containerId} already has ${env.ifname} on network ${conf.name}`, 'DEL it first');
+    }
+    const ipam = delegateIpam('ADD', conf, env)!;
+    const ip = ipam.ips?.find((i) => !i.address.includes(':'));
+    if (!ip) {
+      delegateIpam('DEL', conf, env);
+      throw new CniError(CODES.IPAM, `IPAM ${conf.ipam.type} returned no IPv4 address`);
+    }
+    const a: Attachment = {
+      network: conf.name, containerId: env.containerId, ifname: env.ifname, netns: env.netns, bridge: conf.bridge,
+      hostIface: hostVethName(env.containerId, env.ifname), ifindex: 0, mac: '', address: ip.address, subnet: prefixOf(ip.address), portMappings: [],
+    };
+    try {
+      wire(inst, store, conf, a, ip.gateway, ipam);
+    } catch (e) {
+      unwire(inst, store, a);
+      delegateIpam('DEL', conf, env);
+      throw e;
+    }
+    store.saveAttachment(a);
+    const prev = conf.prevResult?.interfaces ?? [];
+    return resultFor(conf.cniVersion, {
+      interfaces: [...prev, { name: conf.bridge, mac: bridgeMac(inst, conf.bridge) }, { name: a.hostIface, mac: hostLink(a.hostIface)?.address },
+        { name: env.ifname, mac: a.mac, sandbox: env.netns }],
+      ips: [...(conf.prevResult?.ips ?? []), { address: ip.address, gateway: ip.gateway, interface: prev.length + 2 }],
+      routes: ipam.routes ?? [],
+      dns: ipam.dns ?? conf.prevResult?.dns ?? {},
+    });
+  });
+}
+
+function bridgeMac(inst: InstancePaths, bridge: string): string | undefined {
+  return listBridges(inst).find((b) => b.name === bridge)?.mac;
+}
+
+/** ADD's changes, in order; each is recorded in `a` as it is made so that unwire() undoes exactly what was done. */
+function wire(inst: InstancePaths, store: StateStore, conf: NetConf, a: Attachment, gateway: string | undefined, ipam: CniResult): void {
+  if (!bridgeMac(inst, conf.bridge)) {
+    if (conf.isGateway && !gateway) throw new CniError(CODES.IPAM, `IPAM ${conf.ipam.type} gave no gateway, and isGateway needs one`);
+    addBridge(inst, conf.bridge, { address: conf.isGateway ? `${gateway}/${a.address.split('/')[1]}` : undefined });
+    store.saveBridge({ bridge: conf.bridge });
+  }
+  const owned = store.ownedBridge(conf.bridge);
+  if (conf.isGateway) setForwarding(conf.bridge);
+  if (conf.ipMasq) {
+    const out = defaultDev();
+    if (!out) throw new CniError(CODES.DATAPLANE, 'ipMasq needs a default route: there is none to masquerade out of');
+    if (!showNat(inst).snat.some((r) => r.src === a.subnet && r.out === out)) {
+      addSnat(inst, 'masquerade', { src: a.subnet, out, in: conf.bridge });
+      if (owned) store.saveBridge({ ...owned, masquerade: { src: a.subnet, out } });
+    }
+    setForwarding(out);
+  }
+  const mtu = portOverlay(inst, conf.bridge)?.innerMtu ?? conf.mtu;
+  a.mac = createVeth(a.hostIface, a.netns, {
+    ifname: a.ifname, address: a.address, gateway, mtu, xdpPort: conf.hook === 'xdp',
+    routes: (ipam.routes ?? []).filter((r) => !r.dst.includes(':')),
+  });
+  a.ifindex = hostLink(a.hostIface)!.ifindex;
+  addPort(inst, a.hostIface, conf.bridge, { hook: conf.hook });
+  addFdb(inst, { mac: Buffer.from(a.mac.split(':').map((x) => parseInt(x, 16))), bridge: conf.bridge, port: a.hostIface });
+  const ip = a.address.split('/')[0];
+  for (const p of conf.portMappings) {
+    addPortmap(inst, { ...mappingArgs(p), to: `${ip}:${p.containerPort}` });
+    a.portMappings.push(p);
+  }
+}
+
+/** Undoes an attachment; whatever is already gone is skipped (DEL is idempotent, and this also rolls back a failed ADD). */
+function unwire(inst: InstancePaths, store: StateStore, a: Attachment): void {
+  const ip = a.address.split('/')[0];
+  const mapped = showNat(inst).portmaps;
+  for (const p of a.portMappings) {
+    const args = mappingArgs(p);
+    // only while it still leads to this container: the port may have been mapped again since
+    if (mapped.some((m) => m.proto === p.protocol && m.port === p.hostPort && m.to === `${ip}:${p.containerPort}`)) delPortmap(inst, args);
+  }
+  if (hostLink(a.hostIface)) {
+    if (listPorts(inst).some((p) => p.iface === a.hostIface)) detachInterface(inst, a.hostIface);
+    deleteVeth(a.hostIface);
+  } else if (a.ifindex) {
+    reapVanishedPorts(inst, a.ifindex); // the netns went first and took the pair along
+  }
+  const owned = store.ownedBridge(a.bridge);
+  const users = listPorts(inst).filter((p) => p.bridge === a.bridge && !p.host);
+  if (owned && !users.length && bridgeMac(inst, a.bridge)) {
+    // the last container left a bridge the plugin made: nothing of the network stays behind
+    if (owned.masquerade && showNat(inst).snat.some((r) => r.src === owned.masquerade!.src && r.out === owned.masquerade!.out)) {
+      delSnat(inst, 'masquerade', owned.masquerade);
+    }
+    delBridge(inst, a.bridge);
+    store.dropBridge(a.bridge);
+  }
+}
+
+export function cmdDel(conf: NetConf, env: CniEnv): void {
+  locked((inst, store) => {
+    const a = store.attachment(conf.name, env.containerId, env.ifname) ?? {
+      // no record (ADD failed or never ran, or /run was wiped): remove what the names say
+      network: conf.name, containerId: env.containerId, ifname: env.ifname, netns: env.netns, bridge: conf.bridge,
+      hostIface: hostVethName(env.containerId, env.ifname), ifindex: 0, mac: '', address: '0.0.0.0/32', subnet: '', portMappings: [],
+    };
+    unwire(inst, store, a);
+    delegateIpam('DEL', conf, env);
+    store.dropAttachment(conf.name, env.containerId, env.ifname);
+  });
+}
+
+export function cmdCheck(conf: NetConf, env: CniEnv): void {
+  locked((inst, store) => {
+    const fail = (msg: string) => { throw new CniError(CODES.CHECK_FAILED, msg); };
+    const a = store.attachment(conf.name, env.containerId, env.ifname);
+    if (!a) throw new CniError(CODES.UNKNOWN_CONTAINER, `container ${env.containerId} has no ${env.ifname} on network ${conf.name}`);
+    delegateIpam('CHECK', conf, env);
+    if (!hostLink(a.hostIface)) fail(`host interface ${a.hostIface} is missing`);
+    const port = listPorts(inst).find((p) => p.iface === a.hostIface);
+    if (!port || port.bridge !== a.bridge) fail(`${a.hostIface} is not a port of bridge ${a.bridge}`);
+    if (!port!.hook) fail(`${a.hostIface} is a port of ${a.bridge} but no program is attached to it`);
+    if (!listFdb(inst, { bridge: a.bridge, port: a.hostIface }).some((r) => r.mac === a.mac && r.type === 'static')) {
+      fail(`the static FDB entry for ${a.mac} on ${a.hostIface} is missing`);
+    }
+    const c = containerView(env.netns, env.ifname);
+    if (!c) fail(`interface ${env.ifname} is missing in ${env.netns}`);
+    if (c!.mac !== a.mac) fail(`${env.ifname} has MAC ${c!.mac}, not ${a.mac}`);
+    if (!c!.addrs.includes(a.address)) fail(`${env.ifname} lacks its address ${a.address}`);
+    const gw = listBridges(inst).find((b) => b.name === a.bridge)?.addresses.find((x) => !x.includes(':'))?.split('/')[0];
+    if (gw && !c!.routes.some((r) => r.dst === 'default' && r.gateway === gw)) fail(`${env.ifname} has no default route via ${gw}`);
+    if (conf.ipMasq && !showNat(inst).snat.some((r) => r.kind === 'masquerade' && r.src === a.subnet)) fail(`no masquerade rule for ${a.subnet}`);
+    const mapped = showNat(inst).portmaps;
+    const ip = a.address.split('/')[0];
+    for (const p of a.portMappings) {
+      if (!mapped.some((m) => m.proto === p.protocol && m.port === p.hostPort && m.to === `${ip}:${p.containerPort}`)) {
+        fail(`port mapping ${p.protocol} ${p.hostPort} -> ${ip}:${p.containerPort} is missing`);
+      }
+    }
+  });
+}
+
+/** STATUS (1.1): ready when the IPAM plugin is there and the host can run the dataplane. */
+export function cmdStatus(conf: NetConf, env: CniEnv): void {
+  try {
+    findPlugin(conf.ipam.type, env.path);
+    requirePrivileges();
+    ensureBpffs();
+  } catch (e) {
+    throw new CniError(CODES.NOT_AVAILABLE, `xdpnet cannot add containers now: ${(e as Error).message}`);
+  }
+}
+
+/** GC (1.1): removes this network's attachments that the runtime no longer lists, and their IPAM allocations. */
+export function cmdGc(conf: NetConf, env: CniEnv): void {
+  const valid = conf.raw['cni.dev/valid-attachments'];
+  if (!Array.isArray(valid)) throw new CniError(CODES.INVALID_CONFIG, 'GC needs cni.dev/valid-attachments (a list of {containerID, ifname})');
+  const keep = new Set(valid.map((v: { containerID?: string; ifname?: string }) => `${v.containerID}/${v.ifname}`));
+  locked((inst, store) => {
+    for (const a of store.attachments(conf.name)) {
+      if (keep.has(`${a.containerId}/${a.ifname}`)) continue;
+      unwire(inst, store, a);
+      delegateIpam('DEL', conf, { ...env, containerId: a.containerId, ifname: a.ifname }, undefined);
+      store.dropAttachment(conf.name, a.containerId, a.ifname);
+    }
+  });
+}
+
