@@ -4,6 +4,7 @@
  * because decapsulation feeds this bridge: the same FDB, learning, devmap and
  * egress program, one set of map definitions for the verifier and libbpf. */
 #include "lib/bridge.h"
+#include "lib/arp.h"
 #include "lib/vlan.h"
 #include "lib/vxlan.h"
 
@@ -99,6 +100,13 @@ encap:
 			br_cache_put(k, g, now, t, &f);
 		mon_trace(ctx, HOOK_XDP, XN_EV_FORWARD, p.ifindex, f.out, 0);
 		return bpf_redirect(f.out, 0);
+	}
+	/* An ARP request the bridge can answer goes back where it came from. */
+	if (r == BR_FLOOD && arp_respond(&p, &f)) {
+		if (st)
+			st->arp_replied++;
+		stats_tx(st, p.len);
+		return XDP_TX;
 	}
 	/* XDP cannot clone into differently encapsulated copies: floods that
 	 * reach remote VTEPs are the tc program's. */
@@ -359,6 +367,13 @@ int xn_br_tc(struct __sk_buff *skb)
 		return br_tc_send(f.out, f.out_peer);
 	}
 
+	if (arp_respond(&p, &f)) { /* answered here: never flooded */
+		if (st)
+			st->arp_replied++;
+		stats_tx(st, skb->len);
+		mon_trace(skb, HOOK_TC, XN_EV_FORWARD, p.ifindex, p.ifindex, 0);
+		return br_tc_send(p.ifindex, !!(port->flags & XN_PORT_PEER));
+	}
 	mon_trace(skb, HOOK_TC, XN_EV_FLOOD, p.ifindex, 0, 0);
 	int tagged = flood_local(skb, &f, p.ifindex, st);
 	if (tagged < 0)

@@ -99,3 +99,22 @@ struct xn_br_meta {
 	__u16 vid;
 	__u16 tagged; /* the frame carries an 802.1Q tag now */
 };
+
+/* xn_arp: (bridge, VLAN, IPv4) -> the MAC that answers for it. The bridge
+ * replies to ARP requests for these addresses itself, out of the port the
+ * request came in on, so a request for a known endpoint (local, or on
+ * another host of the overlay) is never flooded. Written by one control
+ * module (src/dataplane/arp.ts); the cluster agent fills it from etcd. */
+#define XN_ARP_MAX 131072
+
+struct xn_arp_key {
+	__u32 bridge;
+	__u16 vid;
+	__u16 pad;
+	__be32 ip;
+};
+
+struct xn_arp_entry {
+	__u8 mac[6];
+	__u16 flags; /* reserved, 0 */
+};

@@ -19,6 +19,7 @@ struct xn_if_stats {
 	__u64 flooded;    /* frames received here that were flooded */
 	__u64 learned;    /* MACs learned (new or moved) on this port */
 	__u64 dropped;    /* frames received here and dropped (by reason: xn_drops) */
+	__u64 arp_replied; /* ARP requests received here that the bridge answered itself (xn_arp) */
 };
 
 /* Drop reasons; names live in src/objects/stats.ts (DROP_REASONS). */

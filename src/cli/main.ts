@@ -5,6 +5,7 @@ import { XdpnetError, VerifierError } from '../errors.js';
 import { libbpfLog } from '../sys/libbpf.js';
 import { attachCommands } from './attach.js';
 import { bridgeCommands } from './bridge.js';
+import { clusterCommands } from './cluster.js';
 import { conntrackCommands } from './conntrack.js';
 import { daemonCommand } from './daemon.js';
 import { fdbCommands } from './fdb.js';
@@ -30,6 +31,7 @@ vxlanCommands(program);
 natCommands(program);
 conntrackCommands(program);
 monitorCommand(program);
+clusterCommands(program);
 
 function fail(e: unknown): never {
   if (e instanceof CommanderError) process.exit(e.code === 'commander.helpDisplayed' || e.code === 'commander.version' ? 0 : 2);

@@ -12,11 +12,11 @@ import { json, si, table } from './format.js';
 const name = (i: IfaceStats) => i.iface ?? `ifindex ${i.ifindex}`;
 
 function render(s: Stats): string {
-  const rows = s.interfaces.map((i) => [name(i), i.rxPackets, i.rxBytes, i.txPackets, i.txBytes, i.flooded, i.learned, i.dropped]);
+  const rows = s.interfaces.map((i) => [name(i), i.rxPackets, i.rxBytes, i.txPackets, i.txBytes, i.flooded, i.learned, i.arpReplied, i.dropped]);
   const drops = s.interfaces.filter((i) => Object.keys(i.drops).length)
     .map((i) => `${name(i)}: ${Object.entries(i.drops).map(([r, n]) => `${r}=${n}`).join(' ')}`);
   return [
-    rows.length ? table(['IFACE', 'RX-PACKETS', 'RX-BYTES', 'TX-PACKETS', 'TX-BYTES', 'FLOODED', 'LEARNED', 'DROPPED'], rows) : 'nothing attached',
+    rows.length ? table(['IFACE', 'RX-PACKETS', 'RX-BYTES', 'TX-PACKETS', 'TX-BYTES', 'FLOODED', 'LEARNED', 'ARP-REPLIED', 'DROPPED'], rows) : 'nothing attached',
     `drops: ${drops.length ? drops.join('; ') : 'none'}`,
   ].join('\n');
 }
@@ -40,7 +40,7 @@ function ctText(c: CtCounters): string {
 export function statsCommand(program: Command): void {
   program
     .command('stats')
-    .description('per-interface counters (summed over CPUs): rx, tx, flooded, learned, dropped; drops by reason')
+    .description('per-interface counters (summed over CPUs): rx, tx, flooded, learned, ARP requests answered by the bridge, dropped; drops by reason')
     .option('--json', 'machine-readable output (with --watch: one JSON object per line)')
     .option('--watch [secs]', 'refresh every SECS seconds (default 1) and show rates')
     .option('--count <n>', 'with --watch: stop after N refreshes')

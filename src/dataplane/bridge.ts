@@ -592,6 +592,50 @@ export function addFdb(inst: InstancePaths, e: FdbEntryInput, netns?: string): F
   }) ?? noBridge(e.bridge);
 }
 
+/**
+ * Makes a bridge VLAN's static entries behind remote VTEPs exactly `want`
+ * (MAC string -> VTEP address as a number), in one pass over the FDB: the
+ * cluster agent's bulk write. uplink is the VTEP's uplink ifindex (shown only).
+ * Returns what changed; the caller syncs the VNI's accepted peers.
+ */
+export function syncRemoteFdb(inst: InstancePaths, bridge: number, vid: number, uplink: number, want: Map<string, number>): { added: number; removed: number } {
+  return withMaps(inst, (m) => {
+    const have = new Map<string, number>();
+    for (const [k, v] of m.fdb.entries()) {
+      const key = FdbKey.decode(k);
+      const e = FdbEntry.decode(v);
+      if (key.bridge === bridge && key.vid === vid && e.remote && e.flags & FDB_FLAGS.STATIC) have.set(formatMac(key.mac), e.remote);
+    }
+    let added = 0;
+    let removed = 0;
+    for (const [mac, remote] of want) {
+      if (have.get(mac) === remote) continue;
+      m.fdb.update(FdbKey.encode({ bridge, vid, mac: parseMac(mac) }), FdbEntry.encode(staticEntry(uplink, FDB_FLAGS.STATIC, remote)));
+      added++;
+    }
+    for (const mac of have.keys()) {
+      if (want.has(mac)) continue;
+      m.fdb.delete(FdbKey.encode({ bridge, vid, mac: parseMac(mac) }));
+      removed++;
+    }
+    if (added) recountLearned(m); // a static entry may have replaced a learned one
+    return { added, removed };
+  }) ?? { added: 0, removed: 0 };
+}
+
+/** Local endpoints as the maps know them: static entries to a port (not the bridge's own MAC), by MAC string -> port ifindex. */
+export function localStaticMacs(inst: InstancePaths, bridge: number, vid: number): Map<string, number> {
+  return readMaps(inst, (m) => {
+    const out = new Map<string, number>();
+    for (const [k, v] of m.fdb.entries()) {
+      const key = FdbKey.decode(k);
+      const e = FdbEntry.decode(v);
+      if (key.bridge === bridge && key.vid === vid && !e.remote && e.flags === FDB_FLAGS.STATIC) out.set(formatMac(key.mac), e.ifindex);
+    }
+    return out;
+  }) ?? new Map();
+}
+
 /** Removes a MAC's entry in one VLAN, or in all VLANs of the bridge. Returns how many went. */
 export function delFdb(inst: InstancePaths, mac: Buffer, bridge: string, vlan?: number): number {
   return withMaps(inst, (m) => {

@@ -156,3 +156,24 @@ export function ipJson<T>(args: string[], orElse?: T): T {
     throw new XdpnetError(`ip ${args.join(' ')} failed: ${(e as { stderr?: string }).stderr?.trim() || (e as Error).message}`);
   }
 }
+
+/**
+ * Runs fn inside a named network namespace and comes back: for a long-running
+ * process (the cluster agent) whose own sockets (etcd) must stay in the
+ * namespace it started in while its dataplane work happens in another.
+ */
+export function inNetns<T>(name: string | undefined, fn: () => T): T {
+  if (!name) return fn();
+  const home = openRead('/proc/thread-self/ns/net');
+  if (home < 0) throw new XdpnetError(`cannot open this thread's network namespace: ${errnoName(-home)}`);
+  try {
+    enterNetns(name);
+    try {
+      return fn();
+    } finally {
+      if (setns(home, CLONE_NEWNET) < 0) throw new XdpnetError('cannot return to the starting network namespace');
+    }
+  } finally {
+    close(home);
+  }
+}

@@ -19,6 +19,8 @@ export interface IfaceStats {
   flooded: number;
   /** MACs learned (new or moved) on this port. */
   learned: number;
+  /** ARP requests received here that the bridge answered itself (xn_arp). */
+  arpReplied: number;
   /** Received here and dropped, in all and by reason. */
   dropped: number;
   drops: Record<string, number>;
@@ -70,6 +72,7 @@ export function readStats(inst: InstancePaths): Stats {
       return {
         iface: a.iface, ifindex: a.ifindex, rxPackets: n('rx_packets'), rxBytes: n('rx_bytes'), txPackets: n('tx_packets'),
         txBytes: n('tx_bytes'), flooded: n('flooded'), learned: n('learned'), dropped: n('dropped'),
+        arpReplied: n('arp_replied'),
         drops: byIf.get(a.ifindex) ?? {},
       };
     }),

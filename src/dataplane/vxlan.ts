@@ -404,6 +404,24 @@ export function delRemote(inst: InstancePaths, vni: number, remote: string): Vte
   return listVteps(inst).find((x) => x.vni === vni)!;
 }
 
+/**
+ * Makes a VNI's remote VTEPs exactly `want` (the cluster agent's write): one
+ * map update, then the accepted peers; new remotes get a managed neighbour
+ * entry. Returns the notes of those that could not get one.
+ */
+export function setRemotes(inst: InstancePaths, vni: number, want: string[]): { added: string[]; removed: string[]; notes: string[] } {
+  const v = listVteps(inst).find((x) => x.vni === vni) ?? noVtep(vni);
+  const list = [...new Set(want)].filter((a) => a !== v.local);
+  if (list.length > VXLAN.limits.remotesMax) throw new XdpnetError(`VNI ${vni} would have ${list.length} remote VTEPs; it replicates to at most ${VXLAN.limits.remotesMax}`);
+  const added = list.filter((a) => !v.remotes.includes(a));
+  const removed = v.remotes.filter((a) => !list.includes(a));
+  if (!added.length && !removed.length) return { added, removed, notes: [] };
+  withVx(inst, (m) => (list.length ? m.remotes.update(u32(vni), remoteList(list.map(ipv4ToNum))) : m.remotes.delete(u32(vni))));
+  syncPeers(inst);
+  const notes = added.map((a) => (v.dev ? keepNeighbour(v.dev, v.local, a) : undefined)).filter((n): n is string => !!n);
+  return { added, removed, notes };
+}
+
 /** For `fdb add --remote`: keeps the next hop of a VTEP that static entries point at resolved. */
 export function keepRemoteResolved(inst: InstancePaths, vni: number, remote: string): string | undefined {
   const v = listVteps(inst).find((x) => x.vni === vni);

@@ -15,6 +15,7 @@ export const BRIDGE = {
     fdb: 'xn_fdb',
     flood: 'xn_flood',
     txPorts: 'xn_tx_ports',
+    arp: 'xn_arp',
   },
   limits: { floodMax: 64, ports: 1024, bridges: 64, fdb: 131072 },
 } as const;
@@ -62,7 +63,11 @@ export const Flood = struct('xn_flood', { count: 'u32', ifindex: { bytes: 4 * BR
 /** struct bpf_devmap_val: the port and the egress program run for it. */
 export const DevmapVal = struct('bpf_devmap_val', { ifindex: 'u32', prog_fd: 'u32' });
 
-export const BRIDGE_CODECS = [Bridge, Port, VlanKey, Vlan, FdbKey, FdbEntry, FloodKey, Flood, BrGen];
+/** xn_arp: the bridge answers ARP requests for these addresses itself (bpf/lib/arp.h). */
+export const ArpKey = struct('xn_arp_key', { bridge: 'u32', vid: 'u16', pad: 'u16', ip: 'be32' });
+export const ArpEntry = struct('xn_arp_entry', { mac: { bytes: 6 }, flags: 'u16' });
+
+export const BRIDGE_CODECS = [Bridge, Port, VlanKey, Vlan, FdbKey, FdbEntry, FloodKey, Flood, BrGen, ArpKey, ArpEntry];
 
 /**
  * The VXLAN overlay (bpf/include/vxlan.h): maps and the uplink program of the

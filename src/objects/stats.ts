@@ -12,6 +12,7 @@ export const IfStats = struct('xn_if_stats', {
   flooded: 'u64',
   learned: 'u64',
   dropped: 'u64',
+  arp_replied: 'u64',
 });
 
 export const DropKey = struct('xn_drop_key', { ifindex: 'u32', reason: 'u32' });

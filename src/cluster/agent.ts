@@ -1,0 +1,234 @@
+// The cluster agent: keeps this host's overlay maps equal to what etcd says
+// about one network. It joins with a lease (kept alive), publishes the
+// endpoints its maps hold, reads a snapshot, reconciles the maps to it (adds
+// missing, removes stale), then follows a watch from the snapshot's revision.
+// When etcd is unreachable the maps stay as they are (the datapath keeps
+// forwarding) and the agent retries with backoff; it reconciles on return.
+import type { Etcd3, Lease, Watcher } from 'etcd3';
+import { syncArp, listArp } from '../dataplane/arp.js';
+import { addBridge, listBridges, localStaticMacs, syncRemoteFdb } from '../dataplane/bridge.js';
+import { inNetns, lockState } from '../dataplane/host.js';
+import { addVtep, listVteps, setRemotes, syncPeers } from '../dataplane/vxlan.js';
+import { ipv4ToNum } from '../objects/codec.js';
+import type { InstancePaths } from '../objects/paths.js';
+import { keys, prefixLen, type EndpointRecord, type HostRecord, type NetworkConfig } from './network.js';
+import { readConfig } from './store.js';
+
+export interface AgentOptions {
+  client: Etcd3;
+  network: string;
+  node: string;
+  underlay: string;
+  /** The underlay interface (the VTEP's uplink). */
+  dev: string;
+  ttl: number;
+  inst: InstancePaths;
+  netns?: string;
+  uplinkHook: 'xdp' | 'tc';
+  log: (msg: string, fields?: Record<string, unknown>) => void;
+}
+
+const VID = 1;
+export const bridgeNameOf = (cfg: NetworkConfig) => `xnb${cfg.vni}`;
+
+export class Agent {
+  private cfg!: NetworkConfig;
+  private hosts = new Map<string, HostRecord>();
+  private endpoints = new Map<string, EndpointRecord>();
+  private stopped = false;
+  private wake: () => void = () => {};
+  private pending = false;
+  /** Map writes done after etcd changes, for the bench and tests (`--stats-fd`). */
+  applied = 0;
+
+  constructor(private o: AgentOptions) {}
+
+  stop(): void {
+    this.stopped = true;
+    this.wake();
+  }
+
+  /** Runs until stop(): sessions with etcd, retried with backoff. */
+  async run(): Promise<void> {
+    let backoff = 200;
+    while (!this.stopped) {
+      try {
+        await this.session();
+        backoff = 200;
+      } catch (e) {
+        if (this.stopped) break;
+        this.o.log('etcd session ended, retrying', { error: (e as Error).message, retryInMs: backoff });
+        await new Promise<void>((r) => { this.wake = r; setTimeout(r, backoff); });
+        backoff = Math.min(backoff * 2, 5000);
+      }
+    }
+  }
+
+  private async session(): Promise<void> {
+    const { client, network, node } = this.o;
+    this.cfg = await readConfig(client, network);
+    const k = keys(network);
+    this.ensureDataplane();
+    const lease: Lease = client.lease(this.o.ttl);
+    let watcher: Watcher | undefined;
+    try {
+      await lease.grant();
+      await lease.put(k.host(node)).value(JSON.stringify({ node, underlay: this.o.underlay, port: this.cfg.port } satisfies HostRecord));
+      await this.publishLocal(lease);
+      const snap = await client.getAll().prefix(k.base).exec();
+      this.hosts.clear();
+      this.endpoints.clear();
+      for (const kv of snap.kvs) this.onPut(kv.key.toString(), kv.value.toString(), false);
+      this.o.log('joined', { network, node, underlay: this.o.underlay, hosts: this.hosts.size, endpoints: this.endpoints.size, revision: snap.header.revision });
+      this.apply();
+      watcher = await client.watch().prefix(k.base).startRevision(String(BigInt(snap.header.revision) + 1n)).create();
+      await new Promise<void>((resolve, reject) => {
+        this.wake = resolve;
+        lease.on('lost', (e) => reject(new Error(`lease lost: ${e.message}`)));
+        watcher!.on('put', (kv) => this.onPut(kv.key.toString(), kv.value.toString(), true));
+        watcher!.on('delete', (kv) => this.onDelete(kv.key.toString()));
+        watcher!.on('error', (e) => reject(new Error(`watch failed: ${e.message}`)));
+        watcher!.on('disconnected', (e) => this.o.log('etcd unreachable, forwarding on the last state', { error: e.message }));
+        watcher!.on('connected', () => this.o.log('etcd reachable'));
+      });
+    } finally {
+      await watcher?.cancel().catch(() => {});
+      if (this.stopped) await lease.revoke().catch(() => {}); // leaving: others remove us now, not after the TTL
+      else lease.release();
+    }
+  }
+
+  /** The bridge (gateway address and MAC) and the VTEP, if this host has none yet. */
+  private ensureDataplane(): void {
+    const cfg = this.cfg;
+    const name = bridgeNameOf(cfg);
+    inNetns(this.o.netns, () => {
+      const release = lockState();
+      try {
+        if (!listBridges(this.o.inst).some((b) => b.name === name)) {
+          addBridge(this.o.inst, name, { mac: Buffer.from(cfg.gatewayMac.split(':').map((x) => parseInt(x, 16))), address: `${cfg.gateway}/${prefixLen(cfg)}` });
+          this.o.log('bridge created', { bridge: name, gateway: cfg.gateway, mac: cfg.gatewayMac });
+        }
+        if (!listVteps(this.o.inst).some((v) => v.vni === cfg.vni)) {
+          addVtep(this.o.inst, { bridge: name, vni: cfg.vni, local: this.o.underlay, dev: this.o.dev, port: cfg.port, hook: this.o.uplinkHook });
+          this.o.log('vtep created', { vni: cfg.vni, local: this.o.underlay, dev: this.o.dev });
+        }
+      } finally {
+        release();
+      }
+    });
+  }
+
+  private bridgeId(): number {
+    return listBridges(this.o.inst).find((b) => b.name === bridgeNameOf(this.cfg))!.id;
+  }
+
+  /** This host's endpoints as its maps hold them: ARP entries whose MAC has a static entry to a local port. */
+  private localEndpoints(): EndpointRecord[] {
+    const id = this.bridgeId();
+    const macs = localStaticMacs(this.o.inst, id, VID);
+    return listArp(this.o.inst, id).filter((r) => r.vid === VID && macs.has(r.mac) && r.ip !== this.cfg.gateway)
+      .map((r) => ({ ip: r.ip, mac: r.mac, node: this.o.node }));
+  }
+
+  /** Puts this host's endpoints under the new lease; removes keys of ours the maps no longer hold. */
+  private async publishLocal(lease: Lease): Promise<void> {
+    const k = keys(this.o.network);
+    const local = inNetns(this.o.netns, () => this.localEndpoints());
+    const have = await this.o.client.getAll().prefix(k.endpoints).strings();
+    for (const ep of local) {
+      const cur = have[k.endpoint(ep.ip)];
+      if (cur && (JSON.parse(cur) as EndpointRecord).node !== this.o.node) {
+        this.o.log('address conflict: held by another host, not published', { ip: ep.ip, owner: (JSON.parse(cur) as EndpointRecord).node });
+        continue;
+      }
+      await lease.put(k.endpoint(ep.ip)).value(JSON.stringify(ep));
+    }
+    for (const [key, v] of Object.entries(have)) {
+      const ep = JSON.parse(v) as EndpointRecord;
+      if (ep.node === this.o.node && !local.some((l) => l.ip === ep.ip)) {
+        await this.o.client.delete().key(key);
+        this.o.log('stale endpoint of this host removed from etcd', { ip: ep.ip, mac: ep.mac });
+      }
+    }
+  }
+
+  private onPut(key: string, value: string, live: boolean): void {
+    const k = keys(this.o.network);
+    if (key.startsWith(k.hosts)) {
+      const h = JSON.parse(value) as HostRecord;
+      const old = this.hosts.get(h.node);
+      this.hosts.set(h.node, h);
+      if (live && old?.underlay !== h.underlay) this.o.log(old ? 'host moved' : 'host joined', { node: h.node, underlay: h.underlay });
+    } else if (key.startsWith(k.endpoints)) {
+      const e = JSON.parse(value) as EndpointRecord;
+      const old = this.endpoints.get(e.ip);
+      this.endpoints.set(e.ip, e);
+      if (live && (old?.mac !== e.mac || old?.node !== e.node)) this.o.log('endpoint added', { ...e });
+    } else return;
+    if (live) this.schedule();
+  }
+
+  private onDelete(key: string): void {
+    const k = keys(this.o.network);
+    if (key.startsWith(k.hosts)) {
+      const node = key.slice(k.hosts.length);
+      if (!this.hosts.delete(node)) return;
+      this.o.log('host left', { node });
+    } else if (key.startsWith(k.endpoints)) {
+      const ip = key.slice(k.endpoints.length);
+      const e = this.endpoints.get(ip);
+      if (!e) return;
+      this.endpoints.delete(ip);
+      this.o.log('endpoint removed', { ...e });
+    } else return;
+    this.schedule();
+  }
+
+  /** Coalesces a burst of watch events into one map write. */
+  private schedule(): void {
+    if (this.pending) return;
+    this.pending = true;
+    setImmediate(() => {
+      this.pending = false;
+      this.apply();
+    });
+  }
+
+  /** Makes the maps equal to the state: remote VTEPs, remote MACs, ARP answers (ours, others', the gateway's). */
+  private apply(): void {
+    const cfg = this.cfg;
+    const r = inNetns(this.o.netns, () => {
+      const release = lockState();
+      try {
+        const id = this.bridgeId();
+        const vtep = listVteps(this.o.inst).find((v) => v.vni === cfg.vni)!;
+        const remotes = [...this.hosts.values()].filter((h) => h.node !== this.o.node).map((h) => h.underlay);
+        const rem = setRemotes(this.o.inst, cfg.vni, remotes);
+        const fdb = new Map<string, number>();
+        const arp = new Map<string, string>([[cfg.gateway, cfg.gatewayMac]]);
+        for (const e of this.endpoints.values()) {
+          const h = this.hosts.get(e.node);
+          if (e.node !== this.o.node && !h) continue; // its host is gone: so are its endpoints, soon, in etcd
+          if (e.node !== this.o.node) fdb.set(e.mac, ipv4ToNum(h!.underlay));
+          arp.set(e.ip, e.mac);
+        }
+        for (const l of this.localEndpoints()) arp.set(l.ip, l.mac); // ours stay answered even before etcd has them
+        const f = syncRemoteFdb(this.o.inst, id, VID, vtep.ifindex, fdb);
+        if (f.added || f.removed) syncPeers(this.o.inst);
+        const a = syncArp(this.o.inst, id, VID, arp);
+        return { rem, f, a };
+      } finally {
+        release();
+      }
+    });
+    this.applied++;
+    const changed = r.rem.added.length + r.rem.removed.length + r.f.added + r.f.removed + r.a.added + r.a.removed;
+    if (changed) {
+      this.o.log('maps updated', {
+        vtepsAdded: r.rem.added, vtepsRemoved: r.rem.removed, fdbAdded: r.f.added, fdbRemoved: r.f.removed, arpAdded: r.a.added, arpRemoved: r.a.removed,
+      });
+    }
+    for (const n of r.rem.notes) this.o.log('warning', { note: n });
+  }
+}
