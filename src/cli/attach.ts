@@ -6,7 +6,7 @@ import { prepareRedirectTarget } from '../dataplane/peer.js';
 import { addPort, detachAll, detachInterface, listPorts, reapVanishedPorts, type PortInfo } from '../dataplane/bridge.js';
 import { hookName } from '../dataplane/links.js';
 import { ifNameToIndex } from '../sys/libc.js';
-import { natLinks } from '../dataplane/nat.js';
+import { natLinks } from '../dataplane/nat-links.js';
 import { instanceMemory, MAP_TYPE_NAMES, type MapMemory } from '../objects/memory.js';
 import { ctFlowsOf, pinnedCtEntries } from '../objects/nat.js';
 import { portOverlay, vtepUplinks } from '../dataplane/vxlan.js';

@@ -7,7 +7,6 @@ import { fileURLToPath } from 'node:url';
 import { existsSync, readdirSync } from 'node:fs';
 import { release } from 'node:os';
 import { dirname, join } from 'node:path';
-import { bpffsRoot } from '../dataplane/host.js';
 import { BpfObject } from '../sys/libbpf.js';
 import { requireKernelFeatures } from './features.js';
 
@@ -17,6 +16,11 @@ const PKG_ROOT = (() => {
   while (!existsSync(join(dir, 'package.json')) && dirname(dir) !== dir) dir = dirname(dir);
   return dir;
 })();
+
+/** Where bpffs is mounted (XDPNET_BPFFS lets tests use another mount). */
+export function bpffsRoot(): string {
+  return process.env.XDPNET_BPFFS ?? '/sys/fs/bpf';
+}
 
 export function objectPath(name: string): string {
   return join(process.env.XDPNET_BPF_DIR ?? join(PKG_ROOT, 'build/bpf'), `${name}.bpf.o`);
