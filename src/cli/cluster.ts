@@ -8,9 +8,10 @@ import { allocateEndpoint, createNetwork, readBlocks, readConfig, releaseEndpoin
 import { XdpnetError } from '../errors.js';
 import { parseUnicastMac } from '../dataplane/addr.js';
 import { listArp, syncArp } from '../dataplane/arp.js';
-import { addFdb, delFdb, listBridges } from '../dataplane/bridge.js';
+import { listBridges } from '../dataplane/bridge.js';
+import { addFdb, delFdb } from '../dataplane/fdb.js';
 import { ensureBpffs, inNetns, ipJson, lockState, requirePrivileges } from '../dataplane/host.js';
-import { parseIpv4 } from '../dataplane/vxlan.js';
+import { parseUnicastIp } from '../dataplane/inet.js';
 import { instancePaths } from '../objects/paths.js';
 import { integer } from './args.js';
 import { globals } from './context.js';
@@ -125,7 +126,7 @@ against them), and the CNI plugin needs exactly this call.`)
     .action(async (port: string, o: NodeOpts & { mac: string; ip?: string; json?: boolean }, cmd: Command) => {
       const mac = parseUnicastMac(o.mac);
       const macStr = o.mac.toLowerCase();
-      if (o.ip !== undefined) parseIpv4(o.ip, '--ip');
+      if (o.ip !== undefined) parseUnicastIp(o.ip, '--ip');
       const node = nodeName(o);
       const { inst, netns } = privileged(cmd);
       const r = await withEtcd(o, async (c) => {
@@ -161,7 +162,7 @@ against them), and the CNI plugin needs exactly this call.`)
     .requiredOption('--network <name>', 'the network')
     .option('--node <name>', 'this host\'s node name (default: the hostname)')
     .action(async (ip: string, o: NodeOpts, cmd: Command) => {
-      parseIpv4(ip, 'address');
+      parseUnicastIp(ip, 'address');
       const node = nodeName(o);
       const { inst, netns } = privileged(cmd);
       await withEtcd(o, async (c) => {
@@ -205,7 +206,7 @@ Example:
       const node = nodeName(o);
       checkNetworkName(o.network);
       const ttl = integer(o.ttl, '--ttl', 2, 3600);
-      if (o.underlayIp !== undefined) parseIpv4(o.underlayIp, '--underlay-ip');
+      if (o.underlayIp !== undefined) parseUnicastIp(o.underlayIp, '--underlay-ip');
       const { inst, netns } = privileged(cmd);
       const { ip, dev } = inNetns(netns, () => (o.underlayIp ? { ip: o.underlayIp, dev: underlayDev(o.underlayIp) } : defaultUnderlay()));
       const client = connect(o);

@@ -6,7 +6,8 @@
 // forwarding) and the agent retries with backoff; it reconciles on return.
 import type { Etcd3, Lease, Watcher } from 'etcd3';
 import { syncArp, listArp } from '../dataplane/arp.js';
-import { addBridge, listBridges, localStaticMacs, syncRemoteFdb } from '../dataplane/bridge.js';
+import { addBridge, listBridges } from '../dataplane/bridge.js';
+import { localStaticMacs, syncRemoteFdb } from '../dataplane/fdb.js';
 import { inNetns, lockState } from '../dataplane/host.js';
 import { addVtep, listVteps, setRemotes, syncPeers } from '../dataplane/vxlan.js';
 import { ipv4ToNum } from '../objects/codec.js';

@@ -5,9 +5,11 @@
 import { readFileSync } from 'node:fs';
 import client from 'prom-client';
 import { listAttachments, primaryAttachments } from '../dataplane/attach.js';
-import { listBridges, listFdb } from '../dataplane/bridge.js';
+import { listBridges } from '../dataplane/bridge.js';
+import { listFdb } from '../dataplane/fdb.js';
 import { instanceNetns, withNetns } from '../dataplane/host.js';
-import { ctCounters, natLinks } from '../dataplane/nat.js';
+import { ctCounters } from '../dataplane/conntrack.js';
+import { natLinks } from '../dataplane/nat-links.js';
 import { readStats } from '../dataplane/stats.js';
 import { listVteps } from '../dataplane/vxlan.js';
 import { lostEvents } from '../objects/monitor.js';
