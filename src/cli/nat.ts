@@ -12,7 +12,8 @@ import { json, table } from './format.js';
 
 const CT_MAX_HELP = `conntrack table size in flows, ${CT_FLOWS.min}-${CT_FLOWS.max} (default ${CT_FLOWS.default}); ` +
   'sets the size when the first NAT rule creates the table. A table of another size is refused while NAT runs ' +
-  '(`nat flush` first: tracked flows are lost), replaced when no NAT rule is left';
+  '(`nat flush` first: tracked flows are lost), replaced when no NAT rule is left. It also sizes XDP\'s per-CPU ' +
+  'copies of steady flows (docs/memory.md; `xdpnet status --memory` shows both)';
 
 /** The line the add commands print about the conntrack table. */
 function ctLine(t: CtTable): string {

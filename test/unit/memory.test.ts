@@ -8,8 +8,8 @@ import { BR_CACHE, cachePart, NAT_HOT } from '../../src/objects/memory.js';
 import { ROOT } from '../helpers/sys.js';
 
 describe('memory', () => {
-  it('docs/memory.md holds the table footprintTable() computes', () => {
-    expect(readFileSync(join(ROOT, 'docs/memory.md'), 'utf8')).toContain(`\n${footprintTable()}\n`);
+  it('docs/memory.md and the README hold the table footprintTable() computes', () => {
+    for (const doc of ['docs/memory.md', 'README.md']) expect(readFileSync(join(ROOT, doc), 'utf8'), doc).toContain(`\n${footprintTable()}\n`);
   });
 
   it('sizes each CPU\'s part of a cache as a power of two between its bounds, growing with flows and shrinking with CPUs', () => {
