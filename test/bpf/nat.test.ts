@@ -23,7 +23,7 @@ import { builtObject, PinRoot, TC, tcIngress, XDP } from '../helpers/bpf.js';
 import {
   checksum, eth, ETH_P, hex, icmpEcho, icmpError, ipv4, IPPROTO, parse, pseudoHeaderSum, tcp4, udp, udp4, type Parsed,
 } from '../helpers/packet.js';
-import { cleanup, netns, onCpu0, sh, sleep } from '../helpers/sys.js';
+import { cleanup, netns, onCpu0, sh, sleep, tcFlavour } from '../helpers/sys.js';
 
 let hotPart = 0;
 const H = '10.99.0.1'; // the host's uplink address
@@ -741,7 +741,7 @@ describe('NAT programs', () => {
       });
     });
   });
-  describe(`live traffic through the kernel: tc (${process.env.XDPNET_TC === 'clsact' ? 'clsact' : 'tcx'}) on the container port, XDP on the uplink`, () => {
+  describe(`live traffic through the kernel: tc (${tcFlavour()}) on the container port, XDP on the uplink`, () => {
     const links: number[] = [];
     let tcOff = () => {};
     beforeAll(() => {

@@ -8,7 +8,7 @@ import { u32 } from '../../src/objects/codec.js';
 import { STATS_MAPS } from '../../src/objects/stats.js';
 import { BPF_TCX_INGRESS, BpfObject, clsactCreate, linkCreate, tcFilterAttach, tcFilterDetach } from '../../src/sys/libbpf.js';
 import { close } from '../../src/sys/libc.js';
-import { ROOT } from './sys.js';
+import { ROOT, tcFlavour } from './sys.js';
 
 export const XDP = { ABORTED: 0, DROP: 1, PASS: 2, TX: 3, REDIRECT: 4 } as const;
 export const TC = { OK: 0, SHOT: 2, REDIRECT: 7 } as const;
@@ -53,12 +53,12 @@ export function ifCounters(o: BpfObject, ifindex: number) {
 }
 
 /**
- * Runs a tc program on an interface's ingress the way the CLI would
- * (XDPNET_TC=clsact: a direct-action filter on a clsact qdisc; else a tcx
- * link); returns what takes it off again.
+ * Runs a tc program on an interface's ingress the way the CLI would (a tcx
+ * link, or a direct-action filter on a clsact qdisc where the kernel has no
+ * tcx or XDPNET_TC=clsact says so); returns what takes it off again.
  */
 export function tcIngress(progFd: number, ifindex: number, what: string): () => void {
-  if (process.env.XDPNET_TC === 'clsact') {
+  if (tcFlavour() === 'clsact') {
     const f = { ifindex, handle: 1, priority: 1 };
     clsactCreate(ifindex, what);
     tcFilterAttach(progFd, f, what);

@@ -3,12 +3,32 @@
 import { execFileSync, spawnSync, type SpawnSyncReturns } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { expect } from 'vitest';
+import { COUNTER } from '../../src/objects/counter.js';
+import { BpfObject, probeTcx } from '../../src/sys/libbpf.js';
 
 export const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 export const CLI = `${ROOT}dist/src/cli/main.js`;
 
-/** The tc flavour the CLI attaches with in this run (suites run again with XDPNET_TC=clsact, see e2e/clsact.test.ts). */
-export const tcFlavour = (): 'tcx' | 'clsact' => (process.env.XDPNET_TC === 'clsact' ? 'clsact' : 'tcx');
+let probed: 'tcx' | 'clsact' | undefined;
+
+/**
+ * The tc flavour the CLI attaches with in this run: XDPNET_TC's (suites run
+ * again with clsact, see e2e/clsact.test.ts), else what the kernel has (tcx
+ * on 6.6+, clsact on e.g. 6.1), probed as links.ts does.
+ */
+export function tcFlavour(): 'tcx' | 'clsact' {
+  const env = process.env.XDPNET_TC;
+  if (env === 'tcx' || env === 'clsact') return env;
+  if (!probed) {
+    const o = BpfObject.open(`${ROOT}build/bpf/${COUNTER.object}.bpf.o`, { programs: [COUNTER.programs.tc] }).load();
+    try {
+      probed = probeTcx(o.program(COUNTER.programs.tc).fd) ? 'tcx' : 'clsact';
+    } finally {
+      o.close();
+    }
+  }
+  return probed;
+}
 
 /** The ingress tc filters of an interface, by `tc` itself (clsact only; tcx links are not filters). */
 export function tcFilters(ns: string, dev: string): Array<{ pref: number; kind: string; options?: { handle?: string; prog?: { id: number } } }> {
