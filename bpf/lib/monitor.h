@@ -107,17 +107,24 @@ __inline_fn void mon_emit(void *ctx, const enum hook h, __u32 type, __u32 in, __
 		mon_emit_skb(ctx, type, in, out, info);
 }
 
+/* XN_MON_OFF compiles the event sites out: bench/moncost.ts's baseline only. */
+#ifdef XN_MON_OFF
+#define mon_wants(bit) 0
+#else
+#define mon_wants(bit) (xn_mon.flags & (bit))
+#endif
+
 /* A drop event (the frame as it is now), if a monitor wants drops. */
 __inline_fn void mon_drop(void *ctx, const enum hook h, __u32 ifindex, __u32 reason)
 {
-	if (unlikely(xn_mon.flags & XN_MON_DROPS))
+	if (unlikely(mon_wants(XN_MON_DROPS)))
 		mon_emit(ctx, h, XN_EV_DROP, ifindex, 0, reason);
 }
 
 /* A trace event, if a monitor wants traces; sampled as it asked. */
 __inline_fn void mon_trace(void *ctx, const enum hook h, __u32 type, __u32 in, __u32 out, __u32 info)
 {
-	if (likely(!(xn_mon.flags & XN_MON_TRACE)))
+	if (likely(!mon_wants(XN_MON_TRACE)))
 		return;
 	__u32 s = xn_mon.sample;
 	if (s && (bpf_get_prandom_u32() & s))

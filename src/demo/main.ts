@@ -151,6 +151,29 @@ function buildHostB(): void {
   run('ip', ['-n', hostB.container, 'link', 'set', 'eth0', 'mtu', '1450', 'up']);
 }
 
+/** `xdpnet monitor` while c1 pings c2 and the outside, and a frame made to be dropped (a VLAN c1's port does not carry). */
+async function monitorStep(): Promise<void> {
+  step('xdpnet monitor: what the datapath does with a ping (bridge, NAT) and why it drops a frame');
+  const args = ['--netns', host, 'monitor', '--duration', '3'];
+  console.log(`$ xdpnet ${args.slice(2).join(' ')}`);
+  const mon = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  mon.stdout!.on('data', (d: Buffer) => (out += d));
+  const done = new Promise((r) => mon.once('close', r));
+  await new Promise((r) => setTimeout(r, 800));
+  run('ip', ['netns', 'exec', containers[0].ns, 'ping', '-c', '1', containers[1].ip]);
+  run('ip', ['netns', 'exec', containers[0].ns, 'ping', '-c', '1', outside.server]);
+  // a VLAN 20 sub-interface in c1: its ARP arrives tagged on an access port of VLAN 1
+  run('ip', ['-n', containers[0].ns, 'link', 'add', 'link', 'eth0', 'name', 'eth0.20', 'type', 'vlan', 'id', '20']);
+  run('ip', ['-n', containers[0].ns, 'addr', 'add', '10.20.0.11/24', 'dev', 'eth0.20']);
+  run('ip', ['-n', containers[0].ns, 'link', 'set', 'eth0.20', 'up']);
+  spawnSync('ip', ['netns', 'exec', containers[0].ns, 'ping', '-c', '1', '-W', '1', '10.20.0.12']);
+  await done;
+  const lines = out.trim().split('\n');
+  console.log(lines.filter((l) => !l.includes(' IPv6')).slice(0, 14).join('\n'));
+  run('ip', ['-n', containers[0].ns, 'link', 'del', 'eth0.20']);
+}
+
 async function overlayStep(): Promise<void> {
   step(`VXLAN: host B (kernel vxlan device on a Linux bridge, container d1 ${hostB.ip}) behind the underlay ul0`);
   buildHostB();
@@ -254,6 +277,7 @@ async function main(): Promise<void> {
     console.log(`iperf3 outside -> ${outside.host}:10080 (mapped to c3): ${await iperfVia(containers[2].ns, containers[2].ip, outside.ns, outside.host, 10080)}`);
     xdpnet(['nat', 'show']);
     xdpnet(['conntrack', 'list']);
+    await monitorStep();
     step('clean up');
     xdpnet(['nat', 'flush']);
     xdpnet(['vxlan', 'del', '--vni', hostB.vni]);

@@ -384,6 +384,11 @@ export class BpfProgram {
     return new BpfProgram(objGet(path), path, true);
   }
 
+  /** A loaded program by its kernel id (e.g. an attached one's, from its link). */
+  static fromId(id: number): BpfProgram {
+    return new BpfProgram(check(lib().prog_get_fd_by_id(id) as number, 'open program', `id ${id}`), `program ${id}`, true);
+  }
+
   /** BPF_PROG_TEST_RUN: runs the program on a frame (or sends live frames). */
   testRun(o: TestRunOptions): TestRunResult {
     const l = lib();
