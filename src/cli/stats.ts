@@ -2,8 +2,8 @@
 import { Command } from 'commander';
 import { ctCounters, type CtCounters } from '../dataplane/conntrack.js';
 import { readStats, type IfaceStats, type Stats } from '../dataplane/stats.js';
-import { positive } from './args.js';
 import { UsageError } from '../errors.js';
+import { positive } from './args.js';
 import { instanceNetns, withNetns } from '../dataplane/host.js';
 import { listInstances } from '../objects/paths.js';
 import { context } from './context.js';
@@ -52,6 +52,7 @@ Examples:
   xdpnet stats --watch 5 --json   a JSON line every 5 s, for scripts
   xdpnet stats --all-namespaces   the host and every namespace, one section each`)
     .action(async (o: { json?: boolean; watch?: string | true; count?: string; allNamespaces?: boolean }, cmd: Command) => {
+      if (o.count !== undefined && o.watch === undefined) throw new UsageError('--count needs --watch', 'e.g. xdpnet stats --watch 1 --count 5');
       const interval = o.watch === undefined ? 0 : o.watch === true ? 1 : positive(o.watch, '--watch');
       const count = o.count === undefined ? Infinity : positive(o.count, '--count');
       if (o.allNamespaces && interval) throw new UsageError('--all-namespaces shows counters once: drop --watch, or watch one namespace with --netns');

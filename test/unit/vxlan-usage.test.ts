@@ -11,7 +11,7 @@ describe('vxlan usage', () => {
     expect(r.code).toBe(0);
     expect(r.stdout).toContain('xdpnet vxlan add --bridge br0 --vni 100 --local 192.168.1.10 --dev eth0 --learning');
     expect(r.stdout).toContain('forwarding=1');
-    expect(xdpnet(['vxlan', '--help']).stdout).toMatch(/add .*\n.*del .*\n.*show .*\n.*remote /s);
+    expect(xdpnet(['vxlan', '--help']).stdout).toMatch(/add .*\n.*del\|delete .*\n.*show\|list .*\n.*remote /s);
     expect(xdpnet(['vxlan', 'remote', 'add', '--help']).stdout).toContain('xdpnet vxlan remote add --vni 100 192.168.1.11');
     expect(xdpnet(['fdb', 'add', '--help']).stdout).toContain('--remote 192.168.1.11');
   });
