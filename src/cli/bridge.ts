@@ -2,7 +2,7 @@
 import { Command } from 'commander';
 import { parseCidr, parseUnicastMac } from '../dataplane/addr.js';
 import { addBridge, checkBridgeName, DEFAULT_AGEING_SEC, delBridge, listBridges, type BridgeInfo } from '../dataplane/bridge.js';
-import { BRIDGE } from '../objects/bridge.js';
+import { FDB_SIZE } from '../objects/bridge.js';
 import { integer } from './args.js';
 import { context } from './context.js';
 import { json, table, vlansText } from './format.js';
@@ -17,7 +17,7 @@ function render(b: BridgeInfo): string {
   return `${head}\n${table(['PORT', 'HOOK', 'VLANS', ''], rows).replace(/^/gm, '  ')}`;
 }
 
-interface AddOpts { address?: string; mac?: string; ageing: string; maxLearned: string }
+interface AddOpts { address?: string; mac?: string; ageing: string; maxLearned: string; fdbSize?: string }
 
 export function bridgeCommands(program: Command): void {
   const bridge = program
@@ -32,6 +32,7 @@ export function bridgeCommands(program: Command): void {
     .option('--mac <mac>', 'the bridge MAC (default: random, locally administered)')
     .option('--ageing <secs>', 'learned MACs expire after this many seconds without traffic', String(DEFAULT_AGEING_SEC))
     .option('--max-learned <n>', 'stop learning new MACs at this many learned entries (0: no limit)', '0')
+    .option('--fdb-size <n>', `entries the FDB holds, shared by the namespace's bridges; only when the first bridge creates it (${FDB_SIZE.min}-${FDB_SIZE.max}, default ${FDB_SIZE.default})`)
     .addHelpText('after', `
 Examples:
   xdpnet bridge add br0                             a bridge for the containers' veth ports
@@ -42,7 +43,8 @@ Examples:
         mac: o.mac === undefined ? undefined : parseUnicastMac(o.mac),
         address: o.address === undefined ? undefined : parseCidr(o.address),
         ageing: integer(o.ageing, '--ageing', 1, 1_000_000),
-        maxLearned: integer(o.maxLearned, '--max-learned', 0, BRIDGE.limits.fdb),
+        maxLearned: integer(o.maxLearned, '--max-learned', 0, FDB_SIZE.max),
+        fdbSize: o.fdbSize === undefined ? undefined : integer(o.fdbSize, '--fdb-size', FDB_SIZE.min, FDB_SIZE.max),
       };
       checkBridgeName(name);
       const ctx = context(cmd);

@@ -2,7 +2,7 @@
 // useful error: privileges, then the namespace, then bpffs.
 import type { Command } from 'commander';
 import { ensureBpffs, enterNetns, lockState, requirePrivileges } from '../dataplane/host.js';
-import { instancePaths, type InstancePaths } from '../objects/paths.js';
+import { instanceName, instancePaths, type InstancePaths } from '../objects/paths.js';
 
 export interface GlobalOptions {
   netns?: string;
@@ -31,7 +31,7 @@ function commandPath(cmd: Command): string {
 export function context(cmd: Command): Context {
   const { netns } = globals(cmd);
   requirePrivileges();
-  if (!UNLOCKED.has(commandPath(cmd))) lockState(); // held until the process exits
+  if (!UNLOCKED.has(commandPath(cmd))) lockState(instanceName(netns)); // held until the process exits
   if (netns) enterNetns(netns);
   ensureBpffs();
   return { inst: instancePaths(netns), netns };

@@ -40,8 +40,8 @@ Examples:
       process.once('SIGINT', onSignal).once('SIGTERM', onSignal);
       while (!stop) {
         const done: string[] = [];
-        const release = lockState(); // a pass changes maps as commands do
         for (const inst of netns ? [ctx.inst] : listInstances()) {
+          const release = lockState(inst.name); // a pass changes maps as commands do
           for (const t of TASKS) {
             try {
               done.push(`${inst.name} ${t.name}: ${t.run(inst)}`);
@@ -49,8 +49,8 @@ Examples:
               console.error(`xdpnet: ${inst.name} ${t.name}: ${(e as Error).message}`); // one bad instance stops no other
             }
           }
+          release();
         }
-        release();
         if (verbose) console.log(`${new Date().toISOString()} ${done.join(', ') || 'no instances'}`);
         await new Promise<void>((r) => {
           wake = r;

@@ -1,6 +1,8 @@
 // bpf/bridge.bpf.c: the L2 bridge. Codecs mirror bpf/include/bridge.h
 // (checked against BTF by test/bpf/layout.test.ts).
-import type { BpfMap, BpfObject, BpfProgram } from '../sys/libbpf.js';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { BpfMap, type BpfObject, type BpfProgram } from '../sys/libbpf.js';
 import { struct, u32 } from './codec.js';
 import { loadInInstance, sizeForCpus, type InstancePaths } from './paths.js';
 
@@ -139,14 +141,30 @@ export function decodeFloodList(buf: Buffer): number[] {
   return Array.from({ length: Math.min(f.count, BRIDGE.limits.floodMax) }, (_, i) => f.ifindex.readUInt32LE(i * 4));
 }
 
-/** Loads the bridge object in the instance with the given programs. */
-function loadBridgeObject(inst: InstancePaths, programs: string[]): BpfObject {
-  return loadInInstance(inst, BRIDGE.object, programs, (o) => sizeForCpus(o, 'xn_br_cache'));
+/** FDB sizes `bridge add --fdb-size` accepts (one FDB per instance, shared by its bridges). */
+export const FDB_SIZE = { default: BRIDGE.limits.fdb, min: 1024, max: 16_777_216 } as const;
+
+/** max_entries of the instance's pinned FDB, if there is one. */
+export function pinnedFdbSize(inst: InstancePaths): number | undefined {
+  const pin = join(inst.maps, BRIDGE.maps.fdb);
+  return existsSync(pin) ? BpfMap.usePin(pin, (m) => m.info.maxEntries) : undefined;
+}
+
+/**
+ * Loads the bridge object in the instance with the given programs. A pinned
+ * FDB keeps its size (libbpf adopts a pin only if max_entries matches);
+ * fdbSize sizes a new one.
+ */
+function loadBridgeObject(inst: InstancePaths, programs: string[], fdbSize?: number): BpfObject {
+  return loadInInstance(inst, BRIDGE.object, programs, (o) => {
+    sizeForCpus(o, 'xn_br_cache');
+    o.setMaxEntries(BRIDGE.maps.fdb, pinnedFdbSize(inst) ?? fdbSize ?? FDB_SIZE.default);
+  });
 }
 
 /** Creates (or adopts) the instance's pinned maps without loading any program: bridges exist before ports. */
-export function pinBridgeMaps(inst: InstancePaths): void {
-  loadBridgeObject(inst, []).close();
+export function pinBridgeMaps(inst: InstancePaths, o: { fdbSize?: number } = {}): void {
+  loadBridgeObject(inst, [], o.fdbSize).close();
 }
 
 /**
