@@ -12,7 +12,7 @@ FIXTURE_OBJ := $(patsubst test/fixtures/%.bpf.c,build/fixtures/%.bpf.o,$(wildcar
 APT_PKGS := clang llvm libbpf-dev linux-libc-dev iproute2 iputils-ping iperf3 ethtool \
 	tcpdump tshark iptables conntrack util-linux kmod bpftool
 
-.PHONY: all setup deps bpffs bpf ts demo test bench vagrant-bench clean
+.PHONY: all setup deps bpffs bpf ts demo test crash bench vagrant-bench clean
 
 all: bpf ts
 
@@ -54,6 +54,12 @@ demo: setup all
 test: setup all
 	npx tsc -p test/tsconfig.json
 	node test/run.mjs
+
+# kill -9 at random points of state-changing commands under traffic; `make test` runs 10 trials.
+CRASH_TRIALS ?= 100
+crash: setup all
+	npx tsc -p test/tsconfig.json
+	XDPNET_CRASH_TRIALS=$(CRASH_TRIALS) npx vitest run --config test/vitest.config.ts test/e2e/crash.test.ts
 
 bench: setup all
 	node dist/bench/main.js
