@@ -1,5 +1,6 @@
 // attach / detach / status
 import { Command, Option } from 'commander';
+import { staleInstances } from '../dataplane/hygiene.js';
 import { parseVlan, parseVlanList } from '../dataplane/addr.js';
 import { attach, listAttachments, type Attachment, type Hook, type XdpMode } from '../dataplane/attach.js';
 import { addPort, detachAll, detachInterface, listPorts, type PortInfo } from '../dataplane/bridge.js';
@@ -90,6 +91,9 @@ Examples:
       const nat = natLinks(ctx.inst).map((n): Attachment => ({ ...n, mode: null }));
       const ports = new Map(listPorts(ctx.inst).map((p) => [p.ifindex, p]));
       const uplinks = vtepUplinks(ctx.inst);
+      for (const { inst, reason } of ctx.netns ? [] : staleInstances()) {
+        console.error(`note: stale state ${inst.dir}: ${reason} (\`xdpnet daemon\` removes it)`);
+      }
       if (o.json) {
         return console.log(json([...all.map((a) => toJson(a, ports.get(a.ifindex), uplinks.get(a.ifindex))), ...nat.map((a) => toJson(a, undefined, undefined, true))]));
       }

@@ -4,6 +4,7 @@
 import { Command } from 'commander';
 import { ageFdb } from '../dataplane/bridge.js';
 import { lockState } from '../dataplane/host.js';
+import { removeStale, staleInstances } from '../dataplane/hygiene.js';
 import { natHousekeeping } from '../dataplane/nat.js';
 import { listInstances, type InstancePaths } from '../objects/paths.js';
 import { positive } from './args.js';
@@ -40,6 +41,12 @@ Examples:
       process.once('SIGINT', onSignal).once('SIGTERM', onSignal);
       while (!stop) {
         const done: string[] = [];
+        for (const { inst, reason } of netns ? [] : staleInstances()) {
+          const release = lockState(inst.name);
+          removeStale(inst);
+          release();
+          done.push(`${inst.name} removed: ${reason}`);
+        }
         for (const inst of netns ? [ctx.inst] : listInstances()) {
           const release = lockState(inst.name); // a pass changes maps as commands do
           for (const t of TASKS) {
