@@ -2,7 +2,7 @@
 // datapath never depends on it (expired entries are already ignored); it frees
 // map slots. Later tasks (conntrack GC) join TASKS.
 import { Command } from 'commander';
-import { ageFdb } from '../dataplane/bridge.js';
+import { ageFdb } from '../dataplane/fdb.js';
 import { lockState } from '../dataplane/host.js';
 import { removeStale, staleInstances } from '../dataplane/hygiene.js';
 import { natHousekeeping } from '../dataplane/nat.js';

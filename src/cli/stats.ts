@@ -1,6 +1,6 @@
 // stats [--json] [--watch [SECS]]
 import { Command } from 'commander';
-import { ctCounters, type CtCounters } from '../dataplane/nat.js';
+import { ctCounters, type CtCounters } from '../dataplane/conntrack.js';
 import { readStats, type IfaceStats, type Stats } from '../dataplane/stats.js';
 import { positive } from './args.js';
 import { context } from './context.js';
