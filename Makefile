@@ -13,7 +13,7 @@ APT_PKGS := clang llvm libbpf-dev linux-libc-dev iproute2 iputils-ping iperf3 et
 	tcpdump tshark iptables conntrack util-linux kmod bpftool prometheus \
 	podman runc containernetworking-plugins busybox-static
 
-.PHONY: all setup deps bench-deps bpffs bpf ts demo test bench vagrant-bench clean install-cni
+.PHONY: all setup deps bench-deps bpffs bpf ts demo test crash bench vagrant-bench clean install-cni
 
 all: bpf ts
 
@@ -61,6 +61,13 @@ install-cni: ts
 	chmod +x dist/src/cni/main.js
 	install -d /opt/cni/bin
 	ln -sfn $(CURDIR)/dist/src/cni/main.js /opt/cni/bin/xdpnet
+
+# kill -9 at random points of state-changing commands under traffic; `make test` runs 10 trials.
+CRASH_TRIALS ?= 100
+crash: setup all
+	npx tsc -p test/tsconfig.json
+	XDPNET_CRASH_TRIALS=$(CRASH_TRIALS) npx vitest run --config test/vitest.config.ts test/e2e/crash.test.ts
+
 
 # The bench's peers (bench/peers.ts): nftables, and Open vSwitch where the
 # kernel has its module (the rows are skipped elsewhere). Installing must not

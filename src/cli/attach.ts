@@ -1,5 +1,6 @@
 // attach / detach / status
 import { Command, Option } from 'commander';
+import { staleInstances } from '../dataplane/hygiene.js';
 import { parseVlan, parseVlanList } from '../dataplane/addr.js';
 import { attach, listAttachments, type Attachment, type Hook, type XdpMode } from '../dataplane/attach.js';
 import { prepareRedirectTarget } from '../dataplane/peer.js';
@@ -116,6 +117,9 @@ Examples:
       const ctx = context(cmd);
       if (o.allNamespaces && ctx.netns) throw new UsageError('--all-namespaces and --netns exclude each other');
       if (o.allNamespaces && o.memory) throw new UsageError('--memory shows one instance: use it with --netns NAME, not --all-namespaces');
+      for (const { inst, reason } of ctx.netns || o.allNamespaces ? [] : staleInstances()) {
+        console.error(`note: stale state ${inst.dir}: ${reason} (\`xdpnet daemon\` removes it)`);
+      }
       if (o.memory) {
         const maps = instanceMemory(ctx.inst);
         if (o.json) return console.log(json(maps.map((m) => ({ ...m, type: MAP_TYPE_NAMES[m.type] ?? m.type }))));

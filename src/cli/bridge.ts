@@ -2,8 +2,8 @@
 import { Command } from 'commander';
 import { parseCidr, parseUnicastMac } from '../dataplane/addr.js';
 import { addBridge, checkBridgeName, DEFAULT_AGEING_SEC, delBridge, listBridges, type BridgeInfo } from '../dataplane/bridge.js';
-import { BRIDGE } from '../objects/bridge.js';
 import { BR_CACHE, BRIDGE_FLOWS } from '../objects/memory.js';
+import { FDB_SIZE } from '../objects/bridge.js';
 import { integer } from './args.js';
 import { context } from './context.js';
 import { json, table, vlansText } from './format.js';
@@ -18,7 +18,7 @@ function render(b: BridgeInfo): string {
   return `${head}\n${table(['PORT', 'HOOK', 'VLANS', ''], rows).replace(/^/gm, '  ')}`;
 }
 
-interface AddOpts { address?: string; mac?: string; ageing: string; maxLearned: string; flows?: string }
+interface AddOpts { address?: string; mac?: string; ageing: string; maxLearned: string; flows?: string; fdbSize?: string }
 
 export function bridgeCommands(program: Command): void {
   const bridge = program
@@ -34,6 +34,7 @@ export function bridgeCommands(program: Command): void {
     .option('--ageing <secs>', 'learned MACs expire after this many seconds without traffic', String(DEFAULT_AGEING_SEC))
     .option('--max-learned <n>', 'stop learning new MACs at this many learned entries (0: no limit)', '0')
     .option('--flows <n>', `active MAC pairs to expect at once (default ${BRIDGE_FLOWS.default}): sizes the decision cache all bridges of this host or netns share, ${BR_CACHE.perFlow} entries of ${BR_CACHE.entryBytes} bytes a flow spread over the CPUs, from ${BR_CACHE.minPart} to ${BR_CACHE.maxPart} entries a CPU`)
+    .option('--fdb-size <n>', `entries the FDB holds, shared by the namespace's bridges; only when the first bridge creates it (${FDB_SIZE.min}-${FDB_SIZE.max}, default ${FDB_SIZE.default})`)
     .addHelpText('after', `
 The decision cache is made with the first bridge (or port) and keeps its size;
 \`xdpnet status\` shows its memory. --flows resizes it only while nothing is attached.
@@ -48,8 +49,9 @@ Examples:
         mac: o.mac === undefined ? undefined : parseUnicastMac(o.mac),
         address: o.address === undefined ? undefined : parseCidr(o.address),
         ageing: integer(o.ageing, '--ageing', 1, 1_000_000),
-        maxLearned: integer(o.maxLearned, '--max-learned', 0, BRIDGE.limits.fdb),
+        maxLearned: integer(o.maxLearned, '--max-learned', 0, FDB_SIZE.max),
         flows: o.flows === undefined ? undefined : integer(o.flows, '--flows', BRIDGE_FLOWS.min, BRIDGE_FLOWS.max),
+        fdbSize: o.fdbSize === undefined ? undefined : integer(o.fdbSize, '--fdb-size', FDB_SIZE.min, FDB_SIZE.max),
       };
       checkBridgeName(name);
       const ctx = context(cmd);

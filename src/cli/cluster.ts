@@ -138,7 +138,7 @@ against them), and the CNI plugin needs exactly this call.`)
         const ep = await allocateEndpoint(c, cfg, node, macStr, o.ip);
         try {
           inNetns(netns, () => {
-            const release = lockState();
+            const release = lockState(inst.name);
             try {
               addFdb(inst, { mac, bridge, port }, netns);
               const id = listBridges(inst).find((b) => b.name === bridge)!.id;
@@ -169,7 +169,7 @@ against them), and the CNI plugin needs exactly this call.`)
         const cfg = await readConfig(c, checkNetworkName(o.network));
         const bridge = bridgeNameOf(cfg);
         inNetns(netns, () => {
-          const release = lockState();
+          const release = lockState(inst.name);
           try {
             const id = listBridges(inst).find((b) => b.name === bridge)?.id;
             const row = id === undefined ? undefined : listArp(inst, id).find((a) => a.ip === ip && a.vid === 1);

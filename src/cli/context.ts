@@ -2,7 +2,8 @@
 // useful error: privileges, then the namespace, then bpffs.
 import type { Command } from 'commander';
 import { ensureBpffs, enterNetns, lockState, requirePrivileges } from '../dataplane/host.js';
-import { instancePaths, type InstancePaths } from '../objects/paths.js';
+import { claimInstance, refuseSymlinks, staleReason, tightenModes } from '../dataplane/hygiene.js';
+import { instanceName, instancePaths, type InstancePaths } from '../objects/paths.js';
 
 export interface GlobalOptions {
   netns?: string;
@@ -31,8 +32,24 @@ function commandPath(cmd: Command): string {
 export function context(cmd: Command): Context {
   const { netns } = globals(cmd);
   requirePrivileges();
-  if (!UNLOCKED.has(commandPath(cmd))) lockState(); // held until the process exits
+  const changes = !UNLOCKED.has(commandPath(cmd));
+  if (changes) lockState(instanceName(netns)); // held until the process exits
   if (netns) enterNetns(netns);
   ensureBpffs();
-  return { inst: instancePaths(netns), netns };
+  let inst = instancePaths(netns);
+  refuseSymlinks(inst);
+  if (!changes && staleReason(inst)) {
+    // An earlier namespace's state under this name: not this one's. Readers write nothing, so they look past it.
+    process.stderr.write(`note: ignoring stale state ${inst.dir}: ${staleReason(inst)}\n`);
+    inst = { ...inst, dir: `${inst.dir}.none`, maps: `${inst.dir}.none/maps`, links: `${inst.dir}.none/links` };
+  }
+  if (changes) {
+    claimInstance(inst);
+    process.once('exit', () => {
+      try {
+        tightenModes(inst);
+      } catch { /* the command's own outcome stands */ }
+    });
+  }
+  return { inst, netns };
 }

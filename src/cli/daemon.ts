@@ -5,6 +5,7 @@ import { Command } from 'commander';
 import { reapVanishedPorts } from '../dataplane/bridge.js';
 import { ageFdb } from '../dataplane/fdb.js';
 import { lockState, requirePrivileges } from '../dataplane/host.js';
+import { removeStale, staleInstances } from '../dataplane/hygiene.js';
 import { natHousekeeping } from '../dataplane/nat.js';
 import { instancePaths, listInstances, type InstancePaths } from '../objects/paths.js';
 import { createRegistry } from '../observe/metrics.js';
@@ -52,8 +53,14 @@ Examples:
       process.once('SIGINT', onSignal).once('SIGTERM', onSignal);
       while (!stop) {
         const done: string[] = [];
-        const release = lockState(); // a pass changes maps as commands do
+        for (const { inst, reason } of netns ? [] : staleInstances()) {
+          const release = lockState(inst.name);
+          removeStale(inst);
+          release();
+          done.push(`${inst.name} removed: ${reason}`);
+        }
         for (const inst of netns ? [ctx.inst] : listInstances()) {
+          const release = lockState(inst.name); // a pass changes maps as commands do
           for (const t of TASKS) {
             try {
               done.push(`${inst.name} ${t.name}: ${t.run(inst)}`);
@@ -61,8 +68,8 @@ Examples:
               console.error(`xdpnet: ${inst.name} ${t.name}: ${(e as Error).message}`); // one bad instance stops no other
             }
           }
+          release();
         }
-        release();
         if (verbose) console.log(`${new Date().toISOString()} ${done.join(', ') || 'no instances'}`);
         await new Promise<void>((r) => {
           wake = r;

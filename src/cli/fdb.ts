@@ -98,8 +98,8 @@ Examples:
 
   fdb
     .command('load')
-    .description('add or replace many static entries from a JSON file in one batch (all rows are checked first)')
-    .argument('<file>', 'JSON array of {"mac", "bridge", "port", "vlan"?}')
+    .description('add or replace many static entries from a JSON file, all or nothing (every row and the room are checked first)')
+    .argument('<file>', 'JSON array of {"mac", "bridge", "port", "vlan"?} (or {"mac", "bridge", "remote", "vlan"?}); `fdb show --json` output loads as is')
     .addHelpText('after', `
 Example file:
   [{"mac": "02:42:ac:11:00:02", "bridge": "br0", "port": "veth1"},
@@ -107,8 +107,8 @@ Example file:
     .action((file: string, _o: unknown, cmd: Command) => {
       const ctx = context(cmd);
       const t0 = process.hrtime.bigint();
-      const n = loadFdb(ctx.inst, file, ctx.netns);
-      console.log(`loaded ${entries(n)} in ${Math.round(Number(process.hrtime.bigint() - t0) / 1e6)} ms`);
+      const r = loadFdb(ctx.inst, file, ctx.netns);
+      console.log(`loaded ${entries(r.loaded)} in ${Math.round(Number(process.hrtime.bigint() - t0) / 1e6)} ms${r.skipped ? ` (skipped ${entries(r.skipped, 'local ')}: they come with their bridge)` : ''}`);
     });
 
   fdb

@@ -104,7 +104,7 @@ export class Agent {
     const cfg = this.cfg;
     const name = bridgeNameOf(cfg);
     inNetns(this.o.netns, () => {
-      const release = lockState();
+      const release = lockState(this.o.inst.name);
       try {
         if (!listBridges(this.o.inst).some((b) => b.name === name)) {
           addBridge(this.o.inst, name, { mac: Buffer.from(cfg.gatewayMac.split(':').map((x) => parseInt(x, 16))), address: `${cfg.gateway}/${prefixLen(cfg)}` });
@@ -200,7 +200,7 @@ export class Agent {
   private apply(): void {
     const cfg = this.cfg;
     const r = inNetns(this.o.netns, () => {
-      const release = lockState();
+      const release = lockState(this.o.inst.name);
       try {
         const id = this.bridgeId();
         const vtep = listVteps(this.o.inst).find((v) => v.vni === cfg.vni)!;

@@ -1,13 +1,13 @@
 // ADD, DEL, CHECK, STATUS and GC on top of the dataplane modules (bridge,
 // ports, FDB, NAT): the plugin decides what a container needs and asks them for
 // it; it has no datapath logic of its own. Every state change runs under the
-// same /run/xdpnet.lock as the CLI's commands, so parallel runtime calls and
+// same per-instance lock (/run/xdpnet/NAME.lock) as the CLI's commands, so parallel runtime calls and
 // CLI commands never interleave their read-modify-writes of the maps.
 import { readdirSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { addBridge, delBridge, detachInterface, listBridges, listPorts, addPort, reapVanishedPorts } from '../dataplane/bridge.js';
 import { addFdb, listFdb } from '../dataplane/fdb.js';
-import { ensureBpffs, lockState, requirePrivileges } from '../dataplane/host.js';
+import { ensureBpffs, lockFile, lockState, requirePrivileges } from '../dataplane/host.js';
 import { parsePrefix } from '../dataplane/inet.js';
 import { addPortmap, addSnat, delPortmap, delSnat, showNat } from '../dataplane/nat.js';
 import { defaultDev, hostAddresses } from '../dataplane/nat-host.js';
@@ -42,8 +42,8 @@ function locked<T>(fn: (inst: InstancePaths, store: StateStore) => T): T {
   requirePrivileges();
   const inst = ownInstance();
   ensureBpffs();
-  const release = lockState({ timeoutMs: 60_000 });
-  if (!release) throw new CniError(CODES.TRY_AGAIN_LATER, 'another xdpnet command has held /run/xdpnet.lock for a minute');
+  const release = lockState(inst.name, { timeoutMs: 60_000 });
+  if (!release) throw new CniError(CODES.TRY_AGAIN_LATER, `another xdpnet command has held ${lockFile(inst.name)} for a minute`);
   try {
     return fn(inst, new StateStore(inst.name));
   } catch (e) {

@@ -36,10 +36,10 @@ export function readMaps<T>(inst: InstancePaths, fn: (m: Maps) => T): T | undefi
 }
 
 /** The bridge maps, for changing: the datapath's cached decisions are invalidated after (even a failed change). */
-export function withMaps<T>(inst: InstancePaths, fn: (m: Maps) => T, create = false): T | undefined {
+export function withMaps<T>(inst: InstancePaths, fn: (m: Maps) => T, create: boolean | { fdbSize?: number } = false): T | undefined {
   if (create) {
     mkdirSync(inst.maps, { recursive: true });
-    pinBridgeMaps(inst);
+    pinBridgeMaps(inst, create === true ? {} : create);
   }
   try {
     return readMaps(inst, fn);

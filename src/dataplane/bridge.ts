@@ -11,7 +11,7 @@ import { mkdirSync, unlinkSync } from 'node:fs';
 import { networkInterfaces } from 'node:os';
 import { join } from 'node:path';
 import { XdpnetError, UsageError } from '../errors.js';
-import { BRIDGE, DevmapVal, FloodKey, loadBridge, pinBridgeMaps, Port, PORT_FLAGS, Vlan, VlanKey } from '../objects/bridge.js';
+import { BRIDGE, DevmapVal, FloodKey, loadBridge, pinBridgeMaps, pinnedFdbSize, Port, PORT_FLAGS, Vlan, VlanKey } from '../objects/bridge.js';
 import { u32 } from '../objects/codec.js';
 import { BR_CACHE, cachePart, pinnedEntries } from '../objects/memory.js';
 import type { InstancePaths } from '../objects/paths.js';
@@ -45,6 +45,8 @@ export interface BridgeOptions {
   maxLearned?: number;
   /** Active MAC pairs expected at once: sizes the instance's decision cache when given (see sizeBridgeCache). */
   flows?: number;
+  /** Entries the instance's FDB holds (shared by its bridges; set when the first bridge creates it). */
+  fdbSize?: number;
   netns?: string;
 }
 
@@ -101,9 +103,15 @@ export function checkBridgeName(name: string): string {
 export function addBridge(inst: InstancePaths, name: string, o: BridgeOptions = {}): BridgeInfo {
   checkBridgeName(name);
   const mac = o.mac ?? randomMac();
+  const fdbSize = pinnedFdbSize(inst);
+  if (o.fdbSize !== undefined && fdbSize !== undefined && o.fdbSize !== fdbSize) {
+    // A BPF map cannot be resized, and the FDB is shared by the instance's bridges.
+    throw new XdpnetError(`the FDB of ${inst.name} already holds ${fdbSize} entries; its size is set when the first bridge creates it`,
+      'delete every bridge of the instance first, or leave out --fdb-size');
+  }
   let id = 0;
   try {
-    if (o.flows !== undefined) sizeBridgeCache(inst, o.flows);
+    if (o.flows !== undefined) sizeBridgeCache(inst, o.flows, o.fdbSize);
     id = withMaps(inst, (m) => {
       const all = readBridges(m);
       if (all.some((b) => b.name === name)) throw new XdpnetError(`bridge ${name} already exists`, 'see `xdpnet bridge show`');
@@ -116,7 +124,7 @@ export function addBridge(inst: InstancePaths, name: string, o: BridgeOptions = 
         id: free, name, mac, flags: 0, ageing_sec: o.ageing ?? DEFAULT_AGEING_SEC, max_learned: o.maxLearned ?? 0, learned: 0,
       }, BPF_NOEXIST);
       return free;
-    }, true)!;
+    }, { fdbSize: o.fdbSize })!;
   } catch (e) {
     removeInstanceIfIdle(inst); // the maps were pinned for nothing
     throw e;
@@ -137,7 +145,7 @@ export function addBridge(inst: InstancePaths, name: string, o: BridgeOptions = 
  * bridges). A BPF map cannot be resized: one of another size is replaced
  * while no port or uplink uses it, and refused otherwise.
  */
-export function sizeBridgeCache(inst: InstancePaths, flows: number): void {
+export function sizeBridgeCache(inst: InstancePaths, flows: number, fdbSize?: number): void {
   const cpus = numPossibleCpus();
   const want = cachePart(BR_CACHE, flows, cpus);
   const have = pinnedEntries(inst, BR_CACHE.map);
@@ -151,7 +159,7 @@ export function sizeBridgeCache(inst: InstancePaths, flows: number): void {
     unlinkSync(join(inst.maps, BR_CACHE.map)); // no program holds it: the next load makes the new size
   }
   mkdirSync(inst.maps, { recursive: true });
-  pinBridgeMaps(inst, flows);
+  pinBridgeMaps(inst, { flows, fdbSize });
 }
 
 function run(cmd: string, args: string[]): void {

@@ -6,6 +6,7 @@ import { XdpnetError, UsageError } from '../errors.js';
 import { FDB_FLAGS, FdbEntry, FdbKey } from '../objects/bridge.js';
 import { u32, numToIpv4 } from '../objects/codec.js';
 import type { InstancePaths } from '../objects/paths.js';
+import type { BpfMap } from '../sys/libbpf.js';
 import { ifIndexToName } from '../sys/libc.js';
 import { checkVlan, formatMac, formatVlanList, parseMac, parseMacInto, unicastMacProblem, VLAN_MIN } from './addr.js';
 import { resolveIface } from './attach.js';
@@ -117,7 +118,8 @@ function fdbTargets(m: Maps, netns?: string): (e: Omit<FdbEntryInput, 'mac'> & {
     const vid = e.vlan === undefined ? port.pvid || VLAN_MIN : checkVlan(e.vlan);
     const member = vlans.get(ifindex) ?? [];
     if (!member.some((v) => v.vid === vid)) {
-      throw new XdpnetError(`${e.port} is not in VLAN ${vid}`, `its VLANs: ${formatVlanList(member.map((v) => v.vid))}; name one with --vlan`);
+      const err = new XdpnetError(`${e.port} is not in VLAN ${vid}`, `its VLANs: ${formatVlanList(member.map((v) => v.vid))}; name one with --vlan`);
+      throw e.vlan === undefined ? err : tagged('vlan', err);
     }
     if (e.mac) checkNotBridgeMac(e.mac, br.mac, e.bridge);
     return { key: { bridge: br.id, vid, mac: e.mac ?? Buffer.alloc(6) }, ifindex, bridgeMac: br.mac };
@@ -218,24 +220,64 @@ export function flushFdb(inst: InstancePaths, f: Omit<FdbFilter, 'all'> = {}, ne
   }) ?? (f.bridge ? noBridge(f.bridge) : 0);
 }
 
-const ROW_FIELDS = ['mac', 'bridge', 'port', 'vlan'];
+/** Fields of an `fdb load` row: what `fdb show --json` prints, so its output loads back. */
+const ROW_FIELDS = ['mac', 'bridge', 'port', 'vlan', 'ifindex', 'type', 'age', 'expired', 'remote'];
 
-/** One row of an `fdb load` file, {"mac", "bridge", "port", "vlan"?}, checked but for the MAC (parsed in place). */
-function checkFdbRow(r: unknown): { mac: string; bridge: string; port: string; vlan?: number } {
+/** Tags an error with the field of the row it is about (`fdb load` names row and field). */
+function tagged<E>(field: string, e: E): E {
+  if (e instanceof XdpnetError && !(e as { field?: string }).field) Object.assign(e, { field });
+  return e;
+}
+function inField<T>(field: string, fn: () => T): T {
+  try {
+    return fn();
+  } catch (e) {
+    throw tagged(field, e);
+  }
+}
+
+interface LoadRow { mac: string; bridge: string; port?: string; vlan?: number; remote?: string; local: boolean }
+
+/**
+ * One row of an `fdb load` file, checked but for the MAC (parsed in place).
+ * Rows of `fdb show --json` load back: ifindex, age and expired are
+ * informational (the port's name wins: ifindexes differ between hosts),
+ * learned rows load as static ones, local rows are the bridges' own and
+ * skipped, and a row with a remote VTEP loads as one behind that VTEP.
+ */
+function checkFdbRow(r: unknown): LoadRow {
   if (typeof r !== 'object' || r === null || Array.isArray(r)) throw new UsageError('expected an object like {"mac": "02:42:ac:11:00:02", "bridge": "br0", "port": "veth1"}');
   const o = r as Record<string, unknown>;
-  for (const k in o) if (!ROW_FIELDS.includes(k)) throw new UsageError(`unknown field '${k}' (fields: ${ROW_FIELDS.join(', ')})`);
-  for (const k of ['mac', 'bridge', 'port']) if (typeof o[k] !== 'string') throw new UsageError(`'${k}' must be a string`);
-  return { mac: o.mac as string, bridge: o.bridge as string, port: o.port as string, vlan: o.vlan === undefined ? undefined : checkVlan(o.vlan) };
+  for (const k in o) if (!ROW_FIELDS.includes(k)) throw tagged(k, new UsageError(`unknown field '${k}' (fields: ${ROW_FIELDS.join(', ')})`));
+  const str = (k: string, optional = false) => {
+    if (optional && (o[k] === undefined || o[k] === null)) return undefined;
+    if (typeof o[k] !== 'string') throw tagged(k, new UsageError(`'${k}' must be a string`));
+    return o[k] as string;
+  };
+  const kind = (k: string, ok: (v: unknown) => boolean, what: string) => {
+    if (o[k] !== undefined && !ok(o[k])) throw tagged(k, new UsageError(`'${k}' must be ${what}`));
+  };
+  kind('ifindex', (v) => Number.isInteger(v) && (v as number) > 0, 'a positive integer');
+  kind('age', (v) => v === null || (typeof v === 'number' && v >= 0), 'a number of seconds or null');
+  kind('expired', (v) => typeof v === 'boolean', 'true or false');
+  kind('type', (v) => v === 'static' || v === 'learned' || v === 'local', "'static', 'learned' or 'local'");
+  const remote = str('remote', true);
+  const port = str('port', remote !== undefined);
+  return {
+    mac: str('mac')!, bridge: str('bridge')!, port, remote, local: o.type === 'local',
+    vlan: o.vlan === undefined ? undefined : inField('vlan', () => checkVlan(o.vlan)),
+  };
 }
 
 /**
- * Adds or replaces static entries from a JSON file in one batch update. Every
- * row is checked first; a bad one is reported by its index and nothing is
- * written. Built for bulk: rows share few (bridge, port, VLAN) targets, each
- * resolved and encoded once; MACs are parsed straight into the key buffer.
+ * Adds or replaces static entries from a JSON file in one batch update, all or
+ * nothing: every row is checked (a bad one is named by index and field), then
+ * the room is checked, and only then is anything written; should the kernel
+ * still refuse part of the batch, what was written is undone. Built for bulk:
+ * rows share few (bridge, port, VLAN) targets, each resolved and encoded once;
+ * MACs are parsed straight into the key buffer.
  */
-export function loadFdb(inst: InstancePaths, file: string, netns?: string): number {
+export function loadFdb(inst: InstancePaths, file: string, netns?: string): { loaded: number; skipped: number } {
   let rows: unknown;
   try {
     rows = JSON.parse(readFileSync(file, 'utf8'));
@@ -243,45 +285,103 @@ export function loadFdb(inst: InstancePaths, file: string, netns?: string): numb
     throw new XdpnetError(`cannot read ${file}: ${(e as Error).message}`);
   }
   if (!Array.isArray(rows)) throw new UsageError(`${file}: expected a JSON array of {"mac", "bridge", "port", "vlan"?} objects`);
-  if (!rows.length) return 0;
+  if (!rows.length) return { loaded: 0, skipped: 0 };
   const list = rows as unknown[];
   return withMaps(inst, (m) => {
     const resolve = fdbTargets(m, netns);
-    const targets = new Map<string, { key: Buffer; value: Buffer; bridgeMac: Buffer }>();
+    const bridges = new Map(readBridges(m).map((b) => [b.name, b]));
+    const targets = new Map<string, { key: Buffer; value: Buffer; bridgeMac: Buffer; vni?: number }>();
     const macOff = FdbKey.fields.find((f) => f.name === 'mac')!.offset;
     const keys = Buffer.alloc(list.length * FdbKey.size);
     const values = Buffer.alloc(list.length * FdbEntry.size);
+    let n = 0;
+    let skipped = 0;
+    let remotes = false;
     for (let i = 0; i < list.length; i++) {
       try {
         const r = checkFdbRow(list[i]);
-        const id = `${r.bridge}\n${r.port}\n${r.vlan ?? ''}`;
+        if (r.local) { // the bridge's own entry: it comes with the bridge
+          skipped++;
+          continue;
+        }
+        const br = inField('bridge', () => bridges.get(r.bridge) ?? noBridge(r.bridge));
+        const id = `${r.bridge}\n${r.remote ?? ''}\n${r.remote ? '' : r.port}\n${r.vlan ?? ''}`;
         let t = targets.get(id);
         if (!t) {
-          const x = resolve({ bridge: r.bridge, port: r.port, vlan: r.vlan });
-          t = { key: FdbKey.encode(x.key), value: FdbEntry.encode(staticEntry(x.ifindex)), bridgeMac: x.bridgeMac };
+          if (r.remote !== undefined) {
+            const x = inField('remote', () => overlay().remoteFdbTarget(inst, br.id, r.bridge, Buffer.alloc(6, 2), r.remote!, r.vlan));
+            t = { key: FdbKey.encode(x.key), value: FdbEntry.encode(staticEntry(x.ifindex, FDB_FLAGS.STATIC, x.remote)), bridgeMac: br.mac, vni: x.vni };
+            remotes = true;
+          } else {
+            const x = inField('port', () => resolve({ bridge: r.bridge, port: r.port, vlan: r.vlan }));
+            t = { key: FdbKey.encode(x.key), value: FdbEntry.encode(staticEntry(x.ifindex)), bridgeMac: x.bridgeMac };
+          }
           targets.set(id, t);
         }
-        const off = i * FdbKey.size;
+        const off = n * FdbKey.size;
         t.key.copy(keys, off);
         const at = off + macOff;
-        if (!parseMacInto(r.mac, keys, at)) parseMac(r.mac); // throws the usual error
-        const problem = unicastMacProblem(keys, at);
-        if (problem) throw problem;
-        if (keys.readUInt32LE(at) === t.bridgeMac.readUInt32LE(0) && keys.readUInt16LE(at + 4) === t.bridgeMac.readUInt16LE(4)) {
-          checkNotBridgeMac(keys.subarray(at, at + 6), t.bridgeMac, r.bridge);
-        }
-        t.value.copy(values, i * FdbEntry.size);
+        inField('mac', () => {
+          if (!parseMacInto(r.mac, keys, at)) parseMac(r.mac); // throws the usual error
+          const problem = unicastMacProblem(keys, at);
+          if (problem) throw problem;
+          if (keys.readUInt32LE(at) === t!.bridgeMac.readUInt32LE(0) && keys.readUInt16LE(at + 4) === t!.bridgeMac.readUInt16LE(4)) {
+            checkNotBridgeMac(keys.subarray(at, at + 6), t!.bridgeMac, r.bridge);
+          }
+        });
+        t.value.copy(values, n * FdbEntry.size);
+        n++;
       } catch (e) {
-        if (e instanceof XdpnetError) e.message = `${file}[${i}]: ${e.message}`;
+        if (e instanceof XdpnetError) {
+          const field = (e as { field?: string }).field;
+          e.message = `${file}[${i}]${field ? `.${field}` : ''}: ${e.message}`;
+        }
         throw e;
       }
     }
-    m.fdb.updateBatch(keys, values, list.length);
+    if (!n) return { loaded: 0, skipped };
+    const undo = checkRoom(m.fdb, keys, n, file);
+    try {
+      m.fdb.updateBatch(keys, values, n);
+    } catch (e) {
+      undo();
+      throw e;
+    }
+    if (remotes) overlay().syncPeers(inst); // decap without learning accepts those VTEPs now
     // Rows that replaced learned entries leave the learned count high until the next ageing pass recounts
     // (as bridge.h says); only a learning limit makes it matter now, and a full recount would cost more than the load.
     if (readBridges(m).some((b) => b.max_learned)) recountLearned(m);
-    return list.length;
+    return { loaded: n, skipped };
   }) ?? noBridge(String((list[0] as { bridge?: unknown })?.bridge));
+}
+
+/**
+ * Refuses a load that does not fit before writing anything (the kernel would
+ * write entries until the table is full, then fail with E2BIG). Returns what
+ * undoes the load: new keys deleted, replaced entries written back.
+ */
+function checkRoom(fdb: BpfMap, keys: Buffer, n: number, file: string): () => void {
+  const ks = FdbKey.size;
+  const have = new Map(fdb.entries().map(([k, v]) => [k.toString('latin1'), v]));
+  const fresh = new Set<string>();
+  for (let i = 0; i < n; i++) {
+    const k = keys.toString('latin1', i * ks, (i + 1) * ks);
+    if (!have.has(k)) fresh.add(k);
+  }
+  const max = fdb.info.maxEntries;
+  const room = max - have.size;
+  if (fresh.size > room) {
+    throw new XdpnetError(`${file}: ${fresh.size} new entries do not fit: the FDB holds ${max}, ${have.size} are in use, room for ${room}; nothing was written`,
+      'load fewer, flush entries (xdpnet fdb flush), or give the instance a larger FDB: xdpnet bridge add NAME --fdb-size N (when its first bridge is created)');
+  }
+  return () => {
+    for (const k of fresh) fdb.delete(Buffer.from(k, 'latin1'));
+    for (let i = 0; i < n; i++) {
+      const k = keys.toString('latin1', i * ks, (i + 1) * ks);
+      const old = have.get(k);
+      if (old) fdb.update(Buffer.from(k, 'latin1'), old);
+    }
+  };
 }
 
 /**

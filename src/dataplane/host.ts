@@ -30,24 +30,28 @@ export function requirePrivileges(): void {
   );
 }
 
-export const LOCK_FILE = '/run/xdpnet.lock';
+/** Lock files, one per instance: namespaces' states are disjoint, so their commands need not wait for each other. */
+export const LOCK_DIR = '/run/xdpnet';
+export const lockFile = (instance: string) => `${LOCK_DIR}/${instance}.lock`;
 
 /**
- * Serializes the commands that change state: each reads maps, decides and
- * writes (flood lists, counter slots, rules), so two at once (a CNI runtime
- * adding containers in parallel) could each lose the other's change. Waits
- * for the holder, saying so after a second; returns the release. The lock goes
- * with the process, however it ends.
+ * Serializes the commands that change an instance's state: each reads maps,
+ * decides and writes (flood lists, counter slots, rules), so two at once (a
+ * CNI runtime adding containers in parallel) could each lose the other's
+ * change. Waits for the holder, saying so after a second; returns the
+ * release. The lock goes with the process, however it ends.
  */
-export function lockState(): () => void;
+export function lockState(instance: string): () => void;
 /** With a timeout: undefined when the holder keeps the lock longer (a CNI runtime should try again later). */
-export function lockState(o: { timeoutMs: number }): (() => void) | undefined;
-export function lockState(o?: { timeoutMs: number }): (() => void) | undefined {
+export function lockState(instance: string, o: { timeoutMs: number }): (() => void) | undefined;
+export function lockState(instance: string, o?: { timeoutMs: number }): (() => void) | undefined {
+  const file = lockFile(instance);
   let fd: number;
   try {
-    fd = openSync(LOCK_FILE, 'a');
+    mkdirSync(LOCK_DIR, { recursive: true, mode: 0o700 });
+    fd = openSync(file, 'a', 0o600);
   } catch (e) {
-    throw new XdpnetError(`cannot open ${LOCK_FILE}: ${(e as Error).message}`);
+    throw new XdpnetError(`cannot open ${file}: ${(e as Error).message}`);
   }
   const nap = new Int32Array(new SharedArrayBuffer(4));
   const start = Date.now();
@@ -55,7 +59,7 @@ export function lockState(o?: { timeoutMs: number }): (() => void) | undefined {
   for (;;) {
     const r = tryLockExclusive(fd);
     if (r === true) return () => { unlock(fd); closeSync(fd); };
-    if (r !== false) throw new XdpnetError(`cannot lock ${LOCK_FILE}: ${errnoName(-r)}`);
+    if (r !== false) throw new XdpnetError(`cannot lock ${file}: ${errnoName(-r)}`);
     if (o && Date.now() - start > o.timeoutMs) {
       closeSync(fd);
       return undefined;

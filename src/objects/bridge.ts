@@ -1,6 +1,8 @@
 // bpf/bridge.bpf.c: the L2 bridge. Codecs mirror bpf/include/bridge.h
 // (checked against BTF by test/bpf/layout.test.ts).
-import { numPossibleCpus, type BpfMap, type BpfObject, type BpfProgram } from '../sys/libbpf.js';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { BpfMap, numPossibleCpus, type BpfObject, type BpfProgram } from '../sys/libbpf.js';
 import { struct, u32 } from './codec.js';
 import { BR_CACHE, BRIDGE_FLOWS, sizeCache } from './memory.js';
 import { loadInInstance, type InstancePaths } from './paths.js';
@@ -145,17 +147,34 @@ export function decodeFloodList(buf: Buffer): number[] {
   return Array.from({ length: Math.min(f.count, BRIDGE.limits.floodMax) }, (_, i) => f.ifindex.readUInt32LE(i * 4));
 }
 
-/**
- * Loads the bridge object in the instance with the given programs; a new
- * decision cache is sized for `flows` active MAC pairs, a pinned one kept.
- */
-function loadBridgeObject(inst: InstancePaths, programs: string[], flows: number = BRIDGE_FLOWS.default): BpfObject {
-  return loadInInstance(inst, BRIDGE.object, programs, (o) => sizeCache(o, inst, BR_CACHE, flows, numPossibleCpus()));
+/** FDB sizes `bridge add --fdb-size` accepts (one FDB per instance, shared by its bridges). */
+export const FDB_SIZE = { default: BRIDGE.limits.fdb, min: 1024, max: 16_777_216 } as const;
+
+/** max_entries of the instance's pinned FDB, if there is one. */
+export function pinnedFdbSize(inst: InstancePaths): number | undefined {
+  const pin = join(inst.maps, BRIDGE.maps.fdb);
+  return existsSync(pin) ? BpfMap.usePin(pin, (m) => m.info.maxEntries) : undefined;
+}
+
+/** Sizes of maps made at the first load; pinned maps keep theirs (libbpf adopts a pin only if max_entries matches). */
+export interface BridgeSizes {
+  /** Active MAC pairs expected at once: sizes a new decision cache. */
+  flows?: number;
+  /** Entries of a new FDB. */
+  fdbSize?: number;
+}
+
+/** Loads the bridge object in the instance with the given programs, adopting its pinned maps. */
+function loadBridgeObject(inst: InstancePaths, programs: string[], o: BridgeSizes = {}): BpfObject {
+  return loadInInstance(inst, BRIDGE.object, programs, (obj) => {
+    sizeCache(obj, inst, BR_CACHE, o.flows ?? BRIDGE_FLOWS.default, numPossibleCpus());
+    obj.setMaxEntries(BRIDGE.maps.fdb, pinnedFdbSize(inst) ?? o.fdbSize ?? FDB_SIZE.default);
+  });
 }
 
 /** Creates (or adopts) the instance's pinned maps without loading any program: bridges exist before ports. */
-export function pinBridgeMaps(inst: InstancePaths, flows?: number): void {
-  loadBridgeObject(inst, [], flows).close();
+export function pinBridgeMaps(inst: InstancePaths, o: BridgeSizes = {}): void {
+  loadBridgeObject(inst, [], o).close();
 }
 
 /**

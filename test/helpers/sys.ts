@@ -75,7 +75,7 @@ export interface CliResult {
 
 export function xdpnet(args: string[], env: Record<string, string> = {}, wrap: string[] = []): CliResult {
   const argv = [...wrap, process.execPath, CLI, ...args];
-  const r = spawnSync(argv[0], argv.slice(1), { encoding: 'utf8', env: { ...process.env, ...env }, timeout: 30_000 });
+  const r = spawnSync(argv[0], argv.slice(1), { encoding: 'utf8', env: { ...process.env, ...env }, timeout: 30_000, maxBuffer: 256 << 20 });
   return { code: r.status ?? -1, stdout: r.stdout, stderr: r.stderr };
 }
 

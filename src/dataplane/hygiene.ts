@@ -1,0 +1,101 @@
+// State hygiene: xdpnet's pins are root's alone (dirs 0700, pins 0600), a
+// symlink planted in the state tree is refused, and the state of a network
+// namespace that no longer exists is found (and removed by the daemon). An
+// instance's state lives on the host's bpffs under the namespace's name, so
+// it outlives `ip netns del`; each namespace's identity (the nsfs inode of
+// /var/run/netns/NAME) is recorded next to its lock, and state recorded for
+// another namespace of the same name is stale: a new namespace never
+// inherits it.
+import { chmodSync, existsSync, lstatSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { XdpnetError } from '../errors.js';
+import { listInstances, type InstancePaths } from '../objects/paths.js';
+import { bpffsRoot, LOCK_DIR } from './host.js';
+
+const idFile = (instance: string) => join(LOCK_DIR, `${instance}.netns`);
+
+/** The namespace's identity (device and inode of its nsfs file), or undefined when it does not exist. */
+export function netnsId(name: string): string | undefined {
+  try {
+    const s = statSync(`/var/run/netns/${name}`);
+    return `${s.dev}:${s.ino}`;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Why an instance's state has no namespace to belong to any more, or undefined while it does. */
+export function staleReason(inst: InstancePaths): string | undefined {
+  if (!inst.name.startsWith('ns-')) return undefined;
+  const name = inst.name.slice(3);
+  const id = netnsId(name);
+  if (id === undefined) return `network namespace ${name} no longer exists`;
+  const recorded = existsSync(idFile(inst.name)) ? readFileSync(idFile(inst.name), 'utf8').trim() : undefined;
+  if (recorded !== undefined && recorded !== id) return `network namespace ${name} was deleted and made again; this state was the old one's`;
+  return undefined;
+}
+
+export function staleInstances(): Array<{ inst: InstancePaths; reason: string }> {
+  return listInstances().flatMap((inst) => {
+    const reason = staleReason(inst);
+    return reason ? [{ inst, reason }] : [];
+  });
+}
+
+/** Removes a stale instance's pins (its interfaces went with its namespace, so nothing is attached through them). */
+export function removeStale(inst: InstancePaths): void {
+  rmSync(inst.dir, { recursive: true, force: true });
+  rmSync(idFile(inst.name), { force: true });
+}
+
+/**
+ * Before a command changes an instance: state left by an earlier namespace of
+ * the same name goes (it is not this namespace's), then this namespace's
+ * identity is recorded.
+ */
+export function claimInstance(inst: InstancePaths): void {
+  if (!inst.name.startsWith('ns-')) return;
+  const id = netnsId(inst.name.slice(3));
+  if (id === undefined) return; // entering it fails next, with its own error
+  if (staleReason(inst)) removeStale(inst);
+  writeFileSync(idFile(inst.name), `${id}\n`, { mode: 0o600 });
+}
+
+/** Refuses to work through a symlink anywhere in xdpnet's state tree (one planted there could redirect pins). */
+export function refuseSymlinks(inst: InstancePaths): void {
+  const top = join(bpffsRoot(), 'xdpnet');
+  for (const dir of [top, inst.dir, inst.maps, inst.links]) {
+    if (!existsSync(dir) && !isLink(dir)) continue;
+    if (isLink(dir)) throw planted(dir);
+    if (dir === top) continue;
+    for (const f of readdirSync(dir)) if (isLink(join(dir, f))) throw planted(join(dir, f));
+  }
+}
+
+function isLink(path: string): boolean {
+  try {
+    return lstatSync(path).isSymbolicLink();
+  } catch {
+    return false;
+  }
+}
+
+function planted(path: string): XdpnetError {
+  return new XdpnetError(`refusing to use ${path}: it is a symbolic link, and xdpnet makes none`, `inspect it, then remove it: rm ${path}`);
+}
+
+/** Dirs 0700, pins 0600: only root reads or changes the dataplane's state (bpffs honours modes for non-root users). */
+export function tightenModes(inst: InstancePaths): void {
+  const top = join(bpffsRoot(), 'xdpnet');
+  for (const dir of [top, inst.dir, inst.maps, inst.links]) {
+    if (!existsSync(dir) || isLink(dir)) continue;
+    chmodSync(dir, 0o700);
+    if (dir === top) continue;
+    for (const f of readdirSync(dir)) {
+      const p = join(dir, f);
+      const s = lstatSync(p);
+      if (s.isDirectory()) continue;
+      if (!s.isSymbolicLink()) chmodSync(p, 0o600);
+    }
+  }
+}

@@ -1,0 +1,69 @@
+// State hygiene: modes of the state tree, planted symlinks, and the state of
+// a network namespace that was deleted (reported, removed by the daemon, not
+// inherited by a new namespace of the same name).
+import { spawn } from 'node:child_process';
+import { existsSync, readdirSync, statSync, symlinkSync, unlinkSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { CLI, cleanup, netns, sh, veth, xdpnet } from '../helpers/sys.js';
+
+const mode = (p: string) => statSync(p).mode & 0o777;
+
+describe('state hygiene', () => {
+  let ns: string;
+  const dir = () => `/sys/fs/bpf/xdpnet/ns-${ns}`;
+  const run = (...a: string[]) => xdpnet(['--netns', ns, ...a]);
+  beforeAll(() => {
+    ns = netns('hyg');
+    veth(ns, 'p1', ns, 'p1x');
+  });
+  afterAll(() => cleanup());
+
+  it('state dirs are 0700 and pins 0600', () => {
+    expect(run('bridge', 'add', 'br0')).toMatchObject({ code: 0, stderr: '' });
+    expect(run('attach', 'p1', '--bridge', 'br0')).toMatchObject({ code: 0, stderr: '' });
+    for (const d of ['/sys/fs/bpf/xdpnet', dir(), join(dir(), 'maps'), join(dir(), 'links')]) expect([d, mode(d)]).toEqual([d, 0o700]);
+    for (const sub of ['maps', 'links']) {
+      const pins = readdirSync(join(dir(), sub));
+      expect(pins.length).toBeGreaterThan(0);
+      for (const f of pins) expect([f, mode(join(dir(), sub, f))]).toEqual([f, 0o600]);
+    }
+  });
+
+  it('refuses a symlink planted in the state directory, and changes nothing', () => {
+    const evil = join(dir(), 'maps', 'xn_evil');
+    symlinkSync('/tmp', evil);
+    try {
+      const before = readdirSync(join(dir(), 'maps'));
+      for (const args of [['bridge', 'add', 'br1'], ['bridge', 'show']]) {
+        expect(run(...args)).toMatchObject({ code: 1, stderr: `xdpnet: error: refusing to use ${evil}: it is a symbolic link, and xdpnet makes none\nhint: inspect it, then remove it: rm ${evil}\n` });
+      }
+      expect(readdirSync(join(dir(), 'maps'))).toEqual(before);
+    } finally {
+      unlinkSync(evil);
+    }
+    expect(run('bridge', 'add', 'br1')).toMatchObject({ code: 0, stderr: '' });
+  });
+
+  it('the state of a deleted namespace: status reports it, a new namespace of the same name does not inherit it, the daemon removes it', async () => {
+    sh('ip', ['netns', 'del', ns]);
+    const st = xdpnet(['status']);
+    expect(st.code).toBe(0);
+    expect(st.stderr).toContain(`note: stale state ${dir()}: network namespace ${ns} no longer exists (\`xdpnet daemon\` removes it)\n`);
+    sh('ip', ['netns', 'add', ns]); // same name, another namespace
+    const show = run('bridge', 'show');
+    expect(show).toMatchObject({ code: 0, stdout: 'no bridges\n' });
+    expect(show.stderr).toMatch(/^note: ignoring stale state .*: network namespace .* was deleted and made again; this state was the old one's\n$/);
+    expect(existsSync(dir())).toBe(true); // readers write nothing
+
+    const d = spawn(process.execPath, [CLI, '--verbose', 'daemon', '--interval', '0.2'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    d.stdout.on('data', (b) => (out += b));
+    await new Promise<void>((resolve) => d.stdout.on('data', () => out.includes(`ns-${ns} removed:`) && resolve()));
+    d.kill('SIGTERM');
+    await new Promise((resolve) => d.on('exit', resolve));
+    expect(existsSync(dir())).toBe(false);
+    expect(run('bridge', 'add', 'br0')).toMatchObject({ code: 0, stderr: '' }); // a fresh start
+    expect(run('bridge', 'show', '--json')).toMatchObject({ code: 0, stderr: '' });
+  });
+});
