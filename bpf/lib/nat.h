@@ -1,3 +1,6 @@
+/* Over 500 lines because it is still one piece: parsing, conntrack, translation
+ * and forwarding of NAT, to be split like vxlan.h (parse, ct use, rewrite,
+ * forward) in a follow-up; kept whole here to change no behaviour. */
 /* NAT: source rules (masquerade/SNAT by egress interface and source prefix),
  * port mappings (DNAT) with hairpin, replies translated back through
  * conntrack, ICMP errors about translated flows, and delivery by FIB lookup.

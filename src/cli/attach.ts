@@ -4,7 +4,7 @@ import { parseVlan, parseVlanList } from '../dataplane/addr.js';
 import { attach, listAttachments, type Attachment, type Hook, type XdpMode } from '../dataplane/attach.js';
 import { addPort, detachAll, detachInterface, listPorts, reapVanishedPorts, type PortInfo } from '../dataplane/bridge.js';
 import { ifNameToIndex } from '../sys/libc.js';
-import { natLinks } from '../dataplane/nat.js';
+import { natLinks } from '../dataplane/nat-links.js';
 import { ctFlowsOf, pinnedCtEntries } from '../objects/nat.js';
 import { portOverlay, vtepUplinks } from '../dataplane/vxlan.js';
 import { UsageError, XdpnetError } from '../errors.js';

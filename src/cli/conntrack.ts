@@ -1,6 +1,7 @@
 // conntrack list|flush|gc|timeouts: the NAT flows the datapath tracks.
 import { Command } from 'commander';
-import { eachFlow, flushFlows, gcFlows, parsePrefix, TIMEOUT_NAMES, timeouts } from '../dataplane/nat.js';
+import { eachFlow, flushFlows, gcFlows, TIMEOUT_NAMES, timeouts } from '../dataplane/conntrack.js';
+import { parsePrefix } from '../dataplane/inet.js';
 import { UsageError } from '../errors.js';
 import type { NatConfigT } from '../objects/nat.js';
 import { context } from './context.js';

@@ -2,7 +2,8 @@
 // datapath never depends on it (expired entries are already ignored); it frees
 // map slots. Later tasks (conntrack GC) join TASKS.
 import { Command } from 'commander';
-import { ageFdb, reapVanishedPorts } from '../dataplane/bridge.js';
+import { reapVanishedPorts } from '../dataplane/bridge.js';
+import { ageFdb } from '../dataplane/fdb.js';
 import { lockState } from '../dataplane/host.js';
 import { natHousekeeping } from '../dataplane/nat.js';
 import { listInstances, type InstancePaths } from '../objects/paths.js';

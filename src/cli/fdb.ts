@@ -1,8 +1,9 @@
 // fdb add / del / show / flush / load / age
 import { Command } from 'commander';
 import { parseUnicastMac, parseVlan } from '../dataplane/addr.js';
-import { addFdb, ageFdb, delFdb, flushFdb, listFdb, loadFdb, type FdbRow } from '../dataplane/bridge.js';
-import { keepRemoteResolved, listVteps, parseIpv4 } from '../dataplane/vxlan.js';
+import { addFdb, ageFdb, delFdb, flushFdb, listFdb, loadFdb, type FdbRow } from '../dataplane/fdb.js';
+import { keepRemoteResolved, listVteps } from '../dataplane/vxlan.js';
+import { parseUnicastIp } from '../dataplane/inet.js';
 import { UsageError } from '../errors.js';
 import { context } from './context.js';
 import { json, table } from './format.js';
@@ -34,7 +35,7 @@ Examples:
   xdpnet fdb add 02:42:0a:00:00:02 --bridge br0 --remote 192.168.1.11     behind a remote VTEP`)
     .action((mac: string, o: { bridge: string; port?: string; remote?: string; vlan?: string }, cmd: Command) => {
       if ((o.port === undefined) === (o.remote === undefined)) throw new UsageError('name where the MAC is: --port IFACE or --remote VTEP-IP (one of them)');
-      const remote = o.remote === undefined ? undefined : parseIpv4(o.remote, 'remote VTEP');
+      const remote = o.remote === undefined ? undefined : parseUnicastIp(o.remote, '--remote');
       const e = { mac: parseUnicastMac(mac), bridge: o.bridge, port: o.port, remote, vlan: vlanOpt(o.vlan) };
       const ctx = context(cmd);
       const r = addFdb(ctx.inst, e, ctx.netns);

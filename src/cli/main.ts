@@ -1,20 +1,24 @@
 #!/usr/bin/env node
 // xdpnet: the command-line entry point.
+import { readFileSync } from 'node:fs';
 import { Command, CommanderError } from 'commander';
-import { XdpnetError, VerifierError } from '../errors.js';
+import { UsageError, XdpnetError, VerifierError } from '../errors.js';
 import { libbpfLog } from '../sys/libbpf.js';
 import { attachCommands } from './attach.js';
 import { bridgeCommands } from './bridge.js';
 import { conntrackCommands } from './conntrack.js';
 import { daemonCommand } from './daemon.js';
 import { fdbCommands } from './fdb.js';
+import { applyGrammar, completionScript } from './grammar.js';
 import { natCommands } from './nat.js';
 import { statsCommand } from './stats.js';
 import { vxlanCommands } from './vxlan.js';
 
+const VERSION = (JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+
 const program = new Command('xdpnet')
   .description('eBPF container networking: XDP/tc dataplane driven from the command line')
-  .version('0.1.0')
+  .version(VERSION, '-V, --version', 'print xdpnet\'s version')
   .option('--netns <name>', 'act inside this network namespace (from `ip netns list`); state stays on the host bpffs')
   .option('-v, --verbose', 'show full verifier logs and libbpf messages on errors')
   .showHelpAfterError('(run with --help for usage)')
@@ -28,6 +32,15 @@ daemonCommand(program);
 vxlanCommands(program);
 natCommands(program);
 conntrackCommands(program);
+program
+  .command('completion')
+  .description('print a shell completion script: eval "$(xdpnet completion bash)" (or zsh) in your shell\'s rc file')
+  .argument('<shell>', 'bash or zsh')
+  .action((shell: string) => {
+    if (shell !== 'bash' && shell !== 'zsh') throw new UsageError(`completion: unknown shell '${shell}'`, 'one of: bash, zsh');
+    process.stdout.write(completionScript(program, shell));
+  });
+applyGrammar(program);
 
 function fail(e: unknown): never {
   if (e instanceof CommanderError) process.exit(e.code === 'commander.helpDisplayed' || e.code === 'commander.version' ? 0 : 2);

@@ -1,9 +1,11 @@
 // nat masquerade|snat|portmap add|del|show, nat show, nat flush
 import { Command, Option } from 'commander';
+import { parseAddrRange, parseHostPort, parsePort, parsePortRange, parsePrefix, parseProto } from '../dataplane/inet.js';
 import {
-  addPortmap, addSnat, ctTable, delPortmap, delSnat, flushNat, parseAddrRange, parseCtFlows, parseHostPort, parsePort, parsePortRange, parsePrefix,
-  parseProto, refreshAddresses, showNat, type CtTable, type NatLink, type NatState, type PortmapInfo, type SnatRuleInfo,
+  addPortmap, addSnat, delPortmap, delSnat, flushNat, parseCtFlows, refreshAddresses, showNat, type NatState, type PortmapInfo, type SnatRuleInfo,
 } from '../dataplane/nat.js';
+import type { NatLink } from '../dataplane/nat-links.js';
+import { ctTable, type CtTable } from '../dataplane/nat-maps.js';
 import { CT_FLOWS } from '../objects/nat.js';
 import { context } from './context.js';
 import { json, table } from './format.js';

@@ -1,7 +1,8 @@
 // stats [--json] [--watch [SECS]]
 import { Command } from 'commander';
-import { ctCounters, type CtCounters } from '../dataplane/nat.js';
+import { ctCounters, type CtCounters } from '../dataplane/conntrack.js';
 import { readStats, type IfaceStats, type Stats } from '../dataplane/stats.js';
+import { UsageError } from '../errors.js';
 import { positive } from './args.js';
 import { context } from './context.js';
 import { json, si, table } from './format.js';
@@ -47,6 +48,7 @@ Examples:
   xdpnet stats --watch            rates, refreshed every second (Ctrl-C to stop)
   xdpnet stats --watch 5 --json   a JSON line every 5 s, for scripts`)
     .action(async (o: { json?: boolean; watch?: string | true; count?: string }, cmd: Command) => {
+      if (o.count !== undefined && o.watch === undefined) throw new UsageError('--count needs --watch', 'e.g. xdpnet stats --watch 1 --count 5');
       const interval = o.watch === undefined ? 0 : o.watch === true ? 1 : positive(o.watch, '--watch');
       const count = o.count === undefined ? Infinity : positive(o.count, '--count');
       const ctx = context(cmd);

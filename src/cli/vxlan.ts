@@ -1,8 +1,9 @@
 // vxlan add / del / show / remote add|del
 import { Command, Option } from 'commander';
 import { parseVlan } from '../dataplane/addr.js';
+import { parseUnicastIp } from '../dataplane/inet.js';
 import {
-  addRemote, addVtep, delRemote, delVtep, listVteps, parseIpv4, parsePort, parseVni, VXLAN_PORT, type VtepInfo,
+  addRemote, addVtep, delRemote, delVtep, listVteps, parseUdpPort, parseVni, VXLAN_PORT, type VtepInfo,
 } from '../dataplane/vxlan.js';
 import { context } from './context.js';
 import { json, table } from './format.js';
@@ -12,7 +13,7 @@ const render = (rows: VtepInfo[]) => table(['VNI', 'BRIDGE', 'VLAN', 'LOCAL', 'D
   v.remotes.join(',') || '-',
 ]));
 
-interface AddOpts { bridge: string; vni: string; local: string; dev: string; port: string; vlan?: string; learning?: boolean; hook?: 'xdp' | 'tc'; json?: boolean }
+interface AddOpts { bridge: string; vni: string; local: string; dev: string; udpPort: string; port?: string; vlan?: string; learning?: boolean; hook?: 'xdp' | 'tc'; json?: boolean }
 
 export function vxlanCommands(program: Command): void {
   const vxlan = program
@@ -26,7 +27,8 @@ export function vxlanCommands(program: Command): void {
     .requiredOption('--vni <n>', 'VXLAN network identifier, 1 to 16777215, unique on this host')
     .requiredOption('--local <ip>', "the uplink's IPv4 address: outer source, and where remote VTEPs send to")
     .requiredOption('--dev <uplink>', 'the uplink interface (the underlay)')
-    .option('--port <n>', 'UDP port: 4789 (IANA) or 8472 (Linux/Flannel default)', String(VXLAN_PORT))
+    .option('--udp-port <n>', 'UDP port: 4789 (IANA) or 8472 (Linux/Flannel default)', String(VXLAN_PORT))
+    .addOption(new Option('--port <n>', 'deprecated spelling of --udp-port').hideHelp())
     .option('--vlan <n>', 'the bridge VLAN it carries (untagged inside VXLAN)', '1')
     .option('--learning', 'learn remote MACs from received frames and accept any sender VTEP (default: only remotes and static FDB entries)')
     .addOption(new Option('--hook <hook>', "decap on the uplink: xdp (highest packet rate) or tc (a veth underlay keeps GSO: XDP on a veth turns it off on the far end)").choices(['xdp', 'tc']))
@@ -34,7 +36,7 @@ export function vxlanCommands(program: Command): void {
     .addHelpText('after', `
 Examples:
   xdpnet vxlan add --bridge br0 --vni 100 --local 192.168.1.10 --dev eth0 --learning
-  xdpnet vxlan add --bridge br0 --vni 1 --local 10.0.0.1 --dev eth1 --port 8472     Flannel's port
+  xdpnet vxlan add --bridge br0 --vni 1 --local 10.0.0.1 --dev eth1 --udp-port 8472 Flannel's port
   xdpnet vxlan add --bridge br0 --vni 200 --vlan 20 --local 10.0.0.1 --dev eth1    VLAN 20 of br0
 Then:
   xdpnet vxlan remote add --vni 100 192.168.1.11          flood copies (ARP, broadcast) go there
@@ -43,7 +45,7 @@ The uplink gets net.ipv4.conf.<dev>.forwarding=1 (route lookups in the datapath 
 containers on the bridge need an MTU 50 below the uplink's (printed).`)
     .action((o: AddOpts, cmd: Command) => {
       const opts = {
-        bridge: o.bridge, vni: parseVni(o.vni), local: parseIpv4(o.local, 'local address'), dev: o.dev, port: parsePort(o.port),
+        bridge: o.bridge, vni: parseVni(o.vni), local: parseUnicastIp(o.local, '--local'), dev: o.dev, port: parseUdpPort(o.port ?? o.udpPort),
         vlan: parseVlan(o.vlan ?? '1'), learning: Boolean(o.learning), hook: o.hook,
       };
       const ctx = context(cmd);
@@ -95,7 +97,7 @@ Example:
   xdpnet vxlan remote add --vni 100 192.168.1.11`)
     .action((ip: string, o: { vni: string; json?: boolean }, cmd: Command) => {
       const vni = parseVni(o.vni);
-      const addr = parseIpv4(ip, 'remote VTEP');
+      const addr = parseUnicastIp(ip, 'remote VTEP');
       const r = addRemote(context(cmd).inst, vni, addr);
       if (o.json) return console.log(json({ ...r.vtep, notes: r.notes }));
       console.log(`added remote VTEP ${addr} to VNI ${vni} (remotes: ${r.vtep.remotes.join(', ')})`);
@@ -112,7 +114,7 @@ Example:
   xdpnet vxlan remote del --vni 100 192.168.1.11`)
     .action((ip: string, o: { vni: string }, cmd: Command) => {
       const vni = parseVni(o.vni);
-      const addr = parseIpv4(ip, 'remote VTEP');
+      const addr = parseUnicastIp(ip, 'remote VTEP');
       const v = delRemote(context(cmd).inst, vni, addr);
       console.log(`deleted remote VTEP ${addr} from VNI ${vni} (remotes: ${v.remotes.join(', ') || 'none'})`);
     });

@@ -5,9 +5,12 @@
 // CLI commands never interleave their read-modify-writes of the maps.
 import { readdirSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { addBridge, addFdb, delBridge, detachInterface, listBridges, listFdb, listPorts, addPort, reapVanishedPorts } from '../dataplane/bridge.js';
+import { addBridge, delBridge, detachInterface, listBridges, listPorts, addPort, reapVanishedPorts } from '../dataplane/bridge.js';
+import { addFdb, listFdb } from '../dataplane/fdb.js';
+import { parsePrefix } from '../dataplane/inet.js';
+import { defaultDev, hostAddresses } from '../dataplane/nat-host.js';
 import { ensureBpffs, lockState, requirePrivileges } from '../dataplane/host.js';
-import { addPortmap, addSnat, defaultDev, delPortmap, delSnat, hostAddresses, showNat, parsePrefix } from '../dataplane/nat.js';
+import { addPortmap, addSnat, delPortmap, delSnat, showNat } from '../dataplane/nat.js';
 import { portOverlay } from '../dataplane/vxlan.js';
 import { instancePaths, type InstancePaths } from '../objects/paths.js';
 import { ifIndexToName } from '../sys/libc.js';

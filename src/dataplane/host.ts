@@ -6,6 +6,9 @@ import { release } from 'node:os';
 import { XdpnetError } from '../errors.js';
 import { CLONE_NEWNET, close, mount, openRead, setns, tryLockExclusive, unlock } from '../sys/libc.js';
 import { errnoName } from '../errors.js';
+import { bpffsRoot } from '../objects/paths.js';
+
+export { bpffsRoot };
 
 const CAP_NET_ADMIN = 12n;
 const CAP_SYS_ADMIN = 21n;
@@ -113,10 +116,6 @@ function bpffsError(root: string, why: string): XdpnetError {
   );
 }
 
-export function bpffsRoot(): string {
-  return process.env.XDPNET_BPFFS ?? '/sys/fs/bpf';
-}
-
 /**
  * Moves this process into a named network namespace (as `ip netns` names
  * them) while keeping the host's mounts, so pins stay on the host's bpffs.
@@ -137,6 +136,14 @@ export function enterNetns(name: string): void {
  * shows the host's) and parses its JSON. On failure returns orElse when given
  * (for questions like "is there a route"), else throws naming the command.
  */
+export interface Route { dst: string; dev?: string; gateway?: string; type?: string; prefsrc?: string }
+
+/** The kernel's route to an address (`ip route get`, optionally from a source and out of an interface); undefined if none. */
+export function routeGet(dst: string, o: { from?: string; oif?: string } = {}): Route | undefined {
+  const args = ['-4', 'route', 'get', dst, ...(o.from ? ['from', o.from] : []), ...(o.oif ? ['oif', o.oif] : [])];
+  return ipJson<Route[]>(args, [])[0];
+}
+
 export function ipJson<T>(args: string[], orElse?: T): T {
   try {
     return JSON.parse(execFileSync('ip', ['-j', ...args], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }) || '[]') as T;

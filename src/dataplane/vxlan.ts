@@ -9,11 +9,9 @@
 // input before it writes.
 import { execFileSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
-import { isIPv4 } from 'node:net';
-import { join } from 'node:path';
 import { UsageError, XdpnetError } from '../errors.js';
 import {
-  BRIDGE, decodeRemoteList, FDB_FLAGS, FdbEntry, FdbKey, FloodKey, loadBridge, loadVxlanUplink, pinBridgeMaps, remoteList, Vtep, VTEP_FLAGS, VXLAN, VxPeerKey, VxPortKey,
+  decodeRemoteList, FloodKey, loadBridge, loadVxlanUplink, pinBridgeMaps, remoteList, Vtep, VTEP_FLAGS, VXLAN, VxPeerKey, VxPortKey,
 } from '../objects/bridge.js';
 import { u32, ipv4ToNum, numToIpv4 } from '../objects/codec.js';
 import type { InstancePaths } from '../objects/paths.js';
@@ -22,7 +20,10 @@ import { ifIndexToName } from '../sys/libc.js';
 import { checkVlan, formatMac, VLAN_MIN } from './addr.js';
 import { addLink, attach, findAttachment, removeAttachment, removeInstanceIfIdle, removeLink, resolveIface } from './attach.js';
 import { forwardingChanged, listBridges, listPorts } from './bridge.js';
-import { ipJson } from './host.js';
+import { registerOverlay } from './bridge-maps.js';
+import { deleteRemoteEntries, staticRemotes } from './fdb.js';
+import { ipJson, routeGet } from './host.js';
+import { parsePort, parseUnicastIp } from './inet.js';
 
 export const VXLAN_PORT = 4789;
 
@@ -86,17 +87,9 @@ export function parseVni(s: string): number {
   return n;
 }
 
-export function parseIpv4(s: string, what = 'address'): string {
-  if (!isIPv4(s)) throw new UsageError(`invalid ${what} '${s}': expected an IPv4 address like 192.0.2.1`);
-  const n = ipv4ToNum(s);
-  if (n === 0 || n >>> 28 === 14 || n === 0xffffffff) throw new UsageError(`invalid ${what} ${s}: a VTEP address is a unicast address`);
-  return s;
-}
-
-export function parsePort(s: string): number {
-  const n = Number(s);
-  if (!/^\d+$/.test(s) || n < 1 || n > 65535) throw new UsageError(`invalid UDP port '${s}': expected 1 to 65535 (4789 is VXLAN's, 8472 Linux's old default)`);
-  return n;
+/** The VXLAN UDP port (--udp-port). */
+export function parseUdpPort(s: string): number {
+  return parsePort(s, '--udp-port', 'expected 1 to 65535 (4789 is VXLAN\'s, 8472 Linux\'s old default)');
 }
 
 // ---- host state --------------------------------------------------------------
@@ -128,7 +121,7 @@ function enableForwarding(dev: string): boolean {
  * ARP, are not dropped as vxlan-no-neighbour. Best effort: returns a note.
  */
 function keepNeighbour(dev: string, local: string, remote: string): string | undefined {
-  const r = ipJson<IpRows>(['route', 'get', remote, 'from', local, 'oif', dev], [])[0];
+  const r = routeGet(remote, { from: local, oif: dev });
   if (!r) return `no route to VTEP ${remote} through ${dev}: encapsulated frames to it are dropped (vxlan-no-route)`;
   const nh = typeof r.gateway === 'string' ? r.gateway : remote;
   try {
@@ -166,7 +159,7 @@ export function portOverlay(inst: InstancePaths, bridge: string): { vnis: number
 /** The FDB entry of a MAC behind a remote VTEP: key and value fields (`fdb add --remote`). */
 export function remoteFdbTarget(inst: InstancePaths, bridge: number, name: string, mac: Buffer, remote: string, vlan?: number) {
   const vid = vlan === undefined ? VLAN_MIN : checkVlan(vlan);
-  const addr = ipv4ToNum(parseIpv4(remote, 'remote VTEP'));
+  const addr = ipv4ToNum(parseUnicastIp(remote, 'remote VTEP'));
   const found = withVx(inst, (m) => {
     const n = m.vlans.lookup(vlanKey(bridge, vid));
     const vni = n?.readUInt32LE(0);
@@ -193,14 +186,10 @@ export function syncPeers(inst: InstancePaths): void {
     const key = (vni: number, addr: number) => `${vni}/${addr}`;
     for (const [k, v] of m.remotes.entries()) for (const a of decodeRemoteList(v)) want.add(key(k.readUInt32LE(0), a));
     const vniOf = new Map([...vteps].map(([vni, v]) => [`${v.bridge}/${v.vid}`, vni]));
-    BpfMap.usePin(join(inst.maps, BRIDGE.maps.fdb), (fdb) => {
-      for (const [k, v] of fdb.entries()) {
-        const e = FdbEntry.decode(v);
-        const fk = FdbKey.decode(k);
-        const vni = vniOf.get(`${fk.bridge}/${fk.vid}`);
-        if (e.remote && e.flags & FDB_FLAGS.STATIC && vni !== undefined) want.add(key(vni, e.remote));
-      }
-    });
+    for (const e of staticRemotes(inst)) {
+      const vni = vniOf.get(`${e.bridge}/${e.vid}`);
+      if (vni !== undefined) want.add(key(vni, e.remote));
+    }
     const have = new Set([...m.peers.keys()].map((k) => { const p = VxPeerKey.decode(k); return key(p.vni, p.addr); }));
     for (const w of want) {
       if (have.has(w)) continue;
@@ -231,9 +220,9 @@ export interface AddVtepResult {
 
 export function addVtep(inst: InstancePaths, o: VtepOptions): AddVtepResult {
   if (o.vni < VXLAN.limits.vniMin || o.vni > VXLAN.limits.vniMax || !Number.isInteger(o.vni)) parseVni(String(o.vni));
-  const local = parseIpv4(o.local, 'local address');
+  const local = parseUnicastIp(o.local, '--local');
   const port = o.port ?? VXLAN_PORT;
-  if (!Number.isInteger(port) || port < 1 || port > 65535) parsePort(String(port));
+  if (!Number.isInteger(port) || port < 1 || port > 65535) parseUdpPort(String(port));
   const vid = o.vlan === undefined ? VLAN_MIN : checkVlan(o.vlan);
   // validate everything before any write
   const br = listBridges(inst).find((b) => b.name === o.bridge);
@@ -333,13 +322,7 @@ export function delVtep(inst: InstancePaths, vni: number): VtepInfo {
     const n = (m.ports.lookup(pk)?.readUInt32LE(0) ?? 1) - 1;
     if (n > 0) m.ports.update(pk, u32(n));
     else m.ports.delete(pk);
-    // remote MACs of that VLAN lead nowhere now
-    BpfMap.usePin(join(inst.maps, BRIDGE.maps.fdb), (fdb) => {
-      for (const [k, e] of fdb.entries()) {
-        const fk = FdbKey.decode(k);
-        if (fk.bridge === v.bridge && fk.vid === v.vid && FdbEntry.decode(e).remote) fdb.delete(k);
-      }
-    });
+    deleteRemoteEntries(inst, v.bridge, v.vid); // remote MACs of that VLAN lead nowhere now
     forwardingChanged(inst);
     const all = readVteps(m);
     return { uplinkUsed: [...all.values()].some((x) => x.ifindex === v.ifindex), bridgeUsed: [...all.values()].some((x) => x.bridge === v.bridge), v };
@@ -381,7 +364,7 @@ export function listVteps(inst: InstancePaths): VtepInfo[] {
 
 /** Adds a remote VTEP to a VNI: it gets a copy of every flood, and decap accepts it without learning. */
 export function addRemote(inst: InstancePaths, vni: number, remote: string): { vtep: VtepInfo; notes: string[] } {
-  const addr = ipv4ToNum(parseIpv4(remote, 'remote VTEP'));
+  const addr = ipv4ToNum(parseUnicastIp(remote, 'remote VTEP'));
   const v = listVteps(inst).find((x) => x.vni === vni) ?? noVtep(vni);
   if (remote === v.local) throw new XdpnetError(`${remote} is VNI ${vni}'s own address`, 'name the other host\'s VTEP address');
   if (v.remotes.includes(remote)) throw new XdpnetError(`${remote} is already a remote VTEP of VNI ${vni}`, 'see `xdpnet vxlan show`');
@@ -395,7 +378,7 @@ export function addRemote(inst: InstancePaths, vni: number, remote: string): { v
 }
 
 export function delRemote(inst: InstancePaths, vni: number, remote: string): VtepInfo {
-  const addr = ipv4ToNum(parseIpv4(remote, 'remote VTEP'));
+  const addr = ipv4ToNum(parseUnicastIp(remote, 'remote VTEP'));
   const v = listVteps(inst).find((x) => x.vni === vni) ?? noVtep(vni);
   if (!v.remotes.includes(remote)) throw new XdpnetError(`${remote} is not a remote VTEP of VNI ${vni}`, 'see `xdpnet vxlan show`');
   const rest = v.remotes.map(ipv4ToNum).filter((a) => a !== addr);
@@ -409,3 +392,6 @@ export function keepRemoteResolved(inst: InstancePaths, vni: number, remote: str
   const v = listVteps(inst).find((x) => x.vni === vni);
   return v?.dev ? keepNeighbour(v.dev, v.local, remote) : undefined;
 }
+
+// The bridge and the FDB reach the overlay only through these (vxlan uses the bridge, not the reverse).
+registerOverlay({ overlayVni, vtepUplinks, removeBridgeVteps, remoteFdbTarget, syncPeers });

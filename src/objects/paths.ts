@@ -6,7 +6,6 @@
 import { fileURLToPath } from 'node:url';
 import { existsSync, readdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { bpffsRoot } from '../dataplane/host.js';
 import { BpfObject, numPossibleCpus } from '../sys/libbpf.js';
 
 /** The package root: the nearest folder up with a package.json (from dist/ or from source). */
@@ -15,6 +14,11 @@ const PKG_ROOT = (() => {
   while (!existsSync(join(dir, 'package.json')) && dirname(dir) !== dir) dir = dirname(dir);
   return dir;
 })();
+
+/** Where bpffs is mounted (XDPNET_BPFFS lets tests use another mount). */
+export function bpffsRoot(): string {
+  return process.env.XDPNET_BPFFS ?? '/sys/fs/bpf';
+}
 
 export function objectPath(name: string): string {
   return join(process.env.XDPNET_BPF_DIR ?? join(PKG_ROOT, 'build/bpf'), `${name}.bpf.o`);

@@ -1,6 +1,8 @@
 // libbpf (Debian's libbpf.so.1, 1.1.x) through koffi. Everything above this
 // module works with BpfObject / BpfMap / BpfProgram and typed errors; nothing
 // else imports koffi except sys/libc.ts.
+// Over 500 lines because it is the one FFI binding of libbpf (only src/sys talks
+// FFI): declarations, object, map and program wrappers belong together.
 import koffi from 'koffi';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';

@@ -85,7 +85,7 @@ describe('xdpnet VTEP with the kernel vxlan device as its peer', () => {
 
   const vtep = (port: number, learning: boolean) => {
     xdpnet(['--netns', a, 'vxlan', 'del', '--vni', '100']);
-    const out = ok(['--netns', a, 'vxlan', 'add', '--bridge', 'br0', '--vni', '100', '--local', UA, '--dev', 'ua', '--port', String(port),
+    const out = ok(['--netns', a, 'vxlan', 'add', '--bridge', 'br0', '--vni', '100', '--local', UA, '--dev', 'ua', '--udp-port', String(port),
       ...(learning ? ['--learning'] : [])]);
     ok(['--netns', a, 'vxlan', 'remote', 'add', '--vni', '100', UB]);
     kernelOverlay(b, 0, 100, port, learning, 'pb1');

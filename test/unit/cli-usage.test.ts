@@ -53,7 +53,7 @@ describe('cli usage', () => {
   it('bridge and fdb help teach with examples', () => {
     expect(xdpnet(['bridge', 'add', '--help']).stdout).toContain('xdpnet bridge add br0 --address 172.17.0.1/16');
     expect(xdpnet(['attach', '--help']).stdout).toContain('xdpnet attach veth2 --bridge br0 --pvid 10');
-    expect(xdpnet(['fdb', '--help']).stdout).toMatch(/add .*\n.*del .*\n.*show .*\n.*flush .*\n.*load .*\n.*age/s);
+    expect(xdpnet(['fdb', '--help']).stdout).toMatch(/add .*\n.*del\|delete .*\n.*show\|list .*\n.*flush .*\n.*load .*\n.*age/s);
   });
   it('rejects unknown commands', () => {
     const r = xdpnet(['atach', 'eth0']);

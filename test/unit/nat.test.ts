@@ -1,7 +1,8 @@
 // NAT argument parsing and the CLI's usage errors (caught before anything privileged: exit 2).
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { defaultPortRange, parseAddrRange, parseHostPort, parsePortRange, parsePrefix } from '../../src/dataplane/nat.js';
+import { parseAddrRange, parseHostPort, parsePortRange, parsePrefix } from '../../src/dataplane/inet.js';
+import { defaultPortRange } from '../../src/dataplane/nat-host.js';
 import { xdpnet } from '../helpers/sys.js';
 import { ipv4ToNum } from '../../src/objects/codec.js';
 

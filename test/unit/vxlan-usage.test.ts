@@ -11,7 +11,7 @@ describe('vxlan usage', () => {
     expect(r.code).toBe(0);
     expect(r.stdout).toContain('xdpnet vxlan add --bridge br0 --vni 100 --local 192.168.1.10 --dev eth0 --learning');
     expect(r.stdout).toContain('forwarding=1');
-    expect(xdpnet(['vxlan', '--help']).stdout).toMatch(/add .*\n.*del .*\n.*show .*\n.*remote /s);
+    expect(xdpnet(['vxlan', '--help']).stdout).toMatch(/add .*\n.*del\|delete .*\n.*show\|list .*\n.*remote /s);
     expect(xdpnet(['vxlan', 'remote', 'add', '--help']).stdout).toContain('xdpnet vxlan remote add --vni 100 192.168.1.11');
     expect(xdpnet(['fdb', 'add', '--help']).stdout).toContain('--remote 192.168.1.11');
   });
@@ -20,19 +20,21 @@ describe('vxlan usage', () => {
     expect(add('--vni', '16777216').code).toBe(2);
     expect(add('--vni', '1x').code).toBe(2);
     expect(xdpnet(['vxlan', 'add', '--bridge', 'br0', '--vni', '5', '--local', '10.0.0.256', '--dev', 'eth0']))
-      .toMatchObject({ code: 2, stderr: expect.stringContaining("invalid local address '10.0.0.256': expected an IPv4 address") });
+      .toMatchObject({ code: 2, stderr: expect.stringContaining("--local: invalid IPv4 address '10.0.0.256'") });
     expect(xdpnet(['vxlan', 'add', '--bridge', 'br0', '--vni', '5', '--local', '224.0.0.1', '--dev', 'eth0']))
       .toMatchObject({ code: 2, stderr: expect.stringContaining('a VTEP address is a unicast address') });
-    expect(add('--vni', '5', '--port', '70000')).toMatchObject({ code: 2, stderr: expect.stringContaining("invalid UDP port '70000'") });
+    expect(add('--vni', '5', '--udp-port', '70000')).toMatchObject({ code: 2, stderr: expect.stringContaining("--udp-port: invalid port '70000'") });
+    // the old spelling, kept hidden: same meaning, same check
+    expect(add('--vni', '5', '--port', '70000')).toMatchObject({ code: 2, stderr: expect.stringContaining("--udp-port: invalid port '70000'") });
     expect(add('--vni', '5', '--vlan', '4095')).toMatchObject({ code: 2, stderr: expect.stringContaining('invalid VLAN 4095') });
     expect(xdpnet(['vxlan', 'add', '--vni', '5'])).toMatchObject({ code: 2, stderr: expect.stringContaining("required option '--bridge <name>' not specified") });
-    expect(xdpnet(['vxlan', 'remote', 'add', '--vni', '5', 'fe80::1'])).toMatchObject({ code: 2, stderr: expect.stringContaining("invalid remote VTEP 'fe80::1'") });
+    expect(xdpnet(['vxlan', 'remote', 'add', '--vni', '5', 'fe80::1'])).toMatchObject({ code: 2, stderr: expect.stringContaining("remote VTEP: invalid IPv4 address 'fe80::1'") });
     expect(xdpnet(['vxlan', 'del', '--vni', '-1']).code).toBe(2);
   });
   it('fdb add takes --port or --remote, not both or neither', () => {
     const fdb = (...a: string[]) => xdpnet(['fdb', 'add', '02:00:00:00:00:01', '--bridge', 'br0', ...a]);
     expect(fdb()).toMatchObject({ code: 2, stderr: expect.stringContaining('--port IFACE or --remote VTEP-IP (one of them)') });
     expect(fdb('--port', 'v1', '--remote', '192.0.2.2').code).toBe(2);
-    expect(fdb('--remote', '192.0.2.300')).toMatchObject({ code: 2, stderr: expect.stringContaining("invalid remote VTEP '192.0.2.300'") });
+    expect(fdb('--remote', '192.0.2.300')).toMatchObject({ code: 2, stderr: expect.stringContaining("--remote: invalid IPv4 address '192.0.2.300'") });
   });
 });
