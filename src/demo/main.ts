@@ -6,10 +6,12 @@
 // containers reach a container on a kernel-vxlan host B, and a container on a
 // second bridge reaches containers on an xdpnet host C; then NAT: the
 // containers reach an "outside" namespace through masquerade, the outside
-// reaches a container through a port mapping, and conntrack lists them. Everything is
+// reaches a container through a port mapping, and conntrack lists them; then a
+// podman container on an xdpnet network (the CNI plugin). Everything is
 // removed at the end, also on Ctrl-C or failure.
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import { podmanStep } from './podman-step.js';
 
 const CLI = fileURLToPath(new URL('../cli/main.js', import.meta.url));
 const tag = `xd${process.pid}`;
@@ -278,6 +280,9 @@ async function main(): Promise<void> {
     xdpnet(['nat', 'show']);
     xdpnet(['conntrack', 'list']);
     await monitorStep();
+
+    step('podman: a real container on an xdpnet network through the CNI plugin (xdpnet-cni)');
+    podmanStep(host, outside, (args) => xdpnet(args));
     step('clean up');
     xdpnet(['nat', 'flush']);
     xdpnet(['vxlan', 'del', '--vni', hostB.vni]);

@@ -1,0 +1,137 @@
+// The plugin run directly, as a runtime runs it, inside a namespace made here
+// ("the host"): ADD's result and datapath state, CHECK naming what is missing,
+// DEL twice, a container whose netns vanished without DEL (reaped by the daemon
+// and by `detach IFINDEX`), and 20 concurrent ADDs then DELs.
+import { spawn, spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { CODES } from '../../src/cni/spec.js';
+import { expectCniError, expectValidResult, PLUGIN, runPlugin, type PluginRun } from '../helpers/cni.js';
+import { cleanup, netns, sh, sleep, veth, xdpnet, CLI } from '../helpers/sys.js';
+
+const hasIpam = existsSync('/usr/lib/cni/host-local');
+let host = '';
+let dir = '';
+const containers: string[] = [];
+const NET = `xc${process.pid % 100000}`;
+
+const conf = (o: object = {}) => JSON.stringify({
+  cniVersion: '1.0.0', name: NET, type: 'xdpnet', bridge: NET, isGateway: true, ipMasq: true, hook: 'tc',
+  ipam: { type: 'host-local', ranges: [[{ subnet: '10.91.0.0/24' }]], routes: [{ dst: '0.0.0.0/0' }], dataDir: `${dir}/ipam` },
+  runtimeConfig: { portMappings: [{ hostPort: 8080, containerPort: 80, protocol: 'tcp' }] }, ...o,
+});
+
+/** A container's netns: no xdpnet state of its own, so it is simply deleted afterwards. */
+function container(): string {
+  const ns = `xnt${process.pid}-k${containers.length}`;
+  sh('ip', ['netns', 'add', ns]);
+  containers.push(ns);
+  return ns;
+}
+
+const env = (cmd: string, ns: string, id = ns) => ({ CNI_COMMAND: cmd, CNI_CONTAINERID: id, CNI_NETNS: `/run/netns/${ns}`, CNI_IFNAME: 'eth0', CNI_PATH: '/usr/lib/cni' });
+const plugin = (cmd: string, ns: string, stdin = conf(), id = ns): PluginRun => runPlugin(env(cmd, ns, id), stdin, ['nsenter', `--net=/run/netns/${host}`]);
+const state = () => ({
+  ports: JSON.parse(xdpnet(['--netns', host, 'bridge', 'show', '--json']).stdout || '[]').flatMap((b: { ports: Array<{ host: boolean; iface: string }> }) => b.ports.filter((p) => !p.host)),
+  allocations: existsSync(`${dir}/ipam/${NET}`) ? readdirSync(`${dir}/ipam/${NET}`).filter((f) => /^\d/.test(f)) : [],
+  pins: existsSync(`/sys/fs/bpf/xdpnet/ns-${host}`),
+});
+
+describe.skipIf(!hasIpam)('CNI plugin, run directly', () => {
+  beforeAll(() => {
+    dir = mkdtempSync(join(tmpdir(), 'xncni-'));
+    host = netns('chost');
+    const out = netns('cout');
+    veth(host, 'up0', out, 'eth0', '10.214.0.1/24', '10.214.0.2/24');
+    sh('ip', ['-n', host, 'route', 'add', 'default', 'via', '10.214.0.2']);
+  });
+  afterAll(() => {
+    for (const c of containers) spawnSync('ip', ['netns', 'del', c]);
+    cleanup();
+    rmSync(dir, { recursive: true, force: true });
+  }, 180_000);
+
+  it('ADD wires the container; CHECK passes, then names what is missing; DEL twice succeeds', () => {
+    const c = container();
+    const add = plugin('ADD', c);
+    expect(add.code, add.stdout + add.stderr).toBe(0);
+    expectValidResult(add.json, '1.0.0');
+    const ifs = add.json.interfaces as Array<{ name: string; mac: string }>;
+    expect(ifs.map((i) => i.name)).toEqual([NET, expect.stringMatching(/^xnc/), 'eth0']);
+    expect(sh('ip', ['-n', c, '-j', '-4', 'route', 'show', 'default'])).toContain('"gateway":"10.91.0.1"');
+    expect(plugin('CHECK', c).code).toBe(0);
+    // CHECK names the part that went missing
+    const mac = ifs[2].mac;
+    expect(xdpnet(['--netns', host, 'fdb', 'del', mac, '--bridge', NET]).code).toBe(0);
+    expectCniError(plugin('CHECK', c), CODES.CHECK_FAILED, new RegExp(`static FDB entry for ${mac}`));
+    sh('ip', ['-n', c, 'route', 'del', 'default']);
+    expectCniError(plugin('CHECK', c), CODES.CHECK_FAILED, /FDB entry|default route/);
+    expect(plugin('DEL', c).code).toBe(0);
+    const again = plugin('DEL', c);
+    expect(again.code, again.stdout).toBe(0);
+    expect(again.stdout).toBe('');
+    expectCniError(plugin('CHECK', c), CODES.UNKNOWN_CONTAINER, /has no eth0 on network/);
+    expect(state()).toEqual({ ports: [], allocations: [], pins: false });
+  });
+
+  it('a second ADD of the same attachment and a taken host port fail without changing anything', () => {
+    const a = container();
+    const b = container();
+    expect(plugin('ADD', a).code).toBe(0);
+    const before = state();
+    expectCniError(plugin('ADD', a), CODES.DATAPLANE, /already has eth0/);
+    expectCniError(plugin('ADD', b), CODES.DATAPLANE, /tcp port 8080 is already mapped/);
+    expect(state()).toEqual(before); // b's veth, port and address were rolled back
+    expect(plugin('DEL', a).code).toBe(0);
+    expect(plugin('DEL', b).code).toBe(0);
+  });
+
+  it('a port whose netns vanished without DEL is reaped by `detach IFINDEX` and by the daemon', () => {
+    const gone = [container(), container()];
+    const ifindex = gone.map((c) => {
+      expect(plugin('ADD', c, conf({ runtimeConfig: {} })).code).toBe(0);
+      return (JSON.parse(sh('ip', ['-n', host, '-j', 'link', 'show', 'type', 'veth'])) as Array<{ ifname: string; ifindex: number }>)
+        .filter((l) => l.ifname.startsWith('xnc')).map((l) => l.ifindex);
+    }).flat();
+    for (const c of gone) sh('ip', ['netns', 'del', c]); // the veth pairs go with them
+    expect(state().ports.map((p: { iface: string | null }) => p.iface)).toEqual([null, null]);
+    const one = xdpnet(['--netns', host, 'detach', String(ifindex[0])]);
+    expect(one.stdout + one.stderr).toMatch(new RegExp(`detached ifindex ${ifindex[0]} \\(interface gone\\)`));
+    expect(state().ports).toHaveLength(1);
+    const d = spawn(process.execPath, [CLI, '--netns', host, 'daemon', '--interval', '1'], { stdio: 'ignore' });
+    for (let i = 0; i < 50 && state().ports.length; i++) sleep(100);
+    d.kill();
+    expect(state().ports).toEqual([]);
+    for (const c of gone) expect(spawnSync('nsenter', [`--net=/run/netns/${host}`, process.execPath, PLUGIN], { input: conf(), env: { ...process.env, ...env('DEL', c), CNI_NETNS: '' } }).status).toBe(0);
+    expect(state()).toEqual({ ports: [], allocations: [], pins: false });
+  });
+
+  it('20 concurrent ADDs, then 20 concurrent DELs, all succeed and leave consistent maps', async () => {
+    const cs = Array.from({ length: 20 }, () => container());
+    const call = (cmd: string, c: string) => new Promise<PluginRun>((resolve) => {
+      const p = spawn('nsenter', [`--net=/run/netns/${host}`, process.execPath, PLUGIN], { env: { ...process.env, ...env(cmd, c) } });
+      let out = '';
+      p.stdout.on('data', (d) => { out += d; });
+      p.stdin.end(conf({ runtimeConfig: {} }));
+      p.on('close', (code) => resolve({ code: code ?? -1, stdout: out, stderr: '', json: out ? JSON.parse(out) : {} }));
+    });
+    const adds = await Promise.all(cs.map((c) => call('ADD', c)));
+    for (const a of adds) expect(a.code, a.stdout).toBe(0);
+    const s = state();
+    expect(s.ports).toHaveLength(20);
+    expect(s.allocations).toHaveLength(20);
+    const fdb = JSON.parse(xdpnet(['--netns', host, 'fdb', 'show', '--bridge', NET, '--json']).stdout) as Array<{ mac: string; port: string; type: string }>;
+    for (const a of adds) {
+      const i = (a.json.interfaces as Array<{ name: string; mac: string }>);
+      expect(fdb).toContainEqual(expect.objectContaining({ mac: i[2].mac, port: i[1].name, type: 'static' }));
+    }
+    // every container reaches the next one through the bridge
+    const ips = adds.map((a) => (a.json.ips as Array<{ address: string }>)[0].address.split('/')[0]);
+    for (const [i, c] of cs.entries()) expect(spawnSync('ip', ['netns', 'exec', c, 'ping', '-c', '1', '-W', '2', ips[(i + 1) % 20]]).status, `${c}`).toBe(0);
+    const dels = await Promise.all(cs.map((c) => call('DEL', c)));
+    for (const d of dels) expect(d.code, d.stdout).toBe(0);
+    expect(state()).toEqual({ ports: [], allocations: [], pins: false });
+  }, 300_000);
+});
