@@ -11,7 +11,7 @@ import { inNetns, lockState } from '../dataplane/host.js';
 import { addVtep, listVteps, setRemotes, syncPeers } from '../dataplane/vxlan.js';
 import { ipv4ToNum } from '../objects/codec.js';
 import type { InstancePaths } from '../objects/paths.js';
-import { keys, prefixLen, type EndpointRecord, type HostRecord, type NetworkConfig } from './network.js';
+import { bridgeNameOf, keys, prefixLen, type EndpointRecord, type HostRecord, type NetworkConfig } from './network.js';
 import { readConfig } from './store.js';
 
 export interface AgentOptions {
@@ -29,7 +29,6 @@ export interface AgentOptions {
 }
 
 const VID = 1;
-export const bridgeNameOf = (cfg: NetworkConfig) => `xnb${cfg.vni}`;
 
 export class Agent {
   private cfg!: NetworkConfig;

@@ -32,7 +32,7 @@ interface IfStats { iface: string; flooded: number; arpReplied: number; rxPacket
 const quiet = (ns: string) => sh('ip', ['netns', 'exec', ns, 'sysctl', '-qw', 'net.ipv6.conf.all.disable_ipv6=1', 'net.ipv6.conf.default.disable_ipv6=1']);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-async function waitFor(what: string, cond: () => boolean, ms = 15_000): Promise<number> {
+async function waitFor(what: string, cond: () => boolean, ms = 60_000): Promise<number> {
   const start = Date.now();
   for (;;) {
     if (cond()) return Date.now() - start;
@@ -54,7 +54,7 @@ function pingRun(ns: string, ip: string, count: number, interval = 0.02): Promis
   });
 }
 
-describe('cluster: three hosts through etcd', () => {
+describe('cluster: three hosts through etcd', { timeout: 180_000 }, () => {
   const etcd = new TestEtcd();
   let under: string;
   const host = {} as Record<H, string>;
@@ -123,7 +123,7 @@ describe('cluster: three hosts through etcd', () => {
       sh('ip', ['-n', c, 'route', 'add', 'default', 'via', GW]);
     }
     for (const h of HOSTS) await waitFor(`${h} to learn the others from etcd`, () => converged(h, HOSTS));
-  }, 120_000);
+  }, 300_000);
   afterAll(() => {
     for (const h of HOSTS) if (logs[h]) console.log(`--- agent ${h}\n${logs[h].split('\n').slice(-15).join('\n')}`);
   });
