@@ -10,9 +10,9 @@ BPF_HDR := $(wildcard bpf/lib/*.h bpf/include/*.h)
 FIXTURE_OBJ := $(patsubst test/fixtures/%.bpf.c,build/fixtures/%.bpf.o,$(wildcard test/fixtures/*.bpf.c))
 
 APT_PKGS := clang llvm libbpf-dev linux-libc-dev iproute2 iputils-ping iperf3 ethtool \
-	tcpdump tshark iptables conntrack util-linux kmod bpftool
+	tcpdump tshark iptables conntrack util-linux kmod bpftool etcd-server
 
-.PHONY: all setup deps bpffs bpf ts demo test bench vagrant-bench clean
+.PHONY: all setup deps bpffs bpf ts demo test bench bench-agent vagrant-bench clean
 
 all: bpf ts
 
@@ -57,6 +57,10 @@ test: setup all
 
 bench: setup all
 	node dist/bench/main.js
+
+# The cluster agent against an etcd holding 1000 hosts x 50 endpoints (bench/results/agent.md).
+bench-agent: setup all
+	node dist/bench/agent.js
 
 vagrant-bench:
 	vagrant/bench.sh

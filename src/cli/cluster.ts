@@ -7,7 +7,7 @@ import { bridgeNameOf, checkNetworkName, checkNodeName, keys, makeConfig, type E
 import type { EtcdOptions } from '../cluster/store.js';
 import { XdpnetError } from '../errors.js';
 import { parseUnicastMac } from '../dataplane/addr.js';
-import { listArp, syncArp } from '../dataplane/arp.js';
+import { listArp, setArp } from '../dataplane/arp.js';
 import { addFdb, delFdb, listBridges } from '../dataplane/bridge.js';
 import { ensureBpffs, inNetns, ipJson, lockState, requirePrivileges } from '../dataplane/host.js';
 import { parseIpv4 } from '../dataplane/vxlan.js';
@@ -145,8 +145,7 @@ against them), and the CNI plugin needs exactly this call.`)
             try {
               addFdb(inst, { mac, bridge, port }, netns);
               const id = listBridges(inst).find((b) => b.name === bridge)!.id;
-              const arp = new Map(listArp(inst, id).filter((a) => a.vid === 1).map((a) => [a.ip, a.mac]));
-              syncArp(inst, id, 1, arp.set(ep.ip, ep.mac));
+              setArp(inst, id, 1, ep.ip, ep.mac); // one entry: the agent writes the others concurrently
             } finally {
               release();
             }
@@ -179,7 +178,7 @@ against them), and the CNI plugin needs exactly this call.`)
             const row = id === undefined ? undefined : listArp(inst, id).find((a) => a.ip === ip && a.vid === 1);
             if (!row) throw new XdpnetError(`${ip} is not an endpoint on this host`, `see \`xdpnet network show ${cfg.name}\``);
             delFdb(inst, Buffer.from(row.mac.split(':').map((x) => parseInt(x, 16))), bridge, 1);
-            syncArp(inst, id!, 1, new Map(listArp(inst, id).filter((a) => a.vid === 1 && a.ip !== ip).map((a) => [a.ip, a.mac])));
+            setArp(inst, id!, 1, ip, null);
           } finally {
             release();
           }

@@ -4,12 +4,18 @@
 // missing, removes stale), then follows a watch from the snapshot's revision.
 // When etcd is unreachable the maps stay as they are (the datapath keeps
 // forwarding) and the agent retries with backoff; it reconciles on return.
+// Its live writes take no state lock (/run/xdpnet.lock is machine-wide, and a
+// command on any instance may hold it for seconds): it is the only writer of
+// the network's VNI remotes, remote FDB entries and ARP answers, and
+// `endpoint add|del` write single entries. Hand-typed `vxlan remote` or `fdb
+// --remote` on a network's bridge race with it; a full reconcile undoes them.
 import type { Etcd3, Lease, Watcher } from 'etcd3';
-import { syncArp, listArp } from '../dataplane/arp.js';
-import { addBridge, listBridges, localStaticMacs, syncRemoteFdb } from '../dataplane/bridge.js';
+import { listArp, setArp, syncArp } from '../dataplane/arp.js';
+import { addBridge, listBridges, localStaticMacs, setRemoteFdb, syncRemoteFdb } from '../dataplane/bridge.js';
 import { inNetns, lockState } from '../dataplane/host.js';
 import { addVtep, listVteps, setRemotes, syncPeers } from '../dataplane/vxlan.js';
-import { ipv4ToNum } from '../objects/codec.js';
+import { VXLAN } from '../objects/bridge.js';
+import { ipv4ToNum, numToIpv4 } from '../objects/codec.js';
 import type { InstancePaths } from '../objects/paths.js';
 import { bridgeNameOf, keys, prefixLen, type EndpointRecord, type HostRecord, type NetworkConfig } from './network.js';
 import { readConfig } from './store.js';
@@ -37,6 +43,13 @@ export class Agent {
   private stopped = false;
   private wake: () => void = () => {};
   private pending = false;
+  /** Endpoints changed since the last write (old and new record), when no host changed: written one by one. */
+  private dirty = new Map<string, { old?: EndpointRecord; cur?: EndpointRecord }>();
+  /** A host joined, moved or left: the next write is a full reconcile. */
+  private full = false;
+  /** VTEP addresses decap accepts (as of the last full write). */
+  private peers = new Set<string>();
+  private capped = false;
   /** Map writes done after etcd changes, for the bench and tests (`--stats-fd`). */
   applied = 0;
 
@@ -158,12 +171,16 @@ export class Agent {
       const h = JSON.parse(value) as HostRecord;
       const old = this.hosts.get(h.node);
       this.hosts.set(h.node, h);
-      if (live && old?.underlay !== h.underlay) this.o.log(old ? 'host moved' : 'host joined', { node: h.node, underlay: h.underlay });
+      if (!live || old?.underlay === h.underlay) return;
+      this.o.log(old ? 'host moved' : 'host joined', { node: h.node, underlay: h.underlay });
+      this.full = true;
     } else if (key.startsWith(k.endpoints)) {
       const e = JSON.parse(value) as EndpointRecord;
       const old = this.endpoints.get(e.ip);
       this.endpoints.set(e.ip, e);
-      if (live && (old?.mac !== e.mac || old?.node !== e.node)) this.o.log('endpoint added', { ...e });
+      if (!live || (old?.mac === e.mac && old?.node === e.node)) return; // a republish under a new lease: nothing to write
+      this.o.log('endpoint added', { ...e });
+      this.dirty.set(e.ip, { old: this.dirty.get(e.ip)?.old ?? old, cur: e });
     } else return;
     if (live) this.schedule();
   }
@@ -174,12 +191,14 @@ export class Agent {
       const node = key.slice(k.hosts.length);
       if (!this.hosts.delete(node)) return;
       this.o.log('host left', { node });
+      this.full = true;
     } else if (key.startsWith(k.endpoints)) {
       const ip = key.slice(k.endpoints.length);
       const e = this.endpoints.get(ip);
       if (!e) return;
       this.endpoints.delete(ip);
       this.o.log('endpoint removed', { ...e });
+      this.dirty.set(ip, { old: this.dirty.get(ip)?.old ?? e, cur: undefined });
     } else return;
     this.schedule();
   }
@@ -190,19 +209,64 @@ export class Agent {
     this.pending = true;
     setImmediate(() => {
       this.pending = false;
-      this.apply();
+      try {
+        if (this.full) this.apply();
+        else this.applyEndpoints();
+      } catch (e) {
+        this.o.log('error: maps not updated, reconciling on the next change', { error: (e as Error).message });
+        this.full = true;
+      }
     });
+  }
+
+  /** Writes the endpoints that changed, one entry each: a change costs the same with 50 or 50000 endpoints. */
+  private applyEndpoints(): void {
+    const changes = [...this.dirty.values()];
+    this.dirty.clear();
+    const me = this.o.node;
+    inNetns(this.o.netns, () => {
+      {
+        const id = this.bridgeId();
+        const vtep = listVteps(this.o.inst).find((v) => v.vni === this.cfg.vni)!;
+        let newPeer = false;
+        for (const { old, cur } of changes) {
+          if (old && old.node !== me && old.mac !== cur?.mac && ![...this.endpoints.values()].some((e) => e.mac === old.mac)) {
+            setRemoteFdb(this.o.inst, id, VID, vtep.ifindex, old.mac, null);
+          }
+          if (old && !cur && old.node !== me) setArp(this.o.inst, id, VID, old.ip, null); // ours stay: the maps are their truth
+          if (!cur) continue;
+          const h = this.hosts.get(cur.node);
+          if (cur.node !== me && !h) continue;
+          if (cur.node !== me) {
+            setRemoteFdb(this.o.inst, id, VID, vtep.ifindex, cur.mac, ipv4ToNum(h!.underlay));
+            if (!this.peers.has(h!.underlay)) newPeer = true;
+          }
+          setArp(this.o.inst, id, VID, cur.ip, cur.mac);
+        }
+        if (newPeer) this.full = true; // decap must accept the new VTEP: the full write syncs the peers
+      }
+    });
+    this.applied++;
+    if (this.full) this.apply();
+    else this.o.log('maps updated', { endpoints: changes.length });
   }
 
   /** Makes the maps equal to the state: remote VTEPs, remote MACs, ARP answers (ours, others', the gateway's). */
   private apply(): void {
+    this.full = false;
+    this.dirty.clear();
     const cfg = this.cfg;
     const r = inNetns(this.o.netns, () => {
-      const release = lockState();
-      try {
+      {
         const id = this.bridgeId();
         const vtep = listVteps(this.o.inst).find((v) => v.vni === cfg.vni)!;
-        const remotes = [...this.hosts.values()].filter((h) => h.node !== this.o.node).map((h) => h.underlay);
+        let remotes = [...this.hosts.values()].filter((h) => h.node !== this.o.node).map((h) => h.underlay).sort();
+        if (remotes.length > VXLAN.limits.remotesMax) {
+          // Floods reach only these hosts; known endpoints need none (static FDB, ARP answered here).
+          if (!this.capped) this.o.log('warning: more hosts than a VNI replicates floods to', { hosts: remotes.length + 1, replicatedTo: VXLAN.limits.remotesMax });
+          this.capped = true;
+          remotes = remotes.slice(0, VXLAN.limits.remotesMax);
+        }
         const rem = setRemotes(this.o.inst, cfg.vni, remotes);
         const fdb = new Map<string, number>();
         const arp = new Map<string, string>([[cfg.gateway, cfg.gatewayMac]]);
@@ -215,10 +279,9 @@ export class Agent {
         for (const l of this.localEndpoints()) arp.set(l.ip, l.mac); // ours stay answered even before etcd has them
         const f = syncRemoteFdb(this.o.inst, id, VID, vtep.ifindex, fdb);
         if (f.added || f.removed) syncPeers(this.o.inst);
+        this.peers = new Set([...remotes, ...[...fdb.values()].map(numToIpv4)]);
         const a = syncArp(this.o.inst, id, VID, arp);
         return { rem, f, a };
-      } finally {
-        release();
       }
     });
     this.applied++;
