@@ -50,6 +50,7 @@ export class Agent {
   /** VTEP addresses decap accepts (as of the last full write). */
   private peers = new Set<string>();
   private capped = false;
+  private ids?: { id: number; uplink: number };
   /** Map writes done after etcd changes, for the bench and tests (`--stats-fd`). */
   applied = 0;
 
@@ -80,13 +81,14 @@ export class Agent {
     const { client, network, node } = this.o;
     this.cfg = await readConfig(client, network);
     const k = keys(network);
-    this.ensureDataplane();
     const lease: Lease = client.lease(this.o.ttl);
     let watcher: Watcher | undefined;
     try {
+      // membership first: a restarted agent must renew its keys before the old lease expires
       await lease.grant();
       await lease.put(k.host(node)).value(JSON.stringify({ node, underlay: this.o.underlay, port: this.cfg.port } satisfies HostRecord));
       await this.publishLocal(lease);
+      this.ensureDataplane();
       const snap = await client.getAll().prefix(k.base).exec();
       this.hosts.clear();
       this.endpoints.clear();
@@ -115,6 +117,7 @@ export class Agent {
     const cfg = this.cfg;
     const name = bridgeNameOf(cfg);
     inNetns(this.o.netns, () => {
+      if (listBridges(this.o.inst).some((b) => b.name === name) && listVteps(this.o.inst).some((v) => v.vni === cfg.vni)) return; // no lock needed
       const release = lockState();
       try {
         if (!listBridges(this.o.inst).some((b) => b.name === name)) {
@@ -137,6 +140,7 @@ export class Agent {
 
   /** This host's endpoints as its maps hold them: ARP entries whose MAC has a static entry to a local port. */
   private localEndpoints(): EndpointRecord[] {
+    if (!listBridges(this.o.inst).some((b) => b.name === bridgeNameOf(this.cfg))) return []; // first start: nothing local yet
     const id = this.bridgeId();
     const macs = localStaticMacs(this.o.inst, id, VID);
     return listArp(this.o.inst, id).filter((r) => r.vid === VID && macs.has(r.mac) && r.ip !== this.cfg.gateway)
@@ -210,7 +214,7 @@ export class Agent {
     setImmediate(() => {
       this.pending = false;
       try {
-        if (this.full) this.apply();
+        if (this.full || !this.ids) this.apply();
         else this.applyEndpoints();
       } catch (e) {
         this.o.log('error: maps not updated, reconciling on the next change', { error: (e as Error).message });
@@ -226,19 +230,19 @@ export class Agent {
     const me = this.o.node;
     inNetns(this.o.netns, () => {
       {
-        const id = this.bridgeId();
-        const vtep = listVteps(this.o.inst).find((v) => v.vni === this.cfg.vni)!;
+        // as of the last full write: listing bridges and VTEPs asks `ip` for addresses and MTUs (slow)
+        const { id, uplink } = this.ids!;
         let newPeer = false;
         for (const { old, cur } of changes) {
           if (old && old.node !== me && old.mac !== cur?.mac && ![...this.endpoints.values()].some((e) => e.mac === old.mac)) {
-            setRemoteFdb(this.o.inst, id, VID, vtep.ifindex, old.mac, null);
+            setRemoteFdb(this.o.inst, id, VID, uplink, old.mac, null);
           }
           if (old && !cur && old.node !== me) setArp(this.o.inst, id, VID, old.ip, null); // ours stay: the maps are their truth
           if (!cur) continue;
           const h = this.hosts.get(cur.node);
           if (cur.node !== me && !h) continue;
           if (cur.node !== me) {
-            setRemoteFdb(this.o.inst, id, VID, vtep.ifindex, cur.mac, ipv4ToNum(h!.underlay));
+            setRemoteFdb(this.o.inst, id, VID, uplink, cur.mac, ipv4ToNum(h!.underlay));
             if (!this.peers.has(h!.underlay)) newPeer = true;
           }
           setArp(this.o.inst, id, VID, cur.ip, cur.mac);
@@ -260,6 +264,7 @@ export class Agent {
       {
         const id = this.bridgeId();
         const vtep = listVteps(this.o.inst).find((v) => v.vni === cfg.vni)!;
+        this.ids = { id, uplink: vtep.ifindex };
         let remotes = [...this.hosts.values()].filter((h) => h.node !== this.o.node).map((h) => h.underlay).sort();
         if (remotes.length > VXLAN.limits.remotesMax) {
           // Floods reach only these hosts; known endpoints need none (static FDB, ARP answered here).
