@@ -72,7 +72,7 @@ async function main(): Promise<void> {
       if (Date.now() - start > 120_000 || agent.exitCode !== null) throw new Error(`agent did not converge:\n${log}`);
       await sleep(10);
     }
-    const lines = log.split('\n').filter(Boolean).map((l) => JSON.parse(l) as { ts: string; msg: string });
+    const lines = log.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as { ts: string; msg: string });
     const joined = Date.parse(lines.find((l) => l.msg === 'joined')!.ts) - start;
     const converged = Date.parse(lines.find((l) => l.msg === 'maps updated')!.ts) - start;
     const rss = Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${agentPid}/status`, 'utf8'))![1]) / 1024;
