@@ -11,9 +11,9 @@ FIXTURE_OBJ := $(patsubst test/fixtures/%.bpf.c,build/fixtures/%.bpf.o,$(wildcar
 
 APT_PKGS := clang llvm libbpf-dev linux-libc-dev iproute2 iputils-ping iperf3 ethtool \
 	tcpdump tshark iptables conntrack util-linux kmod bpftool prometheus \
-	podman runc containernetworking-plugins busybox-static
+	podman runc containernetworking-plugins busybox-static etcd-server
 
-.PHONY: all setup deps bench-deps bpffs bpf ts demo test crash bench vagrant-bench clean install-cni
+.PHONY: all setup deps bench-deps bpffs bpf ts demo test crash bench bench-agent vagrant-bench clean install-cni
 
 all: bpf ts
 
@@ -86,6 +86,10 @@ bench-deps:
 # ARGS: e.g. ARGS="--only xdpnet-bridge,linux-bridge --reps 3" (docs/performance.md)
 bench: setup bench-deps all
 	node dist/bench/main.js $(ARGS)
+
+# The cluster agent against an etcd holding 1000 hosts x 50 endpoints (bench/results/agent.md).
+bench-agent: setup all
+	node dist/bench/agent.js
 
 vagrant-bench:
 	vagrant/bench.sh

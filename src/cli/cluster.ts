@@ -1,13 +1,13 @@
 // Many hosts, one network: `network create|show`, `endpoint add|del`, `agent`.
 // etcd holds the network; the agent keeps this host's maps equal to it.
+// The etcd client (gRPC) loads only here, on demand: it would slow every other command's start.
 import { hostname } from 'node:os';
 import { Command, Option } from 'commander';
-import { Agent, bridgeNameOf } from '../cluster/agent.js';
-import { checkNetworkName, checkNodeName, keys, makeConfig, type EndpointRecord, type HostRecord } from '../cluster/network.js';
-import { allocateEndpoint, createNetwork, readBlocks, readConfig, releaseEndpoint, withEtcd, connect, type EtcdOptions } from '../cluster/store.js';
+import { bridgeNameOf, checkNetworkName, checkNodeName, keys, makeConfig, type EndpointRecord, type HostRecord } from '../cluster/network.js';
+import type { EtcdOptions } from '../cluster/store.js';
 import { XdpnetError } from '../errors.js';
 import { parseUnicastMac } from '../dataplane/addr.js';
-import { listArp, syncArp } from '../dataplane/arp.js';
+import { listArp, setArp } from '../dataplane/arp.js';
 import { listBridges } from '../dataplane/bridge.js';
 import { addFdb, delFdb } from '../dataplane/fdb.js';
 import { ensureBpffs, inNetns, ipJson, lockState, requirePrivileges } from '../dataplane/host.js';
@@ -18,6 +18,7 @@ import { globals } from './context.js';
 import { json, table } from './format.js';
 
 const DEFAULT_ETCD = 'http://127.0.0.1:2379';
+const store = () => import('../cluster/store.js');
 
 function etcdOptions(cmd: Command): Command {
   return cmd
@@ -83,6 +84,7 @@ Example:
     .action(async (name: string, o: EtcdOptions & { vni: string; cidr: string; block: string; port: string; json?: boolean }) => {
       const cfg = makeConfig(checkNetworkName(name), integer(o.vni, '--vni', 1, 0xffffff), o.cidr,
         integer(o.block.replace(/^\//, ''), '--block', 8, 30), integer(o.port, '--port', 1, 65535));
+      const { withEtcd, createNetwork } = await store();
       await withEtcd(o, (c) => createNetwork(c, cfg));
       console.log(o.json ? json(cfg) : `network ${cfg.name}: VNI ${cfg.vni}, ${cfg.cidr} in /${cfg.block} blocks, gateway ${cfg.gateway} (${cfg.gatewayMac})`);
     });
@@ -91,6 +93,7 @@ Example:
     .description('a network as etcd holds it: config, hosts (live leases), blocks, endpoints')
     .option('--json', 'machine-readable output')
     .action(async (name: string, o: EtcdOptions & { json?: boolean }) => {
+      const { withEtcd, readConfig, readBlocks } = await store();
       const out = await withEtcd(o, async (c) => {
         const cfg = await readConfig(c, checkNetworkName(name));
         const k = keys(name);
@@ -129,6 +132,7 @@ against them), and the CNI plugin needs exactly this call.`)
       if (o.ip !== undefined) parseUnicastIp(o.ip, '--ip');
       const node = nodeName(o);
       const { inst, netns } = privileged(cmd);
+      const { withEtcd, readConfig, allocateEndpoint, releaseEndpoint } = await store();
       const r = await withEtcd(o, async (c) => {
         const cfg = await readConfig(c, checkNetworkName(o.network));
         const bridge = bridgeNameOf(cfg);
@@ -142,8 +146,7 @@ against them), and the CNI plugin needs exactly this call.`)
             try {
               addFdb(inst, { mac, bridge, port }, netns);
               const id = listBridges(inst).find((b) => b.name === bridge)!.id;
-              const arp = new Map(listArp(inst, id).filter((a) => a.vid === 1).map((a) => [a.ip, a.mac]));
-              syncArp(inst, id, 1, arp.set(ep.ip, ep.mac));
+              setArp(inst, id, 1, ep.ip, ep.mac); // one entry: the agent writes the others concurrently
             } finally {
               release();
             }
@@ -165,6 +168,7 @@ against them), and the CNI plugin needs exactly this call.`)
       parseUnicastIp(ip, 'address');
       const node = nodeName(o);
       const { inst, netns } = privileged(cmd);
+      const { withEtcd, readConfig, releaseEndpoint } = await store();
       await withEtcd(o, async (c) => {
         const cfg = await readConfig(c, checkNetworkName(o.network));
         const bridge = bridgeNameOf(cfg);
@@ -175,7 +179,7 @@ against them), and the CNI plugin needs exactly this call.`)
             const row = id === undefined ? undefined : listArp(inst, id).find((a) => a.ip === ip && a.vid === 1);
             if (!row) throw new XdpnetError(`${ip} is not an endpoint on this host`, `see \`xdpnet network show ${cfg.name}\``);
             delFdb(inst, Buffer.from(row.mac.split(':').map((x) => parseInt(x, 16))), bridge, 1);
-            syncArp(inst, id!, 1, new Map(listArp(inst, id).filter((a) => a.vid === 1 && a.ip !== ip).map((a) => [a.ip, a.mac])));
+            setArp(inst, id!, 1, ip, null);
           } finally {
             release();
           }
@@ -197,7 +201,7 @@ against them), and the CNI plugin needs exactly this call.`)
 On first start it creates the network's bridge xnb<VNI> (gateway address and MAC) and its VTEP on
 the underlay interface. Stopping it (SIGTERM) revokes its lease: the others remove this host at
 once; killed, after the TTL. The datapath keeps forwarding either way (pinned maps).
-Unit file: contrib/xdpnet-agent.service.
+Unit file: contrib/xdpnet-agent.service (reads /etc/default/xdpnet-agent).
 
 Example:
   xdpnet agent --network prod --etcd-endpoints https://10.0.0.5:2379 --etcd-cacert ca.pem \\
@@ -209,6 +213,8 @@ Example:
       if (o.underlayIp !== undefined) parseUnicastIp(o.underlayIp, '--underlay-ip');
       const { inst, netns } = privileged(cmd);
       const { ip, dev } = inNetns(netns, () => (o.underlayIp ? { ip: o.underlayIp, dev: underlayDev(o.underlayIp) } : defaultUnderlay()));
+      const { connect } = await store();
+      const { Agent } = await import('../cluster/agent.js');
       const client = connect(o);
       const agent = new Agent({ client, network: o.network, node, underlay: ip, dev, ttl, inst, netns, uplinkHook: o.uplinkHook, log: logger(o.logFormat) });
       const stop = () => agent.stop();

@@ -4,15 +4,21 @@
 // missing, removes stale), then follows a watch from the snapshot's revision.
 // When etcd is unreachable the maps stay as they are (the datapath keeps
 // forwarding) and the agent retries with backoff; it reconciles on return.
+// Its live writes take no state lock (a command on the instance may hold it for
+// seconds, e.g. a big `fdb load`): it is the only writer of
+// the network's VNI remotes, remote FDB entries and ARP answers, and
+// `endpoint add|del` write single entries. Hand-typed `vxlan remote` or `fdb
+// --remote` on a network's bridge race with it; a full reconcile undoes them.
 import type { Etcd3, Lease, Watcher } from 'etcd3';
-import { syncArp, listArp } from '../dataplane/arp.js';
+import { listArp, setArp, syncArp } from '../dataplane/arp.js';
 import { addBridge, listBridges } from '../dataplane/bridge.js';
-import { localStaticMacs, syncRemoteFdb } from '../dataplane/fdb.js';
+import { localStaticMacs, setRemoteFdb, syncRemoteFdb } from '../dataplane/fdb.js';
 import { inNetns, lockState } from '../dataplane/host.js';
 import { addVtep, listVteps, setRemotes, syncPeers } from '../dataplane/vxlan.js';
-import { ipv4ToNum } from '../objects/codec.js';
+import { VXLAN } from '../objects/bridge.js';
+import { ipv4ToNum, numToIpv4 } from '../objects/codec.js';
 import type { InstancePaths } from '../objects/paths.js';
-import { keys, prefixLen, type EndpointRecord, type HostRecord, type NetworkConfig } from './network.js';
+import { bridgeNameOf, keys, prefixLen, type EndpointRecord, type HostRecord, type NetworkConfig } from './network.js';
 import { readConfig } from './store.js';
 
 export interface AgentOptions {
@@ -30,7 +36,6 @@ export interface AgentOptions {
 }
 
 const VID = 1;
-export const bridgeNameOf = (cfg: NetworkConfig) => `xnb${cfg.vni}`;
 
 export class Agent {
   private cfg!: NetworkConfig;
@@ -39,6 +44,14 @@ export class Agent {
   private stopped = false;
   private wake: () => void = () => {};
   private pending = false;
+  /** Endpoints changed since the last write (old and new record), when no host changed: written one by one. */
+  private dirty = new Map<string, { old?: EndpointRecord; cur?: EndpointRecord }>();
+  /** A host joined, moved or left: the next write is a full reconcile. */
+  private full = false;
+  /** VTEP addresses decap accepts (as of the last full write). */
+  private peers = new Set<string>();
+  private capped = false;
+  private ids?: { id: number; uplink: number };
   /** Map writes done after etcd changes, for the bench and tests (`--stats-fd`). */
   applied = 0;
 
@@ -69,13 +82,14 @@ export class Agent {
     const { client, network, node } = this.o;
     this.cfg = await readConfig(client, network);
     const k = keys(network);
-    this.ensureDataplane();
     const lease: Lease = client.lease(this.o.ttl);
     let watcher: Watcher | undefined;
     try {
+      // membership first: a restarted agent must renew its keys before the old lease expires
       await lease.grant();
       await lease.put(k.host(node)).value(JSON.stringify({ node, underlay: this.o.underlay, port: this.cfg.port } satisfies HostRecord));
       await this.publishLocal(lease);
+      this.ensureDataplane();
       const snap = await client.getAll().prefix(k.base).exec();
       this.hosts.clear();
       this.endpoints.clear();
@@ -104,6 +118,7 @@ export class Agent {
     const cfg = this.cfg;
     const name = bridgeNameOf(cfg);
     inNetns(this.o.netns, () => {
+      if (listBridges(this.o.inst).some((b) => b.name === name) && listVteps(this.o.inst).some((v) => v.vni === cfg.vni)) return; // no lock needed
       const release = lockState(this.o.inst.name);
       try {
         if (!listBridges(this.o.inst).some((b) => b.name === name)) {
@@ -126,6 +141,7 @@ export class Agent {
 
   /** This host's endpoints as its maps hold them: ARP entries whose MAC has a static entry to a local port. */
   private localEndpoints(): EndpointRecord[] {
+    if (!listBridges(this.o.inst).some((b) => b.name === bridgeNameOf(this.cfg))) return []; // first start: nothing local yet
     const id = this.bridgeId();
     const macs = localStaticMacs(this.o.inst, id, VID);
     return listArp(this.o.inst, id).filter((r) => r.vid === VID && macs.has(r.mac) && r.ip !== this.cfg.gateway)
@@ -160,12 +176,16 @@ export class Agent {
       const h = JSON.parse(value) as HostRecord;
       const old = this.hosts.get(h.node);
       this.hosts.set(h.node, h);
-      if (live && old?.underlay !== h.underlay) this.o.log(old ? 'host moved' : 'host joined', { node: h.node, underlay: h.underlay });
+      if (!live || old?.underlay === h.underlay) return;
+      this.o.log(old ? 'host moved' : 'host joined', { node: h.node, underlay: h.underlay });
+      this.full = true;
     } else if (key.startsWith(k.endpoints)) {
       const e = JSON.parse(value) as EndpointRecord;
       const old = this.endpoints.get(e.ip);
       this.endpoints.set(e.ip, e);
-      if (live && (old?.mac !== e.mac || old?.node !== e.node)) this.o.log('endpoint added', { ...e });
+      if (!live || (old?.mac === e.mac && old?.node === e.node)) return; // a republish under a new lease: nothing to write
+      this.o.log('endpoint added', { ...e });
+      this.dirty.set(e.ip, { old: this.dirty.get(e.ip)?.old ?? old, cur: e });
     } else return;
     if (live) this.schedule();
   }
@@ -176,12 +196,14 @@ export class Agent {
       const node = key.slice(k.hosts.length);
       if (!this.hosts.delete(node)) return;
       this.o.log('host left', { node });
+      this.full = true;
     } else if (key.startsWith(k.endpoints)) {
       const ip = key.slice(k.endpoints.length);
       const e = this.endpoints.get(ip);
       if (!e) return;
       this.endpoints.delete(ip);
       this.o.log('endpoint removed', { ...e });
+      this.dirty.set(ip, { old: this.dirty.get(ip)?.old ?? e, cur: undefined });
     } else return;
     this.schedule();
   }
@@ -192,19 +214,65 @@ export class Agent {
     this.pending = true;
     setImmediate(() => {
       this.pending = false;
-      this.apply();
+      try {
+        if (this.full || !this.ids) this.apply();
+        else this.applyEndpoints();
+      } catch (e) {
+        this.o.log('error: maps not updated, reconciling on the next change', { error: (e as Error).message });
+        this.full = true;
+      }
     });
+  }
+
+  /** Writes the endpoints that changed, one entry each: a change costs the same with 50 or 50000 endpoints. */
+  private applyEndpoints(): void {
+    const changes = [...this.dirty.values()];
+    this.dirty.clear();
+    const me = this.o.node;
+    inNetns(this.o.netns, () => {
+      {
+        // as of the last full write: listing bridges and VTEPs asks `ip` for addresses and MTUs (slow)
+        const { id, uplink } = this.ids!;
+        let newPeer = false;
+        for (const { old, cur } of changes) {
+          if (old && old.node !== me && old.mac !== cur?.mac && ![...this.endpoints.values()].some((e) => e.mac === old.mac)) {
+            setRemoteFdb(this.o.inst, id, VID, uplink, old.mac, null);
+          }
+          if (old && !cur && old.node !== me) setArp(this.o.inst, id, VID, old.ip, null); // ours stay: the maps are their truth
+          if (!cur) continue;
+          const h = this.hosts.get(cur.node);
+          if (cur.node !== me && !h) continue;
+          if (cur.node !== me) {
+            setRemoteFdb(this.o.inst, id, VID, uplink, cur.mac, ipv4ToNum(h!.underlay));
+            if (!this.peers.has(h!.underlay)) newPeer = true;
+          }
+          setArp(this.o.inst, id, VID, cur.ip, cur.mac);
+        }
+        if (newPeer) this.full = true; // decap must accept the new VTEP: the full write syncs the peers
+      }
+    });
+    this.applied++;
+    if (this.full) this.apply();
+    else this.o.log('maps updated', { endpoints: changes.length });
   }
 
   /** Makes the maps equal to the state: remote VTEPs, remote MACs, ARP answers (ours, others', the gateway's). */
   private apply(): void {
+    this.full = false;
+    this.dirty.clear();
     const cfg = this.cfg;
     const r = inNetns(this.o.netns, () => {
-      const release = lockState(this.o.inst.name);
-      try {
+      {
         const id = this.bridgeId();
         const vtep = listVteps(this.o.inst).find((v) => v.vni === cfg.vni)!;
-        const remotes = [...this.hosts.values()].filter((h) => h.node !== this.o.node).map((h) => h.underlay);
+        this.ids = { id, uplink: vtep.ifindex };
+        let remotes = [...this.hosts.values()].filter((h) => h.node !== this.o.node).map((h) => h.underlay).sort();
+        if (remotes.length > VXLAN.limits.remotesMax) {
+          // Floods reach only these hosts; known endpoints need none (static FDB, ARP answered here).
+          if (!this.capped) this.o.log('warning: more hosts than a VNI replicates floods to', { hosts: remotes.length + 1, replicatedTo: VXLAN.limits.remotesMax });
+          this.capped = true;
+          remotes = remotes.slice(0, VXLAN.limits.remotesMax);
+        }
         const rem = setRemotes(this.o.inst, cfg.vni, remotes);
         const fdb = new Map<string, number>();
         const arp = new Map<string, string>([[cfg.gateway, cfg.gatewayMac]]);
@@ -217,10 +285,9 @@ export class Agent {
         for (const l of this.localEndpoints()) arp.set(l.ip, l.mac); // ours stay answered even before etcd has them
         const f = syncRemoteFdb(this.o.inst, id, VID, vtep.ifindex, fdb);
         if (f.added || f.removed) syncPeers(this.o.inst);
+        this.peers = new Set([...remotes, ...[...fdb.values()].map(numToIpv4)]);
         const a = syncArp(this.o.inst, id, VID, arp);
         return { rem, f, a };
-      } finally {
-        release();
       }
     });
     this.applied++;

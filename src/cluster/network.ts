@@ -103,3 +103,6 @@ export function* addressesOf(c: NetworkConfig, block: string): Generator<string>
 }
 
 export const prefixLen = (c: NetworkConfig) => parseNetCidr(c.cidr).len;
+
+/** The network's bridge on every host (a bridge name is an interface name: 15 characters at most). */
+export const bridgeNameOf = (cfg: NetworkConfig) => `xnb${cfg.vni}`;

@@ -18,6 +18,15 @@ function withArp<T>(inst: InstancePaths, fn: (m: BpfMap) => T): T | undefined {
   return BpfMap.usePin(join(inst.maps, BRIDGE.maps.arp), fn);
 }
 
+/** Sets (mac) or removes (null) one answer. */
+export function setArp(inst: InstancePaths, bridge: number, vid: number, ip: string, mac: string | null): void {
+  withArp(inst, (m) => {
+    const k = ArpKey.encode({ bridge, vid, pad: 0, ip: ipv4ToNum(ip) });
+    if (mac) m.update(k, ArpEntry.encode({ mac: parseMac(mac), flags: 0 }));
+    else m.delete(k);
+  });
+}
+
 export function listArp(inst: InstancePaths, bridge?: number): ArpRow[] {
   return (withArp(inst, (m) => m.entries().map(([k, v]) => {
     const key = ArpKey.decode(k);

@@ -438,6 +438,18 @@ export function syncRemoteFdb(inst: InstancePaths, bridge: number, vid: number, 
   }) ?? { added: 0, removed: 0 };
 }
 
+/** Sets (remote: a VTEP address as a number) or removes (null) one MAC behind a remote VTEP: the agent's live write. */
+export function setRemoteFdb(inst: InstancePaths, bridge: number, vid: number, uplink: number, mac: string, remote: number | null): void {
+  withMaps(inst, (m) => {
+    const k = FdbKey.encode({ bridge, vid, mac: parseMac(mac) });
+    if (remote !== null) m.fdb.update(k, FdbEntry.encode(staticEntry(uplink, FDB_FLAGS.STATIC, remote)));
+    else {
+      const v = m.fdb.lookup(k);
+      if (v && FdbEntry.decode(v).remote) m.fdb.delete(k); // never a local port's entry
+    }
+  });
+}
+
 /** Local endpoints as the maps know them: static entries to a port (not the bridge's own MAC), by MAC string -> port ifindex. */
 export function localStaticMacs(inst: InstancePaths, bridge: number, vid: number): Map<string, number> {
   return readMaps(inst, (m) => {

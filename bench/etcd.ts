@@ -1,4 +1,4 @@
-// A real etcd (Debian's etcd-server) for e2e tests: 127.0.0.1 only, free
+// A real etcd (Debian's etcd-server) for the e2e tests and the agent bench: 127.0.0.1 only, free
 // ports, a temporary data dir; stop() kills it by PID and removes the dir.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
