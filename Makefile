@@ -12,7 +12,7 @@ FIXTURE_OBJ := $(patsubst test/fixtures/%.bpf.c,build/fixtures/%.bpf.o,$(wildcar
 APT_PKGS := clang llvm libbpf-dev linux-libc-dev iproute2 iputils-ping iperf3 ethtool \
 	tcpdump tshark iptables conntrack util-linux kmod bpftool
 
-.PHONY: all setup deps bpffs bpf ts demo test bench vagrant-bench clean
+.PHONY: all setup deps bpffs bpf ts demo test bench vagrant-box vagrant-up vagrant-test vagrant-bench vagrant-down clean
 
 all: bpf ts
 
@@ -58,8 +58,22 @@ test: setup all
 bench: setup all
 	node dist/bench/main.js
 
+# Two Debian 12 VMs (vagrant-libvirt; KVM, or qemu's emulation without /dev/kvm): see docs/vagrant.md.
+# Not part of `make test`: each installs what it needs and starts libvirt's daemons if none run.
+vagrant-box:
+	XDPNET_APT_PKGS="$(APT_PKGS)" vagrant/box/build.sh $(if $(FORCE),--force)
+
+vagrant-up:
+	XDPNET_APT_PKGS="$(APT_PKGS)" vagrant/up.sh
+
+vagrant-test:
+	XDPNET_APT_PKGS="$(APT_PKGS)" vagrant/test.sh
+
 vagrant-bench:
-	vagrant/bench.sh
+	XDPNET_APT_PKGS="$(APT_PKGS)" vagrant/bench.sh
+
+vagrant-down:
+	vagrant/down.sh
 
 clean:
 	rm -rf build dist

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# make vagrant-test: the test tiers inside host-a (Debian 12's stock 6.1 kernel, so the classic
+# tc path where tcx is missing) and native XDP on its virtio-net NIC, host-b as the peer.
+# The summary goes to bench/results/vagrant-test.txt as evidence; full log next to it in build/.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+. "$here/libvirt.sh"
+vagrant_deps
+libvirt_start; trap libvirt_stop EXIT
+vagrant_ensure_box
+cd "$here"
+virt=$(virt_kind)
+echo "virtualisation: $virt"
+vagrant up --provision
+vagrant rsync host-a
+log=$here/../build/vagrant-test.log out=$here/../bench/results/vagrant-test.txt
+mkdir -p "$(dirname "$log")"
+set +e
+vagrant ssh host-a -c 'sudo /xdpnet/vagrant/guest/test.sh' 2>&1 | tee "$log"
+rc=${PIPESTATUS[0]}
+set -e
+{
+  echo "# make vagrant-test, $(date -u +%Y-%m-%dT%H:%MZ), tree $(git -C "$here/.." rev-parse --short HEAD)$(git -C "$here/.." diff --quiet || echo +dirty)"
+  echo "# host: $(uname -r), VMs under $virt"
+  grep -E '^(==|FAILED|PASS|FAIL|[0-9]+ passed, [0-9]+ failed)' "$log" | grep -v '^== make test'
+  grep -E '^ *(Test Files|Tests|Duration) ' "$log" | sed 's/\x1b\[[0-9;]*m//g'
+  echo "# exit status $rc"
+} > "$out"
+cat "$out"
+exit "$rc"
