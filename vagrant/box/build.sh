@@ -4,7 +4,7 @@
 # grub-pc-bin, vagrant (the Makefile's vagrant-deps step installs them).
 #
 # The disk is an MBR disk with one ext4 partition and GRUB in the MBR, so the box boots on any
-# libvirt host like a downloaded one (no host-side kernel/initrd paths).
+# libvirt host like a downloaded one (no host-side kernel/initrd paths). Needs no loop device.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 BOX_NAME=${BOX_NAME:-xdpnet/bookworm64-local}
@@ -14,18 +14,17 @@ MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
 force=0; [ "${1:-}" = --force ] && force=1
 # shellcheck source=packages.sh
 . "$here/packages.sh"
+. "$here/../libvirt.sh"
+vagrant_deps
 
 if [ $force = 0 ] && vagrant box list 2>/dev/null | grep -q "^$BOX_NAME "; then
   echo "box $BOX_NAME already added (make vagrant-box FORCE=1 rebuilds it)"; exit 0
 fi
 
 mkdir -p "$OUT"; OUT=$(cd "$OUT" && pwd)
-root=$OUT/rootfs mnt=$OUT/mnt raw=$OUT/disk.raw loop=
+root=$OUT/rootfs raw=$OUT/disk.raw
 cleanup() {
-  for m in "$mnt/dev" "$mnt/proc" "$mnt/sys" "$mnt" "$root/proc" "$root/sys"; do
-    mountpoint -q "$m" 2>/dev/null && umount -l "$m"
-  done
-  [ -n "$loop" ] && losetup -d "$loop" 2>/dev/null
+  for m in "$root/proc" "$root/sys" "$root/dev"; do mountpoint -q "$m" 2>/dev/null && umount -l "$m"; done
   true
 }
 trap cleanup EXIT
@@ -42,7 +41,7 @@ fi
 
 # 2. What makes it a Vagrant box: user vagrant with the insecure key, passwordless sudo,
 #    DHCP on eth0 (vagrant-libvirt's management NIC) through systemd-networkd, sshd.
-key=$(find /usr/share/rubygems-integration /opt/vagrant -name vagrant.pub -path '*keys*' 2>/dev/null | head -1)
+key=$(find /usr/share/rubygems-integration /opt/vagrant -name vagrant.pub -path '*keys*' 2>/dev/null | head -1 || true)
 [ -n "$key" ] || { echo "vagrant's insecure public key not found (is vagrant installed?)" >&2; exit 1; }
 chroot "$root" /bin/sh -ec '
   id vagrant >/dev/null 2>&1 || useradd -m -s /bin/bash -G sudo vagrant
@@ -80,28 +79,32 @@ chroot "$root" systemctl enable ssh-hostkeys.service systemd-resolved >/dev/null
 apt_clean() { rm -rf "$root/var/cache/apt/archives/"*.deb "$root/var/lib/apt/lists/"*; }
 apt_clean
 
-# 3. Disk: MBR, one ext4 partition filled from the rootfs, GRUB in the MBR.
-rm -f "$raw"; truncate -s "${DISK_GB}G" "$raw"
-echo 'start=2048, type=83, bootable' | sfdisk -q "$raw"
-loop=$(losetup -f --show -P "$raw")
-part=${loop}p1
-for _ in 1 2 3 4 5; do [ -b "$part" ] && break; sleep 0.2; done
-mkfs.ext4 -q -L root -d "$root" "$part"
-uuid=$(blkid -s UUID -o value "$part")
-mkdir -p "$mnt"; mount "$part" "$mnt"
-echo "UUID=$uuid / ext4 errors=remount-ro 0 1" > "$mnt/etc/fstab"
-kver=$(basename "$(ls -d "$mnt"/lib/modules/* | head -1)")
-grub-install --target=i386-pc --boot-directory="$mnt/boot" --modules="part_msdos ext2" "$loop" 2>&1 | grep -v '^Installing for' || true
+# 3. Disk: MBR with one ext4 partition at 1 MiB, written by mkfs.ext4 -d at that offset (no
+#    loop device or mount: containers often lack partition scanning), and GRUB's boot.img in
+#    the MBR with core.img in the gap after it. grub-mkimage sets core.img's blocklist to its
+#    own length and boot.img looks for it at sector 1 by default, which is where it goes.
+uuid=$(cat /proc/sys/kernel/random/uuid)
+kver=$(basename "$(ls -d "$root"/lib/modules/* | head -1)")
+echo "UUID=$uuid / ext4 errors=remount-ro 0 1" > "$root/etc/fstab"
+rm -rf "$root/boot/grub"; mkdir -p "$root/boot/grub"
+cp -r /usr/lib/grub/i386-pc "$root/boot/grub/"
 # net.ifnames=0: eth0/eth1 as in Debian's own Vagrant boxes, so vagrant's network config matches.
-cat > "$mnt/boot/grub/grub.cfg" <<EOF
+cat > "$root/boot/grub/grub.cfg" <<GRUB
 set timeout=0
 menuentry "Debian 12, Linux $kver" {
   search --no-floppy --fs-uuid --set=root $uuid
   linux /boot/vmlinuz-$kver root=UUID=$uuid ro net.ifnames=0 console=tty0 console=ttyS0,115200
   initrd /boot/initrd.img-$kver
 }
-EOF
-umount "$mnt"; losetup -d "$loop"; loop=
+GRUB
+rm -f "$raw"; truncate -s "${DISK_GB}G" "$raw"
+echo 'start=2048, type=83, bootable' | sfdisk -q "$raw"
+mkfs.ext4 -q -F -L root -U "$uuid" -E offset=$((2048 * 512)) -d "$root" "$raw" $(( DISK_GB * 1024 * 1024 - 1024 ))k
+grub-mkimage -O i386-pc -p '(hd0,msdos1)/boot/grub' -o "$OUT/core.img" \
+  biosdisk part_msdos ext2 normal linux search search_fs_uuid gzio echo test
+[ "$(stat -c %s "$OUT/core.img")" -lt $((2047 * 512)) ] || { echo "core.img does not fit before the partition" >&2; exit 1; }
+dd if=/usr/lib/grub/i386-pc/boot.img of="$raw" bs=440 count=1 conv=notrunc status=none
+dd if="$OUT/core.img" of="$raw" bs=512 seek=1 conv=notrunc status=none
 
 # 4. Box: box.img (qcow2) + metadata.json, as vagrant-libvirt reads them.
 rm -rf "$OUT/box"; mkdir -p "$OUT/box"
@@ -109,6 +112,6 @@ qemu-img convert -c -O qcow2 "$raw" "$OUT/box/box.img"
 rm -f "$raw"
 printf '{"provider":"libvirt","format":"qcow2","virtual_size":%d}\n' "$DISK_GB" > "$OUT/box/metadata.json"
 cp "$here/Vagrantfile.box" "$OUT/box/Vagrantfile"
-tar -C "$OUT/box" -czf "$OUT/xdpnet-bookworm64.box" metadata.json Vagrantfile box.img
+tar -C "$OUT/box" -cf "$OUT/xdpnet-bookworm64.box" metadata.json Vagrantfile box.img
 vagrant box add --force --name "$BOX_NAME" "$OUT/xdpnet-bookworm64.box"
 echo "box $BOX_NAME added (Debian 12, kernel $kver, $(du -h "$OUT/box/box.img" | cut -f1) qcow2)"
