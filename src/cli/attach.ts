@@ -3,6 +3,7 @@ import { Command, Option } from 'commander';
 import { parseVlan, parseVlanList } from '../dataplane/addr.js';
 import { attach, listAttachments, type Attachment, type Hook, type XdpMode } from '../dataplane/attach.js';
 import { addPort, detachAll, detachInterface, listPorts, type PortInfo } from '../dataplane/bridge.js';
+import { hookName } from '../dataplane/links.js';
 import { natLinks } from '../dataplane/nat.js';
 import { ctFlowsOf, pinnedCtEntries } from '../objects/nat.js';
 import { portOverlay, vtepUplinks } from '../dataplane/vxlan.js';
@@ -11,11 +12,11 @@ import { context } from './context.js';
 import { ago, json, table, vlansText } from './format.js';
 
 function describe(a: Attachment): string {
-  return `${a.hook}${a.mode ? ` ${a.mode}` : ''}, program ${a.progId}`;
+  return `${hookName(a)}${a.mode ? ` ${a.mode}` : ''}, program ${a.progId}`;
 }
 
 function toJson(a: Attachment, p?: PortInfo, vnis?: number[], nat = false) {
-  return { iface: a.iface, ifindex: a.ifindex, hook: a.hook, mode: a.mode, progId: a.progId, linkId: a.linkId,
+  return { iface: a.iface, ifindex: a.ifindex, hook: a.hook, tc: a.tc, mode: a.mode, progId: a.progId, linkId: a.linkId,
     since: a.since.toISOString(), defunct: a.iface === null, nat,
     bridge: p?.bridge ?? null, pvid: p?.pvid ?? null, vlans: p?.vlans ?? null, hostPort: p?.host ?? false, vtepUplink: vnis ?? null };
 }
@@ -36,7 +37,9 @@ export function attachCommands(program: Command): void {
 Examples:
   xdpnet attach eth0                             XDP in native mode (counts packets)
   xdpnet attach eth0 --mode generic              XDP for drivers without native support
-  xdpnet attach veth1 --hook tc                  tc ingress (tcx), for container ports
+  xdpnet attach veth1 --hook tc                  tc ingress, for container ports: tcx where the
+                                                 kernel has it (6.6+), else a clsact qdisc filter
+                                                 (XDPNET_TC=clsact|tcx forces one)
   xdpnet attach veth1 --bridge br0               a port of bridge br0 (tc hook, VLAN 1 untagged)
   xdpnet attach veth2 --bridge br0 --pvid 10     an access port on VLAN 10
   xdpnet attach eth1 --bridge br0 --hook xdp --trunk 10,20 --pvid 1
@@ -100,7 +103,7 @@ Examples:
         const role = natSet.has(a) ? 'NAT' : p ? `bridge ${p.bridge}${p.host ? ' (host)' : ''}`
           : uplinks.has(a.ifindex) ? `VTEP uplink (VNI ${uplinks.get(a.ifindex)!.join(',')})` : '-';
         return [
-          a.iface ?? `ifindex ${a.ifindex} (gone)`, a.hook, a.mode ?? '-', a.progId, role, p ? vlansText(p) : '-',
+          a.iface ?? `ifindex ${a.ifindex} (gone)`, hookName(a), a.mode ?? '-', a.progId, role, p ? vlansText(p) : '-',
           `${a.since.toISOString().replace('T', ' ').slice(0, 19)} (${ago(a.since)})`,
         ];
       })));

@@ -1,38 +1,21 @@
-// Attachments: one pinned bpf_link per interface, so the dataplane keeps
-// running after the CLI exits and the next invocation finds it on bpffs.
-import { mkdirSync, readdirSync, rmSync, statSync, unlinkSync, existsSync } from 'node:fs';
+// Attachments: the interface's own programs (a port, a VTEP uplink, a counter),
+// pinned through links.ts so the dataplane keeps running after the CLI exits
+// and the next invocation finds it on bpffs.
+import { mkdirSync, readdirSync, rmSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { XdpnetError, UsageError, BpfError } from '../errors.js';
-import {
-  BPF_TCX_INGRESS, BPF_XDP, BpfMap, XDP_FLAGS_DRV_MODE, XDP_FLAGS_SKB_MODE,
-  linkCreate, objPin, pinnedLinkInfo, type BpfProgram,
-} from '../sys/libbpf.js';
-import { close as closeFd, ifIndexToName, ifNameToIndex } from '../sys/libc.js';
+import { XdpnetError, UsageError } from '../errors.js';
+import { BpfMap, type BpfProgram } from '../sys/libbpf.js';
+import { ifNameToIndex } from '../sys/libc.js';
 import { BRIDGE } from '../objects/bridge.js';
 import { loadCounter } from '../objects/counter.js';
 import type { InstancePaths } from '../objects/paths.js';
-import { checkKernel, kernelRelease } from './host.js';
+import { hookName, linkOn, listLinks, unlink, type Hook, type HookLink, type XdpMode } from './links.js';
 import { claimSlot, releaseSlotIfUnused } from './slots.js';
 
-export type Hook = 'xdp' | 'tc';
-export type XdpMode = 'native' | 'generic';
+export type { Hook, XdpMode } from './links.js';
 
-export interface Attachment {
-  iface: string | null; // null: the interface is gone (the link is defunct)
-  ifindex: number;
-  hook: Hook;
-  mode: XdpMode | null;
-  progId: number;
-  linkId: number;
-  since: Date;
-  pin: string;
-}
-
-const PIN_RE = /^(\d+)-(xdp|tc)(?:-(native|generic))?$/;
-
-function pinName(ifindex: number, hook: Hook, mode: XdpMode | null): string {
-  return hook === 'xdp' ? `${ifindex}-xdp-${mode}` : `${ifindex}-tc`;
-}
+/** A program of the interface's own (port, VTEP uplink, counter): see links.ts. */
+export type Attachment = HookLink;
 
 export function resolveIface(iface: string, netns?: string): number {
   const ifindex = ifNameToIndex(iface);
@@ -45,34 +28,9 @@ export function resolveIface(iface: string, netns?: string): number {
   return ifindex;
 }
 
-/**
- * The instance's link pins whose names match re (group 1: the ifindex), with
- * what the kernel says of each link. iface is null once the interface is gone.
- */
-export function scanLinkPins(inst: InstancePaths, re: RegExp) {
-  if (!existsSync(inst.links)) return [];
-  return readdirSync(inst.links).sort().flatMap((f) => {
-    const m = re.exec(f);
-    if (!m) return [];
-    const pin = join(inst.links, f);
-    const info = pinnedLinkInfo(pin);
-    const ifindex = Number(m[1]);
-    return [{ m, pin, info, ifindex, iface: info.ifindex ? (ifIndexToName(ifindex) ?? null) : null }];
-  });
-}
-
-/** Every attachment of the instance, read from its link pins. */
+/** Every attachment of the instance, read from its pins. */
 export function listAttachments(inst: InstancePaths): Attachment[] {
-  return scanLinkPins(inst, PIN_RE).map(({ m, pin, info, ifindex, iface }) => ({
-    iface,
-    ifindex,
-    hook: m[2] as Hook,
-    mode: (m[3] as XdpMode | undefined) ?? null,
-    progId: info.progId,
-    linkId: info.id,
-    since: statSync(pin).mtime,
-    pin,
-  }));
+  return listLinks(inst, 'iface');
 }
 
 /** A loaded entry program; the link holds it once attached, so close() follows either way. */
@@ -117,18 +75,17 @@ export function primaryAttachments(inst: InstancePaths): Map<number, Attachment>
 export function attach(inst: InstancePaths, iface: string, o: AttachOptions): Attachment {
   if (o.hook === 'tc' && o.mode) throw new UsageError('--mode applies to --hook xdp only');
   const mode = o.hook === 'xdp' ? (o.mode ?? 'native') : null;
-  checkKernel(kernelRelease(), o.hook);
   const ifindex = resolveIface(iface, o.netns);
   const existing = findAttachment(inst, ifindex);
   if (existing?.iface) {
-    const how = existing.mode ? `${existing.hook} ${existing.mode}` : existing.hook;
+    const how = existing.mode ? `${existing.hook} ${existing.mode}` : hookName(existing);
     throw new XdpnetError(
       `${iface} is already attached (${how}, program ${existing.progId}, since ${existing.since.toISOString()})`,
       `detach it first: xdpnet detach ${iface}`,
     );
   }
   // defunct links of a deleted interface that reused this ifindex
-  for (const a of interfaceAttachments(inst, ifindex)) unlinkSync(a.pin);
+  for (const a of interfaceAttachments(inst, ifindex)) unlink(inst, a);
 
   mkdirSync(inst.maps, { recursive: true });
   mkdirSync(inst.links, { recursive: true });
@@ -138,36 +95,16 @@ export function attach(inst: InstancePaths, iface: string, o: AttachOptions): At
     loaded = (o.load ?? loadCounter)(inst, o.hook);
     claimSlot(inst, ifindex, { reset: true }); // before the link: the first frame is counted
     for (const l of [{ hook: o.hook, prog: loaded.prog }, ...(loaded.also ?? [])]) {
-      pins.push(linkAndPin(inst, iface, ifindex, l.hook, l.hook === 'xdp' ? mode ?? 'native' : null, l.prog));
+      pins.push(linkOn(inst, 'iface', ifindex, l.hook, l.hook === 'xdp' ? mode ?? 'native' : null, l.prog));
     }
   } catch (e) {
-    for (const pin of pins) unlinkSync(pin);
+    for (const a of interfaceAttachments(inst, ifindex)) if (pins.includes(a.pin)) unlink(inst, a);
     removeInstanceIfIdle(inst); // a failed first attach leaves nothing
     throw e;
   } finally {
     loaded?.close();
   }
   return findAttachment(inst, ifindex)!;
-}
-
-/** Links prog to the interface with the hook and pins the link; returns the pin. */
-function linkAndPin(inst: InstancePaths, iface: string, ifindex: number, hook: Hook, mode: XdpMode | null, prog: BpfProgram): string {
-  const what = `${hook}${mode ? ` (${mode})` : ''} program to ${iface}`;
-  let linkFd = -1;
-  try {
-    try {
-      linkFd = hook === 'xdp'
-        ? linkCreate(prog.fd, ifindex, BPF_XDP, mode === 'generic' ? XDP_FLAGS_SKB_MODE : XDP_FLAGS_DRV_MODE, what)
-        : linkCreate(prog.fd, ifindex, BPF_TCX_INGRESS, 0, what);
-    } catch (e) {
-      throw explainAttachError(e, iface, hook, mode);
-    }
-    const pin = join(inst.links, pinName(ifindex, hook, mode));
-    objPin(linkFd, pin);
-    return pin;
-  } finally {
-    if (linkFd >= 0) closeFd(linkFd);
-  }
 }
 
 /**
@@ -178,11 +115,9 @@ export function addLink(inst: InstancePaths, ifindex: number, hook: Hook, load: 
   const links = interfaceAttachments(inst, ifindex);
   if (!links.length) throw new XdpnetError(`ifindex ${ifindex} is not attached`);
   if (links.some((a) => a.hook === hook)) return;
-  checkKernel(kernelRelease(), hook);
-  const iface = links[0].iface ?? `ifindex ${ifindex}`;
   const loaded = load();
   try {
-    linkAndPin(inst, iface, ifindex, hook, hook === 'xdp' ? 'native' : null, loaded.prog);
+    linkOn(inst, 'iface', ifindex, hook, hook === 'xdp' ? 'native' : null, loaded.prog);
   } finally {
     loaded.close();
   }
@@ -192,24 +127,13 @@ export function addLink(inst: InstancePaths, ifindex: number, hook: Hook, load: 
 export function removeLink(inst: InstancePaths, ifindex: number, hook: Hook): void {
   const links = interfaceAttachments(inst, ifindex);
   if (links.length < 2) return;
-  for (const a of links) if (a.hook === hook) unlinkSync(a.pin);
-}
-
-function explainAttachError(e: unknown, iface: string, hook: Hook, mode: XdpMode | null): unknown {
-  if (!(e instanceof BpfError)) return e;
-  if (hook === 'xdp' && mode === 'native' && e.errno === 95 /* EOPNOTSUPP */) {
-    return new BpfError(e.op, e.target, e.errno, `${iface}'s driver has no native XDP: use --mode generic`);
-  }
-  if (e.errno === 16 /* EBUSY */ || e.errno === 17 /* EEXIST */) {
-    return new BpfError(e.op, e.target, e.errno, `another ${hook} program is attached to ${iface} (see \`ip link show ${iface}\`); remove it first`);
-  }
-  return e;
+  for (const a of links) if (a.hook === hook) unlink(inst, a);
 }
 
 /** Removes every link of an attachment's interface (which detaches its programs) and its counters. */
 export function removeAttachment(inst: InstancePaths, a: Attachment): void {
-  for (const l of interfaceAttachments(inst, a.ifindex)) rmSync(l.pin, { force: true });
-  rmSync(a.pin, { force: true });
+  for (const l of interfaceAttachments(inst, a.ifindex)) unlink(inst, l);
+  unlink(inst, a);
   releaseSlotIfUnused(inst, a.ifindex);
   removeInstanceIfIdle(inst);
 }

@@ -58,18 +58,6 @@ export function lockState(): () => void {
   }
 }
 
-/** Minimum kernel: 5.9 for XDP links; the tc hook uses tcx links (6.6). */
-export function checkKernel(rel: string, hook: 'xdp' | 'tc'): void {
-  const [maj, min] = rel.split(/[.-]/).map(Number);
-  const need = hook === 'tc' ? [6, 6] : [5, 9];
-  if (maj > need[0] || (maj === need[0] && min >= need[1])) return;
-  throw new XdpnetError(
-    `kernel ${rel} is too old for the ${hook} hook: it needs ${need.join('.')} or newer` +
-      (hook === 'tc' ? ' (tcx links)' : ' (XDP links)'),
-    hook === 'tc' ? 'use --hook xdp, or upgrade the kernel' : 'upgrade the kernel',
-  );
-}
-
 export function kernelRelease(): string {
   return release();
 }

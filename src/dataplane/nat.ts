@@ -8,19 +8,19 @@
 //   xn_ct         both directions of every translated flow; xn_ct_stats, xn_nat_config
 //
 // Where the programs run (nat.h translates on ingress, both directions):
-//   tc (tcx ingress) on the "inside" interface, the one routing the rule's
+//   tc ingress (tcx, or clsact: see links.ts) on the "inside" interface, the one routing the rule's
 //     sources: for containers on an xdpnet bridge that is the bridge's host
 //     interface (br0, the veth with the bridge address). Nothing else is
 //     attached there (the bridge's program runs on its peer xnp<id>), so NAT
 //     and bridging never share a hook; tc keeps GSO/TSO for container TCP.
 //   XDP on the outside interface (the uplink): replies and port-mapped
 //     connections at XDP rate. When the uplink already holds an XDP program
-//     (VXLAN, or `xdpnet attach`), NAT goes on its tcx ingress instead: tcx
+//     (VXLAN, or `xdpnet attach`), NAT goes on its tc ingress instead: tc
 //     takes several programs per interface, XDP one.
-// Links are pinned as links/nat-<ifindex>-<hook>[-<mode>], beside the
-// per-interface links of attach.ts, so they survive the control process.
+// Links are pinned as links/nat-<ifindex>-<hook>[-clsact] by links.ts, beside
+// the per-interface ones of attach.ts, so they survive the control process.
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, statSync, unlinkSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, unlinkSync } from 'node:fs';
 import { isIPv4 } from 'node:net';
 import { join } from 'node:path';
 import { BpfError, UsageError, XdpnetError } from '../errors.js';
@@ -31,10 +31,11 @@ import {
   type NatConfigT,
 } from '../objects/nat.js';
 import type { InstancePaths } from '../objects/paths.js';
-import { BPF_TCX_INGRESS, BPF_XDP, BpfMap, linkCreate, objPin, XDP_FLAGS_DRV_MODE } from '../sys/libbpf.js';
-import { close as closeFd, ifIndexToName, monotonicCoarseNs } from '../sys/libc.js';
-import { removeInstanceIfIdle, resolveIface, scanLinkPins } from './attach.js';
-import { checkKernel, ipJson, kernelRelease } from './host.js';
+import { BpfMap } from '../sys/libbpf.js';
+import { ifIndexToName, monotonicCoarseNs } from '../sys/libc.js';
+import { removeInstanceIfIdle, resolveIface } from './attach.js';
+import { linkOn, listLinks, unlink, type HookLink } from './links.js';
+import { ipJson } from './host.js';
 import { claimSlot, releaseSlotIfUnused } from './slots.js';
 
 // ---- parsing (usage errors, before anything is written) -------------------
@@ -435,56 +436,43 @@ export function refreshAddresses(inst: InstancePaths): { addresses: number; masq
 
 // ---- links ----------------------------------------------------------------
 
-export interface NatLink { iface: string | null; ifindex: number; hook: 'xdp' | 'tc'; progId: number; linkId: number; since: Date; pin: string }
-
-const LINK_RE = /^nat-(\d+)-(xdp|tc)$/;
+export type NatLink = HookLink;
 
 export function natLinks(inst: InstancePaths): NatLink[] {
-  return scanLinkPins(inst, LINK_RE).map(({ m, pin, info, ifindex, iface }) =>
-    ({ iface, ifindex, hook: m[2] as 'xdp' | 'tc', progId: info.progId, linkId: info.id, since: statSync(pin).mtime, pin }));
+  return listLinks(inst, 'nat');
 }
 
 /**
  * Attaches the NAT program to an interface unless it already runs there.
- * `xdp` (native) falls back to tcx ingress where another XDP program holds
+ * `xdp` (native) falls back to tc ingress where another XDP program holds
  * the interface. The receiving end of an XDP redirect into a veth needs NAPI,
  * so the peer of a tc-side veth in this namespace gets GRO.
  */
 function ensureNatLink(inst: InstancePaths, ifindex: number, want: 'xdp' | 'tc', besideTc = false): NatLink {
   const have = natLinks(inst).filter((l) => l.ifindex === ifindex);
-  for (const l of have) if (!l.iface) unlinkSync(l.pin); // defunct: its interface is gone and the ifindex reused
+  for (const l of have) if (!l.iface) unlink(inst, l); // defunct: its interface is gone and the ifindex reused
   const live = have.filter((l) => l.iface);
   // An uplink whose XDP another program holds runs NAT at tc instead: that satisfies 'xdp' there.
   const found = live.find((l) => l.hook === want) ?? (want === 'xdp' && !besideTc ? live[0] : undefined);
   if (found) return found;
   const iface = ifIndexToName(ifindex) ?? `ifindex ${ifindex}`;
-  mkdirSync(inst.links, { recursive: true });
-  const tryHook = (hook: 'xdp' | 'tc'): number => {
-    checkKernel(kernelRelease(), hook);
+  const tryHook = (hook: 'xdp' | 'tc'): void => {
     const loaded = loadNat(inst, hook);
     try {
-      return hook === 'xdp'
-        ? linkCreate(loaded.prog.fd, ifindex, BPF_XDP, XDP_FLAGS_DRV_MODE, `NAT xdp program to ${iface}`)
-        : linkCreate(loaded.prog.fd, ifindex, BPF_TCX_INGRESS, 0, `NAT tc program to ${iface}`);
+      linkOn(inst, 'nat', ifindex, hook, hook === 'xdp' ? 'native' : null, loaded.prog);
     } finally {
       loaded.close();
     }
   };
   let hook = want;
-  let fd: number;
   try {
-    fd = tryHook(hook);
+    tryHook(hook);
   } catch (e) {
     if (hook !== 'xdp' || !(e instanceof BpfError) || ![16, 17, 95].includes(e.errno)) throw e; // EBUSY, EEXIST, EOPNOTSUPP
     const tc = live.find((l) => l.hook === 'tc');
     if (tc) return tc; // beside tc: XDP taken by another program, tc alone does the work
     hook = 'tc';
-    fd = tryHook(hook);
-  }
-  try {
-    objPin(fd, join(inst.links, `nat-${ifindex}-${hook}`));
-  } finally {
-    closeFd(fd);
+    tryHook(hook);
   }
   claimSlot(inst, ifindex); // its drops are counted against it
   enablePeerGro(iface); // replies are XDP-redirected into the inside interface (no-op for a peer elsewhere)
@@ -511,7 +499,7 @@ function detachIfUnused(inst: InstancePaths): void {
 
 function unlinkNat(inst: InstancePaths, links: NatLink[]): void {
   for (const l of links) {
-    unlinkSync(l.pin);
+    unlink(inst, l);
     releaseSlotIfUnused(inst, l.ifindex);
   }
 }

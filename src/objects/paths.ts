@@ -1,13 +1,15 @@
 // Where things live: built objects, and each instance's pins on bpffs.
 //   <bpffs>/xdpnet/<instance>/maps/<map>        maps shared by the instance's programs
-//   <bpffs>/xdpnet/<instance>/links/<ifindex>-<hook>[-<mode>]   one link per interface
+//   <bpffs>/xdpnet/<instance>/links/...         programs on interface hooks (names: dataplane/links.ts)
 // An instance is the host ("host") or one named network namespace ("ns-<name>"),
 // so state of different namespaces never mixes.
 import { fileURLToPath } from 'node:url';
 import { existsSync, readdirSync } from 'node:fs';
+import { release } from 'node:os';
 import { dirname, join } from 'node:path';
 import { bpffsRoot } from '../dataplane/host.js';
 import { BpfObject, numPossibleCpus } from '../sys/libbpf.js';
+import { requireKernelFeatures } from './features.js';
 
 /** The package root: the nearest folder up with a package.json (from dist/ or from source). */
 const PKG_ROOT = (() => {
@@ -34,6 +36,7 @@ export function sizeForCpus(o: BpfObject, map: string): void {
 }
 
 export function loadInInstance(inst: InstancePaths, object: string, programs: string[], configure?: (o: BpfObject) => void): BpfObject {
+  requireKernelFeatures(release()); // a clear error naming what is missing, not a verifier log
   const obj = BpfObject.open(objectPath(object), { pinRoot: inst.maps, programs });
   try {
     configure?.(obj);

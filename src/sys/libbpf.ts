@@ -63,12 +63,25 @@ function bind() {
   // Only the leading fields we set; libbpf accepts a shorter sz.
   const LinkCreateOpts = koffi.struct('xn_bpf_link_create_opts', { sz: 'size_t', flags: 'uint32_t' });
   const BatchOpts = koffi.struct('xn_bpf_map_batch_opts', { sz: 'size_t', elem_flags: 'uint64_t', flags: 'uint64_t' });
+  // The classic tc path (clsact qdisc + direct-action cls_bpf filter), libbpf's netlink helpers.
+  const TcHook = koffi.struct('xn_bpf_tc_hook', { sz: 'size_t', ifindex: 'int', attach_point: 'int', parent: 'uint32_t' });
+  const TcOpts = koffi.struct('xn_bpf_tc_opts', {
+    sz: 'size_t', prog_fd: 'int', flags: 'uint32_t', prog_id: 'uint32_t', handle: 'uint32_t', priority: 'uint32_t',
+  });
+  // Leading fields of bpf_map_create_opts, up to map_flags.
+  const MapCreateOpts = koffi.struct('xn_bpf_map_create_opts', {
+    sz: 'size_t', btf_fd: 'uint32_t', btf_key_type_id: 'uint32_t', btf_value_type_id: 'uint32_t',
+    btf_vmlinux_value_type_id: 'uint32_t', inner_map_fd: 'uint32_t', map_flags: 'uint32_t',
+  });
   const PrintFn = koffi.proto('int xn_libbpf_print_fn(int level, const char *fmt, void *ap)');
   return {
     OpenOpts,
     TestRunOpts,
     LinkCreateOpts,
     BatchOpts,
+    TcHook,
+    TcOpts,
+    MapCreateOpts,
     PrintFn,
     set_print: so.func('void *libbpf_set_print(xn_libbpf_print_fn *fn)'),
     num_possible_cpus: so.func('int libbpf_num_possible_cpus(void)'),
@@ -107,6 +120,17 @@ function bind() {
       'int bpf_map_delete_batch(int fd, const void *keys, _Inout_ uint32_t *count, xn_bpf_map_batch_opts *opts)',
     ),
     prog_test_run_opts: so.func('int bpf_prog_test_run_opts(int fd, _Inout_ xn_bpf_test_run_opts *opts)'),
+    tc_hook_create: so.func('int bpf_tc_hook_create(xn_bpf_tc_hook *hook)'),
+    tc_hook_destroy: so.func('int bpf_tc_hook_destroy(xn_bpf_tc_hook *hook)'),
+    tc_attach: so.func('int bpf_tc_attach(xn_bpf_tc_hook *hook, _Inout_ xn_bpf_tc_opts *opts)'),
+    tc_detach: so.func('int bpf_tc_detach(xn_bpf_tc_hook *hook, xn_bpf_tc_opts *opts)'),
+    tc_query: so.func('int bpf_tc_query(xn_bpf_tc_hook *hook, _Inout_ xn_bpf_tc_opts *opts)'),
+    probe_prog_type: so.func('int libbpf_probe_bpf_prog_type(int prog_type, void *opts)'),
+    probe_map_type: so.func('int libbpf_probe_bpf_map_type(int map_type, void *opts)'),
+    probe_helper: so.func('int libbpf_probe_bpf_helper(int prog_type, int helper_id, void *opts)'),
+    map_create: so.func(
+      'int bpf_map_create(int map_type, const char *name, uint32_t key_size, uint32_t value_size, uint32_t max_entries, xn_bpf_map_create_opts *opts)',
+    ),
     link_create: so.func('int bpf_link_create(int prog_fd, int target_fd, int attach_type, xn_bpf_link_create_opts *opts)'),
   };
 }
@@ -258,6 +282,12 @@ export class BpfObject {
   /** max_entries as compiled (or as set before load). */
   maxEntries(map: string): number {
     return lib().map_max_entries(this.mapHandle(map)) as number;
+  }
+
+  /** Each map's type and flags as defined (before load), for feature checks. */
+  mapDefs(): Array<{ name: string; type: number; flags: number }> {
+    const l = lib();
+    return [...this.mapHandles()].map((m) => ({ name: m.name, type: l.map_type(m.handle) as number, flags: l.map_flags(m.handle) as number }));
   }
 
   *mapNames(): Generator<string> {
@@ -610,4 +640,104 @@ export function linkCreate(progFd: number, ifindex: number, attachType: number, 
     'attach',
     what,
   );
+}
+
+/** The id of a program by fd (e.g. one opened from a pin). */
+export function progId(fd: number, what: string): number {
+  const buf = Buffer.alloc(64); // struct bpf_prog_info (prefix): type, id
+  check(lib().obj_get_info_by_fd(fd, buf, [buf.length]), 'get info of program', what);
+  return buf.readUInt32LE(4);
+}
+
+/**
+ * Whether the kernel has tcx links (6.6+). Asks for a tcx link to no
+ * interface: a kernel that knows the attach type says ENODEV; an older one
+ * EINVAL (it does not know BPF_TCX_INGRESS). Anything else also means no tcx:
+ * the classic path works wherever tc does.
+ */
+export function probeTcx(tcProgFd: number): boolean {
+  const l = lib();
+  const ret = l.link_create(tcProgFd, 0, BPF_TCX_INGRESS, { sz: koffi.sizeof(l.LinkCreateOpts), flags: 0 }) as number;
+  if (ret >= 0) closeFd(ret);
+  return ret >= 0 || ret === -19; /* ENODEV */
+}
+
+// ---- classic tc: clsact qdisc and direct-action cls_bpf filters ------------
+
+export const BPF_TC_INGRESS = 1;
+export const BPF_TC_EGRESS = 2;
+const BPF_TC_F_REPLACE = 1;
+
+export interface TcFilterId { ifindex: number; handle: number; priority: number }
+
+function tcHook(ifindex: number, attachPoint: number) {
+  return { sz: koffi.sizeof(lib().TcHook), ifindex, attach_point: attachPoint, parent: 0 };
+}
+
+function tcOpts(o: { progFd?: number; flags?: number; handle: number; priority: number }) {
+  return { sz: koffi.sizeof(lib().TcOpts), prog_fd: o.progFd ?? 0, flags: o.flags ?? 0, prog_id: 0, handle: o.handle, priority: o.priority };
+}
+
+/** Adds a clsact qdisc to the interface; false when it had one already (someone else's, or ours). */
+export function clsactCreate(ifindex: number, what: string): boolean {
+  const ret = lib().tc_hook_create(tcHook(ifindex, BPF_TC_INGRESS | BPF_TC_EGRESS)) as number;
+  if (ret === -17 /* EEXIST */) return false;
+  check(ret, 'add clsact qdisc to', what);
+  return true;
+}
+
+/** Deletes the interface's clsact qdisc with every filter on it (callers check it is empty). */
+export function clsactDestroy(ifindex: number, what: string): void {
+  const ret = lib().tc_hook_destroy(tcHook(ifindex, BPF_TC_INGRESS | BPF_TC_EGRESS)) as number;
+  if (ret !== -2 && ret !== -19 && ret !== -22) check(ret, 'delete clsact qdisc of', what); // gone already
+}
+
+/** Adds or replaces (same handle and priority) a direct-action cls_bpf filter on clsact ingress; returns its program id. */
+export function tcFilterAttach(progFd: number, f: TcFilterId, what: string): number {
+  const l = lib();
+  const opts = tcOpts({ progFd, flags: BPF_TC_F_REPLACE, handle: f.handle, priority: f.priority });
+  check(l.tc_attach(tcHook(f.ifindex, BPF_TC_INGRESS), opts) as number, 'attach tc filter', what);
+  return opts.prog_id;
+}
+
+/** Removes one filter by handle and priority; false when it was not there. */
+export function tcFilterDetach(f: TcFilterId, what: string): boolean {
+  const ret = lib().tc_detach(tcHook(f.ifindex, BPF_TC_INGRESS), tcOpts(f)) as number;
+  if (ret === -2 || ret === -19 || ret === -22) return false; // ENOENT; ENODEV/EINVAL: no such interface or qdisc
+  check(ret, 'detach tc filter', what);
+  return true;
+}
+
+/** The program id of the filter at this handle and priority, or 0 when there is none. */
+export function tcFilterProgId(f: TcFilterId): number {
+  const opts = tcOpts(f);
+  const ret = lib().tc_query(tcHook(f.ifindex, BPF_TC_INGRESS), opts) as number;
+  if (ret < 0) return 0; // ENOENT, or no qdisc / interface
+  return opts.prog_id;
+}
+
+// ---- kernel feature probes (libbpf loads a tiny program or map) ------------
+
+export function probeProgType(type: number): boolean {
+  return (lib().probe_prog_type(type, null) as number) === 1;
+}
+
+export function probeMapType(type: number): boolean {
+  return (lib().probe_map_type(type, null) as number) === 1;
+}
+
+export function probeHelper(progType: number, helper: number): boolean {
+  return (lib().probe_helper(progType, helper, null) as number) === 1;
+}
+
+/** Whether the kernel creates a map of this type with these flags (e.g. BPF_F_MMAPABLE). */
+export function probeMapFlags(type: number, flags: number): boolean {
+  const l = lib();
+  const fd = l.map_create(type, null, 4, 8, 1, {
+    sz: koffi.sizeof(l.MapCreateOpts), btf_fd: 0, btf_key_type_id: 0, btf_value_type_id: 0,
+    btf_vmlinux_value_type_id: 0, inner_map_fd: 0, map_flags: flags,
+  }) as number;
+  if (fd < 0) return false;
+  closeFd(fd);
+  return true;
 }

@@ -15,13 +15,13 @@ import {
   CT_FLAGS, CT_STATE, CT_STATE_NAMES, CtEntry, ctEntriesFor, CtKey, CtStats, flowsDeleted, NAT, NatConfig, Portmap, PortmapKey,
   SNAT_FLAGS, SnatRule, snatKey, type CtEntryT, type NatConfigT,
 } from '../../src/objects/nat.js';
-import { BPF_TCX_INGRESS, BPF_XDP, linkCreate, XDP_FLAGS_DRV_MODE, type BpfMap, type BpfObject } from '../../src/sys/libbpf.js';
+import { BPF_XDP, linkCreate, XDP_FLAGS_DRV_MODE, type BpfMap, type BpfObject } from '../../src/sys/libbpf.js';
 import { close, ifNameToIndex, monotonicCoarseNs } from '../../src/sys/libc.js';
-import { builtObject, PinRoot, TC, XDP } from '../helpers/bpf.js';
+import { builtObject, PinRoot, TC, tcIngress, XDP } from '../helpers/bpf.js';
 import {
   checksum, eth, ETH_P, hex, icmpEcho, icmpError, ipv4, IPPROTO, parse, pseudoHeaderSum, tcp4, udp, udp4, type Parsed,
 } from '../helpers/packet.js';
-import { cleanup, netns, onCpu0, sh, sleep } from '../helpers/sys.js';
+import { cleanup, netns, onCpu0, sh, sleep, tcFlavour } from '../helpers/sys.js';
 
 const H = '10.99.0.1'; // the host's uplink address
 const GW = '10.99.0.254';
@@ -726,13 +726,17 @@ describe('NAT programs', () => {
       });
     });
   });
-  describe('live traffic through the kernel: tcx on the container port, XDP on the uplink', () => {
+  describe(`live traffic through the kernel: tc (${tcFlavour()}) on the container port, XDP on the uplink`, () => {
     const links: number[] = [];
+    let tcOff = () => {};
     beforeAll(() => {
-      links.push(linkCreate(nat.program(NAT.programs.tc).fd, ifx.ct0, BPF_TCX_INGRESS, 0, 'nat on ct0'));
+      tcOff = tcIngress(nat.program(NAT.programs.tc).fd, ifx.ct0, 'nat on ct0');
       links.push(linkCreate(nat.program(NAT.programs.xdp).fd, ifx.up0, BPF_XDP, XDP_FLAGS_DRV_MODE, 'nat on up0'));
     });
-    afterAll(() => links.splice(0).forEach(close));
+    afterAll(() => {
+      tcOff();
+      links.splice(0).forEach(close);
+    });
 
     /** Checksum errors a namespace's stack has counted (TCP, UDP, ICMP). */
     function csumErrors(n: string): number {

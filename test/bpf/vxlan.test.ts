@@ -17,10 +17,10 @@ import {
 } from '../../src/objects/bridge.js';
 import { u32, ipv4ToNum } from '../../src/objects/codec.js';
 import {
-  BPF_F_TEST_XDP_LIVE_FRAMES, BPF_TCX_INGRESS, BPF_XDP, BpfMap, BpfObject, linkCreate, XDP_FLAGS_DRV_MODE,
+  BPF_F_TEST_XDP_LIVE_FRAMES, BPF_XDP, BpfMap, BpfObject, linkCreate, XDP_FLAGS_DRV_MODE,
 } from '../../src/sys/libbpf.js';
 import { close, ifNameToIndex } from '../../src/sys/libc.js';
-import { builtObject, fixtureObject, giveSlots, ifCounters, PinRoot, TC, XDP } from '../helpers/bpf.js';
+import { builtObject, fixtureObject, giveSlots, ifCounters, PinRoot, TC, tcIngress, XDP } from '../helpers/bpf.js';
 import {
   eth, ETH_P, hex, ip4, IPPROTO, ipv4, mac, macStr, parse, tcp4, udp, udp4, vxlan,
 } from '../helpers/packet.js';
@@ -114,6 +114,7 @@ describe('VXLAN VTEP', () => {
   /** Capture programs by the ifindex they run on → the name frames are filed under. */
   const capNames = new Map<number, string>();
   const links: number[] = [];
+  const tcOff: Array<() => void> = [];
   const map = (name: string): BpfMap => br.map(name);
 
   function capture(dev: string, as: string): number {
@@ -145,9 +146,10 @@ describe('VXLAN VTEP', () => {
     for (const p of IFACES) links.push(capture(`${p}x`, p));
     // XDP ports of an overlay bridge carry the tc program too: XDP hands it
     // the floods that need a copy per remote VTEP.
-    for (const p of PORTS) links.push(linkCreate(br.program(BRIDGE.programs.tc).fd, ifx[p], BPF_TCX_INGRESS, 0, `tc on ${p}`));
+    for (const p of PORTS) tcOff.push(tcIngress(br.program(BRIDGE.programs.tc).fd, ifx[p], `tc on ${p}`));
   });
   afterAll(() => {
+    tcOff.forEach((off) => off());
     links.forEach(close);
     pins?.cleanup();
     cleanup();

@@ -15,7 +15,7 @@ import { STATS_MAPS } from '../../src/objects/stats.js';
 import { LOCK_FILE } from '../../src/dataplane/host.js';
 import { BpfMap } from '../../src/sys/libbpf.js';
 import { macStr, mac } from '../helpers/packet.js';
-import { CLI, cleanup, netns, nsIfindex, sh, veth, xdpnet } from '../helpers/sys.js';
+import { CLI, cleanup, netns, nsIfindex, sh, tcFlavour, veth, xdpnet } from '../helpers/sys.js';
 
 interface FdbRow { mac: string; bridge: string; port: string | null; ifindex: number; vlan: number; type: string; age: number | null; expired: boolean; remote: string | null }
 
@@ -168,7 +168,7 @@ describe('bridge control plane', () => {
     });
 
     it('writes each port into xn_ports, xn_vlans, xn_flood and xn_tx_ports', () => {
-      expect(ok('attach', 'p1', '--bridge', 'br0')).toMatch(/^attached p1 to bridge br0 \(tc, program \d+; VLAN 1 untagged\)\n$/);
+      expect(ok('attach', 'p1', '--bridge', 'br0')).toMatch(new RegExp(`^attached p1 to bridge br0 \\(tc \\(${tcFlavour()}\\), program \\d+; VLAN 1 untagged\\)\n$`));
       ok('attach', 'p2', '--bridge', 'br0', '--pvid', '10');
       expect(ok('attach', 'p3', '--bridge', 'br0', '--hook', 'xdp', '--trunk', '10,20-21', '--pvid', '1'))
         .toMatch(/^attached p3 to bridge br0 \(xdp native, program \d+; VLAN 1 untagged; 10,20-21 tagged\)\n$/);
@@ -315,7 +315,7 @@ describe('bridge control plane', () => {
       ok('fdb', 'add', S1, '--bridge', 'br0', '--port', 'p2');
       ok('fdb', 'add', S2, '--bridge', 'br0', '--port', 'p1');
       learn('02:00:00:00:02:09', 'p2', 1, 1, 10);
-      expect(ok('detach', 'p2')).toMatch(/^detached p2 \(tc, program \d+\) from bridge br0\n$/);
+      expect(ok('detach', 'p2')).toMatch(new RegExp(`^detached p2 \\(tc \\(${tcFlavour()}\\), program \\d+\\) from bridge br0\n$`));
       expect(entries(BRIDGE.maps.ports, { decode: (k) => k.readUInt32LE(0) }, Port).map(([k]) => k).sort()).toEqual([ifx.p1, ifx.p3]);
       expect(entries(BRIDGE.maps.vlans, VlanKey, Vlan).some(([k]) => k.ifindex === ifx.p2)).toBe(false);
       expect(Object.fromEntries(entries(BRIDGE.maps.flood, FloodKey, { decode: decodeFloodList }).map(([k, v]) => [k.vid, v]))[10]).toEqual([ifx.p3]);

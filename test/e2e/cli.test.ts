@@ -4,7 +4,7 @@
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { cleanup, inNs, netns, sh, veth, xdpnet } from '../helpers/sys.js';
+import { cleanup, inNs, netns, sh, tcFilters, tcFlavour, veth, xdpnet } from '../helpers/sys.js';
 
 const pins = (ns: string) => `/sys/fs/bpf/xdpnet/ns-${ns}`;
 
@@ -34,15 +34,21 @@ describe('attach, status, stats, detach between namespaces', () => {
 
   it('attaches XDP (native) on one end and tc on the other; a second process sees both', () => {
     expect(ok(['--netns', a, 'attach', 'xn0'])).toMatch(/^attached xn0 \(xdp native, program \d+\)\n$/);
-    expect(ok(['--netns', b, 'attach', 'xn1', '--hook', 'tc'])).toMatch(/^attached xn1 \(tc, program \d+\)\n$/);
+    expect(ok(['--netns', b, 'attach', 'xn1', '--hook', 'tc'])).toMatch(new RegExp(`^attached xn1 \\(tc \\(${tcFlavour()}\\), program \\d+\\)\n$`));
     const [sa] = status(a);
     expect(sa).toMatchObject({ iface: 'xn0', hook: 'xdp', mode: 'native', defunct: false });
     expect(Date.now() - Date.parse(sa.since)).toBeLessThan(60_000);
-    expect(status(b)).toMatchObject([{ iface: 'xn1', hook: 'tc', mode: null }]);
+    expect(status(b)).toMatchObject([{ iface: 'xn1', hook: 'tc', tc: tcFlavour(), mode: null }]);
     expect(sh('ip', ['-n', a, 'link', 'show', 'xn0'])).toMatch(/ xdp /);
-    // bpftool (not ours) sees the kernel links: XDP, and tcx (link type 11, unnamed by Debian's bpftool 7.1).
+    // bpftool (not ours) sees the kernel links: XDP, and tcx (link type 11, unnamed by Debian's bpftool 7.1);
+    // on clsact, tc (not ours) sees a direct-action filter running the program, and no link.
     expect(kernelLink(sa.progId)).toMatchObject({ type: 'xdp' });
-    expect(kernelLink(status(b)[0].progId)).toMatchObject({ type: 11 });
+    if (tcFlavour() === 'tcx') expect(kernelLink(status(b)[0].progId)).toMatchObject({ type: 11 });
+    else {
+      expect(kernelLink(status(b)[0].progId)).toBeUndefined();
+      expect(tcFilters(b, 'xn1')).toMatchObject([{ kind: 'bpf', options: { prog: { id: status(b)[0].progId } } }]);
+      expect(ok(['--netns', b, 'status'])).toMatch(/\nxn1\s+tc \(clsact\)\s+-\s+\d+/);
+    }
     expect(ok(['--netns', a, 'status'])).toMatch(/^IFACE\s+HOOK\s+MODE\s+PROG\s+ROLE\s+VLANS\s+SINCE\nxn0\s+xdp\s+native\s+\d+\s+-\s+-\s+\d{4}-\d\d-\d\d \d\d:\d\d:\d\d \(\d+s ago\)\n$/);
   });
 
@@ -96,6 +102,8 @@ describe('attach, status, stats, detach between namespaces', () => {
     expect(ok(['--netns', b, 'detach', '--all'])).toBe('detached xn1\n');
     expect(existsSync(pins(b))).toBe(false);
     expect(progs.map(kernelLink)).toEqual([undefined, undefined]);
+    expect(tcFilters(b, 'xn1')).toEqual([]);
+    expect(sh('ip', ['netns', 'exec', b, 'tc', 'qdisc', 'show', 'dev', 'xn1'])).not.toMatch(/clsact/); // xdpnet added it, xdpnet removed it
   });
 
   it('generic mode is generic XDP on the device', () => {

@@ -40,11 +40,13 @@ describe('errors', () => {
     expect(r.stderr).toBe('xdpnet: error: bpffs is not mounted at /proc/xdpnet-nowhere/bpf and mounting it failed: ENOENT\nhint: mount it yourself: mount -t bpf bpf /proc/xdpnet-nowhere/bpf\n');
   });
 
-  it('kernel too old', () => {
-    // setarch's UNAME26 personality makes uname(2) report a 2.6 kernel to the CLI.
+  it('a kernel version string decides nothing: features are probed', () => {
+    // setarch's UNAME26 personality makes uname(2) report a 2.6 kernel to the CLI; the
+    // probes ask the kernel itself (test/unit/features.test.ts covers a kernel that lacks one).
     const r = xdpnet(['--netns', ns, 'attach', 'xe0'], {}, ['setarch', 'x86_64', '--uname-2.6']);
-    expect(r.code).toBe(1);
-    expect(r.stderr).toMatch(/^xdpnet: error: kernel 2\.6\.\S+ is too old for the xdp hook: it needs 5\.9 or newer \(XDP links\)\nhint: upgrade the kernel\n$/);
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    expect(xdpnet(['--netns', ns, 'detach', 'xe0']).code).toBe(0);
     nothingPinned();
   });
 

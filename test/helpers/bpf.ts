@@ -6,8 +6,9 @@ import { ensureBpffs } from '../../src/dataplane/host.js';
 import { readCounters } from '../../src/dataplane/slots.js';
 import { u32 } from '../../src/objects/codec.js';
 import { STATS_MAPS } from '../../src/objects/stats.js';
-import { BpfObject } from '../../src/sys/libbpf.js';
-import { ROOT } from './sys.js';
+import { BPF_TCX_INGRESS, BpfObject, clsactCreate, linkCreate, tcFilterAttach, tcFilterDetach } from '../../src/sys/libbpf.js';
+import { close } from '../../src/sys/libc.js';
+import { ROOT, tcFlavour } from './sys.js';
 
 export const XDP = { ABORTED: 0, DROP: 1, PASS: 2, TX: 3, REDIRECT: 4 } as const;
 export const TC = { OK: 0, SHOT: 2, REDIRECT: 7 } as const;
@@ -49,4 +50,20 @@ export function giveSlots(o: BpfObject, ifindexes: number[]): Map<number, number
 /** An interface's counters summed over CPUs, found through its slot (undefined: it has none). */
 export function ifCounters(o: BpfObject, ifindex: number) {
   return readCounters(o.map(STATS_MAPS.ifSlots), o.map(STATS_MAPS.ifStats)).get(ifindex);
+}
+
+/**
+ * Runs a tc program on an interface's ingress the way the CLI would (a tcx
+ * link, or a direct-action filter on a clsact qdisc where the kernel has no
+ * tcx or XDPNET_TC=clsact says so); returns what takes it off again.
+ */
+export function tcIngress(progFd: number, ifindex: number, what: string): () => void {
+  if (tcFlavour() === 'clsact') {
+    const f = { ifindex, handle: 1, priority: 1 };
+    clsactCreate(ifindex, what);
+    tcFilterAttach(progFd, f, what);
+    return () => void tcFilterDetach(f, what);
+  }
+  const fd = linkCreate(progFd, ifindex, BPF_TCX_INGRESS, 0, what);
+  return () => close(fd);
 }

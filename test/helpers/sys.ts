@@ -3,9 +3,40 @@
 import { execFileSync, spawnSync, type SpawnSyncReturns } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { expect } from 'vitest';
+import { COUNTER } from '../../src/objects/counter.js';
+import { BpfObject, probeTcx } from '../../src/sys/libbpf.js';
 
 export const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 export const CLI = `${ROOT}dist/src/cli/main.js`;
+
+let probed: 'tcx' | 'clsact' | undefined;
+
+/**
+ * The tc flavour the CLI attaches with in this run: XDPNET_TC's (suites run
+ * again with clsact, see e2e/clsact.test.ts), else what the kernel has (tcx
+ * on 6.6+, clsact on e.g. 6.1), probed as links.ts does.
+ */
+export function tcFlavour(): 'tcx' | 'clsact' {
+  const env = process.env.XDPNET_TC;
+  if (env === 'tcx' || env === 'clsact') return env;
+  if (!probed) {
+    const o = BpfObject.open(`${ROOT}build/bpf/${COUNTER.object}.bpf.o`, { programs: [COUNTER.programs.tc] }).load();
+    try {
+      probed = probeTcx(o.program(COUNTER.programs.tc).fd) ? 'tcx' : 'clsact';
+    } finally {
+      o.close();
+    }
+  }
+  return probed;
+}
+
+/** The ingress tc filters of an interface, by `tc` itself (clsact only; tcx links are not filters). */
+export function tcFilters(ns: string, dev: string): Array<{ pref: number; kind: string; options?: { handle?: string; prog?: { id: number } } }> {
+  const out = spawnSync('ip', ['netns', 'exec', ns, 'tc', '-j', 'filter', 'show', 'dev', dev, 'ingress'], { encoding: 'utf8' });
+  if (out.status) return []; // no clsact qdisc
+  return (JSON.parse(out.stdout || '[]') as Array<{ pref: number; kind: string; options?: { handle?: string; prog?: { id: number } } }>)
+    .filter((f) => f.options); // tc lists each priority's classifier once more without options
+}
 
 let seq = 0;
 const created: string[] = [];

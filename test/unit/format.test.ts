@@ -1,6 +1,5 @@
 import { describe, expect, it } from 'vitest';
 import { ago, si, table, vlansText } from '../../src/cli/format.js';
-import { checkKernel } from '../../src/dataplane/host.js';
 
 describe('output formatting', () => {
   it('aligns table columns', () => {
@@ -19,17 +18,7 @@ describe('output formatting', () => {
   });
 });
 
-describe('kernel check', () => {
-  it('accepts new kernels', () => {
-    expect(() => checkKernel('6.18.44-fc', 'tc')).not.toThrow();
-    expect(() => checkKernel('5.10.0-28-amd64', 'xdp')).not.toThrow();
-  });
-  it('rejects a kernel too old for XDP links', () => {
-    expect(() => checkKernel('5.4.0-150-generic', 'xdp')).toThrow('kernel 5.4.0-150-generic is too old for the xdp hook: it needs 5.9 or newer (XDP links)');
-  });
-  it('rejects a kernel without tcx for the tc hook and suggests XDP', () => {
-    expect(() => checkKernel('6.1.0-18-amd64', 'tc')).toThrow(/too old for the tc hook: it needs 6.6 or newer \(tcx links\)/);
-  });
+describe('VLAN text', () => {
   it("describes a port's VLANs", () => {
     const v = (vid: number, tagged: boolean) => ({ vid, tagged });
     expect(vlansText({ vlans: [v(1, false)] })).toBe('1 untagged');

@@ -1,0 +1,7 @@
+// The bpf-tier suites whose programs run live on a tc hook, again with the
+// hook a direct-action filter on a clsact qdisc (what kernels without tcx get):
+// the programs' return codes and redirects must mean the same there.
+process.env.XDPNET_TC = 'clsact';
+
+await import('./nat.test.js');
+await import('./vxlan.test.js');
