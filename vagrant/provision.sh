@@ -22,6 +22,12 @@ fetch() {
   rm -rf "$4"; mkdir -p "$4"; tar -xzf "$t" -C "$4" --strip-components=1; rm -f "$t"
 }
 
+# CAs the Vagrantfile copied from the host; Node does not read the system store by itself.
+if compgen -G "/tmp/host-ca/*.crt" >/dev/null; then
+  cp /tmp/host-ca/*.crt /usr/local/share/ca-certificates/ && update-ca-certificates >/dev/null
+  export NODE_EXTRA_CA_CERTS=/etc/ssl/certs/ca-certificates.crt
+fi
+
 if ! command -v curl >/dev/null || ! command -v openssl >/dev/null || ! command -v make >/dev/null; then
   apt-get update -qq && apt-get install -y -qq curl openssl ca-certificates make rsync >/dev/null
 fi

@@ -16,16 +16,19 @@ vagrant up --provision host-a
 vagrant rsync host-a
 log=$here/../build/vagrant-test.log out=$here/../bench/results/vagrant-test.txt
 mkdir -p "$(dirname "$log")"
+rc=interrupted
+summarize() { # also on an interrupted run: whatever tiers finished are evidence too
+  {
+    echo "# make vagrant-test, $(date -u +%Y-%m-%dT%H:%MZ), tree $(git -C "$here/.." rev-parse --short HEAD)$(git -C "$here/.." diff --quiet || echo +dirty)"
+    echo "# host: $(uname -r), VMs under $virt"
+    grep -E '^(==|FILE|FAILED|PASS|FAIL|[0-9]+ passed, [0-9]+ failed)|^ *(Test Files|Tests|Duration) ' "$log" | tr -d '\r'
+    echo "# exit status $rc"
+  } > "$out"
+  cat "$out"
+}
+trap 'summarize; libvirt_stop' EXIT
 set +e
-vagrant ssh host-a -c 'sudo /xdpnet/vagrant/guest/test.sh' 2>&1 | tee "$log"
+vagrant ssh host-a -c "sudo XDPNET_TEST_DIRS='${XDPNET_TEST_DIRS:-}' /xdpnet/vagrant/guest/test.sh" 2>&1 | tee "$log"
 rc=${PIPESTATUS[0]}
 set -e
-{
-  echo "# make vagrant-test, $(date -u +%Y-%m-%dT%H:%MZ), tree $(git -C "$here/.." rev-parse --short HEAD)$(git -C "$here/.." diff --quiet || echo +dirty)"
-  echo "# host: $(uname -r), VMs under $virt"
-  grep -E '^(==|FILE|FAILED|PASS|FAIL|[0-9]+ passed, [0-9]+ failed)' "$log"
-  grep -E '^ *(Test Files|Tests|Duration) ' "$log"
-  echo "# exit status $rc"
-} > "$out"
-cat "$out"
 exit "$rc"
