@@ -13,7 +13,8 @@ APT_PKGS := clang llvm libbpf-dev linux-libc-dev iproute2 iputils-ping iperf3 et
 	tcpdump tshark iptables conntrack util-linux kmod bpftool prometheus \
 	podman runc containernetworking-plugins busybox-static etcd-server
 
-.PHONY: all setup deps bench-deps bpffs bpf ts demo test crash bench bench-agent vagrant-bench clean install-cni
+.PHONY: all setup deps bench-deps bpffs bpf ts demo test crash bench bench-agent install-cni \
+	vagrant-box vagrant-up vagrant-test vagrant-bench vagrant-down clean
 
 all: bpf ts
 
@@ -91,8 +92,22 @@ bench: setup bench-deps all
 bench-agent: setup all
 	node dist/bench/agent.js
 
+# Two Debian 12 VMs (vagrant-libvirt; KVM, or qemu's emulation without /dev/kvm): see docs/vagrant.md.
+# Not part of `make test`: each installs what it needs and starts libvirt's daemons if none run.
+vagrant-box:
+	XDPNET_APT_PKGS="$(APT_PKGS)" vagrant/box/build.sh $(if $(FORCE),--force)
+
+vagrant-up:
+	XDPNET_APT_PKGS="$(APT_PKGS)" vagrant/up.sh
+
+vagrant-test:
+	XDPNET_APT_PKGS="$(APT_PKGS)" vagrant/test.sh
+
 vagrant-bench:
-	vagrant/bench.sh
+	XDPNET_APT_PKGS="$(APT_PKGS)" vagrant/bench.sh
+
+vagrant-down:
+	vagrant/down.sh
 
 clean:
 	rm -rf build dist

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# make vagrant-test: the test tiers inside host-a (Debian 12's stock 6.1 kernel, so the classic
+# tc path where tcx is missing) and native XDP on its virtio-net NIC, pinging the libvirt
+# host's end of the isolated underlay (192.168.56.1): one VM is enough, which matters under emulation.
+# The summary goes to bench/results/vagrant-test.txt as evidence; full log next to it in build/.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+. "$here/libvirt.sh"
+vagrant_deps
+libvirt_start; trap libvirt_stop EXIT
+vagrant_ensure_box
+cd "$here"
+virt=$(virt_kind)
+echo "virtualisation: $virt"
+vagrant up --provision host-a
+vagrant rsync host-a
+log=$here/../build/vagrant-test.log out=$here/../bench/results/vagrant-test.txt
+mkdir -p "$(dirname "$log")"
+rc=interrupted
+summarize() { # also on an interrupted run: whatever tiers finished are evidence too
+  {
+    echo "# make vagrant-test, $(date -u +%Y-%m-%dT%H:%MZ), tree $(git -C "$here/.." rev-parse --short HEAD)$(git -C "$here/.." diff --quiet || echo +dirty)"
+    echo "# host: $(uname -r), VMs under $virt"
+    grep -E '^(==|FILE|FAILED|PASS|FAIL|[0-9]+ passed, [0-9]+ failed)|^ *(Test Files|Tests|Duration) ' "$log" | tr -d '\r'
+    echo "# exit status $rc"
+  } > "$out"
+  cat "$out"
+}
+trap 'summarize; libvirt_stop' EXIT
+set +e
+vagrant ssh host-a -c "sudo XDPNET_TEST_DIRS='${XDPNET_TEST_DIRS:-}' /xdpnet/vagrant/guest/test.sh" 2>&1 | tee "$log"
+rc=${PIPESTATUS[0]}
+set -e
+exit "$rc"

@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# make vagrant-up: host-a and host-b booted and provisioned (Node 20, make setup).
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+. "$here/libvirt.sh"
+vagrant_deps
+libvirt_start; trap libvirt_stop EXIT
+vagrant_ensure_box
+cd "$here"
+echo "virtualisation: $(virt_kind)"
+vagrant up --provision "$@"
+for vm in host-a host-b; do
+  vagrant ssh "$vm" -c 'echo "$(hostname): kernel $(uname -r), $(systemd-detect-virt), $(nproc) vCPUs, eth1 $(ip -br -4 addr show eth1 | awk "{print \$3}") driver $(ethtool -i eth1 | awk "/^driver/{print \$2}"), queues $(ethtool -l eth1 | awk "/Combined/{print \$2}" | paste -sd/) (max/current)"'
+done
