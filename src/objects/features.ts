@@ -3,10 +3,11 @@
 // guessed from the version string, which distributions' backports make
 // unreliable. A test checks these tables against the helper calls and map
 // types of the built objects, so they cannot drift from the C code.
+import { existsSync } from 'node:fs';
 import { XdpnetError } from '../errors.js';
 import { probeHelper, probeMapFlags, probeMapType, probeProgType } from '../sys/libbpf.js';
 
-export const PROG_TYPES = { tc: 3 /* SCHED_CLS */, xdp: 6 } as const;
+export const PROG_TYPES = { tc: 3 /* SCHED_CLS */, xdp: 6, tracing: 26 /* tp_btf: the monitor's observer */ } as const;
 export type ProgKind = keyof typeof PROG_TYPES;
 
 interface Feature { name: string; since: string }
@@ -15,6 +16,7 @@ interface Feature { name: string; since: string }
 export const PROGS: Record<number, Feature> = {
   3: { name: 'BPF_PROG_TYPE_SCHED_CLS (tc programs)', since: '4.1' },
   6: { name: 'BPF_PROG_TYPE_XDP', since: '4.8' },
+  26: { name: 'BPF_PROG_TYPE_TRACING with kernel BTF (tp_btf programs)', since: '5.5' },
 };
 
 /** Map types, by uapi number. */
@@ -26,6 +28,7 @@ export const MAPS: Record<number, Feature> = {
   9: { name: 'BPF_MAP_TYPE_LRU_HASH', since: '4.10' },
   11: { name: 'BPF_MAP_TYPE_LPM_TRIE', since: '4.11' },
   25: { name: 'BPF_MAP_TYPE_DEVMAP_HASH', since: '5.4' },
+  27: { name: 'BPF_MAP_TYPE_RINGBUF', since: '5.8' },
 };
 
 export const BPF_F_MMAPABLE = 1 << 10;
@@ -36,9 +39,10 @@ export const MAP_FLAGS: Record<number, Feature> = {
 
 /** Helpers, by uapi number, and the program types that call them. */
 export const HELPERS: Record<number, Feature & { progs: ProgKind[] }> = {
-  1: { name: 'bpf_map_lookup_elem', since: '3.19', progs: ['tc', 'xdp'] },
-  2: { name: 'bpf_map_update_elem', since: '3.19', progs: ['tc', 'xdp'] },
+  1: { name: 'bpf_map_lookup_elem', since: '3.19', progs: ['tc', 'xdp', 'tracing'] },
+  2: { name: 'bpf_map_update_elem', since: '3.19', progs: ['tc', 'xdp', 'tracing'] },
   3: { name: 'bpf_map_delete_elem', since: '3.19', progs: ['tc', 'xdp'] },
+  5: { name: 'bpf_ktime_get_ns', since: '4.1', progs: ['tc', 'xdp', 'tracing'] },
   7: { name: 'bpf_get_prandom_u32', since: '4.1', progs: ['tc', 'xdp'] },
   8: { name: 'bpf_get_smp_processor_id', since: '4.1', progs: ['tc', 'xdp'] },
   9: { name: 'bpf_skb_store_bytes', since: '4.1', progs: ['tc'] },
@@ -59,15 +63,19 @@ export const HELPERS: Record<number, Feature & { progs: ProgKind[] }> = {
   65: { name: 'bpf_xdp_adjust_tail', since: '4.18', progs: ['xdp'] },
   69: { name: 'bpf_fib_lookup', since: '4.18', progs: ['tc', 'xdp'] },
   118: { name: 'bpf_jiffies64', since: '5.5', progs: ['tc', 'xdp'] },
+  131: { name: 'bpf_ringbuf_reserve', since: '5.8', progs: ['tc', 'xdp', 'tracing'] },
+  132: { name: 'bpf_ringbuf_submit', since: '5.8', progs: ['tc', 'xdp', 'tracing'] },
   152: { name: 'bpf_redirect_neigh', since: '5.10', progs: ['tc'] },
   155: { name: 'bpf_redirect_peer', since: '5.10', progs: ['tc'] },
   160: { name: 'bpf_ktime_get_coarse_ns', since: '5.11', progs: ['tc', 'xdp'] },
   163: { name: 'bpf_check_mtu', since: '5.12', progs: ['tc', 'xdp'] },
   181: { name: 'bpf_loop', since: '5.17', progs: ['tc', 'xdp'] },
+  188: { name: 'bpf_xdp_get_buff_len', since: '5.18', progs: ['xdp'] },
+  189: { name: 'bpf_xdp_load_bytes', since: '5.18', progs: ['xdp'] },
 };
 
 /** The oldest kernel with every feature above. */
-export const MIN_KERNEL = '5.17';
+export const MIN_KERNEL = '5.18';
 
 export interface Probes {
   prog(type: number): boolean;
@@ -76,7 +84,15 @@ export interface Probes {
   helper(progType: number, id: number): boolean;
 }
 
-const KERNEL: Probes = { prog: probeProgType, map: probeMapType, mapFlags: probeMapFlags, helper: probeHelper };
+// libbpf cannot probe a tracing program without a target to attach to: tp_btf
+// programs need the type and the kernel's BTF, which 5.5+ with BTF has; their
+// helpers are the generic ones, probed for tc and XDP.
+const KERNEL: Probes = {
+  prog: (t) => (t === PROG_TYPES.tracing ? existsSync('/sys/kernel/btf/vmlinux') : probeProgType(t)),
+  map: probeMapType,
+  mapFlags: probeMapFlags,
+  helper: (prog, id) => prog === PROG_TYPES.tracing || probeHelper(prog, id),
+};
 
 /** Every needed feature the kernel lacks, as "what (Linux N)". */
 export function missingFeatures(p: Probes = KERNEL): string[] {

@@ -19,7 +19,7 @@ describe('counter program', () => {
     const c = ifCounters(obj, LO);
     if (!c) return undefined;
     const { rx_packets, rx_bytes, ...rest } = c;
-    expect(Object.values(rest)).toEqual([0n, 0n, 0n, 0n, 0n]); // the counter only counts rx
+    expect(Object.entries(rest).filter(([, v]) => v !== 0n)).toEqual([]); // the counter only counts rx
     return { rx_packets, rx_bytes };
   };
 

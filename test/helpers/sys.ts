@@ -1,6 +1,7 @@
 // Namespaces, veths and the CLI for root-tier tests. Everything created here
 // is recorded and removed by cleanup(), even when a test fails.
 import { execFileSync, spawnSync, type SpawnSyncReturns } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { expect } from 'vitest';
 import { COUNTER } from '../../src/objects/counter.js';
@@ -20,11 +21,17 @@ export function tcFlavour(): 'tcx' | 'clsact' {
   const env = process.env.XDPNET_TC;
   if (env === 'tcx' || env === 'clsact') return env;
   if (!probed) {
-    const o = BpfObject.open(`${ROOT}build/bpf/${COUNTER.object}.bpf.o`, { programs: [COUNTER.programs.tc] }).load();
+    // A pin root of its own: without one libbpf pins the object's maps in the bpffs root, and leaves them.
+    const pins = mkdtempSync('/sys/fs/bpf/xdpnet-probe-');
     try {
-      probed = probeTcx(o.program(COUNTER.programs.tc).fd) ? 'tcx' : 'clsact';
+      const o = BpfObject.open(`${ROOT}build/bpf/${COUNTER.object}.bpf.o`, { programs: [COUNTER.programs.tc], pinRoot: pins }).load();
+      try {
+        probed = probeTcx(o.program(COUNTER.programs.tc).fd) ? 'tcx' : 'clsact';
+      } finally {
+        o.close();
+      }
     } finally {
-      o.close();
+      rmSync(pins, { recursive: true, force: true });
     }
   }
   return probed;

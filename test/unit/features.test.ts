@@ -14,11 +14,16 @@ describe('kernel feature check', () => {
     expect(() => requireKernelFeatures('6.18.0', kernel({}))).not.toThrow();
   });
 
-  it('names a missing helper, the program types that need it and its kernel (5.15 has no bpf_loop)', () => {
-    const k515 = kernel({ helper: (_t, id) => id !== 181 });
-    expect(missingFeatures(k515)).toEqual(['helper bpf_loop for tc and xdp programs (Linux 5.17)']);
+  it('names a missing helper, the program types that need it and its kernel (5.15 has no bpf_loop, no bpf_xdp_load_bytes)', () => {
+    const k515 = kernel({ helper: (_t, id) => id < 181 });
+    const missing = [
+      'helper bpf_loop for tc and xdp programs (Linux 5.17)',
+      'helper bpf_xdp_get_buff_len for xdp programs (Linux 5.18)',
+      'helper bpf_xdp_load_bytes for xdp programs (Linux 5.18)',
+    ];
+    expect(missingFeatures(k515)).toEqual(missing);
     expect(() => requireKernelFeatures('5.15.0-91-generic', k515)).toThrow(
-      "kernel 5.15.0-91-generic lacks what xdpnet's BPF programs need: helper bpf_loop for tc and xdp programs (Linux 5.17)",
+      `kernel 5.15.0-91-generic lacks what xdpnet's BPF programs need: ${missing.join('; ')}`,
     );
   });
 
