@@ -4,7 +4,7 @@
 import { Command } from 'commander';
 import { reapVanishedPorts } from '../dataplane/bridge.js';
 import { ageFdb } from '../dataplane/fdb.js';
-import { lockState, requirePrivileges } from '../dataplane/host.js';
+import { instanceNetns, lockState, requirePrivileges, withNetns } from '../dataplane/host.js';
 import { removeStale, staleInstances } from '../dataplane/hygiene.js';
 import { natHousekeeping } from '../dataplane/nat.js';
 import { instancePaths, listInstances, type InstancePaths } from '../objects/paths.js';
@@ -61,14 +61,25 @@ Examples:
         }
         for (const inst of netns ? [ctx.inst] : listInstances()) {
           const release = lockState(inst.name); // a pass changes maps as commands do
-          for (const t of TASKS) {
-            try {
-              done.push(`${inst.name} ${t.name}: ${t.run(inst)}`);
-            } catch (e) {
-              console.error(`xdpnet: ${inst.name} ${t.name}: ${(e as Error).message}`); // one bad instance stops no other
+          // Inside the instance's namespace: its interfaces (names, ifindexes, routes) are the namespace's.
+          // Without --netns the daemon runs on the host, where a namespace's ports look vanished.
+          const pass = () => {
+            for (const t of TASKS) {
+              try {
+                done.push(`${inst.name} ${t.name}: ${t.run(inst)}`);
+              } catch (e) {
+                console.error(`xdpnet: ${inst.name} ${t.name}: ${(e as Error).message}`); // one bad instance stops no other
+              }
             }
+          };
+          try {
+            if (netns) pass(); // context() entered it already
+            else withNetns(instanceNetns(inst.name), pass);
+          } catch (e) {
+            console.error(`xdpnet: ${inst.name}: ${(e as Error).message}`); // its namespace went away under us: the next pass sees it stale
+          } finally {
+            release();
           }
-          release();
         }
         if (verbose) console.log(`${new Date().toISOString()} ${done.join(', ') || 'no instances'}`);
         await new Promise<void>((r) => {

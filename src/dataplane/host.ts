@@ -146,11 +146,6 @@ export function withNetns<T>(name: string | undefined, fn: () => T): T {
 /** The network namespace of an instance ("ns-NAME" → NAME; the host's: undefined). */
 export const instanceNetns = (instName: string): string | undefined => (instName.startsWith('ns-') ? instName.slice(3) : undefined);
 
-/**
- * Runs `ip -j ARGS` in the current network namespace (after setns, /sys still
- * shows the host's) and parses its JSON. On failure returns orElse when given
- * (for questions like "is there a route"), else throws naming the command.
- */
 export interface Route { dst: string; dev?: string; gateway?: string; type?: string; prefsrc?: string }
 
 /** The kernel's route to an address (`ip route get`, optionally from a source and out of an interface); undefined if none. */
@@ -159,6 +154,11 @@ export function routeGet(dst: string, o: { from?: string; oif?: string } = {}): 
   return ipJson<Route[]>(args, [])[0];
 }
 
+/**
+ * Runs `ip -j ARGS` in the current network namespace (after setns, /sys still
+ * shows the host's) and parses its JSON. On failure returns orElse when given
+ * (for questions like "is there a route"), else throws naming the command.
+ */
 export function ipJson<T>(args: string[], orElse?: T): T {
   try {
     return JSON.parse(execFileSync('ip', ['-j', ...args], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }) || '[]') as T;

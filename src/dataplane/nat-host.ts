@@ -26,14 +26,20 @@ export function hostAddresses(): { byAddr: Map<number, number>; byIf: Map<number
 }
 
 /**
- * The interface the kernel routes the prefix through (its first host address
- * is asked), if it is reached directly there: a route via a gateway (the
- * default route, say) says nothing about where those sources are.
+ * The interface the kernel routes the prefix through (a host address in it is
+ * asked), if it is reached directly there: a route via a gateway (the default
+ * route, say) says nothing about where those sources are. The first host
+ * address is often this host's own (a bridge's gateway address, routed to lo),
+ * so the last one is asked then.
  */
 export function routeDev(p: Prefix): string | undefined {
-  const host = p.len < 31 ? (p.addr + 1) >>> 0 : p.addr;
-  const r = routeGet(numToIpv4(host));
-  return r && !r.gateway && r.dev !== 'lo' && (!r.type || r.type === 'unicast') ? r.dev : undefined;
+  const hosts = p.len < 31 ? [(p.addr + 1) >>> 0, (p.addr | (0xffffffff >>> p.len)) - 1] : [p.addr];
+  for (const host of hosts) {
+    const r = routeGet(numToIpv4(host >>> 0));
+    if (r?.type === 'local') continue;
+    return r && !r.gateway && r.dev !== 'lo' && (!r.type || r.type === 'unicast') ? r.dev : undefined;
+  }
+  return undefined;
 }
 
 /** The default route's interface. */
