@@ -2,25 +2,29 @@
 // symlink planted in the state tree is refused, and the state of a network
 // namespace that no longer exists is found (and removed by the daemon). An
 // instance's state lives on the host's bpffs under the namespace's name, so
-// it outlives `ip netns del`; each namespace's identity (the nsfs inode of
-// /var/run/netns/NAME) is recorded next to its lock, and state recorded for
-// another namespace of the same name is stale: a new namespace never
-// inherits it.
-import { chmodSync, existsSync, lstatSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+// it outlives `ip netns del`; each namespace's identity (its netns cookie,
+// which the kernel never reuses; the nsfs inode is reused at once) is
+// recorded next to its lock, and state recorded for another namespace of the
+// same name is stale: a new namespace never inherits it.
+import { chmodSync, existsSync, lstatSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { XdpnetError } from '../errors.js';
+import { errnoName, XdpnetError } from '../errors.js';
 import { listInstances, type InstancePaths } from '../objects/paths.js';
-import { bpffsRoot, LOCK_DIR } from './host.js';
+import { netnsCookie } from '../sys/libc.js';
+import { bpffsRoot, LOCK_DIR, withNetns } from './host.js';
 
 const idFile = (instance: string) => join(LOCK_DIR, `${instance}.netns`);
 
-/** The namespace's identity (device and inode of its nsfs file), or undefined when it does not exist. */
+/** The namespace's identity (its netns cookie), or undefined when it does not exist. */
 export function netnsId(name: string): string | undefined {
+  if (!existsSync(`/var/run/netns/${name}`)) return undefined;
   try {
-    const s = statSync(`/var/run/netns/${name}`);
-    return `${s.dev}:${s.ino}`;
-  } catch {
-    return undefined;
+    const cookie = withNetns(name, netnsCookie);
+    if (typeof cookie === 'number') throw new XdpnetError(`cannot read the netns cookie of ${name}: ${errnoName(-cookie)}`);
+    return `cookie:${cookie}`;
+  } catch (e) {
+    if (!existsSync(`/var/run/netns/${name}`)) return undefined; // deleted meanwhile
+    throw e;
   }
 }
 

@@ -16,6 +16,8 @@ const c = {
   vsnprintf: libc.func('int vsnprintf(_Out_ uint8_t *buf, size_t n, const char *fmt, void *ap)'),
   flock: libc.func('int flock(int fd, int op)'),
   clock_gettime: libc.func('int clock_gettime(int clk, _Out_ uint8_t *ts)'),
+  socket: libc.func('int socket(int domain, int type, int protocol)'),
+  getsockopt: libc.func('int getsockopt(int fd, int level, int name, _Out_ uint8_t *val, _Inout_ uint32_t *len)'),
 };
 
 setStrerror((e) => c.strerror(e) as string);
@@ -83,4 +85,27 @@ export function vformat(fmt: string, ap: unknown): string {
   const buf = Buffer.alloc(1024);
   const n = c.vsnprintf(buf, buf.length, fmt, ap) as number;
   return buf.toString('utf8', 0, Math.max(0, Math.min(n, buf.length - 1)));
+}
+
+const AF_INET = 2;
+const SOCK_DGRAM = 2;
+const SOCK_CLOEXEC = 0o2000000;
+const SOL_SOCKET = 1;
+const SO_NETNS_COOKIE = 71;
+
+/**
+ * The current network namespace's cookie (SO_NETNS_COOKIE, Linux 5.14): unique
+ * for the boot, never reused, unlike the namespace's nsfs inode. -errno on failure.
+ */
+export function netnsCookie(): bigint | number {
+  const fd = c.socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0) as number;
+  if (fd < 0) return -koffi.errno();
+  try {
+    const val = Buffer.alloc(8);
+    const len = [8];
+    if ((c.getsockopt(fd, SOL_SOCKET, SO_NETNS_COOKIE, val, len) as number) < 0) return -koffi.errno();
+    return val.readBigUInt64LE(0);
+  } finally {
+    c.close(fd);
+  }
 }

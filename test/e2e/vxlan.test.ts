@@ -175,7 +175,7 @@ describe('xdpnet VTEP with the kernel vxlan device as its peer', () => {
     const add = (...extra: string[]) => xdpnet(['--netns', a, 'vxlan', 'add', '--bridge', 'br0', '--local', UA, '--dev', 'ua', ...extra]);
     expect(add('--vni', '0')).toMatchObject({ code: 2, stderr: expect.stringContaining("invalid VNI '0': expected a number from 1 to 16777215") });
     expect(add('--vni', '16777216').code).toBe(2);
-    expect(xdpnet(['--netns', a, 'vxlan', 'add', '--bridge', 'br0', '--vni', '5', '--local', '192.168.60.300', '--dev', 'ua'])).toMatchObject({ code: 2, stderr: expect.stringContaining("invalid local address '192.168.60.300'") });
+    expect(xdpnet(['--netns', a, 'vxlan', 'add', '--bridge', 'br0', '--vni', '5', '--local', '192.168.60.300', '--dev', 'ua'])).toMatchObject({ code: 2, stderr: expect.stringContaining("--local: invalid IPv4 address '192.168.60.300'") });
     expect(add('--vni', '100', '--vlan', '2')).toMatchObject({ code: 1, stderr: expect.stringContaining('VNI 100 already exists (bridge br0 VLAN 1)') });
     expect(add('--vni', '101')).toMatchObject({ code: 1, stderr: expect.stringContaining('bridge br0 VLAN 1 already has a VTEP (VNI 100)') });
     expect(xdpnet(['--netns', a, 'vxlan', 'add', '--bridge', 'nope', '--vni', '7', '--local', UA, '--dev', 'ua'])).toMatchObject({ code: 1, stderr: expect.stringContaining('bridge nope not found') });
