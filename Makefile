@@ -47,8 +47,10 @@ build/fixtures/%.bpf.o: test/fixtures/%.bpf.c $(BPF_HDR)
 	@mkdir -p $(@D)
 	$(CLANG) $(BPF_CFLAGS) -c $< -o $@
 
+# The two executables (package.json "bin") are run directly: by a shell, by a CNI runtime.
 ts: node_modules/.installed
 	npx tsc -p tsconfig.json
+	chmod +x dist/src/cli/main.js dist/src/cni/main.js
 
 demo: setup all
 	node dist/src/demo/main.js
@@ -59,7 +61,6 @@ test: setup all
 
 # The CNI plugin, where runtimes look for it (CNI_PATH); a link, so a rebuild updates it. Writes nothing else.
 install-cni: ts
-	chmod +x dist/src/cni/main.js
 	install -d /opt/cni/bin
 	ln -sfn $(CURDIR)/dist/src/cni/main.js /opt/cni/bin/xdpnet
 

@@ -277,6 +277,9 @@ export function addPort(
 ): { port: PortInfo; attachment: Attachment } {
   const ifindex = resolveIface(iface, o.netns);
   const { pvid, vlans } = portVlans(o);
+  // A port record without its link is what an attach killed between the two leaves: it forwards nothing, and
+  // we hold the lock, so no attach is under way. It goes, and this attach does the work again.
+  if (!findAttachment(inst, ifindex)) withMaps(inst, (m) => (readPorts(m).some((p) => p.ifindex === ifindex) ? forgetPort(m, ifindex) : undefined));
   const br = readMaps(inst, (m) => {
     const b = bridgeByName(m, bridge);
     const owner = readPorts(m).find((p) => p.ifindex === ifindex);
