@@ -292,8 +292,19 @@ describe('NAT: containers on an xdpnet bridge and an outside namespace', () => {
     };
     readdress('10.99.0.3');
     try {
-      const d = spawn(process.execPath, [CLI, '--netns', h, 'daemon', '--interval', '0.2'], { stdio: 'ignore' });
-      await sleep(1000);
+      const d = spawn(process.execPath, [CLI, '--netns', h, '--verbose', 'daemon', '--interval', '0.2'], { stdio: ['ignore', 'pipe', 'ignore'] });
+      // One whole pass (its line is printed after it), however slowly a loaded machine starts node.
+      let out = '';
+      await new Promise<void>((resolve, reject) => {
+        const t = setTimeout(() => reject(new Error(`the daemon finished no pass in 30 s: ${out}`)), 30_000);
+        d.stdout!.on('data', (b: Buffer) => {
+          out += b;
+          if (/conntrack: /.test(out)) {
+            clearTimeout(t);
+            resolve();
+          }
+        });
+      });
       d.kill('SIGTERM');
       await new Promise((r) => d.once('exit', r));
       expect(addrOf(client(c1, ['tcp-client', S, '7000']))).toBe('10.99.0.3'); // no NAT command in between
