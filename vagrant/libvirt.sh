@@ -46,3 +46,10 @@ vagrant_ensure_box() {
     "$here/box/build.sh"
   fi
 }
+
+# Every VM target's start: the packages, libvirt's daemons for this run (stopped on exit), the box.
+vagrant_prepare() {
+  vagrant_deps
+  libvirt_start; trap libvirt_stop EXIT
+  vagrant_ensure_box
+}

@@ -6,9 +6,7 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/libvirt.sh"
-vagrant_deps
-libvirt_start; trap libvirt_stop EXIT
-vagrant_ensure_box
+vagrant_prepare
 cd "$here"
 virt=$(virt_kind)
 echo "virtualisation: $virt"

@@ -3,9 +3,7 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/libvirt.sh"
-vagrant_deps
-libvirt_start; trap libvirt_stop EXIT
-vagrant_ensure_box
+vagrant_prepare
 cd "$here"
 echo "virtualisation: $(virt_kind)"
 vagrant up --provision "$@"
