@@ -13,7 +13,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { requirePrivileges } from '../src/dataplane/host.js';
 
-const PLUGIN = fileURLToPath(new URL('../src/cni/main.js', import.meta.url));
+const PLUGIN = fileURLToPath(new URL('../xdpnet-cni.js', import.meta.url));
 const CLI = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));
 const RESULTS = fileURLToPath(new URL('../../bench/results/', import.meta.url));
 const CNI_PATH = '/usr/lib/cni';
