@@ -5,7 +5,7 @@
 // CLI commands never interleave their read-modify-writes of the maps.
 import { readdirSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { addBridge, delBridge, detachInterface, listBridges, listPorts, addPort, reapVanishedPorts } from '../dataplane/bridge.js';
+import { addBridge, bridgeMac, delBridge, detachInterface, listBridges, listPorts, addPort, reapVanishedPorts } from '../dataplane/bridge.js';
 import { addFdb, listFdb } from '../dataplane/fdb.js';
 import { ensureBpffs, lockFile, lockState, requirePrivileges } from '../dataplane/host.js';
 import { parsePrefix } from '../dataplane/inet.js';
@@ -13,11 +13,11 @@ import { addPortmap, addSnat, delPortmap, delSnat, showNat } from '../dataplane/
 import { defaultDev, hostAddresses } from '../dataplane/nat-host.js';
 import { portOverlay } from '../dataplane/vxlan.js';
 import { instancePaths, type InstancePaths } from '../objects/paths.js';
-import { ifIndexToName } from '../sys/libc.js';
+import { ifIndexToName, ifNameToIndex } from '../sys/libc.js';
 import { XdpnetError } from '../errors.js';
 import type { CniEnv, NetConf, PortMapping } from './config.js';
 import { delegateIpam, findPlugin } from './ipam.js';
-import { containerView, createVeth, deleteVeth, hostLink, hostVethName } from './link.js';
+import { containerView, createVeth, deleteVeth, hostVethName } from './link.js';
 import { CODES, CniError, resultFor, type CniResult } from './spec.js';
 import { StateStore, type Attachment } from './state.js';
 
@@ -86,8 +86,9 @@ export function cmdAdd(conf: NetConf, env: CniEnv): CniResult {
       network: conf.name, containerId: env.containerId, ifname: env.ifname, netns: env.netns, bridge: conf.bridge,
       hostIface: hostVethName(env.containerId, env.ifname), ifindex: 0, mac: '', address: ip.address, subnet: prefixOf(ip.address), portMappings: [],
     };
+    let hostMac: string;
     try {
-      wire(inst, store, conf, a, ip.gateway, ipam);
+      hostMac = wire(inst, store, conf, a, ip.gateway, ipam);
     } catch (e) {
       unwire(inst, store, a);
       delegateIpam('DEL', conf, env);
@@ -96,7 +97,7 @@ export function cmdAdd(conf: NetConf, env: CniEnv): CniResult {
     store.saveAttachment(a);
     const prev = conf.prevResult?.interfaces ?? [];
     return resultFor(conf.cniVersion, {
-      interfaces: [...prev, { name: conf.bridge, mac: bridgeMac(inst, conf.bridge) }, { name: a.hostIface, mac: hostLink(a.hostIface)?.address },
+      interfaces: [...prev, { name: conf.bridge, mac: bridgeMac(inst, conf.bridge) }, { name: a.hostIface, mac: hostMac },
         { name: env.ifname, mac: a.mac, sandbox: env.netns }],
       ips: [...(conf.prevResult?.ips ?? []), { address: ip.address, gateway: ip.gateway, interface: prev.length + 2 }],
       routes: ipam.routes ?? [],
@@ -105,12 +106,11 @@ export function cmdAdd(conf: NetConf, env: CniEnv): CniResult {
   });
 }
 
-function bridgeMac(inst: InstancePaths, bridge: string): string | undefined {
-  return listBridges(inst).find((b) => b.name === bridge)?.mac;
-}
-
-/** ADD's changes, in order; each is recorded in `a` as it is made so that unwire() undoes exactly what was done. */
-function wire(inst: InstancePaths, store: StateStore, conf: NetConf, a: Attachment, gateway: string | undefined, ipam: CniResult): void {
+/**
+ * ADD's changes, in order; each is recorded in `a` as it is made so that
+ * unwire() undoes exactly what was done. Returns the host end's MAC.
+ */
+function wire(inst: InstancePaths, store: StateStore, conf: NetConf, a: Attachment, gateway: string | undefined, ipam: CniResult): string {
   if (!bridgeMac(inst, conf.bridge)) {
     if (conf.isGateway && !gateway) throw new CniError(CODES.IPAM, `IPAM ${conf.ipam.type} gave no gateway, and isGateway needs one`);
     addBridge(inst, conf.bridge, { address: conf.isGateway ? `${gateway}/${a.address.split('/')[1]}` : undefined });
@@ -128,18 +128,20 @@ function wire(inst: InstancePaths, store: StateStore, conf: NetConf, a: Attachme
     setForwarding(out);
   }
   const mtu = portOverlay(inst, conf.bridge)?.innerMtu ?? conf.mtu;
-  a.mac = createVeth(a.hostIface, a.netns, {
+  const veth = createVeth(a.hostIface, a.netns, {
     ifname: a.ifname, address: a.address, gateway, mtu, xdpPort: conf.hook === 'xdp',
     routes: (ipam.routes ?? []).filter((r) => !r.dst.includes(':')),
   });
-  a.ifindex = hostLink(a.hostIface)!.ifindex;
-  addPort(inst, a.hostIface, conf.bridge, { hook: conf.hook });
+  a.mac = veth.mac;
+  a.ifindex = veth.ifindex;
+  addPort(inst, a.hostIface, conf.bridge, { hook: conf.hook, peerElsewhere: true });
   addFdb(inst, { mac: Buffer.from(a.mac.split(':').map((x) => parseInt(x, 16))), bridge: conf.bridge, port: a.hostIface });
   const ip = a.address.split('/')[0];
   for (const p of conf.portMappings) {
     addPortmap(inst, { ...mappingArgs(p), to: `${ip}:${p.containerPort}` });
     a.portMappings.push(p);
   }
+  return veth.hostMac;
 }
 
 /** Undoes an attachment; whatever is already gone is skipped (DEL is idempotent, and this also rolls back a failed ADD). */
@@ -151,7 +153,7 @@ function unwire(inst: InstancePaths, store: StateStore, a: Attachment): void {
     // only while it still leads to this container: the port may have been mapped again since
     if (mapped.some((m) => m.proto === p.protocol && m.port === p.hostPort && m.to === `${ip}:${p.containerPort}`)) delPortmap(inst, args);
   }
-  if (hostLink(a.hostIface)) {
+  if (ifNameToIndex(a.hostIface)) {
     if (listPorts(inst).some((p) => p.iface === a.hostIface)) detachInterface(inst, a.hostIface);
     deleteVeth(a.hostIface);
   } else if (a.ifindex) {
@@ -188,7 +190,7 @@ export function cmdCheck(conf: NetConf, env: CniEnv): void {
     const a = store.attachment(conf.name, env.containerId, env.ifname);
     if (!a) throw new CniError(CODES.UNKNOWN_CONTAINER, `container ${env.containerId} has no ${env.ifname} on network ${conf.name}`);
     delegateIpam('CHECK', conf, env);
-    if (!hostLink(a.hostIface)) fail(`host interface ${a.hostIface} is missing`);
+    if (!ifNameToIndex(a.hostIface)) fail(`host interface ${a.hostIface} is missing`);
     const port = listPorts(inst).find((p) => p.iface === a.hostIface);
     if (!port || port.bridge !== a.bridge) fail(`${a.hostIface} is not a port of bridge ${a.bridge}`);
     if (!port!.hook) fail(`${a.hostIface} is a port of ${a.bridge} but no program is attached to it`);

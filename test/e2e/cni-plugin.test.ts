@@ -61,6 +61,10 @@ describe.skipIf(!hasIpam)('CNI plugin, run directly', () => {
     const ifs = add.json.interfaces as Array<{ name: string; mac: string }>;
     expect(ifs.map((i) => i.name)).toEqual([NET, expect.stringMatching(/^xnc/), 'eth0']);
     expect(sh('ip', ['-n', c, '-j', '-4', 'route', 'show', 'default'])).toContain('"gateway":"10.91.0.1"');
+    // the MACs the result names are the interfaces' own (the plugin chooses them), and GRO is on in the container
+    expect(JSON.parse(sh('ip', ['-n', host, '-j', 'link', 'show', 'dev', ifs[1].name]))[0].address).toBe(ifs[1].mac);
+    expect(JSON.parse(sh('ip', ['-n', c, '-j', 'link', 'show', 'dev', 'eth0']))[0].address).toBe(ifs[2].mac);
+    expect(sh('ip', ['netns', 'exec', c, 'ethtool', '-k', 'eth0'])).toMatch(/^generic-receive-offload: on$/m);
     expect(plugin('CHECK', c).code).toBe(0);
     // CHECK names the part that went missing
     const mac = ifs[2].mac;
@@ -74,6 +78,17 @@ describe.skipIf(!hasIpam)('CNI plugin, run directly', () => {
     expect(again.stdout).toBe('');
     expectCniError(plugin('CHECK', c), CODES.UNKNOWN_CONTAINER, /has no eth0 on network/);
     expect(state()).toEqual({ ports: [], allocations: [], pins: false });
+  });
+
+  it('an XDP port\'s container end gets GRO on and tx checksum offload off', () => {
+    const c = container();
+    const xdp = conf({ hook: 'xdp', runtimeConfig: { portMappings: [] } });
+    const add = plugin('ADD', c, xdp);
+    expect(add.code, add.stdout + add.stderr).toBe(0);
+    const k = sh('ip', ['netns', 'exec', c, 'ethtool', '-k', 'eth0']);
+    expect(k).toMatch(/^generic-receive-offload: on$/m);
+    expect(k).toMatch(/^tx-checksumming: off$/m);
+    expect(plugin('DEL', c, xdp).code).toBe(0);
   });
 
   it('a second ADD of the same attachment and a taken host port fail without changing anything', () => {
