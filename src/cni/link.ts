@@ -24,38 +24,42 @@ function run(argv: string[], input?: string): string {
   }
 }
 
-export interface ContainerSide { ifname: string; address: string; gateway?: string; routes: CniRoute[]; mtu: number; xdpPort: boolean }
+export interface ContainerEnd { ifname: string; mtu: number; xdpPort: boolean }
+export interface ContainerAddress { ifname: string; address: string; gateway?: string; routes: CniRoute[] }
 
 /** What createVeth made: both ends' MACs (chosen here, so nothing has to be asked afterwards) and the host end's ifindex. */
 export interface Veth { mac: string; hostMac: string; ifindex: number }
 
 /**
  * Creates the pair with the container end made straight into the netns under
- * its final name, configures it there, and returns what it made. GRO on the
+ * its final name, sets its offloads there, and returns what it made. GRO on the
  * container end lets frames that XDP redirects into it (an XDP port, a VXLAN
  * uplink) be received; an XDP port also needs tx checksum offload off there,
  * since a frame that enters XDP loses its partial checksum.
- * Two `ip` runs in all (each costs milliseconds, the ADD's main cost): both
- * MACs are chosen here as the kernel would (random, locally administered), the
- * host end comes up with the pair, and the container's side is set from inside
- * its netns (this thread enters it; `ip` inherits it) with the offloads set by
- * ioctl there rather than by ethtool.
+ * One `ip` run (each costs milliseconds, the ADD's main cost): both MACs are
+ * chosen here as the kernel would (random, locally administered), the host
+ * end comes up with the pair, the offloads are set by ioctl from inside the
+ * netns rather than by ethtool.
  */
-export function createVeth(host: string, netns: string, c: ContainerSide): Veth {
+export function createVeth(host: string, netns: string, c: ContainerEnd): Veth {
   if (!existsSync(netns)) throw new CniError(CODES.INVALID_ENV, `CNI_NETNS ${netns} does not exist`);
   const mac = formatMac(randomMac());
   const hostMac = formatMac(randomMac());
   run(['ip', 'link', 'add', host, 'up', 'mtu', String(c.mtu), 'address', hostMac, 'type', 'veth',
     'peer', 'name', c.ifname, 'mtu', String(c.mtu), 'address', mac, 'netns', netns]);
   const ifindex = ifNameToIndex(host);
-  const cmds = [`addr add ${c.address} dev ${c.ifname}`, `link set ${c.ifname} up`];
-  for (const r of c.routes) cmds.push(`route add ${r.dst} via ${r.gw ?? c.gateway} dev ${c.ifname}`);
   inContainer(netns, () => {
-    run(['ip', '-batch', '-'], `${cmds.join('\n')}\n`);
     offload(c.ifname, 'gro', true);
     if (c.xdpPort) offload(c.ifname, 'tx', false);
   });
   return { mac, hostMac, ifindex };
+}
+
+/** The container end's address and routes, and up: one `ip -batch` run from inside the netns (this thread enters it; `ip` inherits it). */
+export function addressContainer(netns: string, c: ContainerAddress): void {
+  const cmds = [`addr add ${c.address} dev ${c.ifname}`, `link set ${c.ifname} up`];
+  for (const r of c.routes) cmds.push(`route add ${r.dst} via ${r.gw ?? c.gateway} dev ${c.ifname}`);
+  inContainer(netns, () => run(['ip', '-batch', '-'], `${cmds.join('\n')}\n`));
 }
 
 function offload(ifname: string, feature: 'gro' | 'tx', on: boolean): void {

@@ -99,6 +99,18 @@ describe.skipIf(!hasIpam)('CNI plugin, run directly', () => {
     expectCniError(plugin('ADD', a), CODES.DATAPLANE, /already has eth0/);
     expectCniError(plugin('ADD', b), CODES.DATAPLANE, /tcp port 8080 is already mapped/);
     expect(state()).toEqual(before); // b's veth, port and address were rolled back
+    // IPAM runs while the veth and the port are made: when it then fails, they go again
+    const full = conf({ ipam: { type: 'host-local', ranges: [[{ subnet: '10.91.0.0/24', rangeStart: '10.91.0.200', rangeEnd: '10.91.0.200' }]], dataDir: `${dir}/ipam` },
+      runtimeConfig: {} });
+    expect(plugin('ADD', b, full).code).toBe(0);
+    const c = container();
+    const veths = () => sh('ip', ['-n', host, '-br', 'link', 'show', 'type', 'veth']).split('\n').filter((l) => l.startsWith('xnc')).length;
+    const withB = { ...state(), veths: veths() };
+    expectCniError(plugin('ADD', c, full), 999, /no IP addresses available/);
+    expect({ ...state(), veths: veths() }).toEqual(withB);
+    expect(sh('ip', ['-n', c, '-br', 'link'])).not.toContain('eth0');
+    expect(plugin('DEL', b, full).code).toBe(0);
+    expect(plugin('DEL', c, full).code).toBe(0);
     expect(plugin('DEL', a).code).toBe(0);
     expect(plugin('DEL', b).code).toBe(0);
   });
