@@ -7,13 +7,13 @@
 //   node dist/bench/cni.js [--containers 50]  → bench/results/cni.md
 import { execFileSync, spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir, release, cpus } from 'node:os';
+import { tmpdir, release, cpus, loadavg } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { requirePrivileges } from '../src/dataplane/host.js';
 
-const PLUGIN = fileURLToPath(new URL('../src/cni/main.js', import.meta.url));
+const PLUGIN = fileURLToPath(new URL('../xdpnet-cni.js', import.meta.url));
 const CLI = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));
 const RESULTS = fileURLToPath(new URL('../../bench/results/', import.meta.url));
 const CNI_PATH = '/usr/lib/cni';
@@ -71,49 +71,73 @@ function reference(host: string, dir: string): Plugin {
 
 interface Row { plugin: string; addP50: number; addP95: number; pingP50: number; pingP95: number; delP50: number }
 
-function measure(p: Plugin, host: string, n: number): Row {
-  const add: number[] = [];
-  const ping: number[] = [];
-  const del: number[] = [];
-  const nss: string[] = [];
+/**
+ * Both plugins, their ADDs interleaved (reference, xdpnet, reference, ...) so
+ * that a shared machine's changing load weighs on both alike; then the DELs,
+ * interleaved the same way.
+ */
+function measure(plugins: Plugin[], host: string, n: number): Row[] {
+  const t = plugins.map(() => ({ add: [] as number[], ping: [] as number[], del: [] as number[], nss: [] as string[] }));
   try {
     for (let i = 0; i < n; i++) {
-      const ns = `xnbc${process.pid}-${p.name === 'xdpnet' ? 'x' : 'r'}${i}`;
-      sh('ip', ['netns', 'add', ns]);
-      nss.push(ns);
-      const t0 = performance.now();
-      const r = p.add(ns, ns) as { ips: Array<{ gateway: string }> };
-      add.push(performance.now() - t0);
-      const gw = r.ips[0].gateway;
-      while (spawnSync('ip', ['netns', 'exec', ns, 'ping', '-c', '1', '-W', '1', '-i', '0.01', gw]).status !== 0) { /* until it answers */ }
-      ping.push(performance.now() - t0);
+      plugins.forEach((p, k) => {
+        const ns = `xnbc${process.pid}-${p.name === 'xdpnet' ? 'x' : 'r'}${i}`;
+        sh('ip', ['netns', 'add', ns]);
+        t[k].nss.push(ns);
+        const t0 = performance.now();
+        const r = p.add(ns, ns) as { ips: Array<{ gateway: string }> };
+        t[k].add.push(performance.now() - t0);
+        const gw = r.ips[0].gateway;
+        while (spawnSync('ip', ['netns', 'exec', ns, 'ping', '-c', '1', '-W', '1', '-i', '0.01', gw]).status !== 0) { /* until it answers */ }
+        t[k].ping.push(performance.now() - t0);
+      });
     }
-    for (const ns of nss) {
-      const t0 = performance.now();
-      p.del(ns, ns);
-      del.push(performance.now() - t0);
+    for (let i = 0; i < n; i++) {
+      plugins.forEach((p, k) => {
+        const t0 = performance.now();
+        p.del(t[k].nss[i], t[k].nss[i]);
+        t[k].del.push(performance.now() - t0);
+      });
     }
   } finally {
-    for (const ns of nss) spawnSync('ip', ['netns', 'del', ns]);
+    for (const { nss } of t) for (const ns of nss) spawnSync('ip', ['netns', 'del', ns]);
   }
-  return { plugin: p.name, addP50: pct(add, 50), addP95: pct(add, 95), pingP50: pct(ping, 50), pingP95: pct(ping, 95), delP50: pct(del, 50) };
+  return plugins.map((p, k) => ({
+    plugin: p.name, addP50: pct(t[k].add, 50), addP95: pct(t[k].add, 95), pingP50: pct(t[k].ping, 50), pingP95: pct(t[k].ping, 95), delP50: pct(t[k].del, 50),
+  }));
 }
 
 function main(): void {
-  const { values } = parseArgs({ options: { containers: { type: 'string', default: '50' } } });
+  const { values } = parseArgs({ options: { containers: { type: 'string', default: '50' }, help: { type: 'boolean', short: 'h' } } });
+  if (values.help) {
+    process.stdout.write(`usage: node dist/bench/cni.js [--containers N]
+
+CNI ADD wall time (p50, p95), start-to-ping and DEL of xdpnet's plugin beside
+the reference bridge + portmap plugins, N containers each (default 50), one ADD
+at a time, all inside namespaces made here. Writes bench/results/cni.md. Needs
+root and Debian's containernetworking-plugins; takes about N x 2 s on a loaded
+2-core machine.
+`);
+    return;
+  }
   const n = Number(values.containers);
+  if (!Number.isInteger(n) || n < 1) throw new Error(`--containers wants a positive integer, not ${values.containers}`);
   requirePrivileges();
   const dir = mkdtempSync(join(tmpdir(), 'xnbench-cni-'));
   const host = `xnbc${process.pid}-host`;
   const out = `xnbc${process.pid}-out`;
   const rows: Row[] = [];
+  let load0: number[] = [];
+  let load1: number[] = [];
   try {
     for (const ns of [host, out]) sh('ip', ['netns', 'add', ns]);
     sh('ip', ['-n', host, 'link', 'add', 'up0', 'type', 'veth', 'peer', 'name', 'eth0', 'netns', out]);
     sh('ip', ['-n', host, 'addr', 'add', '10.215.0.1/24', 'dev', 'up0']);
     for (const [ns, dev] of [[host, 'up0'], [out, 'eth0'], [host, 'lo']]) sh('ip', ['-n', ns, 'link', 'set', dev, 'up']);
     sh('ip', ['-n', host, 'route', 'add', 'default', 'via', '10.215.0.2']);
-    rows.push(measure(reference(host, dir), host, n), measure(xdpnet(host, dir), host, n));
+    load0 = loadavg();
+    rows.push(...measure([reference(host, dir), xdpnet(host, dir)], host, n));
+    load1 = loadavg();
   } finally {
     spawnSync(process.execPath, [CLI, '--netns', host, 'nat', 'flush']);
     spawnSync(process.execPath, [CLI, '--netns', host, 'detach', '--all']);
@@ -125,11 +149,12 @@ function main(): void {
   const [ref, ours] = rows;
   const md = `# CNI ADD: xdpnet beside bridge + portmap
 
-${new Date().toISOString()}, kernel ${release()}, ${cpus().length} CPUs (${cpus()[0]?.model}), ${n} containers each, one ADD at a time
-(\`node dist/bench/cni.js --containers ${n}\`). Each ADD maps one host port (bridge + portmap: the
-chain libcni runs; xdpnet: one plugin), masquerade on. Start-to-ping: from the ADD's start to the
-first echo reply from the gateway inside the container. Wall times in ms; the machine is shared, so
-only the ratio in one run means much.
+${new Date().toISOString()}, kernel ${release()}, ${cpus().length} CPUs (${cpus()[0]?.model}), ${n} containers each, one ADD at a time,
+the two plugins' ADDs interleaved (\`node dist/bench/cni.js --containers ${n}\`). Load average (1 min)
+${load0[0]?.toFixed(1)} at the start, ${load1[0]?.toFixed(1)} at the end: the machine is shared, so only the ratio in one run
+means much. Each ADD maps one host port (bridge + portmap: the chain libcni runs; xdpnet: one
+plugin), masquerade on. Start-to-ping: from the ADD's start to the first echo reply from the
+gateway inside the container. Wall times in ms.
 
 | plugin | ADD p50 | ADD p95 | start-to-ping p50 | start-to-ping p95 | DEL p50 |
 |---|---:|---:|---:|---:|---:|

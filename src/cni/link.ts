@@ -1,9 +1,13 @@
 // The container's end: the veth pair, and what goes inside CNI_NETNS (address,
-// routes, MTU, offloads), set with iproute2 and ethtool entered through
-// nsenter (the host's mounts stay, so pins stay on the host's bpffs).
+// routes, MTU, offloads), set with iproute2 and an ethtool ioctl from inside
+// the netns (setns on this thread: the host's mounts stay, so pins stay on
+// the host's bpffs).
 import { createHash } from 'node:crypto';
 import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
+import { formatMac, randomMac } from '../dataplane/addr.js';
+import { errnoName } from '../errors.js';
+import { CLONE_NEWNET, close, ifNameToIndex, openRead, setns, setOffload } from '../sys/libc.js';
 import { CODES, CniError, type CniRoute } from './spec.js';
 
 /** The host end's name: stable for (container, ifname), so DEL finds it without state. */
@@ -20,50 +24,83 @@ function run(argv: string[], input?: string): string {
   }
 }
 
-const inNetns = (netns: string, argv: string[], input?: string) => run(['nsenter', `--net=${netns}`, ...argv], input);
+export interface ContainerEnd { ifname: string; mtu: number; xdpPort: boolean }
+export interface ContainerAddress { ifname: string; address: string; gateway?: string; routes: CniRoute[] }
 
-export interface LinkInfo { ifindex: number; address: string; mtu: number; operstate: string }
-
-export function hostLink(name: string): LinkInfo | undefined {
-  try {
-    return JSON.parse(execFileSync('ip', ['-j', 'link', 'show', 'dev', name], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }))[0];
-  } catch {
-    return undefined;
-  }
-}
-
-export interface ContainerSide { ifname: string; address: string; gateway?: string; routes: CniRoute[]; mtu: number; xdpPort: boolean }
+/** What createVeth made: both ends' MACs (chosen here, so nothing has to be asked afterwards) and the host end's ifindex. */
+export interface Veth { mac: string; hostMac: string; ifindex: number }
 
 /**
  * Creates the pair with the container end made straight into the netns under
- * its final name, configures it there, and returns its MAC. GRO on the
+ * its final name, sets its offloads there, and returns what it made. GRO on the
  * container end lets frames that XDP redirects into it (an XDP port, a VXLAN
  * uplink) be received; an XDP port also needs tx checksum offload off there,
  * since a frame that enters XDP loses its partial checksum.
+ * One `ip` run (each costs milliseconds, the ADD's main cost): both MACs are
+ * chosen here as the kernel would (random, locally administered), the host
+ * end comes up with the pair, the offloads are set by ioctl from inside the
+ * netns rather than by ethtool.
  */
-export function createVeth(host: string, netns: string, c: ContainerSide): string {
+export function createVeth(host: string, netns: string, c: ContainerEnd): Veth {
   if (!existsSync(netns)) throw new CniError(CODES.INVALID_ENV, `CNI_NETNS ${netns} does not exist`);
-  run(['ip', 'link', 'add', host, 'mtu', String(c.mtu), 'type', 'veth', 'peer', 'name', c.ifname, 'mtu', String(c.mtu), 'netns', netns]);
-  run(['ip', 'link', 'set', host, 'up']);
+  const mac = formatMac(randomMac());
+  const hostMac = formatMac(randomMac());
+  run(['ip', 'link', 'add', host, 'up', 'mtu', String(c.mtu), 'address', hostMac, 'type', 'veth',
+    'peer', 'name', c.ifname, 'mtu', String(c.mtu), 'address', mac, 'netns', netns]);
+  const ifindex = ifNameToIndex(host);
+  inContainer(netns, () => {
+    offload(c.ifname, 'gro', true);
+    if (c.xdpPort) offload(c.ifname, 'tx', false);
+  });
+  return { mac, hostMac, ifindex };
+}
+
+/** The container end's address and routes, and up: one `ip -batch` run from inside the netns (this thread enters it; `ip` inherits it). */
+export function addressContainer(netns: string, c: ContainerAddress): void {
   const cmds = [`addr add ${c.address} dev ${c.ifname}`, `link set ${c.ifname} up`];
   for (const r of c.routes) cmds.push(`route add ${r.dst} via ${r.gw ?? c.gateway} dev ${c.ifname}`);
-  inNetns(netns, ['ip', '-batch', '-'], `${cmds.join('\n')}\n`);
-  inNetns(netns, ['ethtool', '-K', c.ifname, 'gro', 'on', ...(c.xdpPort ? ['tx', 'off'] : [])]);
-  return (JSON.parse(inNetns(netns, ['ip', '-j', 'link', 'show', 'dev', c.ifname]))[0] as LinkInfo).address;
+  inContainer(netns, () => run(['ip', '-batch', '-'], `${cmds.join('\n')}\n`));
+}
+
+function offload(ifname: string, feature: 'gro' | 'tx', on: boolean): void {
+  const ret = setOffload(ifname, feature, on);
+  if (ret < 0) throw new CniError(CODES.DATAPLANE, `ethtool -K ${ifname} ${feature} ${on ? 'on' : 'off'} failed: ${errnoName(-ret)}`);
+}
+
+/** Runs fn with this thread in the netns at path (CNI_NETNS: any nsfs path, not only a named one), then comes back. */
+function inContainer<T>(path: string, fn: () => T): T {
+  const home = openRead('/proc/thread-self/ns/net');
+  if (home < 0) throw new CniError(CODES.DATAPLANE, `cannot open this thread's network namespace: ${errnoName(-home)}`);
+  try {
+    const fd = openRead(path);
+    if (fd < 0) throw new CniError(CODES.INVALID_ENV, `CNI_NETNS ${path} cannot be opened: ${errnoName(-fd)}`);
+    const ret = setns(fd, CLONE_NEWNET);
+    close(fd);
+    if (ret < 0) throw new CniError(CODES.INVALID_ENV, `CNI_NETNS ${path} cannot be entered: ${errnoName(-ret)}`);
+    try {
+      return fn();
+    } finally {
+      if (setns(home, CLONE_NEWNET) < 0) throw new CniError(CODES.DATAPLANE, 'cannot return to the plugin\'s own network namespace');
+    }
+  } finally {
+    close(home);
+  }
 }
 
 /** Deleting the host end deletes the pair; a missing one is not an error (DEL is idempotent). */
 export function deleteVeth(host: string): void {
-  if (hostLink(host)) run(['ip', 'link', 'del', host]);
+  if (ifNameToIndex(host)) run(['ip', 'link', 'del', host]);
 }
 
 /** What CHECK compares: the container interface's MAC and addresses, and its routes. */
 export function containerView(netns: string, ifname: string): { mac: string; addrs: string[]; routes: Array<{ dst: string; gateway?: string }> } | undefined {
   if (!existsSync(netns)) return undefined;
   try {
-    const [l] = JSON.parse(inNetns(netns, ['ip', '-j', 'addr', 'show', 'dev', ifname])) as Array<{ address: string; addr_info: Array<{ family: string; local: string; prefixlen: number }> }>;
-    const routes = JSON.parse(inNetns(netns, ['ip', '-j', '-4', 'route', 'show', 'dev', ifname])) as Array<{ dst: string; gateway?: string }>;
-    return { mac: l.address, addrs: l.addr_info.filter((a) => a.family === 'inet').map((a) => `${a.local}/${a.prefixlen}`), routes };
+    const [l, routes] = inContainer(netns, () => [
+      JSON.parse(run(['ip', '-j', 'addr', 'show', 'dev', ifname])) as Array<{ address: string; addr_info: Array<{ family: string; local: string; prefixlen: number }> }>,
+      JSON.parse(run(['ip', '-j', '-4', 'route', 'show', 'dev', ifname])) as Array<{ dst: string; gateway?: string }>,
+    ] as const);
+    return { mac: l[0].address, addrs: l[0].addr_info.filter((a) => a.family === 'inet').map((a) => `${a.local}/${a.prefixlen}`), routes };
   } catch {
     return undefined;
   }

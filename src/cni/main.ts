@@ -31,7 +31,7 @@ function stdinText(): string {
   }
 }
 
-function main(): void {
+async function main(): Promise<void> {
   if (process.argv.includes('--help') || process.argv.includes('-h')) {
     process.stdout.write(HELP);
     return;
@@ -51,11 +51,11 @@ function main(): void {
     const conf: NetConf = parseNetConf(text);
     version = conf.cniVersion;
     switch (env.command) {
-      case 'ADD': out(cmdAdd(conf, env)); break;
-      case 'DEL': cmdDel(conf, env); break;
-      case 'CHECK': cmdCheck(conf, env); break;
+      case 'ADD': out(await cmdAdd(conf, env)); break;
+      case 'DEL': await cmdDel(conf, env); break;
+      case 'CHECK': await cmdCheck(conf, env); break;
       case 'STATUS': cmdStatus(conf, env); break;
-      case 'GC': cmdGc(conf, env); break;
+      case 'GC': await cmdGc(conf, env); break;
     }
   } catch (e) {
     const err = e instanceof CniError ? e
@@ -80,4 +80,4 @@ function out(v: object): void {
   process.stdout.write(`${JSON.stringify(v)}\n`);
 }
 
-main();
+void main();

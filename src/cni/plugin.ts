@@ -5,7 +5,7 @@
 // CLI commands never interleave their read-modify-writes of the maps.
 import { readdirSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { addBridge, delBridge, detachInterface, listBridges, listPorts, addPort, reapVanishedPorts } from '../dataplane/bridge.js';
+import { addBridge, bridgeMac, delBridge, detachInterface, listBridges, listPorts, addPort, reapVanishedPorts } from '../dataplane/bridge.js';
 import { addFdb, listFdb } from '../dataplane/fdb.js';
 import { ensureBpffs, lockFile, lockState, requirePrivileges } from '../dataplane/host.js';
 import { parsePrefix } from '../dataplane/inet.js';
@@ -13,11 +13,11 @@ import { addPortmap, addSnat, delPortmap, delSnat, showNat } from '../dataplane/
 import { defaultDev, hostAddresses } from '../dataplane/nat-host.js';
 import { portOverlay } from '../dataplane/vxlan.js';
 import { instancePaths, type InstancePaths } from '../objects/paths.js';
-import { ifIndexToName } from '../sys/libc.js';
+import { ifIndexToName, ifNameToIndex } from '../sys/libc.js';
 import { XdpnetError } from '../errors.js';
 import type { CniEnv, NetConf, PortMapping } from './config.js';
-import { delegateIpam, findPlugin } from './ipam.js';
-import { containerView, createVeth, deleteVeth, hostLink, hostVethName } from './link.js';
+import { delegateIpam, findPlugin, startIpam } from './ipam.js';
+import { addressContainer, containerView, createVeth, deleteVeth, hostVethName, type Veth } from './link.js';
 import { CODES, CniError, resultFor, type CniResult } from './spec.js';
 import { StateStore, type Attachment } from './state.js';
 
@@ -38,14 +38,14 @@ function ownInstance(): InstancePaths {
 }
 
 /** Runs fn with the state lock; a holder that keeps it over a minute makes the runtime try again later (code 11). */
-function locked<T>(fn: (inst: InstancePaths, store: StateStore) => T): T {
+async function locked<T>(fn: (inst: InstancePaths, store: StateStore) => T | Promise<T>): Promise<T> {
   requirePrivileges();
   const inst = ownInstance();
   ensureBpffs();
   const release = lockState(inst.name, { timeoutMs: 60_000 });
   if (!release) throw new CniError(CODES.TRY_AGAIN_LATER, `another xdpnet command has held ${lockFile(inst.name)} for a minute`);
   try {
-    return fn(inst, new StateStore(inst.name));
+    return await fn(inst, new StateStore(inst.name));
   } catch (e) {
     if (e instanceof XdpnetError) throw new CniError(CODES.DATAPLANE, e.message, e.hint);
     throw e;
@@ -71,22 +71,37 @@ function ifaceOf(hostIP: string): string {
 
 const mappingArgs = (p: PortMapping) => ({ proto: p.protocol, port: String(p.hostPort), on: p.hostIP ? ifaceOf(p.hostIP) : undefined });
 
-export function cmdAdd(conf: NetConf, env: CniEnv): CniResult {
-  return locked((inst, store) => {
+export function cmdAdd(conf: NetConf, env: CniEnv): Promise<CniResult> {
+  return locked(async (inst, store) => {
     if (store.attachment(conf.name, env.containerId, env.ifname)) {
       throw new CniError(CODES.DATAPLANE, `container ${env.containerId} already has ${env.ifname} on network ${conf.name}`, 'DEL it first');
     }
-    const ipam = delegateIpam('ADD', conf, env)!;
-    const ip = ipam.ips?.find((i) => !i.address.includes(':'));
-    if (!ip) {
-      delegateIpam('DEL', conf, env);
-      throw new CniError(CODES.IPAM, `IPAM ${conf.ipam.type} returned no IPv4 address`);
-    }
     const a: Attachment = {
       network: conf.name, containerId: env.containerId, ifname: env.ifname, netns: env.netns, bridge: conf.bridge,
-      hostIface: hostVethName(env.containerId, env.ifname), ifindex: 0, mac: '', address: ip.address, subnet: prefixOf(ip.address), portMappings: [],
+      hostIface: hostVethName(env.containerId, env.ifname), ifindex: 0, mac: '', address: '', subnet: '', portMappings: [],
     };
+    // The IPAM plugin is a process start of its own: it runs while what needs no address (veth, port, FDB entry) is made.
+    const allocation = startIpam('ADD', conf, env);
+    let veth: Veth | undefined;
+    let ipam: CniResult;
     try {
+      if (bridgeMac(inst, conf.bridge)) veth = plugIn(inst, conf, a);
+      ipam = (await allocation)!;
+    } catch (e) {
+      const allocated = await allocation.then(() => true, () => false);
+      unwire(inst, store, a);
+      if (allocated) delegateIpam('DEL', conf, env);
+      throw e;
+    }
+    const ip = ipam.ips?.find((i) => !i.address.includes(':'));
+    try {
+      if (!ip) throw new CniError(CODES.IPAM, `IPAM ${conf.ipam.type} returned no IPv4 address`);
+      a.address = ip.address;
+      a.subnet = prefixOf(ip.address);
+      if (!veth) {
+        addOwnBridge(store, inst, conf, a, ip.gateway);
+        veth = plugIn(inst, conf, a);
+      }
       wire(inst, store, conf, a, ip.gateway, ipam);
     } catch (e) {
       unwire(inst, store, a);
@@ -96,26 +111,39 @@ export function cmdAdd(conf: NetConf, env: CniEnv): CniResult {
     store.saveAttachment(a);
     const prev = conf.prevResult?.interfaces ?? [];
     return resultFor(conf.cniVersion, {
-      interfaces: [...prev, { name: conf.bridge, mac: bridgeMac(inst, conf.bridge) }, { name: a.hostIface, mac: hostLink(a.hostIface)?.address },
+      interfaces: [...prev, { name: conf.bridge, mac: bridgeMac(inst, conf.bridge) }, { name: a.hostIface, mac: veth.hostMac },
         { name: env.ifname, mac: a.mac, sandbox: env.netns }],
-      ips: [...(conf.prevResult?.ips ?? []), { address: ip.address, gateway: ip.gateway, interface: prev.length + 2 }],
+      ips: [...(conf.prevResult?.ips ?? []), { address: ip!.address, gateway: ip!.gateway, interface: prev.length + 2 }],
       routes: ipam.routes ?? [],
       dns: ipam.dns ?? conf.prevResult?.dns ?? {},
     });
   });
 }
 
-function bridgeMac(inst: InstancePaths, bridge: string): string | undefined {
-  return listBridges(inst).find((b) => b.name === bridge)?.mac;
+/** The first ADD on a bridge that does not exist makes it, with the IPAM gateway on its host interface. */
+function addOwnBridge(store: StateStore, inst: InstancePaths, conf: NetConf, a: Attachment, gateway: string | undefined): void {
+  if (conf.isGateway && !gateway) throw new CniError(CODES.IPAM, `IPAM ${conf.ipam.type} gave no gateway, and isGateway needs one`);
+  addBridge(inst, conf.bridge, { address: conf.isGateway ? `${gateway}/${a.address.split('/')[1]}` : undefined });
+  store.saveBridge({ bridge: conf.bridge });
 }
 
-/** ADD's changes, in order; each is recorded in `a` as it is made so that unwire() undoes exactly what was done. */
+/**
+ * ADD's changes, in order; each is recorded in `a` as it is made so that
+ * unwire() undoes exactly what was done. plugIn: what needs no address (the
+ * veth, the port on the bridge, the static FDB entry).
+ */
+function plugIn(inst: InstancePaths, conf: NetConf, a: Attachment): Veth {
+  const mtu = portOverlay(inst, conf.bridge)?.innerMtu ?? conf.mtu;
+  const veth = createVeth(a.hostIface, a.netns, { ifname: a.ifname, mtu, xdpPort: conf.hook === 'xdp' });
+  a.mac = veth.mac;
+  a.ifindex = veth.ifindex;
+  addPort(inst, a.hostIface, conf.bridge, { hook: conf.hook, peerElsewhere: true });
+  addFdb(inst, { mac: Buffer.from(a.mac.split(':').map((x) => parseInt(x, 16))), bridge: conf.bridge, port: a.hostIface });
+  return veth;
+}
+
+/** Then what needs the address: forwarding, masquerade, the container's address and routes, the port mappings. */
 function wire(inst: InstancePaths, store: StateStore, conf: NetConf, a: Attachment, gateway: string | undefined, ipam: CniResult): void {
-  if (!bridgeMac(inst, conf.bridge)) {
-    if (conf.isGateway && !gateway) throw new CniError(CODES.IPAM, `IPAM ${conf.ipam.type} gave no gateway, and isGateway needs one`);
-    addBridge(inst, conf.bridge, { address: conf.isGateway ? `${gateway}/${a.address.split('/')[1]}` : undefined });
-    store.saveBridge({ bridge: conf.bridge });
-  }
   const owned = store.ownedBridge(conf.bridge);
   if (conf.isGateway) setForwarding(conf.bridge);
   if (conf.ipMasq) {
@@ -127,14 +155,7 @@ function wire(inst: InstancePaths, store: StateStore, conf: NetConf, a: Attachme
     }
     setForwarding(out);
   }
-  const mtu = portOverlay(inst, conf.bridge)?.innerMtu ?? conf.mtu;
-  a.mac = createVeth(a.hostIface, a.netns, {
-    ifname: a.ifname, address: a.address, gateway, mtu, xdpPort: conf.hook === 'xdp',
-    routes: (ipam.routes ?? []).filter((r) => !r.dst.includes(':')),
-  });
-  a.ifindex = hostLink(a.hostIface)!.ifindex;
-  addPort(inst, a.hostIface, conf.bridge, { hook: conf.hook });
-  addFdb(inst, { mac: Buffer.from(a.mac.split(':').map((x) => parseInt(x, 16))), bridge: conf.bridge, port: a.hostIface });
+  addressContainer(a.netns, { ifname: a.ifname, address: a.address, gateway, routes: (ipam.routes ?? []).filter((r) => !r.dst.includes(':')) });
   const ip = a.address.split('/')[0];
   for (const p of conf.portMappings) {
     addPortmap(inst, { ...mappingArgs(p), to: `${ip}:${p.containerPort}` });
@@ -151,7 +172,7 @@ function unwire(inst: InstancePaths, store: StateStore, a: Attachment): void {
     // only while it still leads to this container: the port may have been mapped again since
     if (mapped.some((m) => m.proto === p.protocol && m.port === p.hostPort && m.to === `${ip}:${p.containerPort}`)) delPortmap(inst, args);
   }
-  if (hostLink(a.hostIface)) {
+  if (ifNameToIndex(a.hostIface)) {
     if (listPorts(inst).some((p) => p.iface === a.hostIface)) detachInterface(inst, a.hostIface);
     deleteVeth(a.hostIface);
   } else if (a.ifindex) {
@@ -169,8 +190,8 @@ function unwire(inst: InstancePaths, store: StateStore, a: Attachment): void {
   }
 }
 
-export function cmdDel(conf: NetConf, env: CniEnv): void {
-  locked((inst, store) => {
+export function cmdDel(conf: NetConf, env: CniEnv): Promise<void> {
+  return locked((inst, store) => {
     const a = store.attachment(conf.name, env.containerId, env.ifname) ?? {
       // no record (ADD failed or never ran, or /run was wiped): remove what the names say
       network: conf.name, containerId: env.containerId, ifname: env.ifname, netns: env.netns, bridge: conf.bridge,
@@ -182,13 +203,13 @@ export function cmdDel(conf: NetConf, env: CniEnv): void {
   });
 }
 
-export function cmdCheck(conf: NetConf, env: CniEnv): void {
-  locked((inst, store) => {
+export function cmdCheck(conf: NetConf, env: CniEnv): Promise<void> {
+  return locked((inst, store) => {
     const fail = (msg: string) => { throw new CniError(CODES.CHECK_FAILED, msg); };
     const a = store.attachment(conf.name, env.containerId, env.ifname);
     if (!a) throw new CniError(CODES.UNKNOWN_CONTAINER, `container ${env.containerId} has no ${env.ifname} on network ${conf.name}`);
     delegateIpam('CHECK', conf, env);
-    if (!hostLink(a.hostIface)) fail(`host interface ${a.hostIface} is missing`);
+    if (!ifNameToIndex(a.hostIface)) fail(`host interface ${a.hostIface} is missing`);
     const port = listPorts(inst).find((p) => p.iface === a.hostIface);
     if (!port || port.bridge !== a.bridge) fail(`${a.hostIface} is not a port of bridge ${a.bridge}`);
     if (!port!.hook) fail(`${a.hostIface} is a port of ${a.bridge} but no program is attached to it`);
@@ -224,11 +245,11 @@ export function cmdStatus(conf: NetConf, env: CniEnv): void {
 }
 
 /** GC (1.1): removes this network's attachments that the runtime no longer lists, and their IPAM allocations. */
-export function cmdGc(conf: NetConf, env: CniEnv): void {
+export function cmdGc(conf: NetConf, env: CniEnv): Promise<void> {
   const valid = conf.raw['cni.dev/valid-attachments'];
   if (!Array.isArray(valid)) throw new CniError(CODES.INVALID_CONFIG, 'GC needs cni.dev/valid-attachments (a list of {containerID, ifname})');
   const keep = new Set(valid.map((v: { containerID?: string; ifname?: string }) => `${v.containerID}/${v.ifname}`));
-  locked((inst, store) => {
+  return locked((inst, store) => {
     for (const a of store.attachments(conf.name)) {
       if (keep.has(`${a.containerId}/${a.ifname}`)) continue;
       unwire(inst, store, a);

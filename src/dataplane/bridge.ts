@@ -58,6 +58,8 @@ export interface PortOptions {
   /** Tagged VLANs. */
   trunk?: number[];
   netns?: string;
+  /** The caller made iface as a veth with its peer in another namespace (a CNI container's): spares asking `ip`. */
+  peerElsewhere?: boolean;
 }
 
 export interface PortInfo {
@@ -218,6 +220,12 @@ export function delBridge(inst: InstancePaths, name: string, o: { force?: boolea
   return { ports: out.ports };
 }
 
+/** A bridge's MAC, undefined when there is no such bridge: what listBridges says of it, without reading every port's link. */
+export function bridgeMac(inst: InstancePaths, name: string): string | undefined {
+  const mac = readMaps(inst, (m) => readBridges(m).find((b) => b.name === name)?.mac);
+  return mac && formatMac(mac);
+}
+
 export function listBridges(inst: InstancePaths): BridgeInfo[] {
   return readMaps(inst, (m) => {
     const ports = portInfos(inst, m);
@@ -307,7 +315,7 @@ export function addPort(
         const loaded = loadBridge(i, hook, { slowPath });
         try {
           const slot = claimSlot(i, ifindex, { reset: true });
-          const peer = vethPeerElsewhere(iface) ? PORT_FLAGS.PEER : 0;
+          const peer = (o.peerElsewhere ?? vethPeerElsewhere(iface)) ? PORT_FLAGS.PEER : 0;
           withMaps(i, (m) => writePort(m, { ifindex, bridge: br.id, pvid, flags: flags | peer, slot }, vlans, loaded.egress.fd));
           written = true;
           return { ...loaded, also: loaded.tc ? [{ hook: 'tc' as const, prog: loaded.tc }] : undefined };

@@ -6,7 +6,7 @@ import { execFileSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { IMAGE, podman, podmanMissing, RUN_FLAGS } from './podman.js';
 
-const PLUGIN = fileURLToPath(new URL('../cni/main.js', import.meta.url));
+const PLUGIN = fileURLToPath(new URL('../../xdpnet-cni.js', import.meta.url));
 
 export function podmanStep(host: string, outside: { ns: string; host: string; server: string }, show: (args: string[]) => void): void {
   const why = podmanMissing();

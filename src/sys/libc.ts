@@ -4,6 +4,7 @@ import koffi from 'koffi';
 import { setStrerror } from '../errors.js';
 
 const libc = koffi.load('libc.so.6');
+koffi.struct('ifreq_ethtool', { name: koffi.array('char', 16, 'String'), data: 'void *', pad: koffi.array('uint8', 16) });
 
 const c = {
   setns: libc.func('int setns(int fd, int nstype)'),
@@ -18,6 +19,8 @@ const c = {
   clock_gettime: libc.func('int clock_gettime(int clk, _Out_ uint8_t *ts)'),
   socket: libc.func('int socket(int domain, int type, int protocol)'),
   getsockopt: libc.func('int getsockopt(int fd, int level, int name, _Out_ uint8_t *val, _Inout_ uint32_t *len)'),
+  // struct ifreq with ifr_data: the ethtool command buffer, written back by the kernel
+  ioctl_ethtool: libc.func('int ioctl(int fd, unsigned long req, ifreq_ethtool *ifr)'),
 };
 
 setStrerror((e) => c.strerror(e) as string);
@@ -105,6 +108,27 @@ export function netnsCookie(): bigint | number {
     const len = [8];
     if ((c.getsockopt(fd, SOL_SOCKET, SO_NETNS_COOKIE, val, len) as number) < 0) return -koffi.errno();
     return val.readBigUInt64LE(0);
+  } finally {
+    c.close(fd);
+  }
+}
+
+const SIOCETHTOOL = 0x8946;
+/** The legacy ethtool "set" commands for the offloads a port's container end needs (struct ethtool_value). */
+export const ETHTOOL_SET = { gro: 0x2c, tx: 0x17 } as const;
+
+/**
+ * `ethtool -K IFACE FEATURE on|off` in the current network namespace without
+ * running ethtool: one SIOCETHTOOL ioctl. Returns 0 or -errno.
+ */
+export function setOffload(iface: string, feature: keyof typeof ETHTOOL_SET, on: boolean): number {
+  const fd = c.socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0) as number;
+  if (fd < 0) return -koffi.errno();
+  try {
+    const val = Buffer.alloc(8);
+    val.writeUInt32LE(ETHTOOL_SET[feature], 0);
+    val.writeUInt32LE(on ? 1 : 0, 4);
+    return (c.ioctl_ethtool(fd, SIOCETHTOOL, { name: iface, data: val, pad: new Array(16).fill(0) }) as number) < 0 ? -koffi.errno() : 0;
   } finally {
     c.close(fd);
   }

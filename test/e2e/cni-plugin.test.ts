@@ -50,6 +50,8 @@ describe.skipIf(!hasIpam)('CNI plugin, run directly', () => {
   afterAll(() => {
     for (const c of containers) spawnSync('ip', ['netns', 'del', c]);
     cleanup();
+    // the records of attachments whose DEL never came (the vanished netns) went with "the host" namespace
+    rmSync(`/run/xdpnet/cni/ns-${host}`, { recursive: true, force: true });
     rmSync(dir, { recursive: true, force: true });
   }, 180_000);
 
@@ -61,6 +63,10 @@ describe.skipIf(!hasIpam)('CNI plugin, run directly', () => {
     const ifs = add.json.interfaces as Array<{ name: string; mac: string }>;
     expect(ifs.map((i) => i.name)).toEqual([NET, expect.stringMatching(/^xnc/), 'eth0']);
     expect(sh('ip', ['-n', c, '-j', '-4', 'route', 'show', 'default'])).toContain('"gateway":"10.91.0.1"');
+    // the MACs the result names are the interfaces' own (the plugin chooses them), and GRO is on in the container
+    expect(JSON.parse(sh('ip', ['-n', host, '-j', 'link', 'show', 'dev', ifs[1].name]))[0].address).toBe(ifs[1].mac);
+    expect(JSON.parse(sh('ip', ['-n', c, '-j', 'link', 'show', 'dev', 'eth0']))[0].address).toBe(ifs[2].mac);
+    expect(sh('ip', ['netns', 'exec', c, 'ethtool', '-k', 'eth0'])).toMatch(/^generic-receive-offload: on$/m);
     expect(plugin('CHECK', c).code).toBe(0);
     // CHECK names the part that went missing
     const mac = ifs[2].mac;
@@ -76,6 +82,17 @@ describe.skipIf(!hasIpam)('CNI plugin, run directly', () => {
     expect(state()).toEqual({ ports: [], allocations: [], pins: false });
   });
 
+  it('an XDP port\'s container end gets GRO on and tx checksum offload off', () => {
+    const c = container();
+    const xdp = conf({ hook: 'xdp', runtimeConfig: { portMappings: [] } });
+    const add = plugin('ADD', c, xdp);
+    expect(add.code, add.stdout + add.stderr).toBe(0);
+    const k = sh('ip', ['netns', 'exec', c, 'ethtool', '-k', 'eth0']);
+    expect(k).toMatch(/^generic-receive-offload: on$/m);
+    expect(k).toMatch(/^tx-checksumming: off$/m);
+    expect(plugin('DEL', c, xdp).code).toBe(0);
+  });
+
   it('a second ADD of the same attachment and a taken host port fail without changing anything', () => {
     const a = container();
     const b = container();
@@ -84,6 +101,18 @@ describe.skipIf(!hasIpam)('CNI plugin, run directly', () => {
     expectCniError(plugin('ADD', a), CODES.DATAPLANE, /already has eth0/);
     expectCniError(plugin('ADD', b), CODES.DATAPLANE, /tcp port 8080 is already mapped/);
     expect(state()).toEqual(before); // b's veth, port and address were rolled back
+    // IPAM runs while the veth and the port are made: when it then fails, they go again
+    const full = conf({ ipam: { type: 'host-local', ranges: [[{ subnet: '10.91.0.0/24', rangeStart: '10.91.0.200', rangeEnd: '10.91.0.200' }]], dataDir: `${dir}/ipam` },
+      runtimeConfig: {} });
+    expect(plugin('ADD', b, full).code).toBe(0);
+    const c = container();
+    const veths = () => sh('ip', ['-n', host, '-br', 'link', 'show', 'type', 'veth']).split('\n').filter((l) => l.startsWith('xnc')).length;
+    const withB = { ...state(), veths: veths() };
+    expectCniError(plugin('ADD', c, full), 999, /no IP addresses available/);
+    expect({ ...state(), veths: veths() }).toEqual(withB);
+    expect(sh('ip', ['-n', c, '-br', 'link'])).not.toContain('eth0');
+    expect(plugin('DEL', b, full).code).toBe(0);
+    expect(plugin('DEL', c, full).code).toBe(0);
     expect(plugin('DEL', a).code).toBe(0);
     expect(plugin('DEL', b).code).toBe(0);
   });

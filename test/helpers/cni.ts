@@ -1,11 +1,21 @@
 // Running the CNI plugin as a runtime does (env + stdin), and checking a result
 // against the shape the CNI spec (SPEC.md, "Success" result) prescribes.
 import { spawnSync } from 'node:child_process';
+import { existsSync, readdirSync, statSync } from 'node:fs';
+import { join } from 'node:path';
 import { isIP } from 'node:net';
 import { expect } from 'vitest';
 import { ROOT } from './sys.js';
 
-export const PLUGIN = `${ROOT}dist/src/cni/main.js`;
+/** The plugin as shipped: `make ts` bundles dist/src into this one file (see the Makefile). */
+export const PLUGIN = `${ROOT}dist/xdpnet-cni.js`;
+
+// A bundle older than the compiled sources would test yesterday's plugin: say so instead.
+const newest = (dir: string): number => Math.max(0, ...readdirSync(dir, { withFileTypes: true })
+  .map((e) => (e.isDirectory() ? newest(join(dir, e.name)) : e.name.endsWith('.js') ? statSync(join(dir, e.name)).mtimeMs : 0)));
+if (!existsSync(PLUGIN) || statSync(PLUGIN).mtimeMs < newest(`${ROOT}dist/src`)) {
+  throw new Error(`${PLUGIN} is missing or older than dist/src: run \`make ts\` (it bundles the plugin)`);
+}
 
 export interface PluginRun { code: number; json: Record<string, unknown>; stdout: string; stderr: string }
 
