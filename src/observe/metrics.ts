@@ -65,6 +65,7 @@ export function createRegistry(o: MetricsOptions = {}): client.Registry {
     ctEntries: new Family(reg, 'gauge', 'xdpnet_conntrack_entries', 'Conntrack entries (two per flow).', ['netns']),
     ctCapacity: new Family(reg, 'gauge', 'xdpnet_conntrack_capacity_entries', 'Conntrack entries the table holds before the LRU evicts.', ['netns']),
     ct: new Family(reg, 'counter', 'xdpnet_conntrack_events_total', 'Conntrack events (xn_ct_stats): created, insert_failed, port_exhausted, port_retries, expired, restored.', ['netns', 'event']),
+    cache: new Family(reg, 'counter', 'xdpnet_cache_lookups_total', "Lookups of the datapath's caches (bridge decisions, vxlan-nexthop, nat hot copy) by result: hit (the cached answer was used) or miss (the slow path ran).", ['netns', 'cache', 'result']),
     lost: new Family(reg, 'counter', 'xdpnet_monitor_lost_events_total', 'Monitor events lost to a full ring buffer.', ['netns']),
     progRun: new Family(reg, 'counter', 'xdpnet_program_run_seconds_total', 'Time the kernel spent in the program (kernel.bpf_stats_enabled=1 only).', ['netns', 'program', 'interface', 'hook']),
     progRuns: new Family(reg, 'counter', 'xdpnet_program_runs_total', 'Runs of the program (kernel.bpf_stats_enabled=1 only).', ['netns', 'program', 'interface', 'hook']),
@@ -103,6 +104,10 @@ export function createRegistry(o: MetricsOptions = {}): client.Registry {
       f.learned.set(l, i.learned);
       f.dropped.set(l, i.dropped);
       for (const [reason, n] of Object.entries(i.drops)) f.drops.set({ netns, interface: l.interface, reason }, n);
+    }
+    for (const [cache, n] of Object.entries(s.caches)) {
+      f.cache.set({ netns, cache, result: 'hit' }, n.hits);
+      f.cache.set({ netns, cache, result: 'miss' }, n.misses);
     }
     const bridges = listBridges(inst);
     if (bridges.length) {
