@@ -86,8 +86,9 @@ export function readCaches(inst: InstancePaths): Stats['caches'] {
   return BpfMap.usePin(join(inst.maps, STATS_MAPS.caches), readCacheStats) ?? cacheCounts(undefined);
 }
 
-export function readStats(inst: InstancePaths): Stats {
-  const attached = [...primaryAttachments(inst).values()].sort((a, b) => a.pin.localeCompare(b.pin)); // one row per interface
+/** primary: the instance's primaryAttachments(), when the caller has read them already. */
+export function readStats(inst: InstancePaths, primary = primaryAttachments(inst)): Stats {
+  const attached = [...primary.values()].sort((a, b) => a.pin.localeCompare(b.pin)); // one row per interface
   const counters = BpfMap.usePins(inst.maps, { slots: COUNTER.maps.ifSlots, stats: COUNTER.maps.ifStats }, (m) =>
     readCounters(m.slots, m.stats)) ?? new Map<number, Counters>();
   const byIf = BpfMap.usePin(join(inst.maps, COUNTER.maps.drops), readDropsByIface) ?? new Map<number, Record<string, number>>();

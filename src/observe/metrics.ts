@@ -5,7 +5,7 @@
 import { readFileSync } from 'node:fs';
 import client from 'prom-client';
 import { listAttachments, primaryAttachments } from '../dataplane/attach.js';
-import { listBridges } from '../dataplane/bridge.js';
+import { bridgeCounts } from '../dataplane/bridge.js';
 import { listFdb } from '../dataplane/fdb.js';
 import { instanceNetns, withNetns } from '../dataplane/host.js';
 import { ctCounters } from '../dataplane/conntrack.js';
@@ -93,7 +93,7 @@ export function createRegistry(o: MetricsOptions = {}): client.Registry {
   function collectInstance(inst: InstancePaths, statsOn: boolean): void {
     const netns = inst.name; // not `instance`: Prometheus gives that label to the scrape target
     const hooks = primaryAttachments(inst);
-    const s = readStats(inst);
+    const s = readStats(inst, hooks);
     for (const i of s.interfaces) {
       const l = { netns, interface: i.iface ?? `if${i.ifindex}`, hook: hooks.get(i.ifindex)?.hook ?? '' };
       f.rxPackets.set(l, i.rxPackets);
@@ -109,7 +109,7 @@ export function createRegistry(o: MetricsOptions = {}): client.Registry {
       f.cache.set({ netns, cache, result: 'hit' }, n.hits);
       f.cache.set({ netns, cache, result: 'miss' }, n.misses);
     }
-    const bridges = listBridges(inst);
+    const bridges = bridgeCounts(inst);
     if (bridges.length) {
       const fdb = new Map<string, number>();
       for (const r of listFdb(inst, { all: true })) fdb.set(`${r.bridge}\0${r.type}`, (fdb.get(`${r.bridge}\0${r.type}`) ?? 0) + 1);
@@ -117,7 +117,7 @@ export function createRegistry(o: MetricsOptions = {}): client.Registry {
         for (const type of ['static', 'learned', 'local']) f.fdb.set({ netns, bridge: b.name, type }, fdb.get(`${b.name}\0${type}`) ?? 0);
         f.brLearned.set({ netns, bridge: b.name }, b.learned);
         f.brLearnedMax.set({ netns, bridge: b.name }, b.maxLearned);
-        f.ports.set({ netns, bridge: b.name }, b.ports.length);
+        f.ports.set({ netns, bridge: b.name }, b.ports);
       }
       const vteps = listVteps(inst);
       f.vteps.set({ netns }, vteps.length);
