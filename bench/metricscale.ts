@@ -14,6 +14,7 @@ import { instancePaths } from '../src/objects/paths.js';
 import { CtEntry, CtKey } from '../src/objects/nat.js';
 import { createRegistry } from '../src/observe/metrics.js';
 import { BpfMap } from '../src/sys/libbpf.js';
+import { monotonicCoarseNs } from '../src/sys/libc.js';
 
 const CLI = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));
 const { values: a } = parseArgs({ options: { ports: { type: 'string', default: '1000' }, flows: { type: 'string', default: '1000000' } } });
@@ -39,7 +40,8 @@ try {
     const n = 65536;
     const keys = Buffer.alloc(CtKey.size * n);
     const vals = Buffer.alloc(m.info.valueSize * n);
-    const e = CtEntry.encode(CtEntry.decode(Buffer.alloc(CtEntry.size)));
+    // seen now: an entry last seen at 0 is long expired, and any `xdpnet daemon` on the host (a test's) gc's it away
+    const e = CtEntry.encode({ ...CtEntry.decode(Buffer.alloc(CtEntry.size)), last_seen_ns: monotonicCoarseNs() });
     for (let done = 0; done < 2 * FLOWS; done += n) {
       for (let i = 0; i < n; i++) {
         const x = done + i;
