@@ -13,7 +13,7 @@ APT_PKGS := clang llvm libbpf-dev linux-libc-dev iproute2 iputils-ping iperf3 et
 	tcpdump tshark iptables conntrack util-linux kmod bpftool prometheus \
 	podman runc containernetworking-plugins busybox-static etcd-server
 
-.PHONY: all setup deps bench-deps bpffs bpf ts demo test crash bench bench-agent install-cni \
+.PHONY: all setup deps bench-deps bench-objects bpffs bpf ts demo test crash bench bench-agent install-cni \
 	vagrant-box vagrant-up vagrant-test vagrant-bench vagrant-down clean
 
 all: bpf ts
@@ -42,6 +42,17 @@ bpf: $(BPF_OBJ) $(FIXTURE_OBJ)
 build/bpf/%.bpf.o: bpf/%.bpf.c $(BPF_HDR)
 	@mkdir -p $(@D)
 	$(CLANG) $(BPF_CFLAGS) -c $< -o $@
+
+# Objects with counting compiled out: bench/moncost.ts's baselines (never loaded otherwise).
+bench-objects: $(patsubst build/bpf/%,build/bpf-nomon/%,$(BPF_OBJ)) $(patsubst build/bpf/%,build/bpf-nocache/%,$(BPF_OBJ))
+
+build/bpf-nomon/%.bpf.o: bpf/%.bpf.c $(BPF_HDR)
+	@mkdir -p $(@D)
+	$(CLANG) $(BPF_CFLAGS) -DXN_MON_OFF -c $< -o $@
+
+build/bpf-nocache/%.bpf.o: bpf/%.bpf.c $(BPF_HDR)
+	@mkdir -p $(@D)
+	$(CLANG) $(BPF_CFLAGS) -DXN_CACHE_STATS_OFF -c $< -o $@
 
 build/fixtures/%.bpf.o: test/fixtures/%.bpf.c $(BPF_HDR)
 	@mkdir -p $(@D)

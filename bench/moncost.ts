@@ -1,9 +1,11 @@
-// What the monitor's event sites cost the bridge's hit path, measured in the
-// kernel with BPF_PROG_TEST_RUN (repeat N: ns per run, the program alone, no
-// transmit), so that other load on a shared machine disturbs it less than the
-// packet-rate rows. xn_br_xdp forwards a cached known unicast frame p1 → p2
-// with the switch off, drops only, every trace, and traces sampled 1 in 64.
-// Not part of `make bench`: node dist/bench/moncost.js [--reps 9] [--repeat 2000000]
+// What the monitor's event sites and the cache counters cost the bridge's hit
+// path, measured in the kernel with BPF_PROG_TEST_RUN (repeat N: ns per run,
+// the program alone, no transmit), so that other load on a shared machine
+// disturbs it less than the packet-rate rows. xn_br_xdp forwards a cached
+// known unicast frame p1 → p2 with the switch off, drops only, every trace,
+// and traces sampled 1 in 64; beside objects built without the event sites
+// (-DXN_MON_OFF) and without the cache counters (-DXN_CACHE_STATS_OFF).
+// Not part of `make bench`: make bench-objects && node dist/bench/moncost.js [--reps 9] [--repeat 2000000]
 import { execFileSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
@@ -20,6 +22,7 @@ const CASES: Array<[string, number, number]> = [
 ];
 
 const NOMON = fileURLToPath(new URL('../../build/bpf-nomon/', import.meta.url));
+const NOCACHE = fileURLToPath(new URL('../../build/bpf-nocache/', import.meta.url));
 
 /** A bridge p1 → p2 (XDP ports, the destination in the FDB) in a namespace of its own; objects from dir when given. */
 function setup(name: string, objects?: string) {
@@ -55,10 +58,12 @@ function setup(name: string, objects?: string) {
 
 const withSites = setup(ns);
 let without: ReturnType<typeof setup> | undefined;
+let noCache: ReturnType<typeof setup> | undefined;
 try {
   without = setup(`${ns}n`, NOMON);
+  noCache = setup(`${ns}c`, NOCACHE);
   const runs: Array<[string, ReturnType<typeof setup>, number, number]> = [
-    ['compiled-out', without, 0, 0], ...CASES.map(([n, f, smp]) => [n, withSites, f, smp] as [string, ReturnType<typeof setup>, number, number]),
+    ['compiled-out', without, 0, 0], ['no-cache-ctrs', noCache, 0, 0], ...CASES.map(([n, f, smp]) => [n, withSites, f, smp] as [string, ReturnType<typeof setup>, number, number]),
   ];
   const per: Record<string, number[]> = Object.fromEntries(runs.map(([n]) => [n, []]));
   execFileSync('taskset', ['-apc', '0', String(process.pid)]); // the cache is per CPU: stay on one
@@ -76,14 +81,20 @@ try {
   }
   setMonitor(withSites.inst, 0, 0);
   const mean = (x: number[]) => x.reduce((p, q) => p + q, 0) / x.length;
+  const median = (x: number[]) => { const y = [...x].sort((p, q) => p - q); const h = y.length >> 1; return y.length % 2 ? y[h] : (y[h - 1] + y[h]) / 2; };
   const base = mean(per['compiled-out']);
+  const pct = (m: number, b: number) => `${(((m - b) / b) * 100).toFixed(1)}%`;
   console.log(`xn_br_xdp, cached known unicast, ns per run (mean of ${a.reps} interleaved reps of ${repeat}; each rep is a whole ns)`);
+  console.log('compiled-out: no monitor event sites (cache counters in); no-cache-ctrs: no cache counters (monitor sites in, switch off)');
   for (const [name] of runs) {
     const m = mean(per[name]);
-    console.log(`${name.padEnd(13)} ${m.toFixed(2)} (min ${Math.min(...per[name])}, max ${Math.max(...per[name])})  ${name === 'compiled-out' ? '' : `${(((m - base) / base) * 100).toFixed(1)}% vs compiled out`}`);
+    const vs = name === 'compiled-out' ? '' : name === 'no-cache-ctrs' ? `${pct(m, base)} vs compiled out`
+      : `${pct(m, base)} vs compiled out${name === 'off' ? `, ${pct(m, mean(per['no-cache-ctrs']))} vs no-cache-ctrs` : ''}`;
+    console.log(`${name.padEnd(13)} ${m.toFixed(2)} (median ${median(per[name])}, min ${Math.min(...per[name])}, max ${Math.max(...per[name])})  ${vs}`);
   }
   for (const [, t] of runs) t.prog.close();
 } finally {
+  noCache?.destroy();
   without?.destroy();
   withSites.destroy();
 }

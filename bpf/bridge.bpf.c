@@ -145,7 +145,11 @@ int xn_br_xdp(struct xdp_md *ctx)
 	struct xn_br_gen g = br_gen();
 	struct br_key k = {}; /* whole on every path: clang carries its words in registers, and an unset one fails the verifier */
 	int keyed = br_key_of(&p, &k) == 0;
-	struct br_cached *c = keyed ? br_cache_get(&k, &g, xn_ticks()) : NULL;
+	struct br_cached *c = NULL;
+	if (keyed) {
+		c = br_cache_get(&k, &g, xn_ticks());
+		cache_count(bridge, c != NULL); /* a remote MAC's decision is used too: straight to encap */
+	}
 	if (!c || c->remote)
 		return br_xdp_slow(ctx, keyed ? &k : NULL, &g, c);
 	int r = forward_cached(ctx, HOOK_XDP, &p, &k, c);
@@ -205,7 +209,11 @@ int xn_vx_uplink(struct xdp_md *ctx)
 	struct vx_rx rx = {};
 	struct br_key k = {}; /* whole on every path: clang carries its words in registers, and an unset one fails the verifier */
 	int keyed = vx_rx_headers(&p, &rx) == 0 && vx_rx_key(&p, &rx, &k) == 0;
-	struct br_cached *c = keyed ? br_cache_get(&k, &g, xn_ticks()) : NULL;
+	struct br_cached *c = NULL;
+	if (keyed) {
+		c = br_cache_get(&k, &g, xn_ticks());
+		cache_count(bridge, c != NULL);
+	}
 	if (!c)
 		return vx_uplink_slow(ctx, keyed ? &k : NULL, &g);
 	int r = vx_xdp_strip(ctx, &p, &rx);
@@ -325,7 +333,9 @@ int xn_br_tc(struct __sk_buff *skb)
 	int keyed = !note && br_key_of(&p, &k) == 0; /* punted frames are never known unicast */
 	if (keyed) {
 		struct br_cached *c = br_cache_get(&k, &g, t);
-		if (c && !c->remote) { /* XDP's remote decisions: tc encapsulates on its slow path */
+		int hit = c && !c->remote; /* XDP's remote decisions: tc encapsulates on its slow path */
+		cache_count(bridge, hit);
+		if (hit) {
 			int r = forward_cached(skb, HOOK_TC, &p, &k, c);
 			if (r < 0) {
 				count_drop(skb, HOOK_TC, p.ifindex, slot_stats(c->in_slot), r);

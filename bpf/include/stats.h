@@ -63,3 +63,18 @@ struct xn_drop_key {
 	__u32 ifindex;
 	enum xn_drop_reason reason;
 };
+
+/* Lookups of the datapath's caches, per CPU (xn_cache_stats, one entry). A
+ * hit: the cached answer was used; a miss: the slow path ran instead (nothing
+ * cached, stale, or not usable for this frame).
+ * bridge: the bridge's decision cache (xn_br_cache), XDP and tc;
+ * vx_nh: the XDP encap's next hop of each remote VTEP (xn_vx_nh);
+ * nat: NAT's per-CPU copy of steady flows at XDP (xn_nat_hot). */
+struct xn_cache_stats {
+	__u64 bridge_hit;
+	__u64 bridge_miss;
+	__u64 vx_nh_hit;
+	__u64 vx_nh_miss;
+	__u64 nat_hit;
+	__u64 nat_miss;
+};

@@ -647,9 +647,11 @@ __inline_fn int nat_run(struct nat_ctx *c, const enum hook h)
 				f.ifindex = hot->ifindex;
 				__builtin_memcpy(f.dmac, hot->dmac, ETH_ALEN);
 				__builtin_memcpy(f.smac, hot->smac, ETH_ALEN);
+				cache_count(nat, 1);
 				return nat_deliver(c, h, 0, &f, FWD_OK, &he, he.to_src, he.to_dst);
 			}
 		}
+		cache_count(nat, 0); /* not cached, stale, or this packet needs the table (TTL, size, a state change) */
 	}
 	/* CLOCK_MONOTONIC_COARSE: a tick is precision enough for the table's timeouts */
 	__u64 now = bpf_ktime_get_coarse_ns();

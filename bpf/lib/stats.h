@@ -29,6 +29,35 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } xn_drops SEC(".maps");
 
+/* Hits and misses of the datapath's caches: one entry, per CPU, so a hit
+ * adds to a line only its own CPU writes. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct xn_cache_stats);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} xn_cache_stats SEC(".maps");
+
+/* Counts one lookup of a cache (bridge, vx_nh or nat) that hit or missed.
+ * A per-CPU array lookup with a constant key is inlined by the verifier: no
+ * call. XN_CACHE_STATS_OFF compiles it out (bench/moncost.ts's baseline). */
+#ifdef XN_CACHE_STATS_OFF
+#define cache_count(cache, hit) do { } while (0)
+#else
+#define cache_count(cache, hit)                                                    \
+	do {                                                                       \
+		__u32 zero_ = 0;                                                   \
+		struct xn_cache_stats *s_ = bpf_map_lookup_elem(&xn_cache_stats, &zero_); \
+		if (s_) {                                                          \
+			if (hit)                                                   \
+				s_->cache##_hit++;                                 \
+			else                                                       \
+				s_->cache##_miss++;                                \
+		}                                                                  \
+	} while (0)
+#endif
+
 /* The counters in a slot (NULL for slot 0: the interface has none). */
 __inline_fn struct xn_if_stats *slot_stats(__u32 slot)
 {

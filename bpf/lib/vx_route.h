@@ -93,6 +93,7 @@ __inline_fn int vx_tx_cached(void *ctx, const struct br_frame *f, __u32 tot_len,
 	struct vx_nh *nh = bpf_map_lookup_elem(&xn_vx_nh, &slot);
 	if (nh && nh->remote == f->remote && nh->bridge == f->bridge && nh->vid == f->vid && nh->ctl == ctl &&
 	    xn_before(t_now, nh->expires)) {
+		cache_count(vx_nh, 1);
 		if (tot_len > nh->mtu)
 			return -XN_DROP_VX_TOO_BIG;
 		__builtin_memcpy(fib->dmac, nh->dmac, ETH_ALEN);
@@ -104,6 +105,7 @@ __inline_fn int vx_tx_cached(void *ctx, const struct br_frame *f, __u32 tot_len,
 		t->stats = slot_stats(nh->tx_slot);
 		return VX_ROUTE_OK;
 	}
+	cache_count(vx_nh, 0);
 	struct xn_vtep *v = vx_vtep_of(f->bridge, f->vid, &t->vni);
 	if (!v)
 		return -XN_DROP_VX_VNI;

@@ -18,7 +18,16 @@ function render(s: Stats): string {
   return [
     rows.length ? table(['IFACE', 'RX-PACKETS', 'RX-BYTES', 'TX-PACKETS', 'TX-BYTES', 'FLOODED', 'LEARNED', 'ARP-REPLIED', 'DROPPED'], rows) : 'nothing attached',
     `drops: ${drops.length ? drops.join('; ') : 'none'}`,
+    `caches: ${cachesText(s.caches)}`,
   ].join('\n');
+}
+
+/** Hit ratio of each cache that was looked up: `bridge 98.2% hits (982 of 1000)`. */
+function cachesText(c: Stats['caches']): string {
+  const used = Object.entries(c).filter(([, n]) => n.hits + n.misses);
+  return used.length
+    ? used.map(([k, n]) => `${k} ${((100 * n.hits) / (n.hits + n.misses)).toFixed(1)}% hits (${n.hits} of ${n.hits + n.misses})`).join(', ')
+    : 'no lookups';
 }
 
 function renderRates(prev: Stats, cur: Stats): string {
@@ -40,7 +49,7 @@ function ctText(c: CtCounters): string {
 export function statsCommand(program: Command): void {
   program
     .command('stats')
-    .description('per-interface counters (summed over CPUs): rx, tx, flooded, learned, ARP requests answered by the bridge, dropped; drops by reason')
+    .description('per-interface counters (summed over CPUs): rx, tx, flooded, learned, ARP requests answered by the bridge, dropped; drops by reason; hit ratios of the datapath\'s caches (bridge decisions, VXLAN next hops, NAT\'s hot copy)')
     .option('--json', 'machine-readable output (with --watch: one JSON object per line)')
     .option('--watch [secs]', 'refresh every SECS seconds (default 1) and show rates')
     .option('--count <n>', 'with --watch: stop after N refreshes')

@@ -229,16 +229,26 @@ export function bridgeMac(inst: InstancePaths, name: string): string | undefined
 export function listBridges(inst: InstancePaths): BridgeInfo[] {
   return readMaps(inst, (m) => {
     const ports = portInfos(inst, m);
-    const ifaces = networkInterfaces();
+    let ifaces: ReturnType<typeof networkInterfaces> | undefined; // only for host ports: it lists every interface
     return readBridges(m).map((b) => {
       const own = ports.filter((p) => p.bridge === b.name);
       const hostIface = own.some((p) => p.host) ? b.name : null;
-      const addresses = (hostIface && ifaces[hostIface]?.filter((a) => !(a.family === 'IPv6' && a.scopeid)).map((a) => a.cidr ?? a.address)) || [];
+      const addresses = (hostIface && (ifaces ??= networkInterfaces())[hostIface]?.filter((a) => !(a.family === 'IPv6' && a.scopeid)).map((a) => a.cidr ?? a.address)) || [];
       return {
         name: b.name, id: b.id, mac: formatMac(b.mac), hostIface, addresses,
         ageing: b.ageing_sec, maxLearned: b.max_learned, learned: b.learned, ports: own,
       };
     });
+  }) ?? [];
+}
+
+/** Each bridge's counts without naming its ports (metrics: a scrape of 1000 ports paid for the names). */
+export function bridgeCounts(inst: InstancePaths): Array<{ name: string; learned: number; maxLearned: number; ports: number }> {
+  return readMaps(inst, (m) => {
+    const ports = readPorts(m);
+    return readBridges(m).map((b) => ({
+      name: b.name, learned: b.learned, maxLearned: b.max_learned, ports: ports.filter((p) => p.bridge === b.id).length,
+    }));
   }) ?? [];
 }
 

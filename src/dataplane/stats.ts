@@ -1,7 +1,7 @@
 // Counters read from the instance's pinned maps, summed over CPUs.
 import { join } from 'node:path';
 import { BpfMap } from '../sys/libbpf.js';
-import { DROP_REASONS, DropKey, IfStats } from '../objects/stats.js';
+import { CACHES, CacheStats, DROP_REASONS, DropKey, IfStats, STATS_MAPS } from '../objects/stats.js';
 import { COUNTER } from '../objects/counter.js';
 import type { InstancePaths } from '../objects/paths.js';
 import { primaryAttachments } from './attach.js';
@@ -26,10 +26,17 @@ export interface IfaceStats {
   drops: Record<string, number>;
 }
 
+export interface CacheCount {
+  hits: number;
+  misses: number;
+}
+
 export interface Stats {
   at: number; // ms since epoch, for rates
   interfaces: IfaceStats[];
   drops: Record<string, number>;
+  /** Lookups of the datapath's caches (bridge, vxlan-nexthop, nat), summed over CPUs. */
+  caches: Record<keyof typeof CACHES, CacheCount>;
 }
 
 type Counters = ReturnType<typeof IfStats.decode>;
@@ -57,8 +64,31 @@ export function readDrops(m: BpfMap): Record<string, number> {
   return total;
 }
 
-export function readStats(inst: InstancePaths): Stats {
-  const attached = [...primaryAttachments(inst).values()].sort((a, b) => a.pin.localeCompare(b.pin)); // one row per interface
+/** Hits and misses of each cache in a per-CPU xn_cache_stats value (undefined: none yet), summed over CPUs. */
+function cacheCounts(v: Buffer | undefined): Stats['caches'] {
+  const sum = new Map<string, bigint>();
+  const stride = Math.ceil(CacheStats.size / 8) * 8; // each CPU's value is 8-aligned
+  for (let off = 0; v && off + CacheStats.size <= v.length; off += stride) {
+    for (const [k, n] of Object.entries(CacheStats.decode(v, off))) sum.set(k, (sum.get(k) ?? 0n) + n);
+  }
+  const out = {} as Stats['caches'];
+  for (const [name, f] of Object.entries(CACHES) as Array<[keyof typeof CACHES, string]>) {
+    out[name] = { hits: Number(sum.get(`${f}_hit`) ?? 0n), misses: Number(sum.get(`${f}_miss`) ?? 0n) };
+  }
+  return out;
+}
+
+/** The cache counts in an xn_cache_stats map. */
+export const readCacheStats = (m: BpfMap): Stats['caches'] => cacheCounts(m.lookup(Buffer.alloc(4)));
+
+/** The instance's cache counts (zeros before any object created the map). */
+export function readCaches(inst: InstancePaths): Stats['caches'] {
+  return BpfMap.usePin(join(inst.maps, STATS_MAPS.caches), readCacheStats) ?? cacheCounts(undefined);
+}
+
+/** primary: the instance's primaryAttachments(), when the caller has read them already. */
+export function readStats(inst: InstancePaths, primary = primaryAttachments(inst)): Stats {
+  const attached = [...primary.values()].sort((a, b) => a.pin.localeCompare(b.pin)); // one row per interface
   const counters = BpfMap.usePins(inst.maps, { slots: COUNTER.maps.ifSlots, stats: COUNTER.maps.ifStats }, (m) =>
     readCounters(m.slots, m.stats)) ?? new Map<number, Counters>();
   const byIf = BpfMap.usePin(join(inst.maps, COUNTER.maps.drops), readDropsByIface) ?? new Map<number, Record<string, number>>();
@@ -77,5 +107,6 @@ export function readStats(inst: InstancePaths): Stats {
       };
     }),
     drops,
+    caches: readCaches(inst),
   };
 }

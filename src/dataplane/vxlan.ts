@@ -20,7 +20,7 @@ import { ifIndexToName } from '../sys/libc.js';
 import { checkVlan, formatMac, VLAN_MIN } from './addr.js';
 import { addLink, attach, findAttachment, removeAttachment, removeInstanceIfIdle, removeLink, resolveIface } from './attach.js';
 import { forwardingChanged, listBridges, listPorts } from './bridge.js';
-import { registerOverlay } from './bridge-maps.js';
+import { readBridges, readMaps, registerOverlay } from './bridge-maps.js';
 import { deleteRemoteEntries, staticRemotes } from './fdb.js';
 import { ipJson, routeGet } from './host.js';
 import { parsePort, parseUnicastIp } from './inet.js';
@@ -346,7 +346,8 @@ export function removeBridgeVteps(inst: InstancePaths, bridge: number, name: str
 }
 
 export function listVteps(inst: InstancePaths): VtepInfo[] {
-  const names = new Map(listBridges(inst).map((b) => [b.id, b.name]));
+  // the bridges' names only: listBridges would also list every port (a scrape of 1000 ports paid for it)
+  const names = new Map((readMaps(inst, readBridges) ?? []).map((b) => [b.id, b.name]));
   const mtus = new Map<number, number | null>();
   return (withVx(inst, (m) => [...readVteps(m)].map(([vni, v]) => {
     const dev = ifIndexToName(v.ifindex) ?? null;

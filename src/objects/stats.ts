@@ -2,7 +2,7 @@
 import { struct } from './codec.js';
 
 /** The maps every counting object shares (pinned by name in the instance). */
-export const STATS_MAPS = { ifStats: 'xn_if_stats', ifSlots: 'xn_if_slots', drops: 'xn_drops' } as const;
+export const STATS_MAPS = { ifStats: 'xn_if_stats', ifSlots: 'xn_if_slots', drops: 'xn_drops', caches: 'xn_cache_stats' } as const;
 
 export const IfStats = struct('xn_if_stats', {
   rx_packets: 'u64',
@@ -14,6 +14,19 @@ export const IfStats = struct('xn_if_stats', {
   dropped: 'u64',
   arp_replied: 'u64',
 });
+
+/** Hits and misses of the datapath's caches (xn_cache_stats: one per-CPU entry). */
+export const CacheStats = struct('xn_cache_stats', {
+  bridge_hit: 'u64',
+  bridge_miss: 'u64',
+  vx_nh_hit: 'u64',
+  vx_nh_miss: 'u64',
+  nat_hit: 'u64',
+  nat_miss: 'u64',
+});
+
+/** The caches by the name stats and metrics give them → their field prefix in xn_cache_stats. */
+export const CACHES = { bridge: 'bridge', 'vxlan-nexthop': 'vx_nh', nat: 'nat' } as const;
 
 export const DropKey = struct('xn_drop_key', { ifindex: 'u32', reason: 'u32' });
 

@@ -5,7 +5,7 @@
 import { readFileSync } from 'node:fs';
 import client from 'prom-client';
 import { listAttachments, primaryAttachments } from '../dataplane/attach.js';
-import { listBridges } from '../dataplane/bridge.js';
+import { bridgeCounts } from '../dataplane/bridge.js';
 import { listFdb } from '../dataplane/fdb.js';
 import { instanceNetns, withNetns } from '../dataplane/host.js';
 import { ctCounters } from '../dataplane/conntrack.js';
@@ -65,6 +65,7 @@ export function createRegistry(o: MetricsOptions = {}): client.Registry {
     ctEntries: new Family(reg, 'gauge', 'xdpnet_conntrack_entries', 'Conntrack entries (two per flow).', ['netns']),
     ctCapacity: new Family(reg, 'gauge', 'xdpnet_conntrack_capacity_entries', 'Conntrack entries the table holds before the LRU evicts.', ['netns']),
     ct: new Family(reg, 'counter', 'xdpnet_conntrack_events_total', 'Conntrack events (xn_ct_stats): created, insert_failed, port_exhausted, port_retries, expired, restored.', ['netns', 'event']),
+    cache: new Family(reg, 'counter', 'xdpnet_cache_lookups_total', "Lookups of the datapath's caches (bridge decisions, vxlan-nexthop, nat hot copy) by result: hit (the cached answer was used) or miss (the slow path ran).", ['netns', 'cache', 'result']),
     lost: new Family(reg, 'counter', 'xdpnet_monitor_lost_events_total', 'Monitor events lost to a full ring buffer.', ['netns']),
     progRun: new Family(reg, 'counter', 'xdpnet_program_run_seconds_total', 'Time the kernel spent in the program (kernel.bpf_stats_enabled=1 only).', ['netns', 'program', 'interface', 'hook']),
     progRuns: new Family(reg, 'counter', 'xdpnet_program_runs_total', 'Runs of the program (kernel.bpf_stats_enabled=1 only).', ['netns', 'program', 'interface', 'hook']),
@@ -92,7 +93,7 @@ export function createRegistry(o: MetricsOptions = {}): client.Registry {
   function collectInstance(inst: InstancePaths, statsOn: boolean): void {
     const netns = inst.name; // not `instance`: Prometheus gives that label to the scrape target
     const hooks = primaryAttachments(inst);
-    const s = readStats(inst);
+    const s = readStats(inst, hooks);
     for (const i of s.interfaces) {
       const l = { netns, interface: i.iface ?? `if${i.ifindex}`, hook: hooks.get(i.ifindex)?.hook ?? '' };
       f.rxPackets.set(l, i.rxPackets);
@@ -104,7 +105,11 @@ export function createRegistry(o: MetricsOptions = {}): client.Registry {
       f.dropped.set(l, i.dropped);
       for (const [reason, n] of Object.entries(i.drops)) f.drops.set({ netns, interface: l.interface, reason }, n);
     }
-    const bridges = listBridges(inst);
+    for (const [cache, n] of Object.entries(s.caches)) {
+      f.cache.set({ netns, cache, result: 'hit' }, n.hits);
+      f.cache.set({ netns, cache, result: 'miss' }, n.misses);
+    }
+    const bridges = bridgeCounts(inst);
     if (bridges.length) {
       const fdb = new Map<string, number>();
       for (const r of listFdb(inst, { all: true })) fdb.set(`${r.bridge}\0${r.type}`, (fdb.get(`${r.bridge}\0${r.type}`) ?? 0) + 1);
@@ -112,7 +117,7 @@ export function createRegistry(o: MetricsOptions = {}): client.Registry {
         for (const type of ['static', 'learned', 'local']) f.fdb.set({ netns, bridge: b.name, type }, fdb.get(`${b.name}\0${type}`) ?? 0);
         f.brLearned.set({ netns, bridge: b.name }, b.learned);
         f.brLearnedMax.set({ netns, bridge: b.name }, b.maxLearned);
-        f.ports.set({ netns, bridge: b.name }, b.ports.length);
+        f.ports.set({ netns, bridge: b.name }, b.ports);
       }
       const vteps = listVteps(inst);
       f.vteps.set({ netns }, vteps.length);

@@ -3,7 +3,7 @@
 // records exactly what the bridge sent out of it. XDP runs with live frames
 // (so the devmap egress program really runs), tc with BPF_PROG_RUN (its
 // floods are real clones, its unicast verdict is checked with tx counters).
-import { readDrops, readDropsByIface } from '../../src/dataplane/stats.js';
+import { readCacheStats, readDrops, readDropsByIface } from '../../src/dataplane/stats.js';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { enterNetns } from '../../src/dataplane/host.js';
 import {
@@ -73,7 +73,7 @@ describe('bridge programs', () => {
       const m = map(name);
       for (const k of [...m.keys()]) m.delete(k);
     }
-    for (const m of [map('xn_if_stats'), map('xn_drops')]) for (const k of [...m.keys()]) m.update(k, Buffer.alloc(m.valueBufSize));
+    for (const m of [map('xn_if_stats'), map('xn_drops'), map('xn_cache_stats')]) for (const k of [...m.keys()]) m.update(k, Buffer.alloc(m.valueBufSize));
     invalidateCache(map(BR_GEN_MAP)); // as the control process does after every change
     map(BRIDGE.maps.bridges).update(u32(BR), Bridge.encode({
       mac: mac(BR_MAC), flags: 0, ageing_sec: 300, max_learned: 0, learned: 0, name: Buffer.from('br0'),
@@ -152,6 +152,7 @@ describe('bridge programs', () => {
     return ifCounters(br, ifx[p]);
   }
   const drops = () => readDrops(map('xn_drops'));
+  const caches = () => readCacheStats(map('xn_cache_stats'));
 
   describe('XDP', () => {
     it('floods a broadcast to the other ports of its VLAN, tagging for the trunk', () => {
@@ -295,6 +296,7 @@ describe('bridge programs', () => {
       expect(stats('p1')).toMatchObject({ rx_packets: 3n, dropped: 0n });
       expect(stats('p2')).toMatchObject({ tx_packets: 2n, tx_bytes: 2n * BigInt(frame(B, A).length) });
       expect(stats('p3')).toMatchObject({ tx_packets: 1n, tx_bytes: BigInt(frame(B, A).length + 4) });
+      expect(caches().bridge).toEqual({ hits: 1, misses: 2 }); // the first frame, and the one after invalidation
     });
 
     it('fills only the running CPU\'s part of the size the loader chose', () => {
@@ -361,6 +363,14 @@ describe('bridge programs', () => {
       invalidateCache(map(BR_GEN_MAP));
       expect(tcRun('p1', frame(B, A)).retval).toBe(TC.SHOT);
       expect(drops()).toEqual({ 'vlan-egress-denied': 1 });
+      expect(caches()).toEqual({ bridge: { hits: 1, misses: 2 }, 'vxlan-nexthop': { hits: 0, misses: 0 }, nat: { hits: 0, misses: 0 } });
+    });
+
+    it('counts lookups, not frames that cannot be cached', () => {
+      setFdb(B, 'p2');
+      for (let i = 0; i < 3; i++) expect(xdpSend('p1', frame(B, A))).toEqual({ p2: [hex(frame(B, A))] });
+      expect(xdpVerdict('p3', frame(B, A, 1).subarray(0, 16))).toBe(XDP.DROP); // cut inside its tag: no key, no lookup
+      expect(caches().bridge).toEqual({ hits: 2, misses: 1 });
     });
   });
 

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { Btf } from '../../src/objects/btf.js';
 import type { Codec } from '../../src/objects/codec.js';
-import { DROP_MAX, DROP_REASONS, DropKey, IfStats } from '../../src/objects/stats.js';
+import { CacheStats, DROP_MAX, DROP_REASONS, DropKey, IfStats } from '../../src/objects/stats.js';
 import { BRIDGE_CODECS, VXLAN_CODECS } from '../../src/objects/bridge.js';
 import { BenchCount, GenFrame } from '../../src/objects/bench.js';
 import { NAT_CODECS } from '../../src/objects/nat.js';
@@ -13,7 +13,7 @@ import { MONITOR_CODECS } from '../../src/objects/monitor.js';
 import { BpfObject } from '../../src/sys/libbpf.js';
 import { ROOT } from '../helpers/sys.js';
 
-const CODECS = [IfStats, DropKey, ...BRIDGE_CODECS, ...VXLAN_CODECS, GenFrame, BenchCount, ...NAT_CODECS, ...MONITOR_CODECS] as unknown as Codec<never>[];
+const CODECS = [IfStats, DropKey, CacheStats, ...BRIDGE_CODECS, ...VXLAN_CODECS, GenFrame, BenchCount, ...NAT_CODECS, ...MONITOR_CODECS] as unknown as Codec<never>[];
 
 const objects = readdirSync(join(ROOT, 'build/bpf')).filter((f) => f.endsWith('.bpf.o'));
 function btfOf(file: string): Btf {

@@ -7,7 +7,7 @@
 // test/helpers/packet.ts, so every checksum in them is an independent full
 // computation; the parser's checksum flags are asserted on top.
 import { spawn, spawnSync } from 'node:child_process';
-import { readDrops } from '../../src/dataplane/stats.js';
+import { readCacheStats, readDrops } from '../../src/dataplane/stats.js';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { enterNetns } from '../../src/dataplane/host.js';
 import { sumPerCpu, u32, ipv4ToNum, numToIpv4 } from '../../src/objects/codec.js';
@@ -208,6 +208,7 @@ describe('NAT programs', () => {
   }
   const ctStats = () => sumPerCpu(CtStats, map(NAT.maps.ctStats).lookup(u32(0))!);
   const drops = () => readDrops(map('xn_drops'));
+  const natCache = () => readCacheStats(map('xn_cache_stats')).nat;
   const now = () => monotonicCoarseNs(); // the datapath's clock, bpf_ktime_get_coarse_ns()
 
   const syn = (ttl = 64) => fromC1(tcp4({ src: C1, dst: S, sport: 40000, dport: 80, flags: 'S', seq: 1000, ttl }));
@@ -563,7 +564,10 @@ describe('NAT programs', () => {
         tcp('c1', 'S');
         tcp('s', 'SA');
         tcp('c1', 'A');
-        expect(reply('A').out).toBe(toC1Out('A')); // the table's answer, now copied
+        const base = natCache();
+        const looked = (hits: number, misses: number) => ({ hits: base.hits + hits, misses: base.misses + misses });
+        expect(reply('A').out).toBe(toC1Out('A')); // the table's answer, copied when the SYN-ACK went through
+        expect(natCache()).toEqual(looked(1, 0));
         // into CPU 0's part of the size the loader chose
         expect(hotPart).toBe(NAT_HOT.minPart);
         expect(hot.info.maxEntries).toBe(hotPart * numPossibleCpus());
@@ -574,9 +578,11 @@ describe('NAT programs', () => {
         const e = CtEntry.decode(map(NAT.maps.ct).lookup(rkey)!);
         map(NAT.maps.ct).update(rkey, CtEntry.encode({ ...e, to_dport: 40001 })); // behind the copy's back
         expect(reply('PA').out).toBe(toC1Out('PA'));
+        expect(natCache()).toEqual(looked(2, 0)); // served from the copy
         expect(reply('A', 1).verdict).toBe('pass'); // TTL 1: the kernel answers, as without the copy
         flowsDeleted(map(NAT.maps.gen)); // what conntrack flush and gc do after deleting
         expect(reply('A').out).toBe(hex(toC1(tcp4({ src: S, dst: C1, sport: 80, dport: 40001, flags: 'A', ttl: 59 }))));
+        expect(natCache()).toEqual(looked(2, 2)); // TTL 1 and a stale copy: misses
         map(NAT.maps.ct).update(rkey, CtEntry.encode({ ...e, to_dport: 40000 }));
         flowsDeleted(map(NAT.maps.gen));
         expect(reply('A').out).toBe(toC1Out('A'));
@@ -584,6 +590,7 @@ describe('NAT programs', () => {
         expect(states()).toEqual([`fin-wait:${CT_FLAGS.FIN_REPLY}`, `fin-wait:${CT_FLAGS.FIN_REPLY}`]);
         expect(reply('RA').out).toBe(toC1Out('RA'));
         expect(states()).toEqual([`close:${CT_FLAGS.FIN_REPLY}`, `close:${CT_FLAGS.FIN_REPLY}`]);
+        expect(natCache()).toEqual(looked(2, 3)); // FIN and RST never look at the copy
       });
     });
 

@@ -8,7 +8,7 @@
 // really happen), tc with BPF_PROG_RUN (clones are real; a unicast verdict's
 // frame is the returned data). The last block interoperates with the Linux
 // kernel's own vxlan device in a second namespace.
-import { readDrops } from '../../src/dataplane/stats.js';
+import { readCacheStats, readDrops } from '../../src/dataplane/stats.js';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { enterNetns } from '../../src/dataplane/host.js';
 import {
@@ -161,7 +161,7 @@ describe('VXLAN VTEP', () => {
       const m = map(name);
       for (const k of [...m.keys()]) m.delete(k);
     }
-    for (const m of [map('xn_if_stats'), map('xn_drops')]) for (const k of [...m.keys()]) m.update(k, Buffer.alloc(m.valueBufSize));
+    for (const m of [map('xn_if_stats'), map('xn_drops'), map('xn_cache_stats')]) for (const k of [...m.keys()]) m.update(k, Buffer.alloc(m.valueBufSize));
     invalidateCache(map(BR_GEN_MAP)); // as the control process does after every change
     slots = giveSlots(br, Object.values(ifx));
     addBridge(BR, BR_MAC);
@@ -280,6 +280,7 @@ describe('VXLAN VTEP', () => {
     return ifCounters(br, ifNameToIndex(dev));
   }
   const drops = () => readDrops(map('xn_drops'));
+  const caches = () => readCacheStats(map('xn_cache_stats'));
   /** A VXLAN frame from remote VTEP .2 (by default) to our uplink. */
   const fromRemote = (f: Buffer, o: { saddr?: string; vni?: number; flags?: number; dport?: number; daddr?: string } = {}) =>
     eth({ dst: upMac, src: R2_MAC }, udp4({
@@ -435,6 +436,22 @@ describe('VXLAN VTEP', () => {
         inNs(ns, 'ip', ['route', 'del', 'blackhole', `${R2}/32`]);
         sh('ip', ['-n', ns, 'neigh', 'replace', R2, 'lladdr', R2_MAC, 'dev', 'up0', 'nud', 'permanent']);
       }
+    });
+
+    it('counts each lookup of the bridge cache and the next-hop cache as a hit or a miss', () => {
+      onCpu0(() => {
+        addRemoteMac(X, R2);
+        const f = inner(X, A);
+        const n = 20;
+        for (let i = 0; i < n; i++) expect(xdpRun('p1', f).retval).toBe(XDP.REDIRECT);
+        const c = caches();
+        expect(c.bridge).toEqual({ hits: n - 1, misses: 1 }); // a decision holds for a second
+        // a next hop holds for 1 to 2 ticks (jiffies): back-to-back runs mostly hit, and every encap looks it up once
+        expect(c['vxlan-nexthop'].hits + c['vxlan-nexthop'].misses).toBe(n);
+        expect(c['vxlan-nexthop'].misses).toBeGreaterThanOrEqual(1);
+        expect(c['vxlan-nexthop'].hits).toBeGreaterThanOrEqual(1);
+        expect(c.nat).toEqual({ hits: 0, misses: 0 });
+      });
     });
 
     it('drops a frame for a VTEP it has no route to', () => {

@@ -46,17 +46,26 @@ describe('metrics: the daemon scraped by Prometheus', () => {
     for (const n of [h, c1, c2]) sh('ip', ['netns', 'exec', n, 'sysctl', '-qw', 'net.ipv6.conf.all.disable_ipv6=1', 'net.ipv6.conf.default.disable_ipv6=1']);
     veth(h, 'p1', c1, 'eth0');
     veth(h, 'p2', c2, 'eth0');
-    sh('ip', ['netns', 'exec', h, 'ethtool', '-K', 'p1', 'gro', 'on']); // inject.mjs's frames reach p1 through NAPI
+    for (const p of ['p1', 'p2']) sh('ip', ['netns', 'exec', h, 'ethtool', '-K', p, 'gro', 'on']); // inject.mjs's frames arrive through NAPI
     ok(['--netns', h, 'bridge', 'add', 'br0']);
     ok(['--netns', h, 'attach', 'p1', '--bridge', 'br0']);
     ok(['--netns', h, 'attach', 'p2', '--bridge', 'br0']);
-    // Known traffic from c1 (silent otherwise: no IPv6, no addresses): three ARP requests tagged VLAN 20 on an
-    // access port (dropped), two 60-byte frames to c2's MAC, which nobody has learned (flooded to p2).
+    // Known traffic (silent otherwise: no IPv6, no addresses). From c1: three ARP requests tagged VLAN 20 on an
+    // access port (dropped), two 60-byte frames to c2's MAC, which nobody has learned (flooded to p2). From c2: a
+    // broadcast (flooded to p1; c2 learned on p2). From c1 again: three frames to c2, now known unicast: the first
+    // decides and caches, the next two hit the bridge's cache. On one CPU: the cache is per CPU, and the receiving
+    // veth's NAPI runs where the frame was sent.
     const src = macHex(nsMac(c1));
+    const c2Mac = macHex(nsMac(c2));
     const denied = `ffffffffffff${src}8100001408060001080006040001${src}0a4d00010000000000000a4d0002`;
-    const unicast = `${macHex(nsMac(c2))}${src}0800${'00'.repeat(46)}`;
-    const r = inNs(c1, process.execPath, [`${ROOT}test/helpers/inject.mjs`, 'eth0', denied, denied, denied, unicast, unicast]);
-    expect(r.status, r.stderr).toBe(0);
+    const unicast = `${c2Mac}${src}0800${'00'.repeat(46)}`;
+    const inject = (ns: string, ...frames: string[]) => {
+      const r = inNs(ns, 'taskset', ['-c', '0', process.execPath, `${ROOT}test/helpers/inject.mjs`, 'eth0', ...frames]);
+      expect(r.status, r.stderr).toBe(0);
+    };
+    inject(c1, denied, denied, denied, unicast, unicast);
+    inject(c2, `ffffffffffff${c2Mac}0800${'00'.repeat(46)}`);
+    inject(c1, unicast, unicast, unicast);
 
     tmp = mkdtempSync(join(tmpdir(), 'xdpnet-prom-'));
     metricsPort = await freePort();
@@ -73,8 +82,14 @@ describe('metrics: the daemon scraped by Prometheus', () => {
       `--web.listen-address=127.0.0.1:${promPort}`], { stdio: 'ignore' });
     procs.push(p);
   });
-  afterAll(() => {
-    for (const p of procs) if (p.pid && p.exitCode === null) process.kill(p.pid, 'SIGTERM');
+  afterAll(async () => {
+    // by PID, and waited for: the data dir is removed only once Prometheus has let go of it
+    await Promise.all(procs.map((p) => new Promise<void>((resolve) => {
+      if (!p.pid || p.exitCode !== null || p.signalCode !== null) return resolve();
+      const kill = setTimeout(() => p.kill('SIGKILL'), 10_000);
+      p.once('exit', () => { clearTimeout(kill); resolve(); });
+      p.kill('SIGTERM');
+    })));
     cleanup();
     if (tmp) rmSync(tmp, { recursive: true, force: true });
   });
@@ -95,16 +110,29 @@ describe('metrics: the daemon scraped by Prometheus', () => {
     const drops = await until('drops', () => query(`xdpnet_drops_total{${sel}}`));
     expect(drops.map((d) => [d.metric.interface, d.metric.reason, d.value])).toEqual([['p1', 'vlan-ingress-denied', 3]]);
     const rx = await query(`xdpnet_interface_rx_packets_total{${sel}}`);
-    expect(Object.fromEntries(rx!.map((x) => [`${x.metric.interface} ${x.metric.hook}`, x.value]))).toEqual({ 'p1 tc': 5, 'p2 tc': 0 });
+    expect(Object.fromEntries(rx!.map((x) => [`${x.metric.interface} ${x.metric.hook}`, x.value]))).toEqual({ 'p1 tc': 8, 'p2 tc': 1 });
     const rxBytes = await query(`xdpnet_interface_rx_bytes_total{${sel},interface="p1"}`);
-    expect(rxBytes![0].value).toBe(3 * 42 + 2 * 60); // tc counts skb->len: the kernel holds the 4-byte tag outside it
-    expect((await query(`xdpnet_interface_flooded_packets_total{${sel},interface="p1"}`))![0].value).toBe(2);
-    expect((await query(`xdpnet_interface_tx_packets_total{${sel},interface="p2"}`))![0].value).toBe(2);
-    expect((await query(`xdpnet_interface_dropped_packets_total{${sel},interface="p1"}`))![0].value).toBe(3);
+    expect(rxBytes![0].value).toBe(3 * 42 + 5 * 60); // tc counts skb->len: the kernel holds the 4-byte tag outside it
+    const byIf = async (m: string) => Object.fromEntries((await query(`${m}{${sel}}`))!.map((x) => [x.metric.interface, x.value]));
+    expect(await byIf('xdpnet_interface_flooded_packets_total')).toEqual({ p1: 2, p2: 1 });
+    expect(await byIf('xdpnet_interface_tx_packets_total')).toEqual({ p1: 1, p2: 5 });
+    expect(await byIf('xdpnet_interface_dropped_packets_total')).toEqual({ p1: 3, p2: 0 });
     const fdb = await query(`xdpnet_fdb_entries{${sel},bridge="br0"}`);
-    expect(Object.fromEntries(fdb!.map((x) => [x.metric.type, x.value]))).toEqual({ static: 0, learned: 1, local: 0 });
+    expect(Object.fromEntries(fdb!.map((x) => [x.metric.type, x.value]))).toEqual({ static: 0, learned: 2, local: 0 });
+    // every frame with a key looked the bridge cache up: 3 dropped, 2 + 1 flooded and the first known unicast missed
+    const cache = await query(`xdpnet_cache_lookups_total{${sel}}`);
+    expect(Object.fromEntries(cache!.map((x) => [`${x.metric.cache} ${x.metric.result}`, x.value]))).toEqual({
+      'bridge hit': 2, 'bridge miss': 7, 'vxlan-nexthop hit': 0, 'vxlan-nexthop miss': 0, 'nat hit': 0, 'nat miss': 0,
+    });
     expect((await query(`xdpnet_bridge_ports{${sel},bridge="br0"}`))![0].value).toBe(2);
     expect(await query('process_resident_memory_bytes{job="xdpnet"} > 0')).toBeDefined(); // the daemon's own
+  });
+
+  it('stats shows the same cache lookups, as hit ratios and in --json', () => {
+    expect(ok(['--netns', h, 'stats'])).toMatch(/\ncaches: bridge 22\.2% hits \(2 of 9\)\n$/);
+    expect(JSON.parse(ok(['--netns', h, 'stats', '--json'])).caches).toEqual({
+      bridge: { hits: 2, misses: 7 }, 'vxlan-nexthop': { hits: 0, misses: 0 }, nat: { hits: 0, misses: 0 },
+    });
   });
 
   it('promtool accepts the exposition', async () => {
