@@ -35,6 +35,10 @@ describe('state-changing CLI: renamed options, --json, detach --all [--everythin
     expect(okJson('bridge', 'add', 'br0', '--address', '172.30.0.1/16', '--mac', '02:30:00:00:00:01'))
       .toMatchObject({ name: 'br0', mac: '02:30:00:00:00:01', hostIface: 'br0', addresses: ['172.30.0.1/16'], ports: [{ iface: 'xnp1', host: true }] });
     ok('attach', 'p1', '--bridge', 'br0');
+    // one time format in JSON: ISO 8601, like status' since and monitor's time
+    const iso = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/;
+    expect(okJson<{ at: string }>('stats').at).toMatch(iso);
+    expect(okJson<Array<{ since: string }>>('status')[0].since).toMatch(iso);
     expect(okJson('nat', 'masquerade', 'add', '--src', '172.30.0.0/16', '--out', 'eth0'))
       .toMatchObject({ kind: 'masquerade', src: '172.30.0.0/16', out: 'eth0', to: '192.0.2.1' });
   });
