@@ -28,7 +28,7 @@ function toJson(a: Attachment, p?: PortInfo, vnis?: number[], nat = false) {
     bridge: p?.bridge ?? null, pvid: p?.pvid ?? null, vlans: p?.vlans ?? null, hostPort: p?.host ?? false, vtepUplink: vnis ?? null };
 }
 
-interface AttachOpts { hook?: Hook; mode?: XdpMode; bridge?: string; pvid?: string; trunk?: string }
+interface AttachOpts { hook?: Hook; mode?: XdpMode; bridge?: string; pvid?: string; trunk?: string; json?: boolean }
 
 export function attachCommands(program: Command): void {
   program
@@ -40,6 +40,7 @@ export function attachCommands(program: Command): void {
     .option('--bridge <name>', 'make the interface a port of this bridge (see `xdpnet bridge add`)')
     .option('--pvid <vlan>', 'bridge port: the VLAN of untagged frames (access port; default 1)')
     .option('--trunk <vlans>', 'bridge port: tagged VLANs, e.g. 10,20,30-40 (no untagged VLAN unless --pvid is given too)')
+    .option('--json', 'print the attachment created (as `status --json` shows it) and the notes as JSON')
     .addHelpText('after', `
 Examples:
   xdpnet attach eth0                             XDP in native mode (counts packets)
@@ -59,19 +60,24 @@ Examples:
       const ctx = context(cmd);
       if (!o.bridge) {
         const a = attach(ctx.inst, iface, { hook: o.hook ?? 'xdp', mode: o.mode, netns: ctx.netns });
+        const notes = prepareRedirectTarget(iface, a.hook, { gro: false });
+        if (o.json) return console.log(json({ ...toJson(a), notes }));
         console.log(`attached ${iface} (${describe(a)})`);
-        for (const n of prepareRedirectTarget(iface, a.hook, { gro: false })) console.log(n.startsWith('warning:') ? n : `note: ${n}`);
+        for (const n of notes) console.log(n.startsWith('warning:') ? n : `note: ${n}`);
         return;
       }
       const { port, attachment } = addPort(ctx.inst, iface, o.bridge, { hook: o.hook ?? 'tc', mode: o.mode, netns: ctx.netns, ...vlans });
-      console.log(`attached ${iface} to bridge ${port.bridge} (${describe(attachment)}; VLAN ${vlansText(port)})`);
+      const notes: string[] = [];
       const ov = portOverlay(ctx.inst, port.bridge);
       if (ov) {
-        console.log(`note: bridge ${port.bridge} is an overlay bridge (VNI ${ov.vnis.join(', ')}): set the MTU behind ${iface} to ${ov.innerMtu ?? 'the uplink MTU - 50'}` +
+        notes.push(`bridge ${port.bridge} is an overlay bridge (VNI ${ov.vnis.join(', ')}): set the MTU behind ${iface} to ${ov.innerMtu ?? 'the uplink MTU - 50'}` +
           (attachment.hook === 'xdp' ? '; xn_br_tc runs next to XDP as its slow path' : ''));
       }
       // XDP ports and the uplink redirect into every port: a veth drops those frames unless its far end runs NAPI
-      for (const n of prepareRedirectTarget(iface, attachment.hook)) console.log(n.startsWith('warning:') ? n : `note: ${n}`);
+      notes.push(...prepareRedirectTarget(iface, attachment.hook));
+      if (o.json) return console.log(json({ ...toJson(attachment, port), notes }));
+      console.log(`attached ${iface} to bridge ${port.bridge} (${describe(attachment)}; VLAN ${vlansText(port)})`);
+      for (const n of notes) console.log(n.startsWith('warning:') ? n : `note: ${n}`);
     });
 
   program

@@ -31,10 +31,11 @@ describe('state-changing CLI: renamed options, --json, detach --all [--everythin
   });
   afterAll(() => cleanup());
 
-  it('bridge add and nat masquerade add print what they created with --json', () => {
+  it('bridge add, attach and nat masquerade add print what they created with --json', () => {
     expect(okJson('bridge', 'add', 'br0', '--address', '172.30.0.1/16', '--mac', '02:30:00:00:00:01'))
       .toMatchObject({ name: 'br0', mac: '02:30:00:00:00:01', hostIface: 'br0', addresses: ['172.30.0.1/16'], ports: [{ iface: 'xnp1', host: true }] });
-    ok('attach', 'p1', '--bridge', 'br0');
+    expect(okJson('attach', 'p1', '--bridge', 'br0'))
+      .toMatchObject({ iface: 'p1', bridge: 'br0', hook: 'tc', pvid: 1, hostPort: false, defunct: false, notes: expect.any(Array) });
     // one time format in JSON: ISO 8601, like status' since and monitor's time
     const iso = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/;
     expect(okJson<{ at: string }>('stats').at).toMatch(iso);
