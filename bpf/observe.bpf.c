@@ -40,7 +40,7 @@ __inline_fn void refused(const struct net_device *dev, __u32 n)
 	for (__u32 i = 0; i < n && i < 64; i++) { /* a bulk flush holds at most 16 */
 		count_drop_only(ifindex, st, -XN_DROP_REDIRECT);
 		if (unlikely(xn_mon.flags & XN_MON_DROPS)) {
-			struct xn_event *e = mon_reserve(XN_EV_DROP, 2, ifindex, 0, 0, XN_DROP_REDIRECT);
+			struct xn_event *e = mon_reserve(XN_EV_DROP, XN_EV_HOOK_KERNEL, ifindex, 0, 0, XN_DROP_REDIRECT);
 			if (e)
 				bpf_ringbuf_submit(e, 0);
 		}

@@ -14,6 +14,13 @@ enum xn_ev_type {
 	XN_EV_NAT = 6,     /* translated (data: the frame after translation) */
 };
 
+/* xn_event.hook: where the event was seen (the first two are enum hook's). */
+enum xn_ev_hook {
+	XN_EV_HOOK_XDP = 0,
+	XN_EV_HOOK_TC = 1,
+	XN_EV_HOOK_KERNEL = 2, /* the kernel refused a frame xdpnet handed on (observe.bpf.c) */
+};
+
 /* xn_mon.flags: what the attached monitors want. 0 (no monitor) costs the
  * datapath one load and a branch per event site. */
 #define XN_MON_DROPS 1

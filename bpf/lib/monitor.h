@@ -7,6 +7,8 @@
 #include "ctx.h"
 #include "../include/monitor.h"
 
+_Static_assert(HOOK_XDP == XN_EV_HOOK_XDP && HOOK_TC == XN_EV_HOOK_TC, "events carry enum hook as it is");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
 	__uint(max_entries, 1 << 20);

@@ -4,13 +4,14 @@ import { staleInstances } from '../dataplane/hygiene.js';
 import { parseVlan, parseVlanList } from '../dataplane/addr.js';
 import { attach, listAttachments, type Attachment, type Hook, type XdpMode } from '../dataplane/attach.js';
 import { prepareRedirectTarget } from '../dataplane/peer.js';
-import { addPort, detachAll, detachInterface, listPorts, reapVanishedPorts, type PortInfo } from '../dataplane/bridge.js';
+import { addPort, delBridge, detachAll, detachInterface, listBridges, listPorts, reapVanishedPorts, type PortInfo } from '../dataplane/bridge.js';
 import { hookName } from '../dataplane/links.js';
 import { ifNameToIndex } from '../sys/libc.js';
 import { natLinks } from '../dataplane/nat-links.js';
+import { flushNat } from '../dataplane/nat.js';
 import { instanceMemory, MAP_TYPE_NAMES, type MapMemory } from '../objects/memory.js';
 import { ctFlowsOf, pinnedCtEntries } from '../objects/nat.js';
-import { portOverlay, vtepUplinks } from '../dataplane/vxlan.js';
+import { listVteps, portOverlay, vtepUplinks } from '../dataplane/vxlan.js';
 import { UsageError, XdpnetError } from '../errors.js';
 import { instanceNetns, withNetns } from '../dataplane/host.js';
 import { listInstances, type InstancePaths } from '../objects/paths.js';
@@ -27,7 +28,7 @@ function toJson(a: Attachment, p?: PortInfo, vnis?: number[], nat = false) {
     bridge: p?.bridge ?? null, pvid: p?.pvid ?? null, vlans: p?.vlans ?? null, hostPort: p?.host ?? false, vtepUplink: vnis ?? null };
 }
 
-interface AttachOpts { hook?: Hook; mode?: XdpMode; bridge?: string; pvid?: string; trunk?: string }
+interface AttachOpts { hook?: Hook; mode?: XdpMode; bridge?: string; pvid?: string; trunk?: string; json?: boolean }
 
 export function attachCommands(program: Command): void {
   program
@@ -39,6 +40,7 @@ export function attachCommands(program: Command): void {
     .option('--bridge <name>', 'make the interface a port of this bridge (see `xdpnet bridge add`)')
     .option('--pvid <vlan>', 'bridge port: the VLAN of untagged frames (access port; default 1)')
     .option('--trunk <vlans>', 'bridge port: tagged VLANs, e.g. 10,20,30-40 (no untagged VLAN unless --pvid is given too)')
+    .option('--json', 'print the attachment created (as `status --json` shows it) and the notes as JSON')
     .addHelpText('after', `
 Examples:
   xdpnet attach eth0                             XDP in native mode (counts packets)
@@ -58,33 +60,55 @@ Examples:
       const ctx = context(cmd);
       if (!o.bridge) {
         const a = attach(ctx.inst, iface, { hook: o.hook ?? 'xdp', mode: o.mode, netns: ctx.netns });
+        const notes = prepareRedirectTarget(iface, a.hook, { gro: false });
+        if (o.json) return console.log(json({ ...toJson(a), notes }));
         console.log(`attached ${iface} (${describe(a)})`);
-        for (const n of prepareRedirectTarget(iface, a.hook, { gro: false })) console.log(n.startsWith('warning:') ? n : `note: ${n}`);
+        for (const n of notes) console.log(n.startsWith('warning:') ? n : `note: ${n}`);
         return;
       }
       const { port, attachment } = addPort(ctx.inst, iface, o.bridge, { hook: o.hook ?? 'tc', mode: o.mode, netns: ctx.netns, ...vlans });
-      console.log(`attached ${iface} to bridge ${port.bridge} (${describe(attachment)}; VLAN ${vlansText(port)})`);
+      const notes: string[] = [];
       const ov = portOverlay(ctx.inst, port.bridge);
       if (ov) {
-        console.log(`note: bridge ${port.bridge} is an overlay bridge (VNI ${ov.vnis.join(', ')}): set the MTU behind ${iface} to ${ov.innerMtu ?? 'the uplink MTU - 50'}` +
+        notes.push(`bridge ${port.bridge} is an overlay bridge (VNI ${ov.vnis.join(', ')}): set the MTU behind ${iface} to ${ov.innerMtu ?? 'the uplink MTU - 50'}` +
           (attachment.hook === 'xdp' ? '; xn_br_tc runs next to XDP as its slow path' : ''));
       }
       // XDP ports and the uplink redirect into every port: a veth drops those frames unless its far end runs NAPI
-      for (const n of prepareRedirectTarget(iface, attachment.hook)) console.log(n.startsWith('warning:') ? n : `note: ${n}`);
+      notes.push(...prepareRedirectTarget(iface, attachment.hook));
+      if (o.json) return console.log(json({ ...toJson(attachment, port), notes }));
+      console.log(`attached ${iface} to bridge ${port.bridge} (${describe(attachment)}; VLAN ${vlansText(port)})`);
+      for (const n of notes) console.log(n.startsWith('warning:') ? n : `note: ${n}`);
     });
 
   program
     .command('detach')
     .description('detach xdpnet from an interface and remove its pins; a bridge port leaves its bridge')
     .argument('[iface]', 'interface name, or the ifindex of a port whose interface is gone (see `xdpnet status`)')
-    .option('--all', 'detach every interface of this host (or of --netns); bridges and their host interfaces stay')
-    .action((iface: string | undefined, o: { all?: boolean }, cmd: Command) => {
+    .option('--all', 'detach every interface of this host (or of --netns) and say what stays: bridges\' host interfaces, VTEP uplinks, NAT links')
+    .option('--everything', 'with --all: remove what stays too (every NAT rule and link, every bridge with its VTEPs): a full teardown')
+    .option('--json', 'print what was detached, removed and left as JSON')
+    .addHelpText('after', `
+Examples:
+  xdpnet detach veth1
+  xdpnet detach --all                 container ports and counting programs; lists what stays
+  xdpnet detach --all --everything    also NAT, VTEPs and bridges (tracked flows: xdpnet conntrack flush)`)
+    .action((iface: string | undefined, o: { all?: boolean; everything?: boolean; json?: boolean }, cmd: Command) => {
+      if (o.everything && !o.all) throw new UsageError('--everything goes with --all', 'xdpnet detach --all --everything');
       if (!iface === !o.all) throw new UsageError('name one interface or use --all', 'e.g. xdpnet detach eth0');
       const ctx = context(cmd);
       if (o.all) {
-        const gone = detachAll(ctx.inst);
-        console.log(gone.length ? gone.map((a) => `detached ${a.iface ?? `ifindex ${a.ifindex} (gone)`}`).join('\n') : 'nothing attached');
-        return;
+        const removed = o.everything ? teardown(ctx.inst) : undefined;
+        const gone = detachAll(ctx.inst).map((a) => a.iface ?? `ifindex ${a.ifindex} (gone)`);
+        const left = leftAfterDetachAll(ctx.inst);
+        if (o.json) return console.log(json({ detached: gone, removed: removed ?? null, left }));
+        const lines = gone.length ? gone.map((g) => `detached ${g}`) : ['nothing attached'];
+        if (removed) {
+          if (removed.natRules || removed.natLinks) lines.push(`removed ${removed.natRules} NAT rules and ${removed.natLinks} NAT links`);
+          for (const b of removed.bridges) lines.push(`deleted bridge ${b}`);
+        }
+        for (const l of left) lines.push(`left: ${l.what} (${l.undo})`);
+        if (left.length) lines.push('hint: `xdpnet detach --all --everything` removes them too');
+        return console.log(lines.join('\n'));
       }
       if (/^\d+$/.test(iface!) && !ifNameToIndex(iface!)) {
         // a port whose interface vanished (its container's netns went without a CNI DEL)
@@ -192,4 +216,25 @@ function memoryTable(maps: MapMemory[]): string {
     ...maps.map((m) => [m.map, MAP_TYPE_NAMES[m.type] ?? String(m.type), m.maxEntries, m.keySize, m.valueSize, ibytes(m.bytes)]),
     ['total', '', '', '', '', ibytes(total)],
   ]);
+}
+
+/** `detach --all --everything`: NAT first (its links sit on the bridges' host interfaces), then bridges with their VTEPs. */
+function teardown(inst: InstancePaths): { natRules: number; natLinks: number; bridges: string[] } {
+  const nat = flushNat(inst);
+  const bridges = listBridges(inst).map((b) => b.name);
+  for (const b of bridges) delBridge(inst, b, { force: true });
+  return { natRules: nat.rules, natLinks: nat.links, bridges };
+}
+
+/** What `detach --all` does not touch, each with the command that removes it. */
+function leftAfterDetachAll(inst: InstancePaths): { what: string; undo: string }[] {
+  const left: { what: string; undo: string }[] = [];
+  for (const b of listBridges(inst)) {
+    const host = listPorts(inst).find((p) => p.bridge === b.name && p.host);
+    left.push({ what: `bridge ${b.name}${host?.iface ? ` with its host port ${host.iface}` : ''}`, undo: `xdpnet bridge del ${b.name} --force` });
+  }
+  for (const v of listVteps(inst)) left.push({ what: `VTEP uplink ${v.dev ?? `ifindex ${v.ifindex} (gone)`} of VNI ${v.vni}`, undo: `xdpnet vxlan del --vni ${v.vni}` });
+  const nat = natLinks(inst);
+  if (nat.length) left.push({ what: `NAT on ${nat.map((l) => `${l.iface ?? `ifindex ${l.ifindex}`} (${l.hook})`).join(', ')}`, undo: 'xdpnet nat flush' });
+  return left;
 }

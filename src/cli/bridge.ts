@@ -18,7 +18,7 @@ function render(b: BridgeInfo): string {
   return `${head}\n${table(['PORT', 'HOOK', 'VLANS', ''], rows).replace(/^/gm, '  ')}`;
 }
 
-interface AddOpts { address?: string; mac?: string; ageing: string; maxLearned: string; flows?: string; fdbSize?: string }
+interface AddOpts { address?: string; mac?: string; ageing: string; maxLearned: string; flows?: string; fdbSize?: string; json?: boolean }
 
 export function bridgeCommands(program: Command): void {
   const bridge = program
@@ -35,6 +35,7 @@ export function bridgeCommands(program: Command): void {
     .option('--max-learned <n>', 'stop learning new MACs at this many learned entries (0: no limit)', '0')
     .option('--flows <n>', `active MAC pairs to expect at once (default ${BRIDGE_FLOWS.default}): sizes the decision cache all bridges of this host or netns share, ${BR_CACHE.perFlow} entries of ${BR_CACHE.entryBytes} bytes a flow spread over the CPUs, from ${BR_CACHE.minPart} to ${BR_CACHE.maxPart} entries a CPU`)
     .option('--fdb-size <n>', `entries the FDB holds, shared by the namespace's bridges; only when the first bridge creates it (${FDB_SIZE.min}-${FDB_SIZE.max}, default ${FDB_SIZE.default})`)
+    .option('--json', 'print the bridge created as JSON')
     .addHelpText('after', `
 The decision cache is made with the first bridge (or port) and keeps its size;
 \`xdpnet status\` shows its memory. --flows resizes it only while nothing is attached.
@@ -56,6 +57,7 @@ Examples:
       checkBridgeName(name);
       const ctx = context(cmd);
       const b = addBridge(ctx.inst, name, { ...opts, netns: ctx.netns });
+      if (o.json) return console.log(json(b));
       console.log(`added bridge ${b.name} (id ${b.id}, mac ${b.mac}${b.hostIface ? `, host interface ${b.hostIface} ${b.addresses.join(' ')}` : ''})`);
     });
 

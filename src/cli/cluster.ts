@@ -13,7 +13,7 @@ import { addFdb, delFdb } from '../dataplane/fdb.js';
 import { ensureBpffs, inNetns, ipJson, lockState, requirePrivileges } from '../dataplane/host.js';
 import { parseUnicastIp } from '../dataplane/inet.js';
 import { instancePaths } from '../objects/paths.js';
-import { integer } from './args.js';
+import { deprecatedAlias, integer } from './args.js';
 import { globals } from './context.js';
 import { json, table } from './format.js';
 
@@ -67,12 +67,12 @@ function logger(format: 'text' | 'json') {
 export function clusterCommands(program: Command): void {
   const network = program.command('network').description('overlay networks stored in etcd: one VNI and one flat address range across hosts');
 
-  etcdOptions(network.command('create <name>'))
+  deprecatedAlias(etcdOptions(network.command('create <name>')), '--port <n>', '--udp-port')
     .description('store a network once in etcd: its VNI, cluster CIDR and block size (hosts claim blocks of it)')
     .requiredOption('--vni <n>', 'VXLAN network identifier, 1 to 16777215')
     .requiredOption('--cidr <cidr>', 'cluster CIDR: one flat subnet for every container on every host, e.g. 10.90.0.0/16')
     .option('--block <len>', 'prefix length of the address blocks hosts claim (/26: 64 addresses)', '/26')
-    .option('--port <n>', 'VXLAN UDP port', '4789')
+    .option('--udp-port <n>', 'VXLAN UDP port', '4789')
     .option('--json', 'machine-readable output')
     .addHelpText('after', `
 The gateway is the CIDR's first address, with a MAC derived from the VNI: every host serves both
@@ -81,9 +81,9 @@ The gateway is the CIDR's first address, with a MAC derived from the VNI: every 
 Example:
   xdpnet network create prod --vni 100 --cidr 10.90.0.0/16 --block /26
   then on each host:  xdpnet agent --network prod`)
-    .action(async (name: string, o: EtcdOptions & { vni: string; cidr: string; block: string; port: string; json?: boolean }) => {
+    .action(async (name: string, o: EtcdOptions & { vni: string; cidr: string; block: string; udpPort: string; json?: boolean }) => {
       const cfg = makeConfig(checkNetworkName(name), integer(o.vni, '--vni', 1, 0xffffff), o.cidr,
-        integer(o.block.replace(/^\//, ''), '--block', 8, 30), integer(o.port, '--port', 1, 65535));
+        integer(o.block.replace(/^\//, ''), '--block', 8, 30), integer(o.udpPort, '--udp-port', 1, 65535));
       const { withEtcd, createNetwork } = await store();
       await withEtcd(o, (c) => createNetwork(c, cfg));
       console.log(o.json ? json(cfg) : `network ${cfg.name}: VNI ${cfg.vni}, ${cfg.cidr} in /${cfg.block} blocks, gateway ${cfg.gateway} (${cfg.gatewayMac})`);

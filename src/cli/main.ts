@@ -25,6 +25,14 @@ const program = new Command('xdpnet')
   .option('--netns <name>', 'act inside this network namespace (from `ip netns list`); state stays on the host bpffs')
   .option('-v, --verbose', 'show full verifier logs and libbpf messages on errors')
   .showHelpAfterError('(run with --help for usage)')
+  .addHelpText('after', `
+Exit codes:
+  0   success
+  1   the operation failed: "xdpnet: error: ..." says what, "hint: ..." what to do
+  2   usage error (unknown command or option, bad or conflicting arguments); nothing was changed
+  70  internal error: a bug in xdpnet; it prints the stack, please report it
+
+Every command takes --help. README.md is the user's guide.`)
   .exitOverride();
 
 attachCommands(program);

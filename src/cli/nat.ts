@@ -7,6 +7,7 @@ import {
 import type { NatLink } from '../dataplane/nat-links.js';
 import { ctTable, type CtTable } from '../dataplane/nat-maps.js';
 import { CT_FLOWS } from '../objects/nat.js';
+import { deprecatedAlias } from './args.js';
 import { context } from './context.js';
 import { json, table } from './format.js';
 
@@ -29,7 +30,7 @@ function snatTable(rules: SnatRuleInfo[]): string {
 
 function portmapTable(maps: PortmapInfo[]): string {
   if (!maps.length) return 'no port mappings';
-  return table(['PROTO', 'PORT', 'ON', 'TO'], maps.map((p) => [p.proto, p.port, p.on ?? 'any', p.to]));
+  return table(['PROTO', 'HOST-PORT', 'OUT', 'TO'], maps.map((p) => [p.proto, p.port, p.on ?? 'any', p.to]));
 }
 
 function linksText(links: NatLink[]): string {
@@ -61,7 +62,8 @@ function sourceRuleCommands(nat: Command, kind: 'masquerade' | 'snat'): void {
     .option('--in <iface>', 'where the sources\' packets arrive (default: the interface routing --src, e.g. the bridge\'s)')
     .option('--conntrack-max <flows>', CT_MAX_HELP)
     .addOption(new Option('--in-hook <hook>', 'NAT\'s hook on --in: tc keeps GSO/TSO for container TCP; xdp forwards at XDP rate ' +
-      '(on a veth it turns GSO off on the peer, see README)').choices(['tc', 'xdp']).default('tc'));
+      '(on a veth it turns GSO off on the peer, see docs/nat.md)').choices(['tc', 'xdp']).default('tc'))
+    .option('--json', 'print the rule created as JSON');
   if (kind === 'snat') add.requiredOption('--to <ip[-ip]>', 'translated source address, or an inclusive range (each source keeps one)');
   add.addHelpText('after', kind === 'masquerade' ? `
 Examples:
@@ -74,13 +76,15 @@ The NAT program goes on tc ingress of --in (keeps GSO/TSO) and on XDP of --out
 Examples:
   xdpnet nat snat add --src 172.17.0.0/16 --out eth0 --to 203.0.113.5
   xdpnet nat snat add --src 172.17.0.0/16 --out eth0 --to 203.0.113.5-203.0.113.8 --ports 1024-65535`)
-    .action((o: { src: string; out: string; to?: string; ports?: string; in?: string; conntrackMax?: string; inHook?: 'tc' | 'xdp' }, cmd: Command) => {
+    .action((o: { src: string; out: string; to?: string; ports?: string; in?: string; conntrackMax?: string; inHook?: 'tc' | 'xdp'; json?: boolean }, cmd: Command) => {
       parsePrefix(o.src);
       if (o.ports) parsePortRange(o.ports);
       if (o.conntrackMax !== undefined) parseCtFlows(o.conntrackMax);
       if (kind === 'snat') parseAddrRange(o.to ?? '');
       const ctx = context(cmd);
-      const r = addSnat(ctx.inst, kind, { ...o, netns: ctx.netns });
+      const { json: asJson, ...args } = o;
+      const r = addSnat(ctx.inst, kind, { ...args, netns: ctx.netns });
+      if (asJson) return console.log(json(r));
       console.log(`${kind} ${r.src} out of ${r.out} as ${r.to}, ports ${r.ports}\n${ctLine(r.conntrack)}`);
     });
   group
@@ -112,44 +116,46 @@ export function natCommands(program: Command): void {
     .addHelpText('after', `
 Examples:
   xdpnet nat masquerade add --src 172.17.0.0/16 --out eth0     containers reach the outside
-  xdpnet nat portmap add --proto tcp --port 8080 --to 172.17.0.2:80
+  xdpnet nat portmap add --proto tcp --host-port 8080 --to 172.17.0.2:80
                                                                the outside reaches a container (like -p 8080:80)
   xdpnet nat show                                              every rule, and where NAT runs`);
   sourceRuleCommands(nat, 'masquerade');
   sourceRuleCommands(nat, 'snat');
 
   const pm = nat.command('portmap').description('map a host port to a container (DNAT, with hairpin), like docker -p');
-  pm.command('add')
-    .description('map --port on the host\'s addresses to --to; replies are translated back')
+  deprecatedAlias(deprecatedAlias(pm.command('add')
+    .description('map --host-port on the host\'s addresses to --to; replies are translated back')
     .addOption(new Option('--proto <proto>', 'protocol').choices(['tcp', 'udp']).makeOptionMandatory())
-    .requiredOption('--port <hostport>', 'host port, 1-65535')
+    .requiredOption('--host-port <port>', 'host port, 1-65535')
     .requiredOption('--to <ip:port>', 'container address and port, e.g. 172.17.0.2:80')
-    .option('--on <iface>', 'only for clients arriving on this interface (default: any; NAT is attached to the default route\'s)')
+    .option('--out <iface>', 'the outside interface: only clients arriving on it (default: any; NAT is attached to the default route\'s)')
     .option('--conntrack-max <flows>', CT_MAX_HELP)
+    .option('--json', 'print the mapping created as JSON'), '--port <hostport>', '--host-port'), '--on <iface>', '--out')
     .addHelpText('after', `
 Examples:
-  xdpnet nat portmap add --proto tcp --port 8080 --to 172.17.0.2:80
-  xdpnet nat portmap add --proto udp --port 5353 --to 172.17.0.3:53 --on eth0`)
-    .action((o: { proto: string; port: string; to: string; on?: string; conntrackMax?: string }, cmd: Command) => {
+  xdpnet nat portmap add --proto tcp --host-port 8080 --to 172.17.0.2:80
+  xdpnet nat portmap add --proto udp --host-port 5353 --to 172.17.0.3:53 --out eth0`)
+    .action((o: { proto: string; hostPort: string; to: string; out?: string; conntrackMax?: string; json?: boolean }, cmd: Command) => {
       parseProto(o.proto);
-      parsePort(o.port, '--port');
+      parsePort(o.hostPort, '--host-port');
       parseHostPort(o.to);
       if (o.conntrackMax !== undefined) parseCtFlows(o.conntrackMax);
       const ctx = context(cmd);
-      const p = addPortmap(ctx.inst, { ...o, netns: ctx.netns });
+      const p = addPortmap(ctx.inst, { proto: o.proto, port: o.hostPort, to: o.to, on: o.out, conntrackMax: o.conntrackMax, netns: ctx.netns });
+      if (o.json) return console.log(json(p));
       console.log(`mapped ${p.proto} port ${p.port}${p.on ? ` on ${p.on}` : ''} to ${p.to}\n${ctLine(p.conntrack)}`);
     });
-  pm.command('del')
+  deprecatedAlias(deprecatedAlias(pm.command('del')
     .description('remove a port mapping (established connections keep going until they end)')
     .addOption(new Option('--proto <proto>', 'protocol').choices(['tcp', 'udp']).makeOptionMandatory())
-    .requiredOption('--port <hostport>', 'host port')
-    .option('--on <iface>', 'the mapping\'s interface, if it has one')
-    .addHelpText('after', '\nExample:\n  xdpnet nat portmap del --proto tcp --port 8080')
-    .action((o: { proto: string; port: string; on?: string }, cmd: Command) => {
-      parsePort(o.port, '--port');
+    .requiredOption('--host-port <port>', 'host port')
+    .option('--out <iface>', 'the mapping\'s outside interface, if it has one'), '--port <hostport>', '--host-port'), '--on <iface>', '--out')
+    .addHelpText('after', '\nExample:\n  xdpnet nat portmap del --proto tcp --host-port 8080')
+    .action((o: { proto: string; hostPort: string; out?: string }, cmd: Command) => {
+      parsePort(o.hostPort, '--host-port');
       const ctx = context(cmd);
-      delPortmap(ctx.inst, { ...o, netns: ctx.netns });
-      console.log(`removed the mapping of ${o.proto} port ${o.port}${o.on ? ` on ${o.on}` : ''}`);
+      delPortmap(ctx.inst, { proto: o.proto, port: o.hostPort, on: o.out, netns: ctx.netns });
+      console.log(`removed the mapping of ${o.proto} port ${o.hostPort}${o.out ? ` on ${o.out}` : ''}`);
     });
   pm.command('show')
     .description('list port mappings')

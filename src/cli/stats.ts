@@ -9,6 +9,9 @@ import { listInstances } from '../objects/paths.js';
 import { context } from './context.js';
 import { json, si, table } from './format.js';
 
+/** JSON times are ISO 8601 strings everywhere (status' since, monitor's time): `at` too. */
+const jsonStats = (s: Stats) => ({ ...s, at: new Date(s.at).toISOString() });
+
 const name = (i: IfaceStats) => i.iface ?? `ifindex ${i.ifindex}`;
 
 function render(s: Stats): string {
@@ -76,17 +79,17 @@ Examples:
             return [];
           }
         });
-        if (o.json) return console.log(json(all.map((x) => ({ netns: x.netns, ...x.stats, ...(x.ct ? { conntrack: x.ct } : {}) }))));
+        if (o.json) return console.log(json(all.map((x) => ({ netns: x.netns, ...jsonStats(x.stats), ...(x.ct ? { conntrack: x.ct } : {}) }))));
         return console.log(all.length ? all.map((x) => `${x.netns}:\n${(render(x.stats) + (x.ct ? `\n${ctText(x.ct)}` : '')).replace(/^/gm, '  ')}`).join('\n') : 'no instances');
       }
       let prev = readStats(ctx.inst);
       const ct = ctCounters(ctx.inst); // NAT conntrack, when the instance has NAT
-      if (!interval) return console.log(o.json ? json(ct ? { ...prev, conntrack: ct } : prev) : render(prev) + (ct ? `\n${ctText(ct)}` : ''));
+      if (!interval) return console.log(o.json ? json(ct ? { ...jsonStats(prev), conntrack: ct } : jsonStats(prev)) : render(prev) + (ct ? `\n${ctText(ct)}` : ''));
       const tty = process.stdout.isTTY && !o.json;
       for (let i = 0; i < count; i++) {
         await new Promise((r) => setTimeout(r, interval * 1000));
         const cur = readStats(ctx.inst);
-        if (o.json) console.log(JSON.stringify(cur));
+        if (o.json) console.log(JSON.stringify(jsonStats(cur)));
         else process.stdout.write(`${tty ? '\x1b[H\x1b[2J' : ''}${renderRates(prev, cur)}\n`);
         prev = cur;
       }

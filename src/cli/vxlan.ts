@@ -7,6 +7,7 @@ import { prepareRedirectTarget } from '../dataplane/peer.js';
 import {
   addRemote, addVtep, delRemote, delVtep, listVteps, parseUdpPort, parseVni, VXLAN_PORT, type VtepInfo,
 } from '../dataplane/vxlan.js';
+import { deprecatedAlias } from './args.js';
 import { context } from './context.js';
 import { json, table } from './format.js';
 
@@ -15,14 +16,14 @@ const render = (rows: VtepInfo[]) => table(['VNI', 'BRIDGE', 'VLAN', 'LOCAL', 'D
   v.remotes.join(',') || '-',
 ]));
 
-interface AddOpts { bridge: string; vni: string; local: string; dev: string; udpPort: string; port?: string; vlan?: string; learning?: boolean; hook?: 'xdp' | 'tc'; json?: boolean }
+interface AddOpts { bridge: string; vni: string; local: string; dev: string; udpPort: string; vlan?: string; learning?: boolean; hook?: 'xdp' | 'tc'; json?: boolean }
 
 export function vxlanCommands(program: Command): void {
   const vxlan = program
     .command('vxlan')
     .description('VXLAN overlay (RFC 7348): VTEPs that carry a bridge VLAN to other hosts over an uplink, in XDP and tc');
 
-  vxlan
+  deprecatedAlias(vxlan
     .command('add')
     .description('add a VTEP: bridge VLAN <-> VNI over an uplink (attaches the decap program to the uplink)')
     .requiredOption('--bridge <name>', 'the bridge whose VLAN the VNI carries')
@@ -30,11 +31,10 @@ export function vxlanCommands(program: Command): void {
     .requiredOption('--local <ip>', "the uplink's IPv4 address: outer source, and where remote VTEPs send to")
     .requiredOption('--dev <uplink>', 'the uplink interface (the underlay)')
     .option('--udp-port <n>', 'UDP port: 4789 (IANA) or 8472 (Linux/Flannel default)', String(VXLAN_PORT))
-    .addOption(new Option('--port <n>', 'deprecated spelling of --udp-port').hideHelp())
     .option('--vlan <n>', 'the bridge VLAN it carries (untagged inside VXLAN)', '1')
     .option('--learning', 'learn remote MACs from received frames and accept any sender VTEP (default: only remotes and static FDB entries)')
     .addOption(new Option('--hook <hook>', "decap on the uplink: xdp (highest packet rate) or tc (a veth underlay keeps GSO: XDP on a veth turns it off on the far end)").choices(['xdp', 'tc']))
-    .option('--json', 'machine-readable output')
+    .option('--json', 'machine-readable output'), '--port <n>', '--udp-port')
     .addHelpText('after', `
 Examples:
   xdpnet vxlan add --bridge br0 --vni 100 --local 192.168.1.10 --dev eth0 --learning
@@ -47,7 +47,7 @@ The uplink gets net.ipv4.conf.<dev>.forwarding=1 (route lookups in the datapath 
 containers on the bridge need an MTU 50 below the uplink's (printed).`)
     .action((o: AddOpts, cmd: Command) => {
       const opts = {
-        bridge: o.bridge, vni: parseVni(o.vni), local: parseUnicastIp(o.local, '--local'), dev: o.dev, port: parseUdpPort(o.port ?? o.udpPort),
+        bridge: o.bridge, vni: parseVni(o.vni), local: parseUnicastIp(o.local, '--local'), dev: o.dev, port: parseUdpPort(o.udpPort),
         vlan: parseVlan(o.vlan ?? '1'), learning: Boolean(o.learning), hook: o.hook,
       };
       const ctx = context(cmd);

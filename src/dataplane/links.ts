@@ -14,6 +14,7 @@
 import { existsSync, mkdirSync, readdirSync, rmdirSync, statSync, unlinkSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
+import { constants } from 'node:os';
 import { BpfError, UsageError, XdpnetError } from '../errors.js';
 import {
   BPF_TCX_INGRESS, BPF_XDP, XDP_FLAGS_DRV_MODE, XDP_FLAGS_SKB_MODE, clsactCreate, clsactDestroy, linkCreate, objGet, objPin,
@@ -191,10 +192,10 @@ function tcFilters(iface: string, dir: string): number {
 
 function explain(e: unknown, iface: string, hook: Hook, mode: XdpMode | null): unknown {
   if (!(e instanceof BpfError)) return e;
-  if (hook === 'xdp' && mode === 'native' && e.errno === 95 /* EOPNOTSUPP */) {
+  if (hook === 'xdp' && mode === 'native' && e.errno === constants.errno.EOPNOTSUPP) {
     return new BpfError(e.op, e.target, e.errno, `${iface}'s driver has no native XDP: use --mode generic`);
   }
-  if (e.errno === 16 /* EBUSY */ || e.errno === 17 /* EEXIST */) {
+  if (e.errno === constants.errno.EBUSY || e.errno === constants.errno.EEXIST) {
     return new BpfError(e.op, e.target, e.errno, `another ${hook} program is attached to ${iface} (see \`ip link show ${iface}\`); remove it first`);
   }
   return e;

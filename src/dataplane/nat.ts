@@ -161,11 +161,11 @@ export interface PortmapOptions { proto: string; port: string; to: string; on?: 
 export function addPortmap(inst: InstancePaths, o: PortmapOptions): PortmapInfo & { conntrack: CtTable } {
   const proto = parseProto(o.proto);
   const ctFlows = o.conntrackMax !== undefined ? parseCtFlows(o.conntrackMax) : undefined;
-  const port = parsePort(o.port, '--port');
+  const port = parsePort(o.port, '--host-port');
   const to = parseHostPort(o.to);
   const onIfindex = o.on ? resolveIface(o.on, o.netns) : 0;
   const outside = o.on ?? defaultDev();
-  if (!outside) throw new XdpnetError('no default route: cannot tell where outside clients arrive', 'name the interface with --on IFACE');
+  if (!outside) throw new XdpnetError('no default route: cannot tell where outside clients arrive', 'name the interface with --out IFACE');
   const outIfindex = onIfindex || resolveIface(outside, o.netns);
   const inside = routeDev({ addr: to.addr, len: 32, text: '' });
   if (!inside) throw new XdpnetError(`no interface routes ${numToIpv4(to.addr)}`, 'the mapping\'s target must be reachable through a local interface (e.g. a bridge)');
@@ -174,7 +174,7 @@ export function addPortmap(inst: InstancePaths, o: PortmapOptions): PortmapInfo 
   const old = withNatMaps(inst, (m) => m.portmap.lookup(key));
   if (old) {
     throw new XdpnetError(`${proto} port ${port}${o.on ? ` on ${o.on}` : ''} is already mapped to ${numToIpv4(Portmap.decode(old).to_addr)}:${Portmap.decode(old).to_port}`,
-      `remove it first: xdpnet nat portmap del --proto ${proto} --port ${port}${o.on ? ` --on ${o.on}` : ''}`);
+      `remove it first: xdpnet nat portmap del --proto ${proto} --host-port ${port}${o.on ? ` --out ${o.on}` : ''}`);
   }
   const conntrack = ensureNatTable(inst, ctFlows);
   withNatMaps(inst, (m) => m.portmap.update(key, Portmap.encode({ to_addr: to.addr, to_port: to.port, pad: 0 })));
@@ -186,7 +186,7 @@ export function addPortmap(inst: InstancePaths, o: PortmapOptions): PortmapInfo 
 
 export function delPortmap(inst: InstancePaths, o: { proto: string; port: string; on?: string; netns?: string }): void {
   const proto = parseProto(o.proto);
-  const port = parsePort(o.port, '--port');
+  const port = parsePort(o.port, '--host-port');
   const onIfindex = o.on ? resolveIface(o.on, o.netns) : 0;
   const key = PortmapKey.encode({ ifindex: onIfindex, port, proto: PROTO_NUM[proto], pad: 0 });
   if (!withNatMaps(inst, (m) => m.portmap.delete(key))) {

@@ -310,7 +310,7 @@ async function main(): Promise<void> {
     await xdpnetOverlayStep();
     step('NAT: masquerade to an "outside" namespace (which routes nothing back), a port mapping in');
     xdpnet(['nat', 'masquerade', 'add', '--src', '10.77.0.0/24', '--out', 'up0']);
-    xdpnet(['nat', 'portmap', 'add', '--proto', 'tcp', '--port', '10080', '--to', `${containers[2].ip}:5201`]);
+    xdpnet(['nat', 'portmap', 'add', '--proto', 'tcp', '--host-port', '10080', '--to', `${containers[2].ip}:5201`]);
     ping(containers[0], outside.server);
     console.log(`iperf3 c1 -> ${outside.server}:5201 (outside): ${await iperfVia(outside.ns, outside.server, containers[0].ns, outside.server, 5201)}`);
     console.log(`iperf3 outside -> ${outside.host}:10080 (mapped to c3): ${await iperfVia(containers[2].ns, containers[2].ip, outside.ns, outside.host, 10080)}`);

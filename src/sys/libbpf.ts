@@ -6,8 +6,13 @@
 import koffi from 'koffi';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
+import { constants } from 'node:os';
 import { BpfError, VerifierError, XdpnetError } from '../errors.js';
 import { close as closeFd, vformat } from './libc.js';
+
+const { EEXIST, EINTR, EINVAL, ENODEV, ENOENT, EOPNOTSUPP } = constants.errno;
+/** The kernel's internal ENOTSUPP (include/linux/errno.h), which BPF syscalls can leak; not a POSIX errno, so not in os.constants. */
+const ENOTSUPP = 524;
 
 // Kernel constants not in Debian 12's 6.1 uapi headers are spelled out here.
 export const BPF_XDP = 37;
@@ -514,7 +519,7 @@ export class BpfMap {
     this.checkSizes('lookup in map', key);
     const v = Buffer.alloc(this.valueBufSize);
     const ret = lib().map_lookup_elem(this.fd, key, v) as number;
-    if (ret === -2) return undefined; // ENOENT
+    if (ret === -ENOENT) return undefined;
     check(ret, 'lookup in map', this.name);
     return v;
   }
@@ -528,7 +533,7 @@ export class BpfMap {
   delete(key: Buffer): boolean {
     this.checkSizes('delete from map', key);
     const ret = lib().map_delete_elem(this.fd, key) as number;
-    if (ret === -2) return false;
+    if (ret === -ENOENT) return false;
     check(ret, 'delete from map', this.name);
     return true;
   }
@@ -539,7 +544,7 @@ export class BpfMap {
     for (;;) {
       const next = Buffer.alloc(this.info.keySize);
       const ret = l.map_get_next_key(this.fd, prev, next) as number;
-      if (ret === -2) return;
+      if (ret === -ENOENT) return;
       check(ret, 'iterate map', this.name);
       yield next;
       prev = next;
@@ -563,7 +568,7 @@ export class BpfMap {
     for (let first = true; ; first = false) {
       const count = [chunk];
       const ret = l.map_lookup_batch(this.fd, first ? null : inBatch, outBatch, keys, values, count, opts) as number;
-      if (first && (ret === -22 || ret === -95 || ret === -524)) {
+      if (first && (ret === -EINVAL || ret === -EOPNOTSUPP || ret === -ENOTSUPP)) {
         // EINVAL/EOPNOTSUPP/ENOTSUPP (the kernel's own, e.g. devmaps): no batch op for this map type
         for (const k of this.keys()) {
           const v = this.lookup(k);
@@ -571,9 +576,9 @@ export class BpfMap {
         }
         return;
       }
-      if (ret < 0 && ret !== -2) check(ret, 'batch lookup in map', this.name);
+      if (ret < 0 && ret !== -ENOENT) check(ret, 'batch lookup in map', this.name);
       if (count[0]) fn(keys, values, count[0]);
-      if (ret === -2) return; // ENOENT: iteration complete
+      if (ret === -ENOENT) return; // iteration complete
       outBatch.copy(inBatch);
     }
   }
@@ -623,7 +628,7 @@ export class BpfMap {
       const ret = l.map_delete_batch(this.fd, keys.subarray(at * ks), n, opts) as number;
       deleted += n[0];
       at += n[0];
-      if (ret === -2) at++; // this key was gone: skip it
+      if (ret === -ENOENT) at++; // this key was gone: skip it
       else check(ret, 'batch delete from map', this.name);
     }
     return deleted;
@@ -709,7 +714,7 @@ export function probeTcx(tcProgFd: number): boolean {
   const l = lib();
   const ret = l.link_create(tcProgFd, 0, BPF_TCX_INGRESS, { sz: koffi.sizeof(l.LinkCreateOpts), flags: 0 }) as number;
   if (ret >= 0) closeFd(ret);
-  return ret >= 0 || ret === -19; /* ENODEV */
+  return ret >= 0 || ret === -ENODEV;
 }
 
 // ---- classic tc: clsact qdisc and direct-action cls_bpf filters ------------
@@ -731,7 +736,7 @@ function tcOpts(o: { progFd?: number; flags?: number; handle: number; priority: 
 /** Adds a clsact qdisc to the interface; false when it had one already (someone else's, or ours). */
 export function clsactCreate(ifindex: number, what: string): boolean {
   const ret = lib().tc_hook_create(tcHook(ifindex, BPF_TC_INGRESS | BPF_TC_EGRESS)) as number;
-  if (ret === -17 /* EEXIST */) return false;
+  if (ret === -EEXIST) return false;
   check(ret, 'add clsact qdisc to', what);
   return true;
 }
@@ -739,7 +744,7 @@ export function clsactCreate(ifindex: number, what: string): boolean {
 /** Deletes the interface's clsact qdisc with every filter on it (callers check it is empty). */
 export function clsactDestroy(ifindex: number, what: string): void {
   const ret = lib().tc_hook_destroy(tcHook(ifindex, BPF_TC_INGRESS | BPF_TC_EGRESS)) as number;
-  if (ret !== -2 && ret !== -19 && ret !== -22) check(ret, 'delete clsact qdisc of', what); // gone already
+  if (ret !== -ENOENT && ret !== -ENODEV && ret !== -EINVAL) check(ret, 'delete clsact qdisc of', what); // gone already
 }
 
 /** Adds or replaces (same handle and priority) a direct-action cls_bpf filter on clsact ingress; returns its program id. */
@@ -753,7 +758,7 @@ export function tcFilterAttach(progFd: number, f: TcFilterId, what: string): num
 /** Removes one filter by handle and priority; false when it was not there. */
 export function tcFilterDetach(f: TcFilterId, what: string): boolean {
   const ret = lib().tc_detach(tcHook(f.ifindex, BPF_TC_INGRESS), tcOpts(f)) as number;
-  if (ret === -2 || ret === -19 || ret === -22) return false; // ENOENT; ENODEV/EINVAL: no such interface or qdisc
+  if (ret === -ENOENT || ret === -ENODEV || ret === -EINVAL) return false; // ENODEV/EINVAL: no such interface or qdisc
   check(ret, 'detach tc filter', what);
   return true;
 }
@@ -832,7 +837,7 @@ export class RingBuffer {
   poll(ms: number): number {
     if (!this.rb) throw new XdpnetError('ring buffer is closed');
     const n = lib().ring_buffer_poll(this.rb, ms) as number;
-    if (n < 0 && n !== -4) check(n, 'poll ring buffer', 'xn_events'); // EINTR: a signal, not an error
+    if (n < 0 && n !== -EINTR) check(n, 'poll ring buffer', 'xn_events'); // a signal, not an error
     return Math.max(n, 0);
   }
 

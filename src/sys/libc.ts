@@ -1,6 +1,7 @@
 // libc through koffi: namespaces, mounts and interface names. With
 // sys/libbpf.ts the only code that talks FFI.
 import koffi from 'koffi';
+import { constants } from 'node:os';
 import { setStrerror } from '../errors.js';
 
 const libc = koffi.load('libc.so.6');
@@ -47,7 +48,7 @@ const LOCK_UN = 8;
 export function tryLockExclusive(fd: number): boolean | number {
   if (c.flock(fd, LOCK_EX | LOCK_NB) === 0) return true;
   const e = koffi.errno();
-  return e === 11 /* EWOULDBLOCK */ ? false : -e;
+  return e === constants.errno.EWOULDBLOCK ? false : -e;
 }
 
 export function unlock(fd: number): void {

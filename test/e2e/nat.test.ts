@@ -102,8 +102,8 @@ describe('NAT: containers on an xdpnet bridge and an outside namespace', () => {
 
   it('masquerade and port mappings: servers see the uplink address, a mapped container sees the client', () => {
     expect(ok(['--netns', h, 'nat', 'masquerade', 'add', '--src', '172.17.0.0/16', '--out', 'up0'])).toMatch(/^masquerade 172\.17\.0\.0\/16 out of up0 as 10\.99\.0\.1, ports \d+-\d+/);
-    ok(['--netns', h, 'nat', 'portmap', 'add', '--proto', 'tcp', '--port', '10080', '--to', `${C2}:7001`]);
-    ok(['--netns', h, 'nat', 'portmap', 'add', '--proto', 'udp', '--port', '10053', '--to', `${C2}:7001`]);
+    ok(['--netns', h, 'nat', 'portmap', 'add', '--proto', 'tcp', '--host-port', '10080', '--to', `${C2}:7001`]);
+    ok(['--netns', h, 'nat', 'portmap', 'add', '--proto', 'udp', '--host-port', '10053', '--to', `${C2}:7001`]);
     const state = JSON.parse(ok(['--netns', h, 'nat', 'show', '--json']));
     expect(state.links.map((l: { iface: string; hook: string }) => `${l.iface} ${l.hook}`).sort()).toEqual(['br0 tc', 'up0 xdp']);
     // status lists everything attached, NAT's links included
@@ -160,7 +160,7 @@ describe('NAT: containers on an xdpnet bridge and an outside namespace', () => {
     expect(before).toBeGreaterThan(0);
 
     // Rules added while it runs, and a daemon (GC, addresses) started, killed and started again.
-    ok(['--netns', h, 'nat', 'portmap', 'add', '--proto', 'tcp', '--port', '10081', '--to', `${C1}:7001`]);
+    ok(['--netns', h, 'nat', 'portmap', 'add', '--proto', 'tcp', '--host-port', '10081', '--to', `${C1}:7001`]);
     ok(['--netns', h, 'nat', 'snat', 'add', '--src', '172.18.0.0/16', '--out', 'up0', '--to', H, '--in', 'br0', '--ports', '20000-20999']);
     for (let i = 0; i < 2; i++) {
       const d = spawn(process.execPath, [CLI, '--netns', h, 'daemon', '--interval', '0.2'], { stdio: 'ignore' });
@@ -168,7 +168,7 @@ describe('NAT: containers on an xdpnet bridge and an outside namespace', () => {
       d.kill('SIGKILL');
       await new Promise((r) => d.once('exit', r));
     }
-    ok(['--netns', h, 'nat', 'portmap', 'del', '--proto', 'tcp', '--port', '10081']);
+    ok(['--netns', h, 'nat', 'portmap', 'del', '--proto', 'tcp', '--host-port', '10081']);
     ok(['--netns', h, 'nat', 'snat', 'del', '--src', '172.18.0.0/16', '--out', 'up0']);
     await sleep(500);
     expect(long.out()).not.toMatch(/closed/);
@@ -224,10 +224,10 @@ describe('NAT: containers on an xdpnet bridge and an outside namespace', () => {
     err(['nat', 'masquerade', 'add', '--src', '10.200.0.0/16', '--out', 'up0'], 'no interface routes 10\\.200\\.0\\.0/16', '--in IFACE');
     err(['nat', 'masquerade', 'add', '--src', '172.17.0.0/16', '--out', 'br0'], 'is routed through br0 itself', '--in');
     err(['nat', 'masquerade', 'del', '--src', '172.17.0.0/16', '--out', 'up0'], 'no masquerade rule for 172\\.17\\.0\\.0/16 out of up0', 'nat masquerade show');
-    ok(['--netns', h, 'nat', 'portmap', 'add', '--proto', 'tcp', '--port', '10080', '--to', `${C2}:7001`]);
-    err(['nat', 'portmap', 'add', '--proto', 'tcp', '--port', '10080', '--to', `${C1}:7001`], 'tcp port 10080 is already mapped to 172\\.17\\.0\\.3:7001', 'nat portmap del --proto tcp --port 10080');
+    ok(['--netns', h, 'nat', 'portmap', 'add', '--proto', 'tcp', '--host-port', '10080', '--to', `${C2}:7001`]);
+    err(['nat', 'portmap', 'add', '--proto', 'tcp', '--host-port', '10080', '--to', `${C1}:7001`], 'tcp port 10080 is already mapped to 172\\.17\\.0\\.3:7001', 'nat portmap del --proto tcp --host-port 10080');
     expect(JSON.parse(ok(['--netns', h, 'nat', 'show', '--json']))).toMatchObject({ snat: [], portmaps: [expect.objectContaining({ to: `${C2}:7001` })] });
-    ok(['--netns', h, 'nat', 'portmap', 'del', '--proto', 'tcp', '--port', '10080']);
+    ok(['--netns', h, 'nat', 'portmap', 'del', '--proto', 'tcp', '--host-port', '10080']);
     expect(JSON.parse(ok(['--netns', h, 'nat', 'show', '--json']))).toMatchObject({ snat: [], portmaps: [], links: [] });
   });
 
@@ -243,7 +243,7 @@ describe('NAT: containers on an xdpnet bridge and an outside namespace', () => {
     expect(show()).toEqual(before);
     // With NAT running, a table of another size is refused; the same size is fine.
     expect(ok(['--netns', h, ...masq])).toMatch(/^conntrack: room for 131072 flows$/m);
-    const pm = ['nat', 'portmap', 'add', '--proto', 'tcp', '--port', '10080', '--to', `${C2}:7001`];
+    const pm = ['nat', 'portmap', 'add', '--proto', 'tcp', '--host-port', '10080', '--to', `${C2}:7001`];
     expect(xdpnet(['--netns', h, ...pm, '--conntrack-max', '2000'])).toMatchObject({
       code: 1, stderr: expect.stringMatching(/holds up to 131072 flows and cannot be resized while NAT runs \(on (br0, up0|up0, br0)\)[^]*hint: .*nat flush.*--conntrack-max 2000/),
     });

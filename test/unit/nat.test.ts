@@ -36,7 +36,7 @@ describe('NAT arguments', () => {
 describe('NAT CLI usage', () => {
   it('--help teaches with examples', () => {
     expect(xdpnet(['nat', 'masquerade', 'add', '--help']).stdout).toContain('xdpnet nat masquerade add --src 172.17.0.0/16 --out eth0');
-    expect(xdpnet(['nat', 'portmap', 'add', '--help']).stdout).toContain('xdpnet nat portmap add --proto tcp --port 8080 --to 172.17.0.2:80');
+    expect(xdpnet(['nat', 'portmap', 'add', '--help']).stdout).toContain('xdpnet nat portmap add --proto tcp --host-port 8080 --to 172.17.0.2:80');
     expect(xdpnet(['conntrack', 'list', '--help']).stdout).toContain('xdpnet conntrack list --src 172.17.0.0/16 --json');
   });
   it('rejects bad arguments with exit 2', () => {
@@ -45,9 +45,9 @@ describe('NAT CLI usage', () => {
       [['nat', 'masquerade', 'add', '--src', '172.17.0.0/16'], "required option '--out <iface>' not specified"],
       [['nat', 'snat', 'add', '--src', '10.0.0.0/8', '--out', 'eth0', '--to', '10.0.0.9-10.0.0.1'], 'the range 10.0.0.9-10.0.0.1 runs backwards'],
       [['nat', 'snat', 'add', '--src', '10.0.0.0/8', '--out', 'eth0', '--to', '1.2.3.4', '--ports', '9-3'], "--ports: invalid port range '9-3'"],
-      [['nat', 'portmap', 'add', '--proto', 'sctp', '--port', '80', '--to', '172.17.0.2:80'], "argument 'sctp' is invalid"],
-      [['nat', 'portmap', 'add', '--proto', 'tcp', '--port', '80', '--to', '172.17.0.2'], "--to: expected IP:PORT, got '172.17.0.2'"],
-      [['nat', 'portmap', 'add', '--proto', 'tcp', '--port', '70000', '--to', '172.17.0.2:80'], "--port: invalid port '70000'"],
+      [['nat', 'portmap', 'add', '--proto', 'sctp', '--host-port', '80', '--to', '172.17.0.2:80'], "argument 'sctp' is invalid"],
+      [['nat', 'portmap', 'add', '--proto', 'tcp', '--host-port', '80', '--to', '172.17.0.2'], "--to: expected IP:PORT, got '172.17.0.2'"],
+      [['nat', 'portmap', 'add', '--proto', 'tcp', '--host-port', '70000', '--to', '172.17.0.2:80'], "--host-port: invalid port '70000'"],
       [['conntrack', 'list', '--dst', 'nowhere'], "--dst: invalid IPv4 prefix 'nowhere'"],
       [['conntrack', 'timeouts', 'tcp=5'], "unknown timeout 'tcp'"],
       [['conntrack', 'timeouts', 'udp=-1'], "expected NAME=SECONDS, got 'udp=-1'"],
