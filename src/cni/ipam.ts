@@ -23,6 +23,7 @@ export function findPlugin(type: string, path: string[]): string {
 
 /** Runs the IPAM plugin for command; its error object, if it writes one, is passed on as it is. */
 export function delegateIpam(command: 'ADD' | 'DEL' | 'CHECK' | 'GC' | 'STATUS', conf: NetConf, env: CniEnv, stdin?: object): CniResult | undefined {
+  if (conf.cluster) return undefined; // the agent's (cni/cluster.ts): nothing to delegate
   const plugin = findPlugin(conf.ipam.type, env.path);
   const r = spawnSync(plugin, [], {
     input: JSON.stringify(stdin ?? conf.raw),

@@ -32,7 +32,7 @@ export function hostLink(name: string): LinkInfo | undefined {
   }
 }
 
-export interface ContainerSide { ifname: string; address: string; gateway?: string; routes: CniRoute[]; mtu: number; xdpPort: boolean }
+export interface ContainerSide { ifname: string; address: string; gateway?: string; routes: CniRoute[]; mtu: number; xdpPort: boolean; mac?: string }
 
 /**
  * Creates the pair with the container end made straight into the netns under
@@ -43,7 +43,7 @@ export interface ContainerSide { ifname: string; address: string; gateway?: stri
  */
 export function createVeth(host: string, netns: string, c: ContainerSide): string {
   if (!existsSync(netns)) throw new CniError(CODES.INVALID_ENV, `CNI_NETNS ${netns} does not exist`);
-  run(['ip', 'link', 'add', host, 'mtu', String(c.mtu), 'type', 'veth', 'peer', 'name', c.ifname, 'mtu', String(c.mtu), 'netns', netns]);
+  run(['ip', 'link', 'add', host, 'mtu', String(c.mtu), 'type', 'veth', 'peer', 'name', c.ifname, ...(c.mac ? ['address', c.mac] : []), 'mtu', String(c.mtu), 'netns', netns]);
   run(['ip', 'link', 'set', host, 'up']);
   const cmds = [`addr add ${c.address} dev ${c.ifname}`, `link set ${c.ifname} up`];
   for (const r of c.routes) cmds.push(`route add ${r.dst} via ${r.gw ?? c.gateway} dev ${c.ifname}`);

@@ -26,7 +26,7 @@ import { StateStore, type Attachment } from './state.js';
  * network namespace the runtime runs in (a runtime inside `ip netns` gets that
  * namespace's own bridges, as `xdpnet --netns NAME` would).
  */
-function ownInstance(): InstancePaths {
+export function ownInstance(): InstancePaths {
   const self = statSync('/proc/self/ns/net');
   const same = (p: string) => { try { const s = statSync(p); return s.ino === self.ino && s.dev === self.dev; } catch { return false; } };
   if (same('/proc/1/ns/net')) return instancePaths();
@@ -38,7 +38,7 @@ function ownInstance(): InstancePaths {
 }
 
 /** Runs fn with the state lock; a holder that keeps it over a minute makes the runtime try again later (code 11). */
-function locked<T>(fn: (inst: InstancePaths, store: StateStore) => T): T {
+export function locked<T>(fn: (inst: InstancePaths, store: StateStore) => T): T {
   requirePrivileges();
   const inst = ownInstance();
   ensureBpffs();
@@ -59,7 +59,7 @@ function setForwarding(iface: string): void {
   writeFileSync(`/proc/sys/net/ipv4/conf/${iface}/forwarding`, '1');
 }
 
-const prefixOf = (cidr: string) => parsePrefix(cidr, 'address').text;
+export const prefixOf = (cidr: string) => parsePrefix(cidr, 'address').text;
 
 /** The interface that owns hostIP, for a mapping restricted to it (`hostIP`). */
 function ifaceOf(hostIP: string): string {
@@ -94,23 +94,28 @@ export function cmdAdd(conf: NetConf, env: CniEnv): CniResult {
       throw e;
     }
     store.saveAttachment(a);
-    const prev = conf.prevResult?.interfaces ?? [];
-    return resultFor(conf.cniVersion, {
-      interfaces: [...prev, { name: conf.bridge, mac: bridgeMac(inst, conf.bridge) }, { name: a.hostIface, mac: hostLink(a.hostIface)?.address },
-        { name: env.ifname, mac: a.mac, sandbox: env.netns }],
-      ips: [...(conf.prevResult?.ips ?? []), { address: ip.address, gateway: ip.gateway, interface: prev.length + 2 }],
-      routes: ipam.routes ?? [],
-      dns: ipam.dns ?? conf.prevResult?.dns ?? {},
-    });
+    return addResult(inst, conf, a, ip.gateway, ipam);
   });
 }
 
-function bridgeMac(inst: InstancePaths, bridge: string): string | undefined {
+/** ADD's answer: the bridge, the host end and the container end, and the address on the last. */
+export function addResult(inst: InstancePaths, conf: NetConf, a: Attachment, gateway: string | undefined, ipam: Pick<CniResult, 'routes' | 'dns'>): CniResult {
+  const prev = conf.prevResult?.interfaces ?? [];
+  return resultFor(conf.cniVersion, {
+    interfaces: [...prev, { name: conf.bridge, mac: bridgeMac(inst, conf.bridge) }, { name: a.hostIface, mac: hostLink(a.hostIface)?.address },
+      { name: a.ifname, mac: a.mac, sandbox: a.netns }],
+    ips: [...(conf.prevResult?.ips ?? []), { address: a.address, gateway, interface: prev.length + 2 }],
+    routes: ipam.routes ?? [],
+    dns: ipam.dns ?? conf.prevResult?.dns ?? {},
+  });
+}
+
+export function bridgeMac(inst: InstancePaths, bridge: string): string | undefined {
   return listBridges(inst).find((b) => b.name === bridge)?.mac;
 }
 
 /** ADD's changes, in order; each is recorded in `a` as it is made so that unwire() undoes exactly what was done. */
-function wire(inst: InstancePaths, store: StateStore, conf: NetConf, a: Attachment, gateway: string | undefined, ipam: CniResult): void {
+export function wire(inst: InstancePaths, store: StateStore, conf: NetConf, a: Attachment, gateway: string | undefined, ipam: Pick<CniResult, 'routes'>): void {
   if (!bridgeMac(inst, conf.bridge)) {
     if (conf.isGateway && !gateway) throw new CniError(CODES.IPAM, `IPAM ${conf.ipam.type} gave no gateway, and isGateway needs one`);
     addBridge(inst, conf.bridge, { address: conf.isGateway ? `${gateway}/${a.address.split('/')[1]}` : undefined });
@@ -129,7 +134,7 @@ function wire(inst: InstancePaths, store: StateStore, conf: NetConf, a: Attachme
   }
   const mtu = portOverlay(inst, conf.bridge)?.innerMtu ?? conf.mtu;
   a.mac = createVeth(a.hostIface, a.netns, {
-    ifname: a.ifname, address: a.address, gateway, mtu, xdpPort: conf.hook === 'xdp',
+    ifname: a.ifname, address: a.address, gateway, mtu, xdpPort: conf.hook === 'xdp', mac: a.mac || undefined,
     routes: (ipam.routes ?? []).filter((r) => !r.dst.includes(':')),
   });
   a.ifindex = hostLink(a.hostIface)!.ifindex;
@@ -143,7 +148,7 @@ function wire(inst: InstancePaths, store: StateStore, conf: NetConf, a: Attachme
 }
 
 /** Undoes an attachment; whatever is already gone is skipped (DEL is idempotent, and this also rolls back a failed ADD). */
-function unwire(inst: InstancePaths, store: StateStore, a: Attachment): void {
+export function unwire(inst: InstancePaths, store: StateStore, a: Attachment): void {
   const ip = a.address.split('/')[0];
   const mapped = showNat(inst).portmaps;
   for (const p of a.portMappings) {
@@ -215,7 +220,7 @@ export function cmdCheck(conf: NetConf, env: CniEnv): void {
 /** STATUS (1.1): ready when the IPAM plugin is there and the host can run the dataplane. */
 export function cmdStatus(conf: NetConf, env: CniEnv): void {
   try {
-    findPlugin(conf.ipam.type, env.path);
+    if (!conf.cluster) findPlugin(conf.ipam.type, env.path); // a cluster's agent is checked by cni/cluster.ts
     requirePrivileges();
     ensureBpffs();
   } catch (e) {
