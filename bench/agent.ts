@@ -52,8 +52,11 @@ async function main(): Promise<void> {
         puts.push([k.endpoint(ip), JSON.stringify({ ip, mac: macOf(n), node: `h${h}` })]);
       }
     }
-    for (let i = 0; i < puts.length; i += 100) {
-      await Promise.all(puts.slice(i, i + 100).map(([key, v]) => c.put(key).value(v)));
+    // 128 puts per transaction (etcd's --max-txn-ops default), 4 transactions in flight: one put per round trip took minutes
+    const txns: Array<Array<[string, string]>> = [];
+    for (let i = 0; i < puts.length; i += 128) txns.push(puts.slice(i, i + 128));
+    for (let i = 0; i < txns.length; i += 4) {
+      await Promise.all(txns.slice(i, i + 4).map((ops) => c.if(k.config, 'Version', '>', 0).then(...ops.map(([key, v]) => c.put(key).value(v))).commit()));
     }
     console.log(`wrote ${puts.length} keys in ${Date.now() - t0} ms`);
 
