@@ -11,6 +11,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { Etcd3 } from 'etcd3';
 import { keys, makeConfig, bridgeNameOf } from '../src/cluster/network.js';
+import { readPrefix } from '../src/cluster/store.js';
 import { listArp } from '../src/dataplane/arp.js';
 import { listBridges } from '../src/dataplane/bridge.js';
 import { requirePrivileges } from '../src/dataplane/host.js';
@@ -84,7 +85,7 @@ async function main(): Promise<void> {
     const inst = instancePaths(ns);
     const id = listBridges(inst).find((b) => b.name === bridgeNameOf(cfg))!.id;
     const arp = new Map(listArp(inst, id).map((r) => [r.ip, r.mac]));
-    const want = new Map(Object.values(await c.getAll().prefix(k.endpoints).strings()).map((v) => { const e = JSON.parse(v); return [e.ip, e.mac] as [string, string]; }));
+    const want = new Map((await readPrefix(c, k.endpoints)).kvs.map((kv) => kv.value.toString()).map((v) => { const e = JSON.parse(v); return [e.ip, e.mac] as [string, string]; }));
     want.set(cfg.gateway, cfg.gatewayMac);
     const arpEqual = arp.size === want.size && [...want].every(([ip, mac]) => arp.get(ip) === mac);
     const fdbOut = spawn(process.execPath, [CLI, '--netns', ns, 'fdb', 'show', '--bridge', bridgeNameOf(cfg), '--json']);
@@ -93,7 +94,7 @@ async function main(): Promise<void> {
     await new Promise((r) => fdbOut.on('exit', r));
     const fdb = (JSON.parse(fdbJson) as Array<{ mac: string; remote: string | null }>).filter((e) => e.remote);
     const hostOf = new Map(Array.from({ length: HOSTS }, (_, h) => [`h${h}`, numToIpv4(ipv4ToNum('172.31.0.0') + h + 2)]));
-    const wantFdb = new Map(Object.values(await c.getAll().prefix(k.endpoints).strings()).map((v) => { const e = JSON.parse(v); return [e.mac, hostOf.get(e.node)] as [string, string]; }));
+    const wantFdb = new Map((await readPrefix(c, k.endpoints)).kvs.map((kv) => kv.value.toString()).map((v) => { const e = JSON.parse(v); return [e.mac, hostOf.get(e.node)] as [string, string]; }));
     const fdbEqual = fdb.length === wantFdb.size && fdb.every((e) => wantFdb.get(e.mac) === e.remote);
 
     // put -> map write latency, one change at a time, read straight from the pinned map
