@@ -5,7 +5,7 @@
 //  3. CHANGES endpoint puts, one at a time: latency from the put to the ARP answer in the map.
 // Results go to bench/results/agent.md. Not part of `make test`.
 import { spawn } from 'node:child_process';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
@@ -147,6 +147,7 @@ VNI's replication limit): known endpoints need no flood.
     await sh(process.execPath, [CLI, '--netns', ns, 'detach', '--all']).catch(() => {});
     await sh(process.execPath, [CLI, '--netns', ns, 'bridge', 'del', 'xnb777', '--force']).catch(() => {});
     await sh('ip', ['netns', 'del', ns]);
+    rmSync(`/run/xdpnet/agent/ns-${ns}`, { recursive: true, force: true }); // the killed agent's socket
     await etcd.stop();
   }
 }
