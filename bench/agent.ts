@@ -5,12 +5,13 @@
 //  3. CHANGES endpoint puts, one at a time: latency from the put to the ARP answer in the map.
 // Results go to bench/results/agent.md. Not part of `make test`.
 import { spawn } from 'node:child_process';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { Etcd3 } from 'etcd3';
 import { keys, makeConfig, bridgeNameOf } from '../src/cluster/network.js';
+import { readPrefix } from '../src/cluster/store.js';
 import { listArp } from '../src/dataplane/arp.js';
 import { listBridges } from '../src/dataplane/bridge.js';
 import { requirePrivileges } from '../src/dataplane/host.js';
@@ -52,8 +53,11 @@ async function main(): Promise<void> {
         puts.push([k.endpoint(ip), JSON.stringify({ ip, mac: macOf(n), node: `h${h}` })]);
       }
     }
-    for (let i = 0; i < puts.length; i += 100) {
-      await Promise.all(puts.slice(i, i + 100).map(([key, v]) => c.put(key).value(v)));
+    // 128 puts per transaction (etcd's --max-txn-ops default), 4 transactions in flight: one put per round trip took minutes
+    const txns: Array<Array<[string, string]>> = [];
+    for (let i = 0; i < puts.length; i += 128) txns.push(puts.slice(i, i + 128));
+    for (let i = 0; i < txns.length; i += 4) {
+      await Promise.all(txns.slice(i, i + 4).map((ops) => c.if(k.config, 'Version', '>', 0).then(...ops.map(([key, v]) => c.put(key).value(v))).commit()));
     }
     console.log(`wrote ${puts.length} keys in ${Date.now() - t0} ms`);
 
@@ -81,7 +85,7 @@ async function main(): Promise<void> {
     const inst = instancePaths(ns);
     const id = listBridges(inst).find((b) => b.name === bridgeNameOf(cfg))!.id;
     const arp = new Map(listArp(inst, id).map((r) => [r.ip, r.mac]));
-    const want = new Map(Object.values(await c.getAll().prefix(k.endpoints).strings()).map((v) => { const e = JSON.parse(v); return [e.ip, e.mac] as [string, string]; }));
+    const want = new Map((await readPrefix(c, k.endpoints)).kvs.map((kv) => kv.value.toString()).map((v) => { const e = JSON.parse(v); return [e.ip, e.mac] as [string, string]; }));
     want.set(cfg.gateway, cfg.gatewayMac);
     const arpEqual = arp.size === want.size && [...want].every(([ip, mac]) => arp.get(ip) === mac);
     const fdbOut = spawn(process.execPath, [CLI, '--netns', ns, 'fdb', 'show', '--bridge', bridgeNameOf(cfg), '--json']);
@@ -90,7 +94,7 @@ async function main(): Promise<void> {
     await new Promise((r) => fdbOut.on('exit', r));
     const fdb = (JSON.parse(fdbJson) as Array<{ mac: string; remote: string | null }>).filter((e) => e.remote);
     const hostOf = new Map(Array.from({ length: HOSTS }, (_, h) => [`h${h}`, numToIpv4(ipv4ToNum('172.31.0.0') + h + 2)]));
-    const wantFdb = new Map(Object.values(await c.getAll().prefix(k.endpoints).strings()).map((v) => { const e = JSON.parse(v); return [e.mac, hostOf.get(e.node)] as [string, string]; }));
+    const wantFdb = new Map((await readPrefix(c, k.endpoints)).kvs.map((kv) => kv.value.toString()).map((v) => { const e = JSON.parse(v); return [e.mac, hostOf.get(e.node)] as [string, string]; }));
     const fdbEqual = fdb.length === wantFdb.size && fdb.every((e) => wantFdb.get(e.mac) === e.remote);
 
     // put -> map write latency, one change at a time, read straight from the pinned map
@@ -143,6 +147,7 @@ VNI's replication limit): known endpoints need no flood.
     await sh(process.execPath, [CLI, '--netns', ns, 'detach', '--all']).catch(() => {});
     await sh(process.execPath, [CLI, '--netns', ns, 'bridge', 'del', 'xnb777', '--force']).catch(() => {});
     await sh('ip', ['netns', 'del', ns]);
+    rmSync(`/run/xdpnet/agent/ns-${ns}`, { recursive: true, force: true }); // the killed agent's socket
     await etcd.stop();
   }
 }

@@ -3,7 +3,7 @@
 // The etcd client (gRPC) loads only here, on demand: it would slow every other command's start.
 import { hostname } from 'node:os';
 import { Command, Option } from 'commander';
-import { bridgeNameOf, checkNetworkName, checkNodeName, keys, makeConfig, type EndpointRecord, type HostRecord } from '../cluster/network.js';
+import { agentSocketPath, bridgeNameOf, checkNetworkName, checkNodeName, keys, makeConfig, type EndpointRecord, type HostRecord } from '../cluster/network.js';
 import type { EtcdOptions } from '../cluster/store.js';
 import { XdpnetError } from '../errors.js';
 import { parseUnicastMac } from '../dataplane/addr.js';
@@ -199,7 +199,9 @@ against them), and the CNI plugin needs exactly this call.`)
     .addOption(new Option('--log-format <format>', 'one line per change: text or json').choices(['text', 'json']).default('text'))
     .addHelpText('after', `
 On first start it creates the network's bridge xnb<VNI> (gateway address and MAC) and its VTEP on
-the underlay interface. Stopping it (SIGTERM) revokes its lease: the others remove this host at
+the underlay interface. It serves the CNI plugin (a network config with "cluster":{"network":NAME})
+on /run/xdpnet/agent/<instance>/<network>.sock: addresses from this host's blocks, endpoints
+published under its lease. Stopping it (SIGTERM) revokes its lease: the others remove this host at
 once; killed, after the TTL. The datapath keeps forwarding either way (pinned maps).
 Unit file: contrib/xdpnet-agent.service (reads /etc/default/xdpnet-agent).
 
@@ -216,11 +218,20 @@ Example:
       const { connect } = await store();
       const { Agent } = await import('../cluster/agent.js');
       const client = connect(o);
-      const agent = new Agent({ client, network: o.network, node, underlay: ip, dev, ttl, inst, netns, uplinkHook: o.uplinkHook, log: logger(o.logFormat) });
+      const log = logger(o.logFormat);
+      const agent = new Agent({ client, network: o.network, node, underlay: ip, dev, ttl, inst, netns, uplinkHook: o.uplinkHook, log });
+      const { serveAgentSocket, closeAgentSocket } = await import('../cluster/socket.js');
+      const socket = agentSocketPath(inst.name, o.network);
+      const server = await serveAgentSocket({ path: socket, client, network: o.network, node, log });
+      log('serving the CNI plugin', { socket });
       const stop = () => agent.stop();
       process.once('SIGINT', stop).once('SIGTERM', stop);
-      await agent.run();
-      client.close();
+      try {
+        await agent.run();
+      } finally {
+        closeAgentSocket(server, socket);
+        client.close();
+      }
     });
 }
 

@@ -19,7 +19,7 @@ import { VXLAN } from '../objects/bridge.js';
 import { ipv4ToNum, numToIpv4 } from '../objects/codec.js';
 import type { InstancePaths } from '../objects/paths.js';
 import { bridgeNameOf, keys, prefixLen, type EndpointRecord, type HostRecord, type NetworkConfig } from './network.js';
-import { readConfig } from './store.js';
+import { readConfig, readPrefix } from './store.js';
 
 export interface AgentOptions {
   client: Etcd3;
@@ -90,13 +90,13 @@ export class Agent {
       await lease.put(k.host(node)).value(JSON.stringify({ node, underlay: this.o.underlay, port: this.cfg.port } satisfies HostRecord));
       await this.publishLocal(lease);
       this.ensureDataplane();
-      const snap = await client.getAll().prefix(k.base).exec();
+      const snap = await readPrefix(client, k.base);
       this.hosts.clear();
       this.endpoints.clear();
       for (const kv of snap.kvs) this.onPut(kv.key.toString(), kv.value.toString(), false);
-      this.o.log('joined', { network, node, underlay: this.o.underlay, hosts: this.hosts.size, endpoints: this.endpoints.size, revision: snap.header.revision });
+      this.o.log('joined', { network, node, underlay: this.o.underlay, hosts: this.hosts.size, endpoints: this.endpoints.size, revision: snap.revision });
       this.apply();
-      watcher = await client.watch().prefix(k.base).startRevision(String(BigInt(snap.header.revision) + 1n)).create();
+      watcher = await client.watch().prefix(k.base).startRevision(String(BigInt(snap.revision) + 1n)).create();
       await new Promise<void>((resolve, reject) => {
         this.wake = resolve;
         lease.on('lost', (e) => reject(new Error(`lease lost: ${e.message}`)));
@@ -152,7 +152,7 @@ export class Agent {
   private async publishLocal(lease: Lease): Promise<void> {
     const k = keys(this.o.network);
     const local = inNetns(this.o.netns, () => this.localEndpoints());
-    const have = await this.o.client.getAll().prefix(k.endpoints).strings();
+    const have = Object.fromEntries((await readPrefix(this.o.client, k.endpoints)).kvs.map((kv) => [kv.key.toString(), kv.value.toString()]));
     for (const ep of local) {
       const cur = have[k.endpoint(ep.ip)];
       if (cur && (JSON.parse(cur) as EndpointRecord).node !== this.o.node) {

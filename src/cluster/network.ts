@@ -106,3 +106,17 @@ export const prefixLen = (c: NetworkConfig) => parseNetCidr(c.cidr).len;
 
 /** The network's bridge on every host (a bridge name is an interface name: 15 characters at most). */
 export const bridgeNameOf = (cfg: NetworkConfig) => `xnb${cfg.vni}`;
+
+/**
+ * Where the agent of instance INST (`host`, `ns-NAME`) for network NAME takes
+ * requests from the CNI plugin. A path, not a port: it is reachable from any
+ * network namespace that shares the mount namespace, as the plugin's is.
+ */
+export const agentSocketPath = (instance: string, network: string) => `/run/xdpnet/agent/${instance}/${network}.sock`;
+
+/** The plugin's request to the agent (one JSON line per connection) and the agent's answer. */
+export type AgentRequest = { op: 'add'; mac: string } | { op: 'del'; ip: string };
+export type AgentReply =
+  | { ok: true; ip: string; prefix: number; gateway: string; bridge: string }
+  | { ok: true; released: boolean }
+  | { ok: false; error: string; hint?: string };

@@ -2,7 +2,7 @@
 // config, block claims and endpoint addresses by transaction. Only this
 // module and agent.ts talk to etcd.
 import { readFileSync } from 'node:fs';
-import { Etcd3, type IOptions } from 'etcd3';
+import { Etcd3, Range, type IKeyValue, type IOptions } from 'etcd3';
 import { UsageError, XdpnetError } from '../errors.js';
 import { ipv4ToNum } from '../objects/codec.js';
 import { addressesOf, blocksOf, keys, parseConfig, parseNetCidr, type EndpointRecord, type NetworkConfig } from './network.js';
@@ -51,6 +51,25 @@ export async function withEtcd<T>(o: EtcdOptions, fn: (c: Etcd3) => Promise<T>):
     throw new XdpnetError(`etcd at ${o.etcdEndpoints}: ${(e as Error).message}`, 'is etcd running and reachable? (--etcd-endpoints)');
   } finally {
     c.close();
+  }
+}
+
+/**
+ * Every key under prefix as of one revision, read in pages: one range reply
+ * is capped at 4 MiB by gRPC, which 50 000 endpoints exceed (seen: 5.9 MB).
+ */
+export async function readPrefix(c: Etcd3, prefix: string, page = 5000): Promise<{ kvs: IKeyValue[]; revision: string }> {
+  const end = Range.prefix(prefix).end;
+  let start = Buffer.from(prefix);
+  let revision: string | undefined;
+  const kvs: IKeyValue[] = [];
+  for (;;) {
+    const q = c.getAll().inRange(new Range(start, end)).limit(page);
+    const r = await (revision ? q.revision(revision) : q).exec();
+    revision ??= String(r.header.revision);
+    kvs.push(...r.kvs);
+    if (!r.more || !r.kvs.length) return { kvs, revision };
+    start = Buffer.concat([r.kvs[r.kvs.length - 1].key, Buffer.from([0])]);
   }
 }
 
@@ -118,7 +137,7 @@ export async function allocateEndpoint(c: Etcd3, cfg: NetworkConfig, node: strin
     return { ip, mac, node };
   }
   for (;;) {
-    const used = new Set(await c.getAll().prefix(keys(cfg.name).endpoints).keys());
+    const used = new Set((await readPrefix(c, keys(cfg.name).endpoints)).kvs.map((kv) => kv.key.toString()));
     const mine = [...(await readBlocks(c, cfg.name))].filter(([, n]) => n === node).map(([b]) => b);
     for (const b of mine) {
       for (const a of addressesOf(cfg, b)) {

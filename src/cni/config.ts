@@ -16,6 +16,8 @@ export interface NetConf {
   hook: 'tc' | 'xdp';
   /** Passed to the IPAM plugin as it is: its fields are its business. */
   ipam: { type: string } & Record<string, unknown>;
+  /** Set by `"ipam": {"type": "xdpnet-cluster", "network": NAME}`: the local agent of that network allocates, not a CNI_PATH plugin. */
+  cluster?: { network: string; socket?: string };
   portMappings: PortMapping[];
   prevResult?: CniResult;
   /** The configuration exactly as read, for delegation to IPAM. */
@@ -93,12 +95,31 @@ export function parseNetConf(text: string): NetConf {
     throw bad('ipam must be an object naming an IPAM plugin, e.g. {"type":"host-local","ranges":[[{"subnet":"10.89.0.0/24"}]]}');
   }
   if (raw.prevResult !== undefined && !isObject(raw.prevResult)) throw bad('prevResult must be an object');
+  const cluster = raw.ipam.type === CLUSTER_IPAM ? clusterIpam(raw.ipam, raw.bridge) : undefined;
   return {
+    cluster,
     cniVersion, name, type, bridge, mtu: mtu as number, hook,
     isGateway: bool('isGateway', true), ipMasq: bool('ipMasq', false),
     ipam: raw.ipam as NetConf['ipam'], portMappings: portMappings(raw.runtimeConfig),
     prevResult: raw.prevResult as CniResult | undefined, raw,
   };
+}
+
+/** xdpnet's own IPAM: addresses of a cluster network (docs/cluster.md), from this host's agent. */
+export const CLUSTER_IPAM = 'xdpnet-cluster';
+
+function clusterIpam(ipam: Record<string, unknown>, bridge: unknown): NetConf['cluster'] {
+  for (const k of Object.keys(ipam)) {
+    if (!['type', 'network', 'socket'].includes(k)) throw bad(`unknown field ipam.${k} for ${CLUSTER_IPAM} (known: network, socket)`);
+  }
+  if (typeof ipam.network !== 'string' || !/^[a-z0-9][a-z0-9_.-]{0,31}$/.test(ipam.network)) {
+    throw bad(`ipam.network must name a cluster network (see \`xdpnet network create\`), got ${JSON.stringify(ipam.network)}`);
+  }
+  if (ipam.socket !== undefined && (typeof ipam.socket !== 'string' || !ipam.socket.startsWith('/'))) {
+    throw bad(`ipam.socket must be an absolute path, got ${JSON.stringify(ipam.socket)}`);
+  }
+  if (bridge !== undefined) throw bad(`bridge must be left out with ${CLUSTER_IPAM}: the network's bridge is the agent's (xnb<VNI>)`);
+  return { network: ipam.network, socket: ipam.socket as string | undefined };
 }
 
 export type Command = 'ADD' | 'DEL' | 'CHECK' | 'VERSION' | 'STATUS' | 'GC';

@@ -50,6 +50,7 @@ function answer(command: IpamCommand, conf: NetConf, r: Exit): CniResult | undef
 
 /** Runs the IPAM plugin for command and waits for it. */
 export function delegateIpam(command: IpamCommand, conf: NetConf, env: CniEnv, stdin?: object): CniResult | undefined {
+  if (conf.cluster) return undefined; // the agent's (cni/cluster.ts): nothing to delegate
   const run = ipamRun(command, conf, env, stdin);
   const r = spawnSync(run.plugin, [], { input: run.input, encoding: 'utf8', env: run.env, timeout: 60_000 });
   return answer(command, conf, r);

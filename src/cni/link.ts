@@ -24,7 +24,8 @@ function run(argv: string[], input?: string): string {
   }
 }
 
-export interface ContainerEnd { ifname: string; mtu: number; xdpPort: boolean }
+/** mac: the container end's MAC when the caller chose it already (a cluster endpoint is published before the veth exists). */
+export interface ContainerEnd { ifname: string; mtu: number; xdpPort: boolean; mac?: string }
 export interface ContainerAddress { ifname: string; address: string; gateway?: string; routes: CniRoute[] }
 
 /** What createVeth made: both ends' MACs (chosen here, so nothing has to be asked afterwards) and the host end's ifindex. */
@@ -43,7 +44,7 @@ export interface Veth { mac: string; hostMac: string; ifindex: number }
  */
 export function createVeth(host: string, netns: string, c: ContainerEnd): Veth {
   if (!existsSync(netns)) throw new CniError(CODES.INVALID_ENV, `CNI_NETNS ${netns} does not exist`);
-  const mac = formatMac(randomMac());
+  const mac = c.mac ?? formatMac(randomMac());
   const hostMac = formatMac(randomMac());
   run(['ip', 'link', 'add', host, 'up', 'mtu', String(c.mtu), 'address', hostMac, 'type', 'veth',
     'peer', 'name', c.ifname, 'mtu', String(c.mtu), 'address', mac, 'netns', netns]);

@@ -5,6 +5,7 @@
 // result or an error object on stdout, exit 0 or 1.
 import { readFileSync } from 'node:fs';
 import { parseEnv, parseNetConf, type NetConf } from './config.js';
+import { agentReachable, cmdAddCluster, cmdDelCluster } from './cluster.js';
 import { cmdAdd, cmdCheck, cmdDel, cmdGc, cmdStatus } from './plugin.js';
 import { CODES, CniError, OWN_VERSION, SUPPORTED_VERSIONS, checkVersion } from './spec.js';
 
@@ -20,6 +21,9 @@ Container runtimes run it; it is not a command for people. Install it with
 
 To run it by hand: CNI_COMMAND=ADD|DEL|CHECK|VERSION|STATUS|GC CNI_CONTAINERID=ID
 CNI_NETNS=/run/netns/NAME CNI_IFNAME=eth0 CNI_PATH=/usr/lib/cni xdpnet-cni < network.json
+
+On a network spanning hosts (docs/cluster.md), leave out "bridge" and let this
+host's agent hand out addresses: "ipam":{"type":"xdpnet-cluster","network":"prod"}
 See docs/cni.md.
 `;
 
@@ -51,10 +55,15 @@ async function main(): Promise<void> {
     const conf: NetConf = parseNetConf(text);
     version = conf.cniVersion;
     switch (env.command) {
-      case 'ADD': out(await cmdAdd(conf, env)); break;
-      case 'DEL': await cmdDel(conf, env); break;
+      case 'ADD': out(conf.cluster ? await cmdAddCluster(conf, env) : await cmdAdd(conf, env)); break;
+      case 'DEL': if (conf.cluster) await cmdDelCluster(conf, env); else await cmdDel(conf, env); break;
       case 'CHECK': await cmdCheck(conf, env); break;
-      case 'STATUS': cmdStatus(conf, env); break;
+      case 'STATUS':
+        if (conf.cluster) {
+          try { agentReachable(conf); } catch (e) { throw new CniError(CODES.NOT_AVAILABLE, (e as Error).message); }
+        }
+        cmdStatus(conf, env);
+        break;
       case 'GC': await cmdGc(conf, env); break;
     }
   } catch (e) {

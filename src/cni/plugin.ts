@@ -26,7 +26,7 @@ import { StateStore, type Attachment } from './state.js';
  * network namespace the runtime runs in (a runtime inside `ip netns` gets that
  * namespace's own bridges, as `xdpnet --netns NAME` would).
  */
-function ownInstance(): InstancePaths {
+export function ownInstance(): InstancePaths {
   const self = statSync('/proc/self/ns/net');
   const same = (p: string) => { try { const s = statSync(p); return s.ino === self.ino && s.dev === self.dev; } catch { return false; } };
   if (same('/proc/1/ns/net')) return instancePaths();
@@ -38,7 +38,7 @@ function ownInstance(): InstancePaths {
 }
 
 /** Runs fn with the state lock; a holder that keeps it over a minute makes the runtime try again later (code 11). */
-async function locked<T>(fn: (inst: InstancePaths, store: StateStore) => T | Promise<T>): Promise<T> {
+export async function locked<T>(fn: (inst: InstancePaths, store: StateStore) => T | Promise<T>): Promise<T> {
   requirePrivileges();
   const inst = ownInstance();
   ensureBpffs();
@@ -59,7 +59,7 @@ function setForwarding(iface: string): void {
   writeFileSync(`/proc/sys/net/ipv4/conf/${iface}/forwarding`, '1');
 }
 
-const prefixOf = (cidr: string) => parsePrefix(cidr, 'address').text;
+export const prefixOf = (cidr: string) => parsePrefix(cidr, 'address').text;
 
 /** The interface that owns hostIP, for a mapping restricted to it (`hostIP`). */
 function ifaceOf(hostIP: string): string {
@@ -109,14 +109,20 @@ export function cmdAdd(conf: NetConf, env: CniEnv): Promise<CniResult> {
       throw e;
     }
     store.saveAttachment(a);
-    const prev = conf.prevResult?.interfaces ?? [];
-    return resultFor(conf.cniVersion, {
-      interfaces: [...prev, { name: conf.bridge, mac: bridgeMac(inst, conf.bridge) }, { name: a.hostIface, mac: veth.hostMac },
-        { name: env.ifname, mac: a.mac, sandbox: env.netns }],
-      ips: [...(conf.prevResult?.ips ?? []), { address: ip!.address, gateway: ip!.gateway, interface: prev.length + 2 }],
-      routes: ipam.routes ?? [],
-      dns: ipam.dns ?? conf.prevResult?.dns ?? {},
-    });
+    return addResult(inst, conf, a, ip!.gateway, ipam, veth.hostMac);
+  });
+}
+
+/** ADD's answer: the bridge, the host end and the container end, and the address on the last. */
+export function addResult(inst: InstancePaths, conf: NetConf, a: Attachment, gateway: string | undefined,
+  ipam: Pick<CniResult, 'routes' | 'dns'>, hostMac: string): CniResult {
+  const prev = conf.prevResult?.interfaces ?? [];
+  return resultFor(conf.cniVersion, {
+    interfaces: [...prev, { name: conf.bridge, mac: bridgeMac(inst, conf.bridge) }, { name: a.hostIface, mac: hostMac },
+      { name: a.ifname, mac: a.mac, sandbox: a.netns }],
+    ips: [...(conf.prevResult?.ips ?? []), { address: a.address, gateway, interface: prev.length + 2 }],
+    routes: ipam.routes ?? [],
+    dns: ipam.dns ?? conf.prevResult?.dns ?? {},
   });
 }
 
@@ -132,9 +138,9 @@ function addOwnBridge(store: StateStore, inst: InstancePaths, conf: NetConf, a: 
  * unwire() undoes exactly what was done. plugIn: what needs no address (the
  * veth, the port on the bridge, the static FDB entry).
  */
-function plugIn(inst: InstancePaths, conf: NetConf, a: Attachment): Veth {
+export function plugIn(inst: InstancePaths, conf: NetConf, a: Attachment): Veth {
   const mtu = portOverlay(inst, conf.bridge)?.innerMtu ?? conf.mtu;
-  const veth = createVeth(a.hostIface, a.netns, { ifname: a.ifname, mtu, xdpPort: conf.hook === 'xdp' });
+  const veth = createVeth(a.hostIface, a.netns, { ifname: a.ifname, mtu, xdpPort: conf.hook === 'xdp', mac: a.mac || undefined });
   a.mac = veth.mac;
   a.ifindex = veth.ifindex;
   addPort(inst, a.hostIface, conf.bridge, { hook: conf.hook, peerElsewhere: true });
@@ -143,7 +149,7 @@ function plugIn(inst: InstancePaths, conf: NetConf, a: Attachment): Veth {
 }
 
 /** Then what needs the address: forwarding, masquerade, the container's address and routes, the port mappings. */
-function wire(inst: InstancePaths, store: StateStore, conf: NetConf, a: Attachment, gateway: string | undefined, ipam: CniResult): void {
+export function wire(inst: InstancePaths, store: StateStore, conf: NetConf, a: Attachment, gateway: string | undefined, ipam: Pick<CniResult, 'routes'>): void {
   const owned = store.ownedBridge(conf.bridge);
   if (conf.isGateway) setForwarding(conf.bridge);
   if (conf.ipMasq) {
@@ -164,7 +170,7 @@ function wire(inst: InstancePaths, store: StateStore, conf: NetConf, a: Attachme
 }
 
 /** Undoes an attachment; whatever is already gone is skipped (DEL is idempotent, and this also rolls back a failed ADD). */
-function unwire(inst: InstancePaths, store: StateStore, a: Attachment): void {
+export function unwire(inst: InstancePaths, store: StateStore, a: Attachment): void {
   const ip = a.address.split('/')[0];
   const mapped = showNat(inst).portmaps;
   for (const p of a.portMappings) {
@@ -236,7 +242,7 @@ export function cmdCheck(conf: NetConf, env: CniEnv): Promise<void> {
 /** STATUS (1.1): ready when the IPAM plugin is there and the host can run the dataplane. */
 export function cmdStatus(conf: NetConf, env: CniEnv): void {
   try {
-    findPlugin(conf.ipam.type, env.path);
+    if (!conf.cluster) findPlugin(conf.ipam.type, env.path); // a cluster's agent is checked by cni/cluster.ts
     requirePrivileges();
     ensureBpffs();
   } catch (e) {

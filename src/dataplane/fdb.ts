@@ -421,18 +421,19 @@ export function syncRemoteFdb(inst: InstancePaths, bridge: number, vid: number, 
       const e = FdbEntry.decode(v);
       if (key.bridge === bridge && key.vid === vid && e.remote && e.flags & FDB_FLAGS.STATIC) have.set(formatMac(key.mac), e.remote);
     }
-    let added = 0;
-    let removed = 0;
+    // one batch each way: 50 000 single updates took seconds of the agent's convergence
+    const ks: Buffer[] = [];
+    const vs: Buffer[] = [];
     for (const [mac, remote] of want) {
       if (have.get(mac) === remote) continue;
-      m.fdb.update(FdbKey.encode({ bridge, vid, mac: parseMac(mac) }), FdbEntry.encode(staticEntry(uplink, FDB_FLAGS.STATIC, remote)));
-      added++;
+      ks.push(FdbKey.encode({ bridge, vid, mac: parseMac(mac) }));
+      vs.push(FdbEntry.encode(staticEntry(uplink, FDB_FLAGS.STATIC, remote)));
     }
-    for (const mac of have.keys()) {
-      if (want.has(mac)) continue;
-      m.fdb.delete(FdbKey.encode({ bridge, vid, mac: parseMac(mac) }));
-      removed++;
-    }
+    if (ks.length) m.fdb.updateBatch(Buffer.concat(ks), Buffer.concat(vs), ks.length);
+    const gone = [...have.keys()].filter((mac) => !want.has(mac)).map((mac) => FdbKey.encode({ bridge, vid, mac: parseMac(mac) }));
+    if (gone.length) m.fdb.deleteKeys(Buffer.concat(gone), gone.length);
+    const added = ks.length;
+    const removed = gone.length;
     if (added) recountLearned(m); // a static entry may have replaced a learned one
     return { added, removed };
   }) ?? { added: 0, removed: 0 };

@@ -7,7 +7,8 @@
 // second bridge reaches containers on an xdpnet host C; then NAT: the
 // containers reach an "outside" namespace through masquerade, the outside
 // reaches a container through a port mapping, and conntrack lists them; then a
-// podman container on an xdpnet network (the CNI plugin). Everything is
+// podman container on an xdpnet network (the CNI plugin); then two hosts
+// joined through etcd (cluster-step.ts). Everything is
 // removed at the end, also on Ctrl-C or failure.
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
@@ -15,6 +16,7 @@ import { withNetns } from '../dataplane/host.js';
 import { BenchObject } from '../objects/bench.js';
 import { BPF_F_TEST_XDP_LIVE_FRAMES } from '../sys/libbpf.js';
 import { ifNameToIndex } from '../sys/libc.js';
+import { clusterStep } from './cluster-step.js';
 import { podmanStep } from './podman-step.js';
 
 const CLI = fileURLToPath(new URL('../cli/main.js', import.meta.url));
@@ -320,6 +322,8 @@ async function main(): Promise<void> {
 
     step('podman: a real container on an xdpnet network through the CNI plugin (xdpnet-cni)');
     podmanStep(host, outside, (args) => xdpnet(args));
+    step('many hosts: two hosts joined through etcd, a container on each (CNI plugin, ipam xdpnet-cluster) pinging the other');
+    await clusterStep(tag, (args, ns) => xdpnet(args, ns ?? host));
     step('clean up');
     xdpnet(['nat', 'flush']);
     xdpnet(['vxlan', 'del', '--vni', hostB.vni]);

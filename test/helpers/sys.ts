@@ -108,6 +108,7 @@ export function cleanup(): void {
     const bridges = xdpnet(['--netns', ns, 'bridge', 'show', '--json']);
     for (const b of bridges.code ? [] : (JSON.parse(bridges.stdout) as Array<{ name: string }>)) xdpnet(['--netns', ns, 'bridge', 'del', b.name, '--force']);
     spawnSync('ip', ['netns', 'del', ns]);
+    rmSync(`/run/xdpnet/agent/ns-${ns}`, { recursive: true, force: true }); // a killed agent's socket
   }
 }
 

@@ -42,6 +42,19 @@ describe('network configuration', () => {
     ];
     for (const [o, re] of cases) expect(() => parseNetConf(conf(o)), JSON.stringify(o)).toThrow(re);
   });
+  it('reads ipam xdpnet-cluster strictly: a network name, no bridge of its own, no unknown field', () => {
+    const cl = (ipam: object, o: object = {}) => JSON.stringify({ cniVersion: '1.0.0', name: 'prod', type: 'xdpnet', ipam, ...o });
+    expect(parseNetConf(cl({ type: 'xdpnet-cluster', network: 'prod' })).cluster).toEqual({ network: 'prod', socket: undefined });
+    expect(parseNetConf(conf()).cluster).toBeUndefined();
+    const cases: Array<[string, RegExp]> = [
+      [cl({ type: 'xdpnet-cluster' }), /ipam.network must name a cluster network/],
+      [cl({ type: 'xdpnet-cluster', network: 'Prod!' }), /ipam.network must name/],
+      [cl({ type: 'xdpnet-cluster', network: 'prod', subnet: '10.0.0.0/8' }), /unknown field ipam.subnet for xdpnet-cluster/],
+      [cl({ type: 'xdpnet-cluster', network: 'prod', socket: 'rel.sock' }), /ipam.socket must be an absolute path/],
+      [cl({ type: 'xdpnet-cluster', network: 'prod' }, { bridge: 'xn0' }), /bridge must be left out with xdpnet-cluster/],
+    ];
+    for (const [text, re] of cases) expect(() => parseNetConf(text), text).toThrow(re);
+  });
   it('checks CNI_* by command', () => {
     expect(parseEnv({ ...ENV, CNI_PATH: '/a:/b' }).path).toEqual(['/a', '/b']);
     expect(parseEnv({ CNI_COMMAND: 'DEL', CNI_CONTAINERID: 'c', CNI_IFNAME: 'eth0', CNI_PATH: '/a' }).netns).toBe(''); // DEL may come without a netns
