@@ -44,12 +44,13 @@ export const FRAMES = Number(process.env.XDPNET_FUZZ_FRAMES ?? 100_000);
 export interface Addrs {
   macs: readonly string[];
   ips: readonly string[];
+  srcs?: readonly string[]; // sources, if not any of ips
   ports: readonly number[];
 }
 
 /** An IPv4 packet of a random kind between addresses from `a`. */
 export function l3(r: Rng, a: Addrs): Buffer {
-  const src = r.pick(a.ips);
+  const src = r.pick(a.srcs ?? a.ips);
   const dst = r.pick(a.ips);
   const sport = r.pick(a.ports);
   const dport = r.pick(a.ports);
@@ -78,10 +79,10 @@ export function vxlanPacket(r: Rng, a: Addrs, vnis: readonly number[], inner: Bu
 }
 
 /** An Ethernet frame: untagged, tagged, or with a stack of tags (QinQ, 802.1ad outer). */
-export function frame(r: Rng, a: Addrs, vids: readonly number[], payload: Buffer, type: number = ETH_P.IPV4): Buffer {
+export function frame(r: Rng, a: Addrs, vids: readonly number[], payload: Buffer, type: number = ETH_P.IPV4, tagged = 0.5): Buffer {
   const dst = r.pick(a.macs);
   const src = r.pick(a.macs);
-  const tags = r.chance(0.5) ? 0 : r.chance(0.8) ? 1 : 2 + r.int(2);
+  const tags = !r.chance(tagged) ? 0 : r.chance(0.8) ? 1 : 2 + r.int(2);
   let body = Buffer.concat([u16(type), payload]);
   for (let i = 0; i < tags; i++) {
     const tpid = i === tags - 1 && tags > 1 && r.chance(0.5) ? 0x88a8 : ETH_P.VLAN;
