@@ -13,8 +13,11 @@ export interface RefPort {
 export interface RefSwitch {
   macs: Map<number, string>; // by bridge: frames to it go to the host
   ports: Map<string, RefPort>;
-  fdb: Map<string, { port: string; isStatic: boolean }>; // key: bridge/vid/mac
+  fdb: Map<string, FdbEntry>; // key: bridge/vid/mac
 }
+
+/** Behind a port, or (remote set) behind a remote VTEP, port then naming the uplink. */
+export interface FdbEntry { port: string; isStatic: boolean; remote?: string }
 
 export type Outcome =
   | { cls: 'pass' } // not a port: untouched
@@ -57,7 +60,7 @@ export function bridgeRef(br: RefSwitch, inName: string, f: Buffer, hook: 'xdp' 
   if (port.learning) {
     const k = fdbKey(port.bridge, vid, src);
     const e = br.fdb.get(k);
-    if (!e || (!e.isStatic && e.port !== inName)) {
+    if (!e || (!e.isStatic && (e.port !== inName || e.remote))) {
       br.fdb.set(k, { port: inName, isStatic: false });
       learned = true;
     }

@@ -14,11 +14,12 @@ import { struct, u32 } from '../../src/objects/codec.js';
 import type { BpfMap, BpfObject } from '../../src/sys/libbpf.js';
 import { ifNameToIndex } from '../../src/sys/libc.js';
 import { builtObject, giveSlots, ifCounters, PinRoot, TC, XDP } from '../helpers/bpf.js';
-import { ETH_P, mac, macStr } from '../helpers/packet.js';
+import { ETH_P, mac } from '../helpers/packet.js';
 import { cleanup, netns, sh, veth } from '../helpers/sys.js';
 import { bridgeRef, egressTag, fdbKey, retagged, type Outcome, type RefPort, type RefSwitch } from './bridge-ref.js';
 import { FRAMES, frame, l3, mutate, Rng, runSeed, type Addrs } from './gen.js';
 import { report, runFrame } from './harness.js';
+import { canon, diff, fdbNow, tcBytes } from './switch-maps.js';
 
 const MACS = {
   br1: '02:b0:00:00:00:01', br2: '02:b0:00:00:00:02',
@@ -102,18 +103,6 @@ describe('fuzz: bridge programs', () => {
     return ref;
   }
 
-  /** What the maps say, in the reference's terms. */
-  function fdbNow(): Map<string, { port: string; isStatic: boolean }> {
-    const byIfx = new Map(Object.entries(ifx).map(([n, i]) => [i, n]));
-    const out = new Map<string, { port: string; isStatic: boolean }>();
-    for (const [k, v] of map(BRIDGE.maps.fdb).entries()) {
-      const key = FdbKey.decode(k);
-      const e = FdbEntry.decode(v);
-      out.set(fdbKey(key.bridge, key.vid, macStr(key.mac)), { port: byIfx.get(e.ifindex) ?? `ifindex ${e.ifindex}`, isStatic: !!(e.flags & FDB_FLAGS.STATIC) });
-    }
-    return out;
-  }
-
   function fuzz(hook: Hook): void {
     const seed = runSeed();
     const r = new Rng(seed);
@@ -146,10 +135,11 @@ describe('fuzz: bridge programs', () => {
       }
       const byIfx = new Map(Object.entries(ifx).map(([n, x]) => [x, n]));
       for (const [x, reasons] of readDropsByIface(map('xn_drops'))) got.drops[byIfx.get(x) ?? String(x)] = reasons;
-      const sameFdb = JSON.stringify([...fdbNow()].sort()) === JSON.stringify([...ref.fdb].sort());
+      const now = fdbNow(br, ifx);
+      const sameFdb = canon([...now].sort()) === canon([...ref.fdb].sort());
       if (canon(got) !== canon(want) || !sameFdb) {
         fail(i, Buffer.alloc(0), [], `maps after frames ${batchStart}..${i}: counters ${diff(got, want)}` +
-          (sameFdb ? '' : `\n  fdb ${JSON.stringify([...fdbNow()].sort())}\n  expected ${JSON.stringify([...ref.fdb].sort())}`));
+          (sameFdb ? '' : `\n  fdb ${canon([...now].sort())}\n  expected ${canon([...ref.fdb].sort())}`));
         return false;
       }
       return true;
@@ -223,34 +213,4 @@ function arp(r: Rng): Buffer {
   Buffer.from([10, 0, 0, 1 + r.int(3)]).copy(b, 14);
   Buffer.from([10, 0, 0, 1 + r.int(3)]).copy(b, 24);
   return b;
-}
-
-/**
- * The bytes tc leaves of a forwarded frame: its tags live in skb metadata.
- * A test run hands tc the 802.1Q tag in the bytes (the stack would have moved
- * it into the skb already); popping it moves the next tag, if any, into the
- * skb too, and pushing one back puts that one back in the bytes. So: a tagged
- * frame loses its tag from the bytes, and the next one too if it leaves
- * untagged. Whether it leaves tagged is bridge.test.ts's to check, on a wire.
- */
-function tcBytes(f: Buffer, tag: boolean): Buffer {
-  if (f.readUInt16BE(12) !== 0x8100) return f;
-  const next = f.length >= 22 && [0x8100, 0x88a8].includes(f.readUInt16BE(16));
-  return Buffer.concat([f.subarray(0, 12), f.subarray(!tag && next ? 20 : 16)]);
-}
-
-/** Where two nested records of numbers differ: "tx.p2 9 (expected 10)". */
-function diff(got: object, want: object, at = ''): string {
-  const keys = new Set([...Object.keys(got), ...Object.keys(want)]);
-  return [...keys].sort().map((k) => {
-    const g = (got as Record<string, unknown>)[k];
-    const w = (want as Record<string, unknown>)[k];
-    if (typeof g === 'object' || typeof w === 'object') return diff((g ?? {}) as object, (w ?? {}) as object, `${at}${k}.`);
-    return g === w ? '' : `${at}${k} ${g ?? 0} (expected ${w ?? 0})`;
-  }).filter(Boolean).join(', ');
-}
-
-/** JSON with keys sorted at every level: counters compare whatever order they were met in. */
-function canon(v: unknown): string {
-  return JSON.stringify(v, (_, x) => (x && typeof x === 'object' && !Array.isArray(x) ? Object.fromEntries(Object.entries(x).sort()) : x));
 }
