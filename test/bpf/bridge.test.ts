@@ -247,6 +247,13 @@ describe('bridge programs', () => {
       expect(byPort.get(ifx.p1)).toEqual({ 'vlan-ingress-denied': 1 });
     });
 
+    // Found by the fuzz tier: a port sending from the bridge's MAC was learned, and took the host's frames.
+    it('never learns the bridge\'s own MAC from a port: frames to it still go to the host', () => {
+      xdpSend('p3', frame(BCAST, BR_MAC, 10)); // VLAN 10: no host port's local entry there
+      expect(fdb(BR_MAC, 10)).toBeUndefined();
+      expect(xdpVerdict('p4', frame(BR_MAC, A))).toBe(XDP.PASS);
+    });
+
     it('passes frames for the bridge MAC to the host stack, unchanged', () => {
       const f = frame(BR_MAC, A);
       const r = br.program(BRIDGE.programs.xdp).testRun({ data: f, ctx: xdpCtx('p1', f) });

@@ -14,6 +14,7 @@ export interface RefSwitch {
   macs: Map<number, string>; // by bridge: frames to it go to the host
   ports: Map<string, RefPort>;
   fdb: Map<string, FdbEntry>; // key: bridge/vid/mac
+  vnis?: Map<string, number>; // bridge/vid -> the VNI that carries it to remote VTEPs
 }
 
 /** Behind a port, or (remote set) behind a remote VTEP, port then naming the uplink. */
@@ -24,7 +25,8 @@ export type Outcome =
   | { cls: 'local' } // to the host
   | { cls: 'drop'; reason: string }
   | { cls: 'flood'; members: string[] } // the other ports of the bridge and VLAN
-  | { cls: 'forward'; out: string; tag: boolean };
+  | { cls: 'forward'; out: string; tag: boolean }
+  | { cls: 'encap'; remote: string; vni: number }; // to a MAC behind a remote VTEP, untagged in its VLAN's VNI
 
 const macAt = (f: Buffer, off: number) => [...f.subarray(off, off + 6)].map((b) => b.toString(16).padStart(2, '0')).join(':');
 export const fdbKey = (bridge: number, vid: number, mac: string) => `${bridge}/${vid}/${mac}`;
@@ -40,7 +42,7 @@ export function egressTag(p: RefPort, vid: number): boolean | undefined {
  * What the bridge does with frame f arriving on port `in`, and the FDB entry
  * it learns (applied to br.fdb). The rules: a tag (802.1Q only) selects the
  * VLAN, VLAN 0 or none the port's PVID; the port must be a member; the source
- * must be a unicast, non-zero MAC and is learned; multicast floods, a known
+ * must be a unicast, non-zero MAC and is learned (unless it is the bridge's own); multicast floods, a known
  * destination forwards (unless behind the ingress port, or its port is not in
  * the VLAN), the bridge's own MAC goes to the host, the rest floods.
  */
@@ -57,7 +59,7 @@ export function bridgeRef(br: RefSwitch, inName: string, f: Buffer, hook: 'xdp' 
   const src = macAt(f, 6);
   if (f[6] & 1 || src === '00:00:00:00:00:00') return { cls: 'drop', reason: 'invalid-source-mac' };
   let learned = false;
-  if (port.learning) {
+  if (port.learning && src !== br.macs.get(port.bridge)) { // never the bridge's own MAC
     const k = fdbKey(port.bridge, vid, src);
     const e = br.fdb.get(k);
     if (!e || (!e.isStatic && (e.port !== inName || e.remote))) {
@@ -75,7 +77,13 @@ export function bridgeRef(br: RefSwitch, inName: string, f: Buffer, hook: 'xdp' 
   if (f[0] & 1) return { ...flood(), learned };
   const e = br.fdb.get(fdbKey(port.bridge, vid, dst));
   if (e) {
-    if (e.port === inName) return { cls: 'drop', reason: 'same-port', learned };
+    if (e.port === inName && !e.remote) return { cls: 'drop', reason: 'same-port', learned };
+    if (e.remote) {
+      const vni = br.vnis?.get(`${port.bridge}/${vid}`);
+      if (vni === undefined) return { cls: 'drop', reason: 'vxlan-unknown-vni', learned };
+      if (cutStack) return { cls: 'drop', reason: 'vlan-tag-op-failed', learned };
+      return { cls: 'encap', remote: e.remote, vni, learned };
+    }
     const out = br.ports.get(e.port);
     const tag = out && egressTag(out, vid);
     if (tag === undefined) return { cls: 'drop', reason: 'vlan-egress-denied', learned };

@@ -3,7 +3,7 @@
 import { BRIDGE, FDB_FLAGS, FdbEntry, FdbKey } from '../../src/objects/bridge.js';
 import { numToIpv4 } from '../../src/objects/codec.js';
 import type { BpfObject } from '../../src/sys/libbpf.js';
-import { macStr } from '../helpers/packet.js';
+import { macStr, parse } from '../helpers/packet.js';
 import { fdbKey, type FdbEntry as RefEntry } from './bridge-ref.js';
 
 /** The FDB as the reference keeps it: interfaces by name. */
@@ -48,4 +48,29 @@ export function diff(got: object, want: object, at = ''): string {
 /** JSON with keys sorted at every level: counters compare whatever order they were met in. */
 export function canon(v: unknown): string {
   return JSON.stringify(v, (_, x) => (x && typeof x === 'object' && !Array.isArray(x) ? Object.fromEntries(Object.entries(x).sort()) : x));
+}
+
+/**
+ * What is wrong with an encapsulated frame, or '': outer Ethernet to the next
+ * hop, IPv4 from our VTEP to the remote (valid header checksum, DF, lengths
+ * that add up), UDP to 4789 from the ephemeral range (checksum 0 or valid),
+ * VXLAN with only the I flag and the VLAN's VNI, then the inner frame as given.
+ */
+export function checkEncap(out: Buffer, inner: Buffer, o: { src: string; dst: string; saddr: string; daddr: string; vni: number }): string {
+  const p = parse(out);
+  const want = {
+    eth: `${o.dst} ${o.src} 2048`, ip: `${o.saddr} ${o.daddr} 17 ${inner.length + 36} true 2 0`,
+    udp: `4789 ${inner.length + 16} ${p.udp?.checksum === 0 || p.udp?.checksumValid === true}`, vxlan: `8 ${o.vni}`,
+  };
+  const got = {
+    eth: `${p.eth?.dst} ${p.eth?.src} ${p.eth?.type}`,
+    ip: p.ipv4 && `${p.ipv4.src} ${p.ipv4.dst} ${p.ipv4.proto} ${p.ipv4.len} ${p.ipv4.headerChecksumValid} ${p.ipv4.flags} ${p.ipv4.fragOffset}`,
+    udp: p.udp && `${p.udp.dport} ${p.udp.len} true`, vxlan: p.vxlan && `${p.vxlan.flags} ${p.vxlan.vni}`,
+  };
+  const wrong = Object.keys(want).filter((k) => (want as Record<string, string>)[k] !== (got as Record<string, string | undefined>)[k])
+    .map((k) => `${k} ${(got as Record<string, string | undefined>)[k]} (expected ${(want as Record<string, string>)[k]})`);
+  if (p.udp && (p.udp.sport < 49152)) wrong.push(`source port ${p.udp.sport} below 49152`);
+  if (out.length !== inner.length + 50 || !out.subarray(50).equals(inner)) wrong.push('inner frame differs');
+  if (out.readUInt32BE(42) !== 0x08000000) wrong.push(`VXLAN flags word ${out.readUInt32BE(42).toString(16)}`);
+  return wrong.join(', ');
 }

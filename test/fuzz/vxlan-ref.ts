@@ -44,7 +44,7 @@ export function vxlanRef(sw: RefSwitch, vteps: RefVtep[], uplink: string, f: Buf
   const src = macAt(inner, 6);
   if (inner[6] & 1 || src === '00:00:00:00:00:00') return drop('invalid-source-mac');
   let learned = false;
-  if (v.learning) {
+  if (v.learning && src !== sw.macs.get(v.bridge)) { // never the bridge's own MAC
     const k = fdbKey(v.bridge, v.vid, src);
     const e = sw.fdb.get(k);
     if (!e || (!e.isStatic && (e.port !== uplink || e.remote !== ip4(ip, 12)))) {

@@ -53,8 +53,8 @@ const BrMeta = struct('xn_br_meta', { bridge: 'u32', vid: 'u16', tagged: 'u16' }
 
 type Hook = 'xdp' | 'tc';
 const VERDICT: Record<Hook, Record<Outcome['cls'], number>> = {
-  xdp: { pass: XDP.PASS, local: XDP.PASS, drop: XDP.DROP, flood: XDP.REDIRECT, forward: XDP.REDIRECT },
-  tc: { pass: TC.OK, local: TC.OK, drop: TC.SHOT, flood: TC.SHOT, forward: TC.REDIRECT },
+  xdp: { pass: XDP.PASS, local: XDP.PASS, drop: XDP.DROP, flood: XDP.REDIRECT, forward: XDP.REDIRECT, encap: XDP.REDIRECT },
+  tc: { pass: TC.OK, local: TC.OK, drop: TC.SHOT, flood: TC.SHOT, forward: TC.REDIRECT, encap: TC.REDIRECT }, // no encap from the uplink: split horizon
 };
 
 describe('fuzz: VXLAN uplink programs', () => {
@@ -106,7 +106,7 @@ describe('fuzz: VXLAN uplink programs', () => {
       for (const peer of v.peers) map(VXLAN.maps.peers).update(VxPeerKey.encode({ vni: v.vni, addr: ipv4ToNum(peer) }), u32(1));
     }
     map(VXLAN.maps.ports).update(VxPortKey.encode({ local: ipv4ToNum(LOCAL), port: 4789, pad: 0 }), u32(1));
-    const ref: RefSwitch = { macs: new Map(), ports: new Map(Object.entries(PORTS)), fdb: new Map() };
+    const ref: RefSwitch = { macs: new Map([[1, '02:b0:00:00:00:01'], [2, '02:b0:00:00:00:02']]), ports: new Map(Object.entries(PORTS)), fdb: new Map() };
     for (const [bridge, vid, m, port, remote] of STATIC) {
       map(BRIDGE.maps.fdb).update(FdbKey.encode({ bridge, vid, mac: mac(m) }),
         FdbEntry.encode({ ifindex: ifx[port], remote: remote ? ipv4ToNum(remote) : 0, updated_ns: 0n, flags: FDB_FLAGS.STATIC, ageing_sec: 0 }));
