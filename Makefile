@@ -13,7 +13,7 @@ APT_PKGS := clang llvm libbpf-dev linux-libc-dev iproute2 iputils-ping iperf3 et
 	tcpdump tshark iptables conntrack util-linux kmod bpftool prometheus \
 	podman runc containernetworking-plugins busybox-static etcd-server
 
-.PHONY: all setup deps bench-deps bench-objects bpffs bpf ts demo test crash bench bench-agent install-cni \
+.PHONY: all setup deps bench-deps bench-objects bpffs bpf ts demo test crash fuzz bench bench-agent install-cni \
 	vagrant-box vagrant-up vagrant-test vagrant-bench vagrant-down clean
 
 all: bpf ts
@@ -84,6 +84,17 @@ CRASH_TRIALS ?= 100
 crash: setup all
 	npx tsc -p test/tsconfig.json
 	XDPNET_CRASH_TRIALS=$(CRASH_TRIALS) npx vitest run --config test/vitest.config.ts test/e2e/crash.test.ts
+
+# Every entry program fed mutated frames and checked against test/fuzz's reference
+# (docs/reliability.md); `make test` runs 1e5 frames a program. The figures go to
+# bench/results/fuzz.md; XDPNET_FUZZ_SEED=N repeats a run.
+FUZZ_FRAMES ?= 10000000
+fuzz: setup all
+	npx tsc -p test/tsconfig.json
+	printf '# Fuzz run\n\n%s, kernel %s, %s frames a program\n\n| program | frames | mismatches | refused by the kernel | seed |\n|---|---|---|---|---|\n' \
+		"$$(date -u +%F)" "$$(uname -r)" "$(FUZZ_FRAMES)" > bench/results/fuzz.md
+	XDPNET_FUZZ_FRAMES=$(FUZZ_FRAMES) XDPNET_FUZZ_REPORT=$(CURDIR)/bench/results/fuzz.md \
+		npx vitest run --config test/vitest.config.ts --testTimeout=0 test/fuzz
 
 
 # The bench's peers (bench/peers.ts): nftables, and Open vSwitch where the

@@ -283,27 +283,27 @@ static long flood_one(__u64 i, void *data)
 
 /* Clones the frame to the other local members of its flood domain: untagged
  * members first, then tagged ones (only if there are any), so the tag changes
- * at most twice. Whether the frame carries a tag afterwards, or -1: the
- * domain does not exist. */
+ * at most twice. Whether the frame carries a tag afterwards, or a negative
+ * drop reason: the domain does not exist, or the tag will not come off (the
+ * kernel's pop also pulls the next tag of a stack, and fails on a cut one). */
 __inline_fn int flood_local(struct __sk_buff *skb, const struct br_frame *f, __u32 ingress, struct xn_if_stats *st)
 {
 	struct xn_flood_key fk = { .bridge = f->bridge, .vid = f->vid };
 	struct xn_flood *fl = bpf_map_lookup_elem(&xn_flood, &fk);
 	if (!fl)
-		return -1;
+		return -XN_DROP_UNKNOWN;
+	if (skb_vlan_set(skb, f->tagged, 0, f->vid))
+		return -XN_DROP_VLAN_OP;
 	if (st)
 		st->flooded++;
 	struct flood_ctx c = { .skb = skb, .fl = fl, .ingress = ingress, .vid = f->vid };
-	int tagged = f->tagged;
-	if (skb_vlan_set(skb, f->tagged, 0, f->vid) == 0) {
-		tagged = 0;
+	int tagged = 0;
+	bpf_loop(XN_FLOOD_MAX, flood_one, &c, 0);
+	if (c.others && skb_vlan_set(skb, 0, 1, f->vid) == 0) {
+		tagged = 1;
+		c.want_tag = 1;
+		c.others = 0;
 		bpf_loop(XN_FLOOD_MAX, flood_one, &c, 0);
-		if (c.others && skb_vlan_set(skb, 0, 1, f->vid) == 0) {
-			tagged = 1;
-			c.want_tag = 1;
-			c.others = 0;
-			bpf_loop(XN_FLOOD_MAX, flood_one, &c, 0);
-		}
 	}
 	return tagged;
 }
@@ -386,8 +386,10 @@ int xn_br_tc(struct __sk_buff *skb)
 	}
 	mon_trace(skb, HOOK_TC, XN_EV_FLOOD, p.ifindex, 0, 0);
 	int tagged = flood_local(skb, &f, p.ifindex, st);
-	if (tagged < 0)
-		return TC_ACT_SHOT;
+	if (tagged < 0) {
+		r = tagged;
+		goto drop;
+	}
 	vx_skb_flood(skb, &f, tagged, st); /* last: it encapsulates the frame in place */
 	return TC_ACT_SHOT; /* every copy has gone out */
 
@@ -422,7 +424,9 @@ int xn_vx_uplink_tc(struct __sk_buff *skb)
 		int same = bpf_skb_load_bytes(skb, 12, &proto, sizeof(proto)) == 0 && proto == skb->protocol;
 		return br_tc_send(f.out, f.out_peer && same);
 	}
-	flood_local(skb, &f, ifindex, st); /* decapsulated frames are untagged */
+	r = flood_local(skb, &f, ifindex, st); /* decapsulated frames are untagged */
+	if (r < 0)
+		goto drop;
 	return TC_ACT_SHOT; /* every copy has gone out */
 
 drop:

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 const root = process.getuid?.() === 0;
 const dir = mkdtempSync(join(tmpdir(), 'xdpnet-test-'));
 const report = join(dir, 'report.json');
-const tiers = root ? ['test/unit', 'test/bpf', 'test/e2e'] : ['test/unit'];
+const tiers = root ? ['test/unit', 'test/bpf', 'test/fuzz', 'test/e2e'] : ['test/unit'];
 if (!root) console.log('not root: running the unit tier only (bpf and e2e tiers need root)');
 
 const r = spawnSync('npx', ['vitest', 'run', '--config', 'test/vitest.config.ts',

@@ -1,6 +1,6 @@
 import { defineConfig } from 'vitest/config';
 
-// Tiers: unit (no root), bpf (root: BPF_PROG_RUN), e2e (root: namespaces).
+// Tiers: unit (no root), bpf (root: BPF_PROG_RUN), fuzz (root: BPF_PROG_RUN, mutated frames), e2e (root: namespaces).
 // Root tiers share the kernel, so files run one at a time.
 export default defineConfig({
   test: {

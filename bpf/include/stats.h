@@ -46,7 +46,8 @@ enum xn_drop_reason {
 	XN_DROP_NAT_NO_FWD = 20,   /* translated, but neither xdpnet nor the kernel may forward it (no neighbour
 				    * in XDP, too big without DF) */
 	/* 24..31: the VXLAN overlay */
-	XN_DROP_VX_TRUNC = 24,     /* UDP to a VXLAN port of ours too short for the VXLAN header and an inner Ethernet header */
+	XN_DROP_VX_TRUNC = 24,     /* UDP to a VXLAN port of ours too short for the VXLAN header and an inner Ethernet header
+				    * (at tc: an inner frame under 34 bytes, which bpf_skb_adjust_room cannot leave) */
 	XN_DROP_VX_FLAGS = 25,     /* VXLAN header without the I flag, or with reserved bits set (the kernel drops these too) */
 	XN_DROP_VX_VNI = 26,       /* VNI with no VTEP here (decap), or a frame for a remote MAC on a VLAN without one (encap) */
 	XN_DROP_VX_VTEP = 27,      /* sender is not a peer of the VNI and the VTEP does not learn */

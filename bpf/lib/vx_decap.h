@@ -221,6 +221,11 @@ __inline_fn int vx_skb_decap(struct __sk_buff *skb, __u64 now, struct xn_if_stat
 	int r = vx_rx_parse(&p, &rx);
 	if (r)
 		return r;
+	/* bpf_skb_adjust_room leaves at least the outer protocol's header (IPv4:
+	 * 20 bytes) behind the MAC header: a shorter inner frame cannot be
+	 * decapsulated here, and is dropped before it teaches the FDB anything. */
+	if (rx.inner_len < ETH_HLEN + sizeof(struct iphdr))
+		return -XN_DROP_VX_TRUNC;
 	r = vx_rx_switch(&rx, now, st, f);
 	if (r < 0)
 		return r;

@@ -15,7 +15,7 @@ import type { InstancePaths } from '../../src/objects/paths.js';
 import { BPF_F_TEST_XDP_LIVE_FRAMES, BPF_XDP, BpfMap, BpfObject, linkCreate, numPossibleCpus, XDP_FLAGS_DRV_MODE } from '../../src/sys/libbpf.js';
 import { close, ifNameToIndex } from '../../src/sys/libc.js';
 import { builtObject, fixtureObject, giveSlots, ifCounters, PinRoot, TC, XDP } from '../helpers/bpf.js';
-import { eth, ETH_P, hex, ip4, mac, udp4 } from '../helpers/packet.js';
+import { eth, ETH_P, fromHex, hex, ip4, mac, udp4 } from '../helpers/packet.js';
 import { cleanup, netns, sh, sleep, veth } from '../helpers/sys.js';
 
 const BR = 1;
@@ -248,6 +248,13 @@ describe('bridge programs', () => {
       expect(byPort.get(ifx.p1)).toEqual({ 'vlan-ingress-denied': 1 });
     });
 
+    // Found by the fuzz tier: a port sending from the bridge's MAC was learned, and took the host's frames.
+    it('never learns the bridge\'s own MAC from a port: frames to it still go to the host', () => {
+      xdpSend('p3', frame(BCAST, BR_MAC, 10)); // VLAN 10: no host port's local entry there
+      expect(fdb(BR_MAC, 10)).toBeUndefined();
+      expect(xdpVerdict('p4', frame(BR_MAC, A))).toBe(XDP.PASS);
+    });
+
     it('passes frames for the bridge MAC to the host stack, unchanged', () => {
       const f = frame(BR_MAC, A);
       const r = br.program(BRIDGE.programs.xdp).testRun({ data: f, ctx: xdpCtx('p1', f) });
@@ -414,6 +421,15 @@ describe('bridge programs', () => {
 
     it('passes frames for the bridge MAC', () => {
       expect(tcRun('p1', frame(BR_MAC, A)).retval).toBe(TC.OK);
+    });
+
+    // Found by the fuzz tier: such a flood was counted as flooded and reached no port.
+    it('drops and counts a flood whose tag will not come off (a stacked tag cut short)', () => {
+      const f = Buffer.concat([mac(BCAST), mac(C), fromHex('8100 000a 8100 00')]); // VLAN 10, then 3 bytes of a second tag
+      expect(tcRun('p3', f).retval).toBe(TC.SHOT);
+      expect(captured()).toEqual({});
+      expect(drops()).toEqual({ 'vlan-tag-op-failed': 1 });
+      expect(stats('p3')).toMatchObject({ rx_packets: 1n, flooded: 0n, dropped: 1n });
     });
   });
 

@@ -833,6 +833,19 @@ describe('VXLAN VTEP', () => {
       expect(fdb(X)).toBeUndefined();
     });
 
+    // Found by the fuzz tier: these were dropped as 'unknown' after teaching the FDB their source.
+    it('drops an inner frame too short to leave behind (under 34 bytes) as vxlan-truncated, without learning', () => {
+      addLocalMac(A, 'p1');
+      const short = eth({ dst: A, src: X, type: 0x88b5 }, Buffer.alloc(19)); // 33 bytes
+      expect(tcUp(fromRemote(short)).retval).toBe(TC.SHOT);
+      expect(drops()).toEqual({ 'vxlan-truncated': 1 });
+      expect(fdb(X)).toBeUndefined();
+      const least = eth({ dst: A, src: X, type: 0x88b5 }, Buffer.alloc(20)); // 34 bytes
+      const r = tcUp(fromRemote(least));
+      expect(r.retval).toBe(TC.REDIRECT);
+      expect(hex(r.data)).toBe(hex(least));
+    });
+
     it('accepts outer IPv4 options and strips Ethernet padding after the IP packet', () => {
       addLocalMac(A, 'p1');
       const f = inner(A, X);
