@@ -10,7 +10,7 @@ import { parseUnicastMac } from '../dataplane/addr.js';
 import { listArp, setArp } from '../dataplane/arp.js';
 import { listBridges } from '../dataplane/bridge.js';
 import { addFdb, delFdb } from '../dataplane/fdb.js';
-import { ensureBpffs, inNetns, ipJson, lockState, requirePrivileges } from '../dataplane/host.js';
+import { ensureBpffs, withNetns, ipJson, lockState, requirePrivileges } from '../dataplane/host.js';
 import { parseUnicastIp } from '../dataplane/inet.js';
 import { instancePaths } from '../objects/paths.js';
 import { deprecatedAlias, integer } from './args.js';
@@ -31,7 +31,7 @@ function etcdOptions(cmd: Command): Command {
 interface NodeOpts extends EtcdOptions { network: string; node?: string }
 const nodeName = (o: { node?: string }) => checkNodeName(o.node ?? hostname());
 
-/** Root and bpffs, without entering the namespace: etcd sockets stay in ours, dataplane work goes through inNetns. */
+/** Root and bpffs, without entering the namespace: etcd sockets stay in ours, dataplane work goes through withNetns. */
 function privileged(cmd: Command) {
   const { netns } = globals(cmd);
   requirePrivileges();
@@ -136,12 +136,12 @@ against them), and the CNI plugin needs exactly this call.`)
       const r = await withEtcd(o, async (c) => {
         const cfg = await readConfig(c, checkNetworkName(o.network));
         const bridge = bridgeNameOf(cfg);
-        inNetns(netns, () => {
+        withNetns(netns, () => {
           if (!listBridges(inst).some((b) => b.name === bridge)) throw new XdpnetError(`bridge ${bridge} of network ${cfg.name} is not on this host`, `start the agent first: xdpnet agent --network ${cfg.name}`);
         });
         const ep = await allocateEndpoint(c, cfg, node, macStr, o.ip);
         try {
-          inNetns(netns, () => {
+          withNetns(netns, () => {
             const release = lockState(inst.name);
             try {
               addFdb(inst, { mac, bridge, port }, netns);
@@ -172,7 +172,7 @@ against them), and the CNI plugin needs exactly this call.`)
       await withEtcd(o, async (c) => {
         const cfg = await readConfig(c, checkNetworkName(o.network));
         const bridge = bridgeNameOf(cfg);
-        inNetns(netns, () => {
+        withNetns(netns, () => {
           const release = lockState(inst.name);
           try {
             const id = listBridges(inst).find((b) => b.name === bridge)?.id;
@@ -214,7 +214,7 @@ Example:
       const ttl = integer(o.ttl, '--ttl', 2, 3600);
       if (o.underlayIp !== undefined) parseUnicastIp(o.underlayIp, '--underlay-ip');
       const { inst, netns } = privileged(cmd);
-      const { ip, dev } = inNetns(netns, () => (o.underlayIp ? { ip: o.underlayIp, dev: underlayDev(o.underlayIp) } : defaultUnderlay()));
+      const { ip, dev } = withNetns(netns, () => (o.underlayIp ? { ip: o.underlayIp, dev: underlayDev(o.underlayIp) } : defaultUnderlay()));
       const { connect } = await store();
       const { Agent } = await import('../cluster/agent.js');
       const client = connect(o);

@@ -13,7 +13,7 @@ import type { Etcd3, Lease, Watcher } from 'etcd3';
 import { listArp, setArp, syncArp } from '../dataplane/arp.js';
 import { addBridge, listBridges } from '../dataplane/bridge.js';
 import { localStaticMacs, setRemoteFdb, syncRemoteFdb } from '../dataplane/fdb.js';
-import { inNetns, lockState } from '../dataplane/host.js';
+import { withNetns, lockState } from '../dataplane/host.js';
 import { addVtep, listVteps, setRemotes, syncPeers } from '../dataplane/vxlan.js';
 import { VXLAN } from '../objects/bridge.js';
 import { ipv4ToNum, numToIpv4 } from '../objects/codec.js';
@@ -117,7 +117,7 @@ export class Agent {
   private ensureDataplane(): void {
     const cfg = this.cfg;
     const name = bridgeNameOf(cfg);
-    inNetns(this.o.netns, () => {
+    withNetns(this.o.netns, () => {
       if (listBridges(this.o.inst).some((b) => b.name === name) && listVteps(this.o.inst).some((v) => v.vni === cfg.vni)) return; // no lock needed
       const release = lockState(this.o.inst.name);
       try {
@@ -151,7 +151,7 @@ export class Agent {
   /** Puts this host's endpoints under the new lease; removes keys of ours the maps no longer hold. */
   private async publishLocal(lease: Lease): Promise<void> {
     const k = keys(this.o.network);
-    const local = inNetns(this.o.netns, () => this.localEndpoints());
+    const local = withNetns(this.o.netns, () => this.localEndpoints());
     const have = Object.fromEntries((await readPrefix(this.o.client, k.endpoints)).kvs.map((kv) => [kv.key.toString(), kv.value.toString()]));
     for (const ep of local) {
       const cur = have[k.endpoint(ep.ip)];
@@ -229,7 +229,7 @@ export class Agent {
     const changes = [...this.dirty.values()];
     this.dirty.clear();
     const me = this.o.node;
-    inNetns(this.o.netns, () => {
+    withNetns(this.o.netns, () => {
       {
         // as of the last full write: listing bridges and VTEPs asks `ip` for addresses and MTUs (slow)
         const { id, uplink } = this.ids!;
@@ -261,7 +261,7 @@ export class Agent {
     this.full = false;
     this.dirty.clear();
     const cfg = this.cfg;
-    const r = inNetns(this.o.netns, () => {
+    const r = withNetns(this.o.netns, () => {
       {
         const id = this.bridgeId();
         const vtep = listVteps(this.o.inst).find((v) => v.vni === cfg.vni)!;

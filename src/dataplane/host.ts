@@ -125,7 +125,9 @@ export function enterNetns(name: string): void {
 
 /**
  * Runs fn inside a named network namespace (none: the current one) and comes
- * back, for work across instances (metrics, --all-namespaces).
+ * back: for work across instances (metrics, --all-namespaces, the daemon), and
+ * for the cluster agent, whose own sockets (etcd) stay in the namespace it
+ * started in while its dataplane work happens in another.
  */
 export function withNetns<T>(name: string | undefined, fn: () => T): T {
   if (!name) return fn();
@@ -136,7 +138,7 @@ export function withNetns<T>(name: string | undefined, fn: () => T): T {
     try {
       return fn();
     } finally {
-      setns(here, CLONE_NEWNET);
+      if (setns(here, CLONE_NEWNET) < 0) throw new XdpnetError('cannot return to the starting network namespace');
     }
   } finally {
     close(here);
@@ -165,26 +167,5 @@ export function ipJson<T>(args: string[], orElse?: T): T {
   } catch (e) {
     if (orElse !== undefined) return orElse;
     throw new XdpnetError(`ip ${args.join(' ')} failed: ${(e as { stderr?: string }).stderr?.trim() || (e as Error).message}`);
-  }
-}
-
-/**
- * Runs fn inside a named network namespace and comes back: for a long-running
- * process (the cluster agent) whose own sockets (etcd) must stay in the
- * namespace it started in while its dataplane work happens in another.
- */
-export function inNetns<T>(name: string | undefined, fn: () => T): T {
-  if (!name) return fn();
-  const home = openRead('/proc/thread-self/ns/net');
-  if (home < 0) throw new XdpnetError(`cannot open this thread's network namespace: ${errnoName(-home)}`);
-  try {
-    enterNetns(name);
-    try {
-      return fn();
-    } finally {
-      if (setns(home, CLONE_NEWNET) < 0) throw new XdpnetError('cannot return to the starting network namespace');
-    }
-  } finally {
-    close(home);
   }
 }
