@@ -303,7 +303,7 @@ export function addPort(
     const owner = readPorts(m).find((p) => p.ifindex === ifindex);
     if (owner) {
       const of = readBridges(m).find((x) => x.id === owner.bridge)?.name ?? `#${owner.bridge}`;
-      throw new XdpnetError(`${iface} is already a port of bridge ${of}`, `detach it first: xdpnet detach ${iface}`);
+      throw new XdpnetError(`${iface} is already attached to bridge ${of}`, `detach it first: xdpnet detach ${iface}`);
     }
     for (const { vid } of vlans) {
       if (floodMembers(m, b.id, vid).length >= BRIDGE.limits.floodMax) {

@@ -243,7 +243,7 @@ describe('bridge control plane', () => {
         [['attach', 'p4', '--bridge', 'nope'], 1, 'xdpnet: error: bridge nope not found\n'],
         [['attach', 'p4', '--bridge', 'br0', '--pvid', '4095'], 2, 'xdpnet: error: invalid VLAN 4095: expected a VLAN id from 1 to 4094\n'],
         [['attach', 'p4', '--bridge', 'br0', '--trunk', '10,a'], 2, "xdpnet: error: invalid VLAN list '10,a': 'a' is not a VLAN id or range like 30-40\n"],
-        [['attach', 'p1', '--bridge', 'br0'], 1, 'xdpnet: error: p1 is already a port of bridge br0\nhint: detach it first: xdpnet detach p1\n'],
+        [['attach', 'p1', '--bridge', 'br0'], 1, 'xdpnet: error: p1 is already attached to bridge br0\nhint: detach it first: xdpnet detach p1\n'],
         [['attach', 'nope0', '--bridge', 'br0'], 1, `xdpnet: error: interface nope0 not found in network namespace ${ns}\n`],
         [['attach', 'p4', '--bridge', 'br0', '--hook', 'tc', '--mode', 'generic'], 2, 'xdpnet: error: --mode applies to --hook xdp only\n'],
       ];
