@@ -16,7 +16,7 @@ import { LOCK_DIR, lockFile } from '../../src/dataplane/host.js';
 import { BR_CACHE, cachePart, mapBytes } from '../../src/objects/memory.js';
 import { BpfMap, numPossibleCpus } from '../../src/sys/libbpf.js';
 import { macStr, mac } from '../helpers/packet.js';
-import { CLI, cleanup, netns, nsIfindex, sh, tcFlavour, veth, xdpnet } from '../helpers/sys.js';
+import { CLI, cleanup, cliIn, netns, nsIfindex, sh, tcFlavour, veth, xdpnet } from '../helpers/sys.js';
 
 interface FdbRow { mac: string; bridge: string; port: string | null; ifindex: number; vlan: number; type: string; age: number | null; expired: boolean; remote: string | null }
 
@@ -30,14 +30,7 @@ describe('bridge control plane', () => {
   const dir = () => `/sys/fs/bpf/xdpnet/ns-${ns}`;
   const ifx: Record<string, number> = {};
 
-  const run = (...args: string[]) => xdpnet(['--netns', ns, ...args]);
-  function ok(...args: string[]): string {
-    const r = run(...args);
-    expect(r.stderr, `xdpnet ${args.join(' ')}`).toBe('');
-    expect(r.code, `xdpnet ${args.join(' ')}`).toBe(0);
-    return r.stdout;
-  }
-  const okJson = <T>(...args: string[]): T => JSON.parse(ok(...args, '--json'));
+  const { run, ok, okJson } = cliIn(() => ns);
   const fdb = (...args: string[]) => okJson<FdbRow[]>('fdb', 'show', ...args);
 
   /** The map as the kernel holds it, decoded. */

@@ -4,20 +4,13 @@
 // removes each) or, with --everything, removes it, leaving nothing pinned.
 import { existsSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { cleanup, netns, sh, veth, xdpnet } from '../helpers/sys.js';
+import { cleanup, cliIn, netns, sh, veth } from '../helpers/sys.js';
 
 describe('state-changing CLI: renamed options, --json, detach --all [--everything]', () => {
   let h: string;
   let c: string;
   let o: string;
-  const run = (...args: string[]) => xdpnet(['--netns', h, ...args]);
-  function ok(...args: string[]): string {
-    const r = run(...args);
-    expect(r.stderr, `xdpnet ${args.join(' ')}`).toBe('');
-    expect(r.code, `xdpnet ${args.join(' ')}`).toBe(0);
-    return r.stdout;
-  }
-  const okJson = <T>(...args: string[]): T => JSON.parse(ok(...args, '--json'));
+  const { run, ok, okJson } = cliIn(() => h);
   const links = () => okJson<Array<{ iface: string }>>('status').map((l) => l.iface).sort();
 
   beforeAll(() => {

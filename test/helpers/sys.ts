@@ -95,6 +95,13 @@ export function ok(args: string[]): string {
   return r.stdout;
 }
 
+/** The CLI bound to a namespace, named when called (suites make theirs in beforeAll): run, ok (nothing on stderr), okJson. */
+export function cliIn(ns: () => string) {
+  const run = (...args: string[]) => xdpnet(['--netns', ns(), ...args]);
+  const okIn = (...args: string[]) => ok(['--netns', ns(), ...args]);
+  return { run, ok: okIn, okJson: <T>(...args: string[]): T => JSON.parse(okIn(...args, '--json')) as T };
+}
+
 /** The MAC address of an interface in a namespace. */
 const nsLink = (ns: string, dev: string) => JSON.parse(sh('ip', ['-n', ns, '-j', 'link', 'show', 'dev', dev]))[0] as { address: string; ifindex: number };
 export const nsMac = (ns: string, dev = 'eth0') => nsLink(ns, dev).address;
