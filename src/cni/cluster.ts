@@ -6,10 +6,10 @@
 // agent has one, and the socket reaches it from any network namespace.
 // The MAC is chosen here, before the veth exists, because the endpoint record
 // carries it.
-import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { createConnection } from 'node:net';
 import { agentSocketPath, type AgentReply, type AgentRequest } from '../cluster/network.js';
+import { formatMac, randomMac } from '../dataplane/addr.js';
 import { listArp, setArp } from '../dataplane/arp.js';
 import { bridgeMac, listBridges } from '../dataplane/bridge.js';
 import type { CniEnv, NetConf } from './config.js';
@@ -59,20 +59,13 @@ function ask(conf: NetConf, req: AgentRequest): Promise<AgentReply & { ok: true 
   });
 }
 
-/** Locally administered, unicast. */
-function randomMac(): string {
-  const b = randomBytes(6);
-  b[0] = (b[0] & 0xfe) | 0x02;
-  return [...b].map((x) => x.toString(16).padStart(2, '0')).join(':');
-}
-
 export async function cmdAddCluster(conf: NetConf, env: CniEnv): Promise<CniResult> {
   await locked((_inst, store) => {
     if (store.attachment(conf.name, env.containerId, env.ifname)) {
       throw new CniError(CODES.DATAPLANE, `container ${env.containerId} already has ${env.ifname} on network ${conf.name}`, 'DEL it first');
     }
   });
-  const mac = randomMac();
+  const mac = formatMac(randomMac());
   let got: { ip: string; prefix: number; gateway: string; bridge: string };
   try {
     got = await ask(conf, { op: 'add', mac }) as typeof got;
