@@ -9,7 +9,7 @@
 // the network's VNI remotes, remote FDB entries and ARP answers, and
 // `endpoint add|del` write single entries. Hand-typed `vxlan remote` or `fdb
 // --remote` on a network's bridge race with it; a full reconcile undoes them.
-import type { Etcd3, Lease, Watcher } from 'etcd3';
+import type { Etcd3, IKeyValue, Lease, Watcher } from 'etcd3';
 import { listArp, setArp, syncArp } from '../dataplane/arp.js';
 import { addBridge, listBridges } from '../dataplane/bridge.js';
 import { localStaticMacs, setRemoteFdb, syncRemoteFdb } from '../dataplane/fdb.js';
@@ -85,12 +85,12 @@ export class Agent {
     const lease: Lease = client.lease(this.o.ttl);
     let watcher: Watcher | undefined;
     try {
-      // membership first: a restarted agent must renew its keys before the old lease expires
+      // membership first: a restarted agent must renew its keys before the old lease expires (its endpoints follow the snapshot, ~1 s later)
       await lease.grant();
       await lease.put(k.host(node)).value(JSON.stringify({ node, underlay: this.o.underlay, port: this.cfg.port } satisfies HostRecord));
-      await this.publishLocal(lease);
       this.ensureDataplane();
       const snap = await readPrefix(client, k.base);
+      await this.publishLocal(lease, snap.kvs); // from the snapshot: a second read of every endpoint cost ~1 s at 50 000
       this.hosts.clear();
       this.endpoints.clear();
       for (const kv of snap.kvs) this.onPut(kv.key.toString(), kv.value.toString(), false);
@@ -149,10 +149,10 @@ export class Agent {
   }
 
   /** Puts this host's endpoints under the new lease; removes keys of ours the maps no longer hold. */
-  private async publishLocal(lease: Lease): Promise<void> {
+  private async publishLocal(lease: Lease, snapshot: IKeyValue[]): Promise<void> {
     const k = keys(this.o.network);
     const local = withNetns(this.o.netns, () => this.localEndpoints());
-    const have = Object.fromEntries((await readPrefix(this.o.client, k.endpoints)).kvs.map((kv) => [kv.key.toString(), kv.value.toString()]));
+    const have: Record<string, string> = Object.fromEntries(snapshot.filter((kv) => kv.key.toString().startsWith(k.endpoints)).map((kv) => [kv.key.toString(), kv.value.toString()]));
     for (const ep of local) {
       const cur = have[k.endpoint(ep.ip)];
       if (cur && (JSON.parse(cur) as EndpointRecord).node !== this.o.node) {

@@ -7,7 +7,7 @@
 // and in the links: xn_vx_uplink (XDP) on each uplink, xn_br_tc next to
 // xn_br_xdp on XDP ports of overlay bridges. Every command validates all its
 // input before it writes.
-import { execFileSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { UsageError, XdpnetError } from '../errors.js';
 import {
@@ -116,20 +116,23 @@ function enableForwarding(dev: string): boolean {
 }
 
 /**
- * Keeps the next hop towards a remote VTEP resolved (a managed neighbour
- * entry, which the kernel refreshes), so flood copies, which cannot wait for
- * ARP, are not dropped as vxlan-no-neighbour. Best effort: returns a note.
+ * Keeps the next hops towards remote VTEPs resolved (managed neighbour
+ * entries, which the kernel refreshes), so flood copies, which cannot wait for
+ * ARP, are not dropped as vxlan-no-neighbour. Best effort: returns notes.
  */
-function keepNeighbour(dev: string, local: string, remote: string): string | undefined {
-  const r = routeGet(remote, { from: local, oif: dev });
-  if (!r) return `no route to VTEP ${remote} through ${dev}: encapsulated frames to it are dropped (vxlan-no-route)`;
-  const nh = typeof r.gateway === 'string' ? r.gateway : remote;
-  try {
-    execFileSync('ip', ['neigh', 'add', nh, 'dev', dev, 'managed'], { stdio: ['ignore', 'pipe', 'pipe'] });
-  } catch {
-    // exists already (kept resolved by whoever made it), or this kernel has no managed entries
+function keepNeighbours(dev: string, local: string, remotes: string[]): string[] {
+  const notes: string[] = [];
+  const hops = new Set<string>();
+  for (const remote of remotes) {
+    const r = routeGet(remote, { from: local, oif: dev });
+    if (!r) notes.push(`no route to VTEP ${remote} through ${dev}: encapsulated frames to it are dropped (vxlan-no-route)`);
+    else hops.add(typeof r.gateway === 'string' ? r.gateway : remote);
   }
-  return undefined;
+  // One `ip` run for every next hop (a run each cost ~40 ms: 64 remotes were 2.5 s of an agent's join).
+  // -force goes on past a line that fails: the entry exists already (kept resolved by whoever made it),
+  // or this kernel has no managed entries.
+  if (hops.size) spawnSync('ip', ['-force', '-batch', '-'], { input: [...hops].map((nh) => `neigh add ${nh} dev ${dev} managed\n`).join(''), stdio: ['pipe', 'ignore', 'ignore'] });
+  return notes;
 }
 
 // ---- what other modules ask --------------------------------------------------
@@ -373,7 +376,7 @@ export function addRemote(inst: InstancePaths, vni: number, remote: string): { v
   withVx(inst, (m) => m.remotes.update(u32(vni), remoteList([...v.remotes.map(ipv4ToNum), addr])));
   syncPeers(inst);
   const notes: string[] = [];
-  const warn = v.dev ? keepNeighbour(v.dev, v.local, remote) : `the uplink of VNI ${vni} is gone`;
+  const warn = v.dev ? keepNeighbours(v.dev, v.local, [remote])[0] : `the uplink of VNI ${vni} is gone`;
   if (warn) notes.push(warn);
   return { vtep: listVteps(inst).find((x) => x.vni === vni)!, notes };
 }
@@ -402,14 +405,14 @@ export function setRemotes(inst: InstancePaths, vni: number, want: string[]): { 
   if (!added.length && !removed.length) return { added, removed, notes: [] };
   withVx(inst, (m) => (list.length ? m.remotes.update(u32(vni), remoteList(list.map(ipv4ToNum))) : m.remotes.delete(u32(vni))));
   syncPeers(inst);
-  const notes = added.map((a) => (v.dev ? keepNeighbour(v.dev, v.local, a) : undefined)).filter((n): n is string => !!n);
+  const notes = v.dev ? keepNeighbours(v.dev, v.local, added) : [];
   return { added, removed, notes };
 }
 
 /** For `fdb add --remote`: keeps the next hop of a VTEP that static entries point at resolved. */
 export function keepRemoteResolved(inst: InstancePaths, vni: number, remote: string): string | undefined {
   const v = listVteps(inst).find((x) => x.vni === vni);
-  return v?.dev ? keepNeighbour(v.dev, v.local, remote) : undefined;
+  return v?.dev ? keepNeighbours(v.dev, v.local, [remote])[0] : undefined;
 }
 
 // The bridge and the FDB reach the overlay only through these (vxlan uses the bridge, not the reverse).
