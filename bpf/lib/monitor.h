@@ -62,10 +62,18 @@ __inline_fn __u32 mon_cap(__u32 len)
 
 /* Copies the frame's head into e. Functions of their own (their signatures
  * also put struct xn_event in the object's BTF for the layout test). */
+/* The size passed is ((n - 1) & 0x7f) + 1: in [1, XN_EV_CAP] by arithmetic. A
+ * plain `n &&` test before the call is not enough for Debian 12's 6.1 verifier,
+ * which then still saw a size of 0 ("invalid access to memory ... size=0") and
+ * refused the whole object. */
+_Static_assert((XN_EV_CAP & (XN_EV_CAP - 1)) == 0, "XN_EV_CAP must be a power of two");
 static __noinline int mon_copy_xdp(struct xdp_md *ctx, struct xn_event *e)
 {
 	__u32 n = mon_cap(e->len);
-	if (n && bpf_xdp_load_bytes(ctx, 0, e->data, n) == 0)
+	if (!n)
+		return 0;
+	n = ((n - 1) & (XN_EV_CAP - 1)) + 1;
+	if (bpf_xdp_load_bytes(ctx, 0, e->data, n) == 0)
 		e->cap_len = n;
 	return 0;
 }
@@ -73,7 +81,10 @@ static __noinline int mon_copy_xdp(struct xdp_md *ctx, struct xn_event *e)
 static __noinline int mon_copy_skb(struct __sk_buff *skb, struct xn_event *e)
 {
 	__u32 n = mon_cap(e->len);
-	if (n && bpf_skb_load_bytes(skb, 0, e->data, n) == 0)
+	if (!n)
+		return 0;
+	n = ((n - 1) & (XN_EV_CAP - 1)) + 1;
+	if (bpf_skb_load_bytes(skb, 0, e->data, n) == 0)
 		e->cap_len = n;
 	return 0;
 }
