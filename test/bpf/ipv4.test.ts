@@ -4,15 +4,20 @@
 // options are missing from the data is dropped as truncated, no longer passed
 // to the stack). The fixture runs both readers on one frame; skb->mark makes
 // the packet longer than its data, as a paged skb is.
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DROP_REASONS } from '../../src/objects/stats.js';
 import type { BpfObject } from '../../src/sys/libbpf.js';
 import { fixtureObject, PinRoot } from '../helpers/bpf.js';
 import { eth, ipv4, IPPROTO } from '../helpers/packet.js';
+import { ROOT } from '../helpers/sys.js';
 
 const MAC = { dst: '02:00:00:00:00:01', src: '02:00:00:00:00:02' };
-const VX_RX_NOT_OURS = 1; // bpf/lib/vx_encap.h
-const NAT_L4 = 0; // bpf/lib/nat_parse.h
+/** A code the readers return, read from its C enum so the two cannot drift. */
+const libCode = (file: string, name: string) => Number(new RegExp(`\\b${name}\\s*=\\s*(\\d+)`).exec(readFileSync(join(ROOT, 'bpf/lib', file), 'utf8'))![1]);
+const VX_RX_NOT_OURS = libCode('vx_encap.h', 'VX_RX_NOT_OURS');
+const NAT_L4 = libCode('nat_parse.h', 'NAT_L4');
 const OPTIONS = Buffer.from('01'.repeat(40), 'hex'); // 40 bytes of NOP options: a 60-byte header
 
 const packet = (proto: number, options = OPTIONS) =>
