@@ -1,6 +1,7 @@
 /* Decapsulation on the uplink: parsing and checking the outer headers,
  * the switching half both hooks share, and stripping at XDP or tc. */
 #pragma once
+#include "ipv4.h"
 #include "vx_encap.h"
 
 struct vx_rx {
@@ -19,9 +20,10 @@ struct vx_rx {
 
 /* The headers of a frame received on the uplink, up to the inner Ethernet
  * header; no lookups. Returns 0 (rx filled; rx->bad says whether the VXLAN
- * part is usable), VX_RX_NOT_OURS, or a negative drop reason. IPv4 and UDP
- * that the kernel would drop as truncated or malformed are dropped here too;
- * fragments and other protocols go to the stack untouched. */
+ * part is usable), VX_RX_NOT_OURS, or a negative drop reason. IPv4 (checked
+ * by ipv4_pull, as NAT checks it: options included, before the protocol is
+ * looked at) and UDP that the kernel would drop as truncated or malformed are
+ * dropped here too; fragments and other protocols go to the stack untouched. */
 __inline_fn int vx_rx_headers(struct pkt *p, struct vx_rx *rx)
 {
 	struct cursor c = { .pos = p->data, .end = p->data_end };
@@ -30,19 +32,14 @@ __inline_fn int vx_rx_headers(struct pkt *p, struct vx_rx *rx)
 		return -XN_DROP_TRUNC_ETH;
 	if (eth->h_proto != bpf_htons(ETH_P_IP))
 		return VX_RX_NOT_OURS;
-	struct iphdr *ip = cursor_pull(&c, sizeof(*ip));
-	if (!ip)
-		return -XN_DROP_TRUNC_IP;
-	__u32 hlen = ip->ihl * 4;
-	__u32 tot = bpf_ntohs(ip->tot_len);
-	if (ip->version != 4 || hlen < sizeof(*ip) || tot < hlen)
-		return -XN_DROP_BAD_IP;
-	if (tot > p->len - ETH_HLEN)
-		return -XN_DROP_TRUNC_IP;
+	struct iphdr *ip = c.pos;
+	int r = ipv4_pull(&c, p->len - ETH_HLEN);
+	if (r)
+		return r;
 	if (ip->protocol != IPPROTO_UDP || (ip->frag_off & bpf_htons(IP_MF | IP_OFFSET)))
 		return VX_RX_NOT_OURS; /* fragments are the stack's to reassemble */
-	if (hlen > sizeof(*ip) && !cursor_pull(&c, hlen - sizeof(*ip)))
-		return -XN_DROP_TRUNC_IP;
+	__u32 hlen = ip->ihl * 4;
+	__u32 tot = bpf_ntohs(ip->tot_len);
 	struct udphdr *udp = cursor_pull(&c, sizeof(*udp));
 	if (!udp || tot < hlen + sizeof(*udp))
 		return -XN_DROP_TRUNC_UDP;

@@ -54,7 +54,9 @@ Examples:
                                                  a trunk: VLANs 10 and 20 tagged, 1 untagged
   xdpnet --netns blue attach eth0                inside network namespace "blue"`)
     .action((iface: string, o: AttachOpts, cmd: Command) => {
-      if (o.hook === 'tc' && o.mode) throw new UsageError('--mode applies to --hook xdp only');
+      if (o.mode && (o.hook ?? (o.bridge ? 'tc' : 'xdp')) === 'tc') {
+        throw new UsageError(`--mode applies to --hook xdp only${o.hook ? '' : ': --bridge ports use --hook tc unless told otherwise'}`, o.hook ? undefined : 'add --hook xdp, or leave out --mode');
+      }
       if (!o.bridge && (o.pvid || o.trunk)) throw new UsageError('--pvid and --trunk apply to bridge ports', 'add --bridge NAME');
       const vlans = { pvid: o.pvid === undefined ? undefined : parseVlan(o.pvid), trunk: o.trunk === undefined ? undefined : parseVlanList(o.trunk) };
       const ctx = context(cmd);
@@ -86,7 +88,7 @@ Examples:
     .argument('[iface]', 'interface name, or the ifindex of a port whose interface is gone (see `xdpnet status`)')
     .option('--all', 'detach every interface of this host (or of --netns) and say what stays: bridges\' host interfaces, VTEP uplinks, NAT links')
     .option('--everything', 'with --all: remove what stays too (every NAT rule and link, every bridge with its VTEPs): a full teardown')
-    .option('--json', 'print what was detached, removed and left as JSON')
+    .option('--json', 'print what was detached as JSON: {"detached": [names], "bridge": the port\'s bridge or null}; with --all also what was removed and what is left')
     .addHelpText('after', `
 Examples:
   xdpnet detach veth1
@@ -115,9 +117,11 @@ Examples:
         if (!reapVanishedPorts(ctx.inst, Number(iface)).length) {
           throw new XdpnetError(`no port or link with vanished interface ifindex ${iface}`, 'see `xdpnet status`: such ports show as "ifindex N (gone)"');
         }
+        if (o.json) return console.log(json({ detached: [`ifindex ${iface} (gone)`], bridge: null }));
         return console.log(`detached ifindex ${iface} (interface gone)`);
       }
       const r = detachInterface(ctx.inst, iface!, ctx.netns);
+      if (o.json) return console.log(json({ detached: [iface], bridge: r.bridge ?? null }));
       console.log(`detached ${iface}${r.attachment ? ` (${describe(r.attachment)})` : ''}${r.bridge ? ` from bridge ${r.bridge}` : ''}`);
     });
 

@@ -66,13 +66,16 @@ Examples:
     .description('delete a bridge with its FDB and host interface')
     .argument('<name>', 'bridge name')
     .option('--force', 'detach its ports first (otherwise a bridge with ports is refused)')
+    .option('--json', 'print the bridge removed (as `bridge show --json` listed it) and the ports detached: {"removed": {...}, "detached": [...]}')
     .addHelpText('after', `
 Examples:
   xdpnet bridge del br0
   xdpnet bridge del br0 --force    also detaches every port`)
-    .action((name: string, o: { force?: boolean }, cmd: Command) => {
+    .action((name: string, o: { force?: boolean; json?: boolean }, cmd: Command) => {
       const ctx = context(cmd);
-      const r = delBridge(ctx.inst, name, o);
+      const before = o.json ? listBridges(ctx.inst).find((b) => b.name === name) : undefined; // under the lock: what goes
+      const r = delBridge(ctx.inst, name, { force: o.force });
+      if (o.json) return console.log(json({ removed: before, detached: r.ports }));
       console.log(`deleted bridge ${name}${r.ports.length ? ` (detached ${r.ports.join(', ')})` : ''}`);
     });
 

@@ -164,29 +164,32 @@ against them), and the CNI plugin needs exactly this call.`)
     .description('remove an endpoint of this host: its etcd record, FDB entry and ARP answer')
     .requiredOption('--network <name>', 'the network')
     .option('--node <name>', 'this host\'s node name (default: the hostname)')
-    .action(async (ip: string, o: NodeOpts, cmd: Command) => {
+    .option('--json', 'print the endpoint removed as JSON: {"removed": {"ip", "mac", "port", "network", "node"}}')
+    .action(async (ip: string, o: NodeOpts & { json?: boolean }, cmd: Command) => {
       parseUnicastIp(ip, 'address');
       const node = nodeName(o);
       const { inst, netns } = privileged(cmd);
       const { withEtcd, readConfig, releaseEndpoint } = await store();
-      await withEtcd(o, async (c) => {
+      const removed = await withEtcd(o, async (c) => {
         const cfg = await readConfig(c, checkNetworkName(o.network));
         const bridge = bridgeNameOf(cfg);
-        withNetns(netns, () => {
+        const gone = withNetns(netns, () => {
           const release = lockState(inst.name);
           try {
             const id = listBridges(inst).find((b) => b.name === bridge)?.id;
             const row = id === undefined ? undefined : listArp(inst, id).find((a) => a.ip === ip && a.vid === 1);
             if (!row) throw new XdpnetError(`${ip} is not an endpoint on this host`, `see \`xdpnet network show ${cfg.name}\``);
-            delFdb(inst, Buffer.from(row.mac.split(':').map((x) => parseInt(x, 16))), bridge, 1);
+            const fdb = delFdb(inst, Buffer.from(row.mac.split(':').map((x) => parseInt(x, 16))), bridge, 1);
             setArp(inst, id!, 1, ip, null);
+            return { ip, mac: row.mac, port: fdb[0]?.port ?? null, network: cfg.name, node };
           } finally {
             release();
           }
         });
         await releaseEndpoint(c, cfg, node, ip);
+        return gone;
       });
-      console.log(`endpoint ${ip} removed`);
+      console.log(o.json ? json({ removed }) : `endpoint ${ip} removed`);
     });
 
   etcdOptions(program.command('agent'))

@@ -52,17 +52,20 @@ Examples:
 
   ct.command('flush')
     .description('forget every tracked flow (their next packets are new flows, under the rules as they are)')
-    .action((_o: unknown, cmd: Command) => {
+    .option('--json', 'print how many flows were removed as JSON: {"removed": N}')
+    .action((o: { json?: boolean }, cmd: Command) => {
       const ctx = context(cmd);
-      console.log(`flushed ${flushFlows(ctx.inst)} flows`);
+      const n = flushFlows(ctx.inst);
+      console.log(o.json ? json({ removed: n }) : `flushed ${n} flows`);
     });
 
   ct.command('gc')
     .description('one garbage-collection pass: remove expired flows, both entries of each (`xdpnet daemon` runs it periodically)')
-    .action((_o: unknown, cmd: Command) => {
+    .option('--json', 'print how many flows were removed and are still tracked as JSON: {"removed": N, "remaining": N}')
+    .action((o: { json?: boolean }, cmd: Command) => {
       const ctx = context(cmd);
       const r = gcFlows(ctx.inst);
-      console.log(`${r.removed} expired flows removed, ${r.remaining} tracked`);
+      console.log(o.json ? json(r) : `${r.removed} expired flows removed, ${r.remaining} tracked`);
     });
 
   ct.command('timeouts')

@@ -14,7 +14,7 @@ import { positive } from './args.js';
 import { context, globals } from './context.js';
 
 const TASKS: Array<{ name: string; run(inst: InstancePaths): string }> = [
-  { name: 'fdb', run: (inst) => `${ageFdb(inst).removed} aged out` },
+  { name: 'fdb', run: (inst) => `${ageFdb(inst).removed.length} aged out` },
   { name: 'ports', run: (inst) => `${reapVanishedPorts(inst).length} with vanished interfaces reaped` }, // containers gone without a CNI DEL
   { name: 'conntrack', run: natHousekeeping }, // expired flows (both entries), masquerade addresses
 ];

@@ -28,21 +28,23 @@ export function fdbCommands(program: Command): void {
     .option('--port <iface>', 'the port the MAC is behind')
     .option('--remote <vtep-ip>', 'instead of --port: the remote VTEP the MAC is behind (bridge VLAN with a VTEP, see `xdpnet vxlan`)')
     .option('--vlan <vlan>', "VLAN (default: the port's PVID, else 1)")
+    .option('--json', 'print the entry added (as `fdb show --json` lists it) and the notes as JSON')
     .addHelpText('after', `
 Examples:
   xdpnet fdb add 02:42:ac:11:00:02 --bridge br0 --port veth1
   xdpnet fdb add 02:42:ac:11:00:03 --bridge br0 --port eth1 --vlan 20
   xdpnet fdb add 02:42:0a:00:00:02 --bridge br0 --remote 192.168.1.11     behind a remote VTEP`)
-    .action((mac: string, o: { bridge: string; port?: string; remote?: string; vlan?: string }, cmd: Command) => {
+    .action((mac: string, o: { bridge: string; port?: string; remote?: string; vlan?: string; json?: boolean }, cmd: Command) => {
       if ((o.port === undefined) === (o.remote === undefined)) throw new UsageError('name where the MAC is: --port IFACE or --remote VTEP-IP (one of them)');
       const remote = o.remote === undefined ? undefined : parseUnicastIp(o.remote, '--remote');
       const e = { mac: parseUnicastMac(mac), bridge: o.bridge, port: o.port, remote, vlan: vlanOpt(o.vlan) };
       const ctx = context(cmd);
       const r = addFdb(ctx.inst, e, ctx.netns);
+      const v = remote ? listVteps(ctx.inst).find((x) => x.bridge === r.bridge && x.vlan === r.vlan) : undefined;
+      const warn = remote && v ? keepRemoteResolved(ctx.inst, v.vni, remote) : undefined;
+      if (o.json) return console.log(json({ ...r, notes: warn ? [warn] : [] }));
       if (!remote) return console.log(`added ${r.mac} on bridge ${r.bridge} VLAN ${r.vlan} -> ${r.port} (static)`);
-      const v = listVteps(ctx.inst).find((x) => x.bridge === r.bridge && x.vlan === r.vlan);
       console.log(`added ${r.mac} on bridge ${r.bridge} VLAN ${r.vlan} -> VTEP ${remote} (VNI ${v?.vni}, via ${r.port}; static)`);
-      const warn = v && keepRemoteResolved(ctx.inst, v.vni, remote);
       if (warn) console.log(`note: ${warn}`);
     });
 
@@ -52,14 +54,15 @@ Examples:
     .argument('<mac>', 'MAC address')
     .requiredOption('--bridge <name>', 'bridge')
     .option('--vlan <vlan>', 'only this VLAN (default: every VLAN)')
+    .option('--json', 'print the entries removed as JSON: {"removed": [rows as `fdb show --json` lists them]}')
     .addHelpText('after', `
 Examples:
   xdpnet fdb del 02:42:ac:11:00:02 --bridge br0`)
-    .action((mac: string, o: { bridge: string; vlan?: string }, cmd: Command) => {
+    .action((mac: string, o: { bridge: string; vlan?: string; json?: boolean }, cmd: Command) => {
       const m = parseUnicastMac(mac);
       const vlan = vlanOpt(o.vlan);
-      const n = delFdb(context(cmd).inst, m, o.bridge, vlan);
-      console.log(`deleted ${entries(n)}`);
+      const gone = delFdb(context(cmd).inst, m, o.bridge, vlan);
+      console.log(o.json ? json({ removed: gone }) : `deleted ${entries(gone.length)}`);
     });
 
   fdb
@@ -86,36 +89,40 @@ Examples:
     .option('--bridge <name>', 'only this bridge')
     .option('--port <iface>', 'only entries leading to this port')
     .option('--learned', 'only learned entries (keep static ones)')
+    .option('--json', 'print the entries removed as JSON: {"removed": [rows as `fdb show --json` lists them]}')
     .addHelpText('after', `
 Examples:
   xdpnet fdb flush --bridge br0 --learned
   xdpnet fdb flush --port veth1`)
-    .action((o: { bridge?: string; port?: string; learned?: boolean }, cmd: Command) => {
+    .action((o: { bridge?: string; port?: string; learned?: boolean; json?: boolean }, cmd: Command) => {
       const ctx = context(cmd);
-      const n = flushFdb(ctx.inst, o, ctx.netns);
-      console.log(`flushed ${entries(n)}`);
+      const gone = flushFdb(ctx.inst, o, ctx.netns);
+      console.log(o.json ? json({ removed: gone }) : `flushed ${entries(gone.length)}`);
     });
 
   fdb
     .command('load')
     .description('add or replace many static entries from a JSON file, all or nothing (every row and the room are checked first)')
     .argument('<file>', 'JSON array of {"mac", "bridge", "port", "vlan"?} (or {"mac", "bridge", "remote", "vlan"?}); `fdb show --json` output loads as is')
+    .option('--json', 'print the entries loaded, as `fdb show --json` lists them, and how many local rows were skipped: {"loaded": [...], "skipped": N}')
     .addHelpText('after', `
 Example file:
   [{"mac": "02:42:ac:11:00:02", "bridge": "br0", "port": "veth1"},
    {"mac": "02:42:ac:11:00:03", "bridge": "br0", "port": "eth1", "vlan": 20}]`)
-    .action((file: string, _o: unknown, cmd: Command) => {
+    .action((file: string, o: { json?: boolean }, cmd: Command) => {
       const ctx = context(cmd);
       const t0 = process.hrtime.bigint();
-      const r = loadFdb(ctx.inst, file, ctx.netns);
+      const r = loadFdb(ctx.inst, file, ctx.netns, { rows: o.json });
+      if (o.json) return console.log(json({ loaded: r.rows, skipped: r.skipped }));
       console.log(`loaded ${entries(r.loaded)} in ${Math.round(Number(process.hrtime.bigint() - t0) / 1e6)} ms${r.skipped ? ` (skipped ${entries(r.skipped, 'local ')}: they come with their bridge)` : ''}`);
     });
 
   fdb
     .command('age')
     .description("one ageing pass: remove learned entries older than their bridge's ageing (`xdpnet daemon` runs it periodically)")
-    .action((_o: unknown, cmd: Command) => {
+    .option('--json', 'print the entries removed and how many are left as JSON: {"removed": [...], "remaining": N}')
+    .action((o: { json?: boolean }, cmd: Command) => {
       const r = ageFdb(context(cmd).inst);
-      console.log(`aged out ${entries(r.removed, 'learned ')}, ${r.remaining} left`);
+      console.log(o.json ? json(r) : `aged out ${entries(r.removed.length, 'learned ')}, ${r.remaining} left`);
     });
 }

@@ -56,6 +56,16 @@ program
   });
 applyGrammar(program);
 
+// --netns is global, but these commands never enter a namespace (etcd, or nothing at all): said, not ignored.
+const NO_NETNS = new Set(['network create', 'network show', 'completion']);
+program.hook('preAction', (_root, action) => {
+  const path: string[] = [];
+  for (let c: Command | null = action; c?.parent; c = c.parent) path.unshift(c.name());
+  if (program.opts().netns !== undefined && NO_NETNS.has(path.join(' '))) {
+    throw new UsageError(`--netns does not apply to \`xdpnet ${path.join(' ')}\`: it ${path[0] === 'network' ? 'only talks to etcd' : 'touches no namespace'}`, 'leave out --netns');
+  }
+});
+
 function fail(e: unknown): never {
   if (e instanceof CommanderError) process.exit(e.code === 'commander.helpDisplayed' || e.code === 'commander.version' ? 0 : 2);
   const verbose = process.argv.includes('--verbose') || process.argv.includes('-v');

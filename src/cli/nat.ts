@@ -92,12 +92,13 @@ Examples:
     .description(`remove a ${kind} rule (its established flows keep their translation until they end)`)
     .requiredOption('--src <cidr>', 'the rule\'s source prefix')
     .requiredOption('--out <iface>', 'the rule\'s egress interface')
+    .option('--json', 'print the rule removed (as `nat show --json` listed it) as JSON: {"removed": {...}}')
     .addHelpText('after', `\nExample:\n  xdpnet nat ${kind} del --src 172.17.0.0/16 --out eth0`)
-    .action((o: { src: string; out: string }, cmd: Command) => {
+    .action((o: { src: string; out: string; json?: boolean }, cmd: Command) => {
       parsePrefix(o.src);
       const ctx = context(cmd);
-      delSnat(ctx.inst, kind, { ...o, netns: ctx.netns });
-      console.log(`removed ${kind} ${parsePrefix(o.src).text} out of ${o.out}`);
+      const r = delSnat(ctx.inst, kind, { src: o.src, out: o.out, netns: ctx.netns });
+      console.log(o.json ? json({ removed: r }) : `removed ${kind} ${r.src} out of ${o.out}`);
     });
   group
     .command('show')
@@ -149,13 +150,14 @@ Examples:
     .description('remove a port mapping (established connections keep going until they end)')
     .addOption(new Option('--proto <proto>', 'protocol').choices(['tcp', 'udp']).makeOptionMandatory())
     .requiredOption('--host-port <port>', 'host port')
-    .option('--out <iface>', 'the mapping\'s outside interface, if it has one'), '--port <hostport>', '--host-port'), '--on <iface>', '--out')
+    .option('--out <iface>', 'the mapping\'s outside interface, if it has one')
+    .option('--json', 'print the mapping removed (as `nat show --json` listed it) as JSON: {"removed": {...}}'), '--port <hostport>', '--host-port'), '--on <iface>', '--out')
     .addHelpText('after', '\nExample:\n  xdpnet nat portmap del --proto tcp --host-port 8080')
-    .action((o: { proto: string; hostPort: string; out?: string }, cmd: Command) => {
+    .action((o: { proto: string; hostPort: string; out?: string; json?: boolean }, cmd: Command) => {
       parsePort(o.hostPort, '--host-port');
       const ctx = context(cmd);
-      delPortmap(ctx.inst, { proto: o.proto, port: o.hostPort, on: o.out, netns: ctx.netns });
-      console.log(`removed the mapping of ${o.proto} port ${o.hostPort}${o.out ? ` on ${o.out}` : ''}`);
+      const p = delPortmap(ctx.inst, { proto: o.proto, port: o.hostPort, on: o.out, netns: ctx.netns });
+      console.log(o.json ? json({ removed: p }) : `removed the mapping of ${p.proto} port ${p.port}${o.out ? ` on ${o.out}` : ''} to ${p.to}`);
     });
   pm.command('show')
     .description('list port mappings')
@@ -178,9 +180,12 @@ Examples:
 
   nat.command('flush')
     .description('remove every NAT rule and detach the NAT programs (tracked flows stay: `xdpnet conntrack flush`)')
-    .action((_o: unknown, cmd: Command) => {
+    .option('--json', 'print what was removed, as `nat show --json` listed it: {"removed": {"snat": [...], "portmaps": [...], "links": [...]}}')
+    .action((o: { json?: boolean }, cmd: Command) => {
       const ctx = context(cmd);
+      const before = o.json ? showNat(ctx.inst) : undefined; // under the lock: what the flush removes
       const r = flushNat(ctx.inst);
+      if (before) return console.log(json({ removed: { ...before, links: before.links.map(({ pin: _pin, ...l }) => l) } }));
       console.log(`removed ${r.rules} rules, ${r.links} NAT links`);
     });
 }

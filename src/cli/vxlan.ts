@@ -65,12 +65,14 @@ containers on the bridge need an MTU 50 below the uplink's (printed).`)
     .command('del')
     .description('remove a VTEP (its remote MACs, and the uplink program with the last VTEP on it)')
     .requiredOption('--vni <n>', 'the VTEP')
+    .option('--json', 'print the VTEP removed (as `vxlan show --json` listed it) as JSON: {"removed": {...}}')
     .addHelpText('after', `
 Example:
   xdpnet vxlan del --vni 100`)
-    .action((o: { vni: string }, cmd: Command) => {
+    .action((o: { vni: string; json?: boolean }, cmd: Command) => {
       const vni = parseVni(o.vni);
       const v = delVtep(context(cmd).inst, vni);
+      if (o.json) return console.log(json({ removed: v }));
       console.log(`deleted VTEP VNI ${vni} (bridge ${v.bridge} VLAN ${v.vlan} over ${v.dev ?? `ifindex ${v.ifindex}`})`);
     });
 
@@ -115,13 +117,15 @@ Example:
     .description('remove a remote VTEP from a VNI')
     .requiredOption('--vni <n>', 'the VTEP')
     .argument('<ip>', "the remote VTEP's IPv4 address")
+    .option('--json', 'print the VTEP as it is now (as `vxlan show --json` lists it) as JSON')
     .addHelpText('after', `
 Example:
   xdpnet vxlan remote del --vni 100 192.168.1.11`)
-    .action((ip: string, o: { vni: string }, cmd: Command) => {
+    .action((ip: string, o: { vni: string; json?: boolean }, cmd: Command) => {
       const vni = parseVni(o.vni);
       const addr = parseUnicastIp(ip, 'remote VTEP');
       const v = delRemote(context(cmd).inst, vni, addr);
+      if (o.json) return console.log(json(v));
       console.log(`deleted remote VTEP ${addr} from VNI ${vni} (remotes: ${v.remotes.join(', ') || 'none'})`);
     });
 }

@@ -148,8 +148,15 @@ export function addFdb(inst: InstancePaths, e: FdbEntryInput, netns?: string): F
   }) ?? noBridge(e.bridge);
 }
 
-/** Removes a MAC's entry in one VLAN, or in all VLANs of the bridge. Returns how many went. */
-export function delFdb(inst: InstancePaths, mac: Buffer, bridge: string, vlan?: number): number {
+/** Deletes the entries match picks; returns them as `fdb show` rows. */
+function removeRows(m: Maps, match: (k: FdbKeyRec, e: FdbEntryRec) => boolean): FdbRow[] {
+  const gone = fdbRows(m).filter((r) => match(FdbKey.decode(r.key), r.entry));
+  if (gone.length) m.fdb.deleteBatch(Buffer.concat(gone.map((r) => r.key)), gone.length);
+  return gone.map((r) => r.row);
+}
+
+/** Removes a MAC's entry in one VLAN, or in all VLANs of the bridge. Returns the entries removed. */
+export function delFdb(inst: InstancePaths, mac: Buffer, bridge: string, vlan?: number): FdbRow[] {
   return withMaps(inst, (m) => {
     const br = bridgeByName(m, bridge);
     const match = (k: FdbKeyRec) => k.bridge === br.id && k.mac.equals(mac) && (vlan === undefined || k.vid === vlan);
@@ -157,10 +164,10 @@ export function delFdb(inst: InstancePaths, mac: Buffer, bridge: string, vlan?: 
     const where = `${formatMac(mac)} on bridge ${bridge}${vlan === undefined ? '' : ` VLAN ${vlan}`}`;
     if (!rows.length) throw new XdpnetError(`no FDB entry for ${where}`, `see \`xdpnet fdb show --bridge ${bridge}\``);
     if (rows.some((r) => r.row.type === 'local')) throw new XdpnetError(`the entry for ${where} is the bridge's own (local)`, 'it goes with the bridge');
-    const n = deleteFdb(m, match);
+    const gone = removeRows(m, match);
     recountLearned(m);
     overlay().syncPeers(inst);
-    return n;
+    return gone;
   }) ?? noBridge(bridge);
 }
 
@@ -174,24 +181,29 @@ export interface FdbFilter {
   all?: boolean;
 }
 
-function fdbRows(m: Maps, now = process.hrtime.bigint()): Array<{ key: Buffer; row: FdbRow }> {
+/** What turns an entry into an `fdb show` row (bridge names and interface names looked up once each). */
+function rowMaker(m: Maps, now: bigint): (key: Buffer, e: FdbEntryRec) => FdbRow {
   const bridges = new Map(readBridges(m).map((b) => [b.id, b]));
   const ifnames = new Map<number, string | null>();
   const ifname = (i: number) => (ifnames.has(i) ? ifnames.get(i)! : ifnames.set(i, ifIndexToName(i) ?? null).get(i)!);
-  return m.fdb.entries().map(([key, v]) => {
+  return (key, e) => {
     const k = FdbKey.decode(key);
-    const e = FdbEntry.decode(v);
     const br = bridges.get(k.bridge);
     const type: FdbType = e.flags & FDB_FLAGS.LOCAL ? 'local' : e.flags & FDB_FLAGS.STATIC ? 'static' : 'learned';
     return {
-      key,
-      row: {
-        mac: formatMac(k.mac), bridge: br?.name ?? `#${k.bridge}`, port: ifname(e.ifindex), ifindex: e.ifindex, vlan: k.vid, type,
-        age: type === 'learned' ? Number(ageNs(e, now) / NS_PER_SEC) : null,
-        expired: isExpired(e, br?.ageing_sec ?? 0, now),
-        remote: e.remote ? numToIpv4(e.remote) : null,
-      },
+      mac: formatMac(k.mac), bridge: br?.name ?? `#${k.bridge}`, port: ifname(e.ifindex), ifindex: e.ifindex, vlan: k.vid, type,
+      age: type === 'learned' ? Number(ageNs(e, now) / NS_PER_SEC) : null,
+      expired: isExpired(e, br?.ageing_sec ?? 0, now),
+      remote: e.remote ? numToIpv4(e.remote) : null,
     };
+  };
+}
+
+function fdbRows(m: Maps, now = process.hrtime.bigint()): Array<{ key: Buffer; entry: FdbEntryRec; row: FdbRow }> {
+  const row = rowMaker(m, now);
+  return m.fdb.entries().map(([key, v]) => {
+    const entry = FdbEntry.decode(v);
+    return { key, entry, row: row(key, entry) };
   });
 }
 
@@ -206,18 +218,18 @@ export function listFdb(inst: InstancePaths, f: Omit<FdbFilter, 'learned'> = {},
     .sort((a, b) => a.bridge.localeCompare(b.bridge) || a.vlan - b.vlan || a.mac.localeCompare(b.mac));
 }
 
-/** Removes entries by bridge, port and kind; local entries stay (they go with their bridge). */
-export function flushFdb(inst: InstancePaths, f: Omit<FdbFilter, 'all'> = {}, netns?: string): number {
+/** Removes entries by bridge, port and kind; local entries stay (they go with their bridge). Returns the entries removed. */
+export function flushFdb(inst: InstancePaths, f: Omit<FdbFilter, 'all'> = {}, netns?: string): FdbRow[] {
   const ifindex = f.port === undefined ? undefined : resolveIface(f.port, netns);
   return withMaps(inst, (m) => {
     const id = f.bridge === undefined ? undefined : bridgeByName(m, f.bridge).id;
     if (ifindex !== undefined && !m.ports.lookup(u32(ifindex))) throw new XdpnetError(`${f.port} is not a bridge port`, 'see `xdpnet bridge show`');
-    const n = deleteFdb(m, (k, e) => !(e.flags & FDB_FLAGS.LOCAL) && (id === undefined || k.bridge === id) &&
+    const gone = removeRows(m, (k, e) => !(e.flags & FDB_FLAGS.LOCAL) && (id === undefined || k.bridge === id) &&
       (ifindex === undefined || e.ifindex === ifindex) && (!f.learned || isLearned(e)));
     recountLearned(m);
     overlay().syncPeers(inst);
-    return n;
-  }) ?? (f.bridge ? noBridge(f.bridge) : 0);
+    return gone;
+  }) ?? (f.bridge ? noBridge(f.bridge) : []);
 }
 
 /** Fields of an `fdb load` row: what `fdb show --json` prints, so its output loads back. */
@@ -277,7 +289,7 @@ function checkFdbRow(r: unknown): LoadRow {
  * rows share few (bridge, port, VLAN) targets, each resolved and encoded once;
  * MACs are parsed straight into the key buffer.
  */
-export function loadFdb(inst: InstancePaths, file: string, netns?: string): { loaded: number; skipped: number } {
+export function loadFdb(inst: InstancePaths, file: string, netns?: string, o: { rows?: boolean } = {}): { loaded: number; skipped: number; rows?: FdbRow[] } {
   let rows: unknown;
   try {
     rows = JSON.parse(readFileSync(file, 'utf8'));
@@ -285,7 +297,7 @@ export function loadFdb(inst: InstancePaths, file: string, netns?: string): { lo
     throw new XdpnetError(`cannot read ${file}: ${(e as Error).message}`);
   }
   if (!Array.isArray(rows)) throw new UsageError(`${file}: expected a JSON array of {"mac", "bridge", "port", "vlan"?} objects`);
-  if (!rows.length) return { loaded: 0, skipped: 0 };
+  if (!rows.length) return { loaded: 0, skipped: 0, rows: o.rows ? [] : undefined };
   const list = rows as unknown[];
   return withMaps(inst, (m) => {
     const resolve = fdbTargets(m, netns);
@@ -339,7 +351,7 @@ export function loadFdb(inst: InstancePaths, file: string, netns?: string): { lo
         throw e;
       }
     }
-    if (!n) return { loaded: 0, skipped };
+    if (!n) return { loaded: 0, skipped, rows: o.rows ? [] : undefined };
     const undo = checkRoom(m.fdb, keys, n, file);
     try {
       m.fdb.updateBatch(keys, values, n);
@@ -351,7 +363,10 @@ export function loadFdb(inst: InstancePaths, file: string, netns?: string): { lo
     // Rows that replaced learned entries leave the learned count high until the next ageing pass recounts
     // (as bridge.h says); only a learning limit makes it matter now, and a full recount would cost more than the load.
     if (readBridges(m).some((b) => b.max_learned)) recountLearned(m);
-    return { loaded: n, skipped };
+    if (!o.rows) return { loaded: n, skipped };
+    const written = new Set<string>();
+    for (let i = 0; i < n; i++) written.add(keys.toString('latin1', i * FdbKey.size, (i + 1) * FdbKey.size));
+    return { loaded: n, skipped, rows: fdbRows(m).filter((r) => written.has(r.key.toString('latin1'))).map((r) => r.row) };
   }) ?? noBridge(String((list[0] as { bridge?: unknown })?.bridge));
 }
 
@@ -389,22 +404,23 @@ function checkRoom(fdb: BpfMap, keys: Buffer, n: number, file: string): () => vo
  * and recounts. The datapath already ignores them; this frees their slots
  * (and the learning limit).
  */
-export function ageFdb(inst: InstancePaths): { removed: number; remaining: number } {
+export function ageFdb(inst: InstancePaths): { removed: FdbRow[]; remaining: number } {
   // No invalidation: it removes only entries the datapath already ignores, and a
   // cached decision never outlives its entry's ageing.
   return readMaps(inst, (m) => {
     const now = process.hrtime.bigint();
     const ageing = new Map(readBridges(m).map((b) => [b.id, b.ageing_sec]));
     const stale = (k: Buffer, v: Buffer) => isExpired(FdbEntry.decode(v), ageing.get(FdbKey.decode(k).bridge) ?? 0, now);
-    let removed = 0;
+    const row = rowMaker(m, now);
+    const removed: FdbRow[] = [];
     for (const [k, v] of m.fdb.entries()) {
       if (!stale(k, v)) continue;
       const cur = m.fdb.lookup(k); // the datapath may have refreshed it since the batch read
-      if (cur && stale(k, cur) && m.fdb.delete(k)) removed++;
+      if (cur && stale(k, cur) && m.fdb.delete(k)) removed.push(row(k, FdbEntry.decode(cur)));
     }
     recountLearned(m);
     return { removed, remaining: m.fdb.entries().length };
-  }) ?? { removed: 0, remaining: 0 };
+  }) ?? { removed: [], remaining: 0 };
 }
 
 /**

@@ -143,17 +143,20 @@ export function addSnat(inst: InstancePaths, kind: 'masquerade' | 'snat', o: Sna
   return { ...withNatMaps(inst, (m) => readSnat(m).find((r) => r.outIfindex === outIfindex && r.src === src.text))!, conntrack };
 }
 
-export function delSnat(inst: InstancePaths, kind: 'masquerade' | 'snat', o: { src: string; out: string; netns?: string }): void {
+/** Removes a source rule; returns it as `nat show` listed it. */
+export function delSnat(inst: InstancePaths, kind: 'masquerade' | 'snat', o: { src: string; out: string; netns?: string }): SnatRuleInfo {
   const src = parsePrefix(o.src);
   const outIfindex = resolveIface(o.out, o.netns);
   const key = snatKey(outIfindex, src.text);
   const found = withNatMaps(inst, (m) => {
     const v = m.snat.lookup(key);
-    if (!v || Boolean(SnatRule.decode(v).flags & SNAT_FLAGS.MASQUERADE) !== (kind === 'masquerade')) return false;
-    return m.snat.delete(key);
+    if (!v || Boolean(SnatRule.decode(v).flags & SNAT_FLAGS.MASQUERADE) !== (kind === 'masquerade')) return undefined;
+    const rule = readSnat(m).find((r) => r.outIfindex === outIfindex && r.src === src.text);
+    return m.snat.delete(key) ? rule : undefined;
   });
   if (!found) throw new XdpnetError(`no ${kind} rule for ${src.text} out of ${o.out}`, `see \`xdpnet nat ${kind} show\``);
   detachIfUnused(inst);
+  return found;
 }
 
 export interface PortmapOptions { proto: string; port: string; to: string; on?: string; conntrackMax?: string; netns?: string }
@@ -184,15 +187,19 @@ export function addPortmap(inst: InstancePaths, o: PortmapOptions): PortmapInfo 
   return { ...withNatMaps(inst, (m) => readPortmaps(m).find((p) => p.proto === proto && p.port === port && p.onIfindex === onIfindex))!, conntrack };
 }
 
-export function delPortmap(inst: InstancePaths, o: { proto: string; port: string; on?: string; netns?: string }): void {
+/** Removes a port mapping; returns it as `nat show` listed it. */
+export function delPortmap(inst: InstancePaths, o: { proto: string; port: string; on?: string; netns?: string }): PortmapInfo {
   const proto = parseProto(o.proto);
   const port = parsePort(o.port, '--host-port');
   const onIfindex = o.on ? resolveIface(o.on, o.netns) : 0;
   const key = PortmapKey.encode({ ifindex: onIfindex, port, proto: PROTO_NUM[proto], pad: 0 });
-  if (!withNatMaps(inst, (m) => m.portmap.delete(key))) {
-    throw new XdpnetError(`no mapping of ${proto} port ${port}${o.on ? ` on ${o.on}` : ''}`, 'see `xdpnet nat portmap show`');
-  }
+  const found = withNatMaps(inst, (m) => {
+    const pm = readPortmaps(m).find((p) => p.proto === proto && p.port === port && p.onIfindex === onIfindex);
+    return m.portmap.delete(key) ? pm : undefined;
+  });
+  if (!found) throw new XdpnetError(`no mapping of ${proto} port ${port}${o.on ? ` on ${o.on}` : ''}`, 'see `xdpnet nat portmap show`');
   detachIfUnused(inst);
+  return found;
 }
 
 export interface NatState { snat: SnatRuleInfo[]; portmaps: PortmapInfo[]; links: NatLink[] }

@@ -14,7 +14,7 @@ import type { InstancePaths } from './paths.js';
  * cache line an entry. `part` is a power of two from `minPart` to the size
  * compiled into the object (`maxPart`); the BPF side reads it from the
  * `const volatile` named `part`. perFlow entries a flow a CPU keeps its set
- * conflicts rare (bpf/lib/bridge.h and nat.h say what was measured).
+ * conflicts rare (bpf/lib/bridge.h and nat_hot.h say what was measured).
  */
 export interface PerCpuCache {
   map: string;
@@ -30,7 +30,7 @@ export interface PerCpuCache {
 export const BR_CACHE: PerCpuCache = {
   map: 'xn_br_cache', part: 'xn_br_cache_part', entryBytes: 64, ways: 2, perFlow: 16, minPart: 256, maxPart: 16384,
 };
-/** NAT's hot copies of steady flows (bpf/lib/nat.h), sized from the conntrack capacity. */
+/** NAT's hot copies of steady flows (bpf/lib/nat_hot.h), sized from the conntrack capacity. */
 export const NAT_HOT: PerCpuCache = {
   map: 'xn_nat_hot', part: 'xn_nat_hot_part', entryBytes: 64, ways: 4, perFlow: 4, minPart: 256, maxPart: 32768,
 };

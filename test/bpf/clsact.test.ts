@@ -3,5 +3,9 @@
 // the programs' return codes and redirects must mean the same there.
 process.env.XDPNET_TC = 'clsact';
 
-await import('./nat.test.js');
-await import('./vxlan.test.js');
+await import('./nat-translate.test.js');
+await import('./nat-conntrack.test.js');
+await import('./nat-delivery.test.js');
+await import('./vxlan-encap.test.js');
+await import('./vxlan-decap.test.js');
+await import('./vxlan-interop.test.js');

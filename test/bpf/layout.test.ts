@@ -144,7 +144,7 @@ describe('constants shared by C and TypeScript', () => {
   });
 
   it('the per-CPU caches\' bounds and entry sizes (bpf/lib) match src/objects/memory.ts', () => {
-    const lib = cDefinitions(['bpf/lib/bridge.h', 'bpf/lib/nat.h']).defines;
+    const lib = cDefinitions(['bpf/lib/bridge.h', 'bpf/lib/nat_hot.h']).defines;
     expect({ br: BR_CACHE.maxPart, nat: NAT_HOT.maxPart, natWays: NAT_HOT.ways })
       .toEqual({ br: lib.get('XN_BR_CACHE_SIZE'), nat: lib.get('XN_NAT_HOT_SIZE'), natWays: lib.get('XN_NAT_HOT_WAYS') });
     const bridge = btfs.get('bridge.bpf.o')!;

@@ -20,7 +20,7 @@ export function vxlanRef(sw: RefSwitch, vteps: RefVtep[], uplink: string, f: Buf
   const hl = (ip[0] & 0x0f) * 4;
   const tot = ip.readUInt16BE(2);
   if (ip[0] >> 4 !== 4 || hl < 20 || tot < hl) return drop('malformed-ipv4');
-  if (tot > ip.length) return drop('truncated-ipv4');
+  if (tot > ip.length || hl > ip.length) return drop('truncated-ipv4'); // options too, before the protocol (bpf/lib/ipv4.h, as NAT)
   if (ip[9] !== 17 || ip.readUInt16BE(6) & 0x3fff) return { cls: 'pass' }; // not UDP, or a fragment: the stack's
   const udp = ip.subarray(hl, tot);
   if (udp.length < 8) return drop('truncated-udp');

@@ -6,28 +6,51 @@ import { execFileSync } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
 import { xdpnet } from '../helpers/sys.js';
 
-const SHOWS = [['bridge'], ['fdb'], ['vxlan'], ['nat'], ['nat', 'masquerade'], ['nat', 'snat'], ['nat', 'portmap'], ['conntrack']];
-const DELS = [['bridge'], ['fdb'], ['vxlan'], ['vxlan', 'remote'], ['nat', 'masquerade'], ['nat', 'snat'], ['nat', 'portmap']];
+
+/** Each command path of the tree (from the bash completion script, which is generated from it) with its words: subcommands, aliases, options. */
+function tree(): Map<string, string[]> {
+  const script = xdpnet(['completion', 'bash']).stdout;
+  return new Map([...script.matchAll(/^ {4}"([^"]*)"\) words="([^"]*)" ;;$/gm)].map((m) => [m[1], m[2].split(' ')]));
+}
+
+/** Every command that changes state: each prints what it created, removed or changed with --json. */
+const CHANGES = ['attach', 'detach', 'bridge add', 'bridge del', 'fdb add', 'fdb del', 'fdb flush', 'fdb load', 'fdb age',
+  'vxlan add', 'vxlan del', 'vxlan remote add', 'vxlan remote del', 'nat masquerade add', 'nat masquerade del', 'nat snat add',
+  'nat snat del', 'nat portmap add', 'nat portmap del', 'nat flush', 'conntrack flush', 'conntrack gc', 'conntrack timeouts',
+  'network create', 'endpoint add', 'endpoint del'];
 
 describe('cli grammar', () => {
-  it('show answers to list and ls everywhere (conntrack list included)', () => {
-    for (const p of SHOWS) {
-      const help = xdpnet([...p, 'show', '--help']);
-      expect(help.code, p.join(' ')).toBe(0);
-      expect(help.stdout, p.join(' ')).toContain('show|list');
-      for (const a of ['list', 'ls']) expect(xdpnet([...p, a, '--help']).stdout, `${p.join(' ')} ${a}`).toBe(help.stdout);
+  it('over the whole command tree: every show has list and ls, every del has delete, every --json has -j', () => {
+    const t = tree();
+    expect(t.size).toBeGreaterThan(40);
+    for (const [path, words] of t) {
+      if (words.includes('show')) expect(words, `${path} show`).toEqual(expect.arrayContaining(['list', 'ls']));
+      if (words.includes('del')) expect(words, `${path} del`).toContain('delete');
+      if (words.includes('--json')) expect(words, path).toContain('-j');
     }
   });
-  it('del answers to delete everywhere', () => {
-    for (const p of DELS) {
-      const help = xdpnet([...p, 'del', '--help']);
-      expect(help.code, p.join(' ')).toBe(0);
-      expect(xdpnet([...p, 'delete', '--help']).stdout, p.join(' ')).toBe(help.stdout);
+  it('every command that changes state takes --json (and only paths that exist are listed)', () => {
+    const t = tree();
+    for (const path of CHANGES) expect(t.get(path), path).toEqual(expect.arrayContaining(['--json', '-j']));
+  });
+  it('a global --netns on a command that never enters a namespace is an error, not ignored', () => {
+    for (const cmd of [['network', 'create', 'n', '--vni', '1', '--cidr', '10.0.0.0/16'], ['network', 'show', 'n'], ['completion', 'bash']]) {
+      expect(xdpnet(['--netns', 'x', ...cmd]), cmd.join(' ')).toMatchObject({
+        code: 2, stdout: '', stderr: expect.stringMatching(new RegExp(`^xdpnet: error: --netns does not apply to \`xdpnet ${cmd[0]}( ${cmd[1]})?\``)),
+      });
     }
   });
-  it('-j is --json wherever there is --json', () => {
-    for (const p of [...SHOWS.map((x) => [...x, 'show']), ['status'], ['stats'], ['conntrack', 'timeouts'], ['vxlan', 'add']]) {
-      expect(xdpnet([...p, '--help']).stdout, p.join(' ')).toContain('-j, --json');
+  it('attach --mode on a bridge port, which defaults to the tc hook, is an error naming both options', () => {
+    expect(xdpnet(['attach', 'veth1', '--bridge', 'br0', '--mode', 'generic'])).toMatchObject({
+      code: 2, stderr: expect.stringContaining('--mode applies to --hook xdp only: --bridge ports use --hook tc unless told otherwise'),
+    });
+  });
+  it('the aliases are the commands themselves (a sample: the tree-wide check above covers every path)', () => {
+    for (const [name, alias] of [[['conntrack', 'show'], ['conntrack', 'ls']], [['vxlan', 'remote', 'del'], ['vxlan', 'remote', 'delete']]]) {
+      const help = xdpnet([...name, '--help']);
+      expect(help.code, name.join(' ')).toBe(0);
+      expect(xdpnet([...alias, '--help']).stdout, alias.join(' ')).toBe(help.stdout);
+      expect(help.stdout).toMatch(/show\|list|del\|delete/);
     }
   });
   it('--version prints package.json\'s version', () => {
