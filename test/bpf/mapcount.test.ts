@@ -1,8 +1,9 @@
 // Counting the conntrack table in the kernel (src/objects/mapcount.ts), each
 // way this kernel runs, against what a full walk of the table finds: entries
 // inserted, the LRU overfilled (the kernel evicts without a word), some
-// deleted, all deleted. The table is the real xn_ct of bpf/nat.bpf.o, sized
-// as `--conntrack-max 1024` sizes it; the scrape's gauge is checked too.
+// deleted, all deleted. The table is the real xn_ct of bpf/nat.bpf.o (its maps
+// only: no program needs to pass this kernel's verifier), sized as
+// `--conntrack-max 1024` sizes it; the scrape's gauge is checked too.
 import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ctCounters } from '../../src/dataplane/conntrack.js';
@@ -10,7 +11,7 @@ import { COUNT_METHODS, MapCounter, mapCounter } from '../../src/objects/mapcoun
 import { CtEntry, ctEntriesFor, CtKey, NAT } from '../../src/objects/nat.js';
 import type { InstancePaths } from '../../src/objects/paths.js';
 import { createRegistry } from '../../src/observe/metrics.js';
-import type { BpfMap } from '../../src/sys/libbpf.js';
+import { BpfObject, type BpfMap } from '../../src/sys/libbpf.js';
 import { monotonicCoarseNs } from '../../src/sys/libc.js';
 import { builtObject, PinRoot } from '../helpers/bpf.js';
 
@@ -18,6 +19,7 @@ const FLOWS = 1024;
 const CAPACITY = ctEntriesFor(FLOWS); // 2 entries a flow + the LRU's per-CPU slack
 
 let pins: PinRoot;
+let nat: BpfObject | undefined;
 let ct: BpfMap;
 
 /** Distinct conntrack keys first..first+n-1, packed, and their entries (seen now, so nothing expires). */
@@ -55,10 +57,14 @@ function clear(): void {
 
 beforeAll(() => {
   pins = new PinRoot('mapcount');
-  const nat = pins.open(builtObject(NAT.object), (o) => o.setMaxEntries(NAT.maps.ct, CAPACITY));
-  ct = nat.map(NAT.maps.ct);
+  nat = BpfObject.open(builtObject(NAT.object), { pinRoot: pins.dir, programs: [] });
+  nat.setMaxEntries(NAT.maps.ct, CAPACITY);
+  ct = nat.load().map(NAT.maps.ct);
 });
-afterAll(() => pins?.cleanup());
+afterAll(() => {
+  nat?.close();
+  pins?.cleanup();
+});
 
 describe('conntrack entries counted in the kernel', () => {
   it("uses the kernel's own element count where it has one (6.6+: bpf_map_sum_elem_count), probed by loading", () => {
