@@ -8,6 +8,7 @@ import {
   CT_FLAGS, CT_STATE_NAMES, CtEntry, ctFlowsOf, CtKey, CtStats, DEFAULT_TIMEOUTS, flowsDeleted, NatConfig, timeoutSec, type CtEntryT, type CtKeyT,
   type NatConfigT,
 } from '../objects/nat.js';
+import { mapCounter } from '../objects/mapcount.js';
 import type { InstancePaths } from '../objects/paths.js';
 import { monotonicCoarseNs } from '../sys/libc.js';
 import { parsePrefix, PROTO_NAME, type Prefix } from './inet.js';
@@ -310,7 +311,7 @@ export function ctCounters(inst: InstancePaths): CtCounters | undefined {
     const s = v ? sumPerCpu(CtStats, v) : undefined;
     const n = (x: bigint | undefined) => Number(x ?? 0n);
     return {
-      entries: m.ct.count(), max: m.ct.info.maxEntries, maxFlows: ctFlowsOf(m.ct.info.maxEntries), created: n(s?.created), insertFailed: n(s?.insert_failed),
+      entries: mapCounter().entries(m.ct), max: m.ct.info.maxEntries, maxFlows: ctFlowsOf(m.ct.info.maxEntries), created: n(s?.created), insertFailed: n(s?.insert_failed),
       portExhausted: n(s?.port_exhausted), portRetries: n(s?.port_retries), expired: n(s?.expired), restored: n(s?.restored),
     };
   });

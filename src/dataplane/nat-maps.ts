@@ -3,6 +3,7 @@
 import { existsSync, mkdirSync, rmSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { XdpnetError } from '../errors.js';
+import { mapCounter } from '../objects/mapcount.js';
 import { NAT_HOT } from '../objects/memory.js';
 import { ctEntriesFor, ctFlowsOf, loadNat, NAT, pinnedCtEntries } from '../objects/nat.js';
 import type { InstancePaths } from '../objects/paths.js';
@@ -40,7 +41,7 @@ export function ensureNatTable(inst: InstancePaths, flows?: number): CtTable {
         `omit --conntrack-max to keep ${ctFlowsOf(have)}, or remove every NAT rule first (xdpnet nat flush; tracked flows are lost) and add it again with --conntrack-max ${flows}`);
     }
     const pin = join(inst.maps, NAT.maps.ct);
-    replaced = { maxFlows: ctFlowsOf(have), entries: BpfMap.usePin(pin, (m) => m.count()) ?? 0 };
+    replaced = { maxFlows: ctFlowsOf(have), entries: BpfMap.usePin(pin, (m) => mapCounter().entries(m)) ?? 0 };
     unlinkSync(pin); // no program holds it any more: the next load creates the new size
     rmSync(join(inst.maps, NAT_HOT.map), { force: true }); // and hot copies sized for it
   }
@@ -54,5 +55,5 @@ export function ensureNatTable(inst: InstancePaths, flows?: number): CtTable {
 
 /** The conntrack table's size and fill, if the instance has one. */
 export function ctTable(inst: InstancePaths): (CtTable & { entries: number }) | undefined {
-  return BpfMap.usePin(join(inst.maps, NAT.maps.ct), (m) => ({ maxFlows: ctFlowsOf(m.info.maxEntries), maxEntries: m.info.maxEntries, entries: m.count() }));
+  return BpfMap.usePin(join(inst.maps, NAT.maps.ct), (m) => ({ maxFlows: ctFlowsOf(m.info.maxEntries), maxEntries: m.info.maxEntries, entries: mapCounter().entries(m) }));
 }

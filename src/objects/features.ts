@@ -7,7 +7,7 @@ import { existsSync } from 'node:fs';
 import { XdpnetError } from '../errors.js';
 import { probeHelper, probeMapFlags, probeMapType, probeProgType } from '../sys/libbpf.js';
 
-export const PROG_TYPES = { tc: 3 /* SCHED_CLS */, xdp: 6, tracing: 26 /* tp_btf: the monitor's observer */ } as const;
+export const PROG_TYPES = { tc: 3 /* SCHED_CLS */, xdp: 6, tracing: 26 /* tp_btf: the monitor's observer; iter: objects/mapcount.ts */ } as const;
 export type ProgKind = keyof typeof PROG_TYPES;
 
 interface Feature { name: string; since: string }
@@ -63,6 +63,7 @@ export const HELPERS: Record<number, Feature & { progs: ProgKind[] }> = {
   65: { name: 'bpf_xdp_adjust_tail', since: '4.18', progs: ['xdp'] },
   69: { name: 'bpf_fib_lookup', since: '4.18', progs: ['tc', 'xdp'] },
   118: { name: 'bpf_jiffies64', since: '5.5', progs: ['tc', 'xdp'] },
+  127: { name: 'bpf_seq_write', since: '5.8', progs: ['tracing'] },
   131: { name: 'bpf_ringbuf_reserve', since: '5.8', progs: ['tc', 'xdp', 'tracing'] },
   132: { name: 'bpf_ringbuf_submit', since: '5.8', progs: ['tc', 'xdp', 'tracing'] },
   152: { name: 'bpf_redirect_neigh', since: '5.10', progs: ['tc'] },

@@ -6,7 +6,7 @@ import { readFileSync } from 'node:fs';
 import client from 'prom-client';
 import { listAttachments, primaryAttachments } from '../dataplane/attach.js';
 import { bridgeCounts } from '../dataplane/bridge.js';
-import { listFdb } from '../dataplane/fdb.js';
+import { fdbCounts } from '../dataplane/fdb.js';
 import { instanceNetns, withNetns } from '../dataplane/host.js';
 import { ctCounters } from '../dataplane/conntrack.js';
 import { natLinks } from '../dataplane/nat-links.js';
@@ -111,10 +111,9 @@ export function createRegistry(o: MetricsOptions = {}): client.Registry {
     }
     const bridges = bridgeCounts(inst);
     if (bridges.length) {
-      const fdb = new Map<string, number>();
-      for (const r of listFdb(inst, { all: true })) fdb.set(`${r.bridge}\0${r.type}`, (fdb.get(`${r.bridge}\0${r.type}`) ?? 0) + 1);
+      const fdb = fdbCounts(inst);
       for (const b of bridges) {
-        for (const type of ['static', 'learned', 'local']) f.fdb.set({ netns, bridge: b.name, type }, fdb.get(`${b.name}\0${type}`) ?? 0);
+        for (const [type, n] of Object.entries(fdb.get(b.name) ?? { static: 0, learned: 0, local: 0 })) f.fdb.set({ netns, bridge: b.name, type }, n);
         f.brLearned.set({ netns, bridge: b.name }, b.learned);
         f.brLearnedMax.set({ netns, bridge: b.name }, b.maxLearned);
         f.ports.set({ netns, bridge: b.name }, b.ports);

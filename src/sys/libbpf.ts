@@ -4,7 +4,7 @@
 // Over 500 lines because it is the one FFI binding of libbpf (only src/sys talks
 // FFI): declarations, object, map and program wrappers belong together.
 import koffi from 'koffi';
-import { existsSync } from 'node:fs';
+import { existsSync, readSync } from 'node:fs';
 import { join } from 'node:path';
 import { constants } from 'node:os';
 import { BpfError, VerifierError, XdpnetError } from '../errors.js';
@@ -80,6 +80,8 @@ function bind() {
     sz: 'size_t', btf_fd: 'uint32_t', btf_key_type_id: 'uint32_t', btf_value_type_id: 'uint32_t',
     btf_vmlinux_value_type_id: 'uint32_t', inner_map_fd: 'uint32_t', map_flags: 'uint32_t',
   });
+  // bpf_iter_attach_opts; link_info points at union bpf_iter_link_info (for a map element iterator: the map's fd).
+  const IterAttachOpts = koffi.struct('xn_bpf_iter_attach_opts', { sz: 'size_t', link_info: 'void *', link_info_len: 'uint32_t' });
   const PrintFn = koffi.proto('int xn_libbpf_print_fn(int level, const char *fmt, void *ap)');
   const SampleFn = koffi.proto('int xn_ring_buffer_sample_fn(void *ctx, void *data, size_t size)');
   return {
@@ -90,6 +92,7 @@ function bind() {
     TcHook,
     TcOpts,
     MapCreateOpts,
+    IterAttachOpts,
     PrintFn,
     SampleFn,
     map_set_pin_path: so.func('int bpf_map__set_pin_path(void *map, const char *path)'),
@@ -146,6 +149,10 @@ function bind() {
     map_create: so.func(
       'int bpf_map_create(int map_type, const char *name, uint32_t key_size, uint32_t value_size, uint32_t max_entries, xn_bpf_map_create_opts *opts)',
     ),
+    program_attach_iter: so.func('void *bpf_program__attach_iter(void *prog, xn_bpf_iter_attach_opts *opts)'),
+    link_fd: so.func('int bpf_link__fd(void *link)'),
+    link_destroy: so.func('int bpf_link__destroy(void *link)'),
+    iter_create: so.func('int bpf_iter_create(int link_fd)'),
     link_create: so.func('int bpf_link_create(int prog_fd, int target_fd, int attach_type, xn_bpf_link_create_opts *opts)'),
   };
 }
@@ -349,6 +356,22 @@ export class BpfObject {
     throw new XdpnetError(`program ${name} not found in ${this.path}`);
   }
 
+  /**
+   * Attaches an iterator program (SEC("iter/...")): over `map`'s elements for
+   * a map element iterator, else over its kind of object (every map, ...).
+   * Each read() of the returned link runs the program anew.
+   */
+  attachIter(program: string, map?: BpfMap): BpfIter {
+    const l = lib();
+    const p = [...this.programHandles()].find((x) => x.name === program);
+    if (!p) throw new XdpnetError(`program ${program} not found in ${this.path}`);
+    const info = Buffer.alloc(8); // union bpf_iter_link_info: map.map_fd first
+    if (map) info.writeUInt32LE(map.fd, 0);
+    const link = l.program_attach_iter(p.handle, { sz: koffi.sizeof(l.IterAttachOpts), link_info: map ? info : null, link_info_len: map ? info.length : 0 }) as Ptr;
+    if (!link) throw new BpfError('attach iterator', map ? `${program} to map ${map.name}` : program, errno());
+    return new BpfIter(link, map ? `${program} over ${map.name}` : program);
+  }
+
   map(name: string): BpfMap {
     const fd = lib().map_fd(this.mapHandle(name)) as number;
     if (fd < 0) throw new XdpnetError(`map ${name} of ${this.path} is not created yet (load first)`);
@@ -359,6 +382,44 @@ export class BpfObject {
   close(): void {
     if (this.handle) lib().object_close(this.handle);
     this.handle = null;
+  }
+}
+
+/** An attached BPF iterator (a link): read() runs it to the end and returns what it wrote. */
+export class BpfIter {
+  constructor(
+    private link: Ptr,
+    readonly name: string,
+  ) {}
+
+  read(): Buffer {
+    const l = lib();
+    if (!this.link) throw new XdpnetError(`iterator ${this.name} is closed`);
+    const fd = check(l.iter_create(l.link_fd(this.link) as number) as number, 'create iterator', this.name);
+    const parts: Buffer[] = [];
+    try {
+      for (;;) {
+        const buf = Buffer.alloc(8192);
+        let n: number;
+        try {
+          n = readSync(fd, buf);
+        } catch (e) {
+          // The kernel pauses a long walk that has written nothing yet (1M elements, or a
+          // reschedule) with EAGAIN; the next read goes on where it stopped.
+          if ((e as NodeJS.ErrnoException).code === 'EAGAIN' || (e as NodeJS.ErrnoException).code === 'EINTR') continue;
+          throw new BpfError('read iterator', this.name, (e as NodeJS.ErrnoException).errno ?? EINVAL);
+        }
+        if (!n) return Buffer.concat(parts);
+        parts.push(buf.subarray(0, n));
+      }
+    } finally {
+      closeFd(fd);
+    }
+  }
+
+  close(): void {
+    if (this.link) lib().link_destroy(this.link);
+    this.link = null;
   }
 }
 
