@@ -14,12 +14,13 @@ import {
 import { ipv4ToNum, struct, u32 } from '../../src/objects/codec.js';
 import type { BpfMap, BpfObject } from '../../src/sys/libbpf.js';
 import { ifNameToIndex } from '../../src/sys/libc.js';
-import { builtObject, giveSlots, ifCounters, PinRoot, TC, XDP } from '../helpers/bpf.js';
+import { readCounters } from '../../src/dataplane/slots.js';
+import { builtObject, giveSlots, PinRoot, TC, XDP } from '../helpers/bpf.js';
 import { ETH_P, mac } from '../helpers/packet.js';
 import { cleanup, netns, sh, veth } from '../helpers/sys.js';
 import { bridgeRef, egressTag, fdbKey, retagged, type Outcome, type RefPort, type RefSwitch } from './bridge-ref.js';
 import { FRAMES, frame, l3, mutate, Rng, runSeed, type Addrs } from './gen.js';
-import { report, runFrame } from './harness.js';
+import { report, Runner, started } from './harness.js';
 import { canon, checkEncap, diff, fdbNow, tcBytes } from './switch-maps.js';
 
 const MACS = {
@@ -123,9 +124,10 @@ describe('fuzz: bridge programs', () => {
 
   function fuzz(hook: Hook): void {
     const seed = runSeed();
+    const since = started();
     const r = new Rng(seed);
     const ref = configure();
-    const prog = br.program(hook === 'xdp' ? BRIDGE.programs.xdp : BRIDGE.programs.tc);
+    const runner = new Runner(br.program(hook === 'xdp' ? BRIDGE.programs.xdp : BRIDGE.programs.tc), hook);
     const mismatches: string[] = [];
     const want = { rx: {} as Record<string, number>, tx: {} as Record<string, number>, flooded: {} as Record<string, number>, learned: {} as Record<string, number>, drops: {} as Record<string, Record<string, number>> };
     const add = (o: Record<string, number>, k: string, n = 1) => void (o[k] = (o[k] ?? 0) + n);
@@ -141,19 +143,21 @@ describe('fuzz: bridge programs', () => {
     /** The maps against what the reference expects of every frame so far. */
     const checkMaps = (i: number) => {
       const got = { rx: {} as Record<string, number>, tx: {} as Record<string, number>, flooded: {} as Record<string, number>, learned: {} as Record<string, number>, drops: {} as Record<string, Record<string, number>> };
+      const counters = readCounters(map('xn_if_slots'), map('xn_if_stats')); // one read of each map a batch
+      const drops = readDropsByIface(map('xn_drops'));
       for (const p of [...Object.keys(PORTS), 'up0']) {
-        const c = ifCounters(br, ifx[p])!;
+        const c = counters.get(ifx[p])!;
         if (c.rx_packets) got.rx[p] = Number(c.rx_packets);
         if (c.tx_packets) got.tx[p] = Number(c.tx_packets);
         if (c.flooded) got.flooded[p] = Number(c.flooded);
         if (c.learned) got.learned[p] = Number(c.learned);
         // rx = forwarded + flooded + passed + dropped, forwarded and passed by the verdicts seen
         const d = Number(c.dropped);
-        const sumDrops = Object.values(readDropsByIface(map('xn_drops')).get(ifx[p]) ?? {}).reduce((a, b) => a + b, 0);
+        const sumDrops = Object.values(drops.get(ifx[p]) ?? {}).reduce((a, b) => a + b, 0);
         if (d !== sumDrops) fail(i, Buffer.alloc(0), [], `${p}: dropped ${d} but ${sumDrops} drops by reason`);
       }
       const byIfx = new Map(Object.entries(ifx).map(([n, x]) => [x, n]));
-      for (const [x, reasons] of readDropsByIface(map('xn_drops'))) got.drops[byIfx.get(x) ?? String(x)] = reasons;
+      for (const [x, reasons] of drops) got.drops[byIfx.get(x) ?? String(x)] = reasons;
       const now = fdbNow(br, ifx);
       const sameFdb = canon([...now].sort()) === canon([...ref.fdb].sort());
       if (canon(got) !== canon(want) || !sameFdb) {
@@ -170,7 +174,7 @@ describe('fuzz: bridge programs', () => {
       const kind = r.int(10);
       const payload = kind < 6 ? l3(r, ADDRS) : kind < 8 ? arp(r) : r.bytes(r.int(64));
       const { frame: f, how } = mutate(r, frame(r, ADDRS, VIDS, payload, kind < 6 ? ETH_P.IPV4 : kind < 8 ? ETH_P.ARP : r.pick([ETH_P.IPV6, 0x88cc, 0x0001])));
-      const res = runFrame(prog, hook, ifx[inName], f);
+      const res = runner.run(ifx[inName], f);
       if (!res) {
         refused++;
         continue;
@@ -217,7 +221,8 @@ describe('fuzz: bridge programs', () => {
         }
       }
     }
-    report(`bridge ${hook}`, seed, run, mismatches.length, refused);
+    runner.close();
+    report(`bridge ${hook}`, seed, run, mismatches.length, refused, since);
     console.log(`  ${canon(classes)}`);
     for (const cls of Object.keys(VERDICT[hook])) expect(classes[cls] ?? 0, `${cls} frames`).toBeGreaterThan(run / 200); // every rule reached
     expect(mismatches.filter(Boolean), `seed ${seed}: ${mismatches.length} mismatches`).toEqual([]);

@@ -3,31 +3,53 @@
 // XDPNET_FUZZ_REPORT names).
 import { appendFileSync } from 'node:fs';
 import { BpfError } from '../../src/errors.js';
-import type { BpfProgram, TestRunResult } from '../../src/sys/libbpf.js';
+import type { BpfProgram, FrameRunner } from '../../src/sys/libbpf.js';
 
 const EINVAL = 22;
 
-export function report(program: string, seed: number, frames: number, mismatches: number, refused = 0): void {
-  // refused: frames the kernel's test run will not take (shorter than an Ethernet header, or tc with an
-  // IPv4/IPv6 EtherType but less than that header); a NIC never delivers them to tc either
-  console.log(`fuzz ${program}: ${frames} frames, ${mismatches} mismatches, ${refused} refused by the kernel (seed ${seed})`);
-  const file = process.env.XDPNET_FUZZ_REPORT;
-  if (file) appendFileSync(file, `| ${program} | ${frames} | ${mismatches} | ${refused} | ${seed} |\n`);
+/** When a run started: wall and CPU clocks, for the rate report() prints. */
+export function started(): { wall: bigint; cpu: NodeJS.CpuUsage } {
+  return { wall: process.hrtime.bigint(), cpu: process.cpuUsage() };
 }
 
-/** Runs prog on frame f as received on ifindex: the result, or undefined if the kernel refuses the frame (EINVAL). */
-export function runFrame(prog: BpfProgram, hook: 'xdp' | 'tc', ifindex: number, f: Buffer): TestRunResult | undefined {
-  const ctx = Buffer.alloc(hook === 'xdp' ? 24 : 44);
-  if (hook === 'xdp') {
-    ctx.writeUInt32LE(f.length, 4); // struct xdp_md: data_end
-    ctx.writeUInt32LE(ifindex, 12); // ingress_ifindex
-  } else {
-    ctx.writeUInt32LE(ifindex, 40); // struct __sk_buff: ifindex
+export function report(program: string, seed: number, frames: number, mismatches: number, refused: number, since: ReturnType<typeof started>): void {
+  // refused: frames the kernel's test run will not take (shorter than an Ethernet header, or tc with an
+  // IPv4/IPv6 EtherType but less than that header); a NIC never delivers them to tc either
+  const wall = Number(process.hrtime.bigint() - since.wall) / 1e9;
+  const c = process.cpuUsage(since.cpu);
+  const cpu = (c.user + c.system) / 1e6; // the kernel's test runs are the system part
+  const rate = (s: number) => Math.round((frames + refused) / s);
+  console.log(`fuzz ${program}: ${frames} frames, ${mismatches} mismatches, ${refused} refused by the kernel (seed ${seed}); ` +
+    `${wall.toFixed(1)} s, ${rate(wall)} frames/s, ${rate(cpu)} a CPU second`);
+  const file = process.env.XDPNET_FUZZ_REPORT;
+  if (file) appendFileSync(file, `| ${program} | ${frames} | ${mismatches} | ${refused} | ${seed} | ${wall.toFixed(0)} s | ${rate(wall)} | ${rate(cpu)} |\n`);
+}
+
+/**
+ * Runs one program on frame after frame through a FrameRunner (one FFI call a
+ * frame, nothing allocated): the result, or undefined if the kernel refuses
+ * the frame (EINVAL). The output is a view, valid until the next run.
+ */
+export class Runner {
+  private readonly fr: FrameRunner;
+  constructor(private readonly prog: BpfProgram, private readonly hook: 'xdp' | 'tc') {
+    this.fr = prog.frameRunner(4096, hook === 'xdp' ? 24 : 44);
   }
-  try {
-    return prog.testRun({ data: f, ctx });
-  } catch (e) {
-    if (e instanceof BpfError && e.errno === EINVAL && f.length < 14 + 40) return undefined;
-    throw e;
+
+  run(ifindex: number, f: Buffer): { retval: number; data: Buffer } | undefined {
+    if (this.hook === 'xdp') {
+      this.fr.ctx.writeUInt32LE(f.length, 4); // struct xdp_md: data_end
+      this.fr.ctx.writeUInt32LE(ifindex, 12); // ingress_ifindex
+    } else {
+      this.fr.ctx.writeUInt32LE(ifindex, 40); // struct __sk_buff: ifindex
+    }
+    const ret = this.fr.run(f);
+    if (ret === -EINVAL && f.length < 14 + 40) return undefined;
+    if (ret < 0) throw new BpfError('test-run program', this.prog.name, -ret);
+    return { retval: this.fr.retval, data: this.fr.output };
+  }
+
+  close(): void {
+    this.fr.close();
   }
 }

@@ -16,12 +16,13 @@ import {
 import { ipv4ToNum, struct, u32 } from '../../src/objects/codec.js';
 import type { BpfMap, BpfObject } from '../../src/sys/libbpf.js';
 import { ifNameToIndex } from '../../src/sys/libc.js';
-import { builtObject, giveSlots, ifCounters, PinRoot, TC, XDP } from '../helpers/bpf.js';
+import { readCounters } from '../../src/dataplane/slots.js';
+import { builtObject, giveSlots, PinRoot, TC, XDP } from '../helpers/bpf.js';
 import { eth, ETH_P, mac } from '../helpers/packet.js';
 import { cleanup, netns, sh, veth } from '../helpers/sys.js';
 import { egressTag, fdbKey, retagged, type Outcome, type RefPort, type RefSwitch } from './bridge-ref.js';
 import { FRAMES, frame, l3, mutate, Rng, runSeed, vxlanPacket, type Addrs } from './gen.js';
-import { report, runFrame } from './harness.js';
+import { report, Runner, started } from './harness.js';
 import { canon, diff, fdbNow, tcBytes } from './switch-maps.js';
 import { vxlanRef, type RefVtep } from './vxlan-ref.js';
 
@@ -125,9 +126,10 @@ describe('fuzz: VXLAN uplink programs', () => {
 
   function fuzz(hook: Hook): void {
     const seed = runSeed();
+    const since = started();
     const r = new Rng(seed);
     let ref = configure();
-    const prog = br.program(hook === 'xdp' ? VXLAN.programs.uplink : VXLAN.programs.uplinkTc);
+    const runner = new Runner(br.program(hook === 'xdp' ? VXLAN.programs.uplink : VXLAN.programs.uplinkTc), hook);
     const mismatches: string[] = [];
     const fail = (i: number, f: Buffer, how: string[], what: string) => {
       mismatches.push(mismatches.length < 5 ? `frame ${i} (seed ${seed}, ${how.join(' + ') || 'unmutated'}): ${what}\n  ${f.toString('hex')}` : '');
@@ -141,7 +143,7 @@ describe('fuzz: VXLAN uplink programs', () => {
     const BATCH = 2000;
     for (let i = 0; run < FRAMES; i++) { // FRAMES run, not counting what the kernel refuses
       const { frame: f, how } = mutate(r, uplinkFrame(r), 0.6);
-      const res = runFrame(prog, hook, ifx.up0, f);
+      const res = runner.run(ifx.up0, f);
       if (!res) {
         refused++;
         continue;
@@ -157,24 +159,26 @@ describe('fuzz: VXLAN uplink programs', () => {
       }
       if (o.cls === 'forward') add(o.out, 'tx');
       if (o.cls === 'forward' || o.cls === 'flood') decapped++;
-      const where = `${hook} verdict ${res.retval}, reference ${JSON.stringify({ ...o, inner: undefined, vtep: o.vtep?.vni })}`;
+      const where = () => `${hook} verdict ${res.retval}, reference ${JSON.stringify({ ...o, inner: undefined, vtep: o.vtep?.vni })}`;
       if (res.retval !== VERDICT[hook][o.cls]) {
-        fail(i, f, how, where);
+        fail(i, f, how, where());
       } else if (o.cls === 'pass') {
         if (!res.data.equals(f)) fail(i, f, how, `passed changed: ${res.data.toString('hex')}`);
       } else if (o.cls === 'forward' || (o.cls === 'flood' && hook === 'xdp')) {
         const inner = o.inner!;
         const exp = o.cls === 'flood' ? Buffer.concat([BrMeta.encode({ bridge: o.vtep!.bridge, vid: o.vtep!.vid, tagged: 0 }), inner])
           : hook === 'xdp' ? retagged(inner, o.vtep!.vid, o.tag) : tcBytes(inner, o.tag);
-        if (!res.data.equals(exp)) fail(i, f, how, `${where}: out\n  ${res.data.toString('hex')}\n  expected\n  ${exp.toString('hex')}`);
+        if (!res.data.equals(exp)) fail(i, f, how, `${where()}: out\n  ${res.data.toString('hex')}\n  expected\n  ${exp.toString('hex')}`);
       }
       if ((i + 1) % BATCH === 0 || run === FRAMES) {
         const got: Counts = {};
+        const counters = readCounters(map('xn_if_slots'), map('xn_if_stats')); // one read of each map a batch
+        const drops = readDropsByIface(map('xn_drops'));
         for (const p of [...Object.keys(PORTS), 'up0']) {
-          const c = ifCounters(br, ifx[p])!;
+          const c = counters.get(ifx[p])!;
           const g: Record<string, number> = {};
           for (const [k, n] of [['rx', c.rx_packets], ['tx', c.tx_packets], ['flooded', c.flooded], ['learned', c.learned]] as const) if (n) g[k] = Number(n);
-          for (const [reason, n] of Object.entries(readDropsByIface(map('xn_drops')).get(ifx[p]) ?? {})) g[`drop ${reason}`] = n;
+          for (const [reason, n] of Object.entries(drops.get(ifx[p]) ?? {})) g[`drop ${reason}`] = n;
           const dropped = Object.entries(g).filter(([k]) => k.startsWith('drop ')).reduce((a, [, n]) => a + n, 0);
           if (Number(c.dropped) !== dropped) fail(i, Buffer.alloc(0), [], `${p}: dropped ${c.dropped}, ${dropped} by reason`);
           if (Object.keys(g).length) got[p] = g;
@@ -190,7 +194,8 @@ describe('fuzz: VXLAN uplink programs', () => {
         }
       }
     }
-    report(`vxlan uplink ${hook}`, seed, run, mismatches.length, refused);
+    runner.close();
+    report(`vxlan uplink ${hook}`, seed, run, mismatches.length, refused, since);
     console.log(`  ${decapped} decapsulated`);
     expect(decapped).toBeGreaterThan(run / 20); // the generator must keep reaching decapsulation
     expect(mismatches.filter(Boolean), `seed ${seed}: ${mismatches.length} mismatches`).toEqual([]);
