@@ -20,7 +20,8 @@ import { ETH_P, mac } from '../helpers/packet.js';
 import { cleanup, netns, sh, veth } from '../helpers/sys.js';
 import { bridgeRef, egressTag, fdbKey, retagged, type Outcome, type RefPort, type RefSwitch } from './bridge-ref.js';
 import { FRAMES, frame, l3, mutate, Rng, runSeed, type Addrs } from './gen.js';
-import { report, Runner, started } from './harness.js';
+import { progress, report, Runner, started } from './harness.js';
+import { profile } from './zz-prof.js';
 import { canon, checkEncap, diff, fdbNow, tcBytes } from './switch-maps.js';
 
 const MACS = {
@@ -67,7 +68,8 @@ describe('fuzz: bridge programs', () => {
   let br: BpfObject;
   const ifx: Record<string, number> = {};
   let upMac = '';
-  const map = (name: string): BpfMap => br.map(name);
+  const maps = new Map<string, BpfMap>(); // opened once: br.map() asks the kernel for the map's info every time
+  const map = (name: string): BpfMap => maps.get(name) ?? maps.set(name, br.map(name)).get(name)!;
 
   beforeAll(() => {
     const ns = netns('fzbr');
@@ -219,6 +221,7 @@ describe('fuzz: bridge programs', () => {
           ref.fdb = fresh.fdb;
           for (const o of Object.values(want)) for (const k of Object.keys(o)) delete (o as Record<string, unknown>)[k];
         }
+        progress(`bridge ${hook}`, seed, run, mismatches.length, refused, since);
       }
     }
     runner.close();
@@ -228,8 +231,8 @@ describe('fuzz: bridge programs', () => {
     expect(mismatches.filter(Boolean), `seed ${seed}: ${mismatches.length} mismatches`).toEqual([]);
   }
 
-  it('XDP (xn_br_xdp) agrees with the reference on every frame', () => fuzz('xdp'), 600_000);
-  it('tc (xn_br_tc) agrees with the reference on every frame', () => fuzz('tc'), 600_000);
+  it('XDP (xn_br_xdp) agrees with the reference on every frame', () => profile('bridge-xdp', () => fuzz('xdp')), 600_000);
+  it('tc (xn_br_tc) agrees with the reference on every frame', () => profile('bridge-tc', () => fuzz('tc')), 600_000);
 });
 
 /** An ARP packet, request or reply, between the test's addresses (the bridge answers none: xn_arp is empty). */

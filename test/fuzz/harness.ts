@@ -26,6 +26,22 @@ export function report(program: string, seed: number, frames: number, mismatches
 }
 
 /**
+ * Called after every checked batch: each 10^6 frames (and only at batch ends,
+ * where the maps have just been checked) a line of JSON goes to the file
+ * XDPNET_FUZZ_PROGRESS names, so a long run stopped early still says how far
+ * it got with how many mismatches (test/fuzz/parallel.mjs reads it).
+ */
+export function progress(program: string, seed: number, frames: number, mismatches: number, refused: number, since: ReturnType<typeof started>): void {
+  const file = process.env.XDPNET_FUZZ_PROGRESS;
+  const step = Number(process.env.XDPNET_FUZZ_PROGRESS_EVERY ?? 1_000_000);
+  if (!file || Math.floor(frames / step) === Math.floor((lastProgress.get(program) ?? 0) / step)) return;
+  lastProgress.set(program, frames);
+  const wall = Number(process.hrtime.bigint() - since.wall) / 1e9;
+  appendFileSync(file, `${JSON.stringify({ program, seed, frames, mismatches, refused, seconds: Math.round(wall) })}\n`);
+}
+const lastProgress = new Map<string, number>();
+
+/**
  * Runs one program on frame after frame through a FrameRunner (one FFI call a
  * frame, nothing allocated): the result, or undefined if the kernel refuses
  * the frame (EINVAL). The output is a view, valid until the next run.

@@ -10,14 +10,15 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readDropsByIface } from '../../src/dataplane/stats.js';
 import { enterNetns } from '../../src/dataplane/host.js';
-import { ipv4ToNum, sumPerCpu, u32 } from '../../src/objects/codec.js';
+import { ipv4ToNum, u32 } from '../../src/objects/codec.js';
 import { CtStats, flowsDeleted, NAT, NatConfig, Portmap, PortmapKey, SNAT_FLAGS, SnatRule, snatKey } from '../../src/objects/nat.js';
 import type { BpfMap, BpfObject } from '../../src/sys/libbpf.js';
 import { ifNameToIndex } from '../../src/sys/libc.js';
 import { builtObject, PinRoot, TC, XDP } from '../helpers/bpf.js';
 import { ETH_P, IPPROTO, parse, type Parsed } from '../helpers/packet.js';
 import { cleanup, netns, sh } from '../helpers/sys.js';
-import { report, Runner, started } from './harness.js';
+import { progress, report, Runner, started } from './harness.js';
+import { profile } from './zz-prof.js';
 import { FRAMES, frame, l3, mutate, Rng, runSeed, type Addrs } from './gen.js';
 import { natRef } from './nat-ref.js';
 
@@ -53,7 +54,8 @@ describe('fuzz: NAT programs', () => {
   let pins: PinRoot;
   let nat: BpfObject;
   const ifx: Record<string, number> = {};
-  const map = (name: string): BpfMap => nat.map(name);
+  const maps = new Map<string, BpfMap>(); // opened once: nat.map() asks the kernel for the map's info every time
+  const map = (name: string): BpfMap => maps.get(name) ?? maps.set(name, nat.map(name)).get(name)!;
 
   beforeAll(() => {
     const ns = netns('fznat');
@@ -96,8 +98,13 @@ describe('fuzz: NAT programs', () => {
     map(NAT.maps.addrs).update(u32(ipv4ToNum(H)).reverse(), u32(ifx.up0));
     map(NAT.maps.addrs).update(u32(ipv4ToNum(BR)).reverse(), u32(ifx.ct0));
   }
-  let ctStats: BpfMap; // opened once: nat.map() asks the kernel for the map's info every time
-  const created = () => sumPerCpu(CtStats, (ctStats ??= map(NAT.maps.ctStats)).lookup(u32(0))!).created;
+  const createdAt = CtStats.fields.find((f) => f.name === 'created')!.offset;
+  const created = () => { // conntrack's created count: that one field of the per-CPU stats, summed
+    const v = map(NAT.maps.ctStats).lookup(u32(0))!;
+    let n = 0n;
+    for (let off = 0; off < v.length; off += Math.ceil(CtStats.size / 8) * 8) n += v.readBigUInt64LE(off + createdAt);
+    return n;
+  };
 
   function fuzz(hook: Hook): void {
     const seed = runSeed();
@@ -168,6 +175,7 @@ describe('fuzz: NAT programs', () => {
           dropVerdicts = {};
           malformedDrops = {};
         }
+        progress(`nat ${hook}`, seed, run, mismatches.length, refused, since);
       }
     }
     runner.close();
@@ -177,6 +185,6 @@ describe('fuzz: NAT programs', () => {
     expect(mismatches.filter(Boolean), `seed ${seed}: ${mismatches.length} mismatches`).toEqual([]);
   }
 
-  it('XDP (xn_nat_xdp): malformed frames dropped by reason, no entry; checksums kept', () => fuzz('xdp'), 600_000);
-  it('tc (xn_nat_tc): malformed frames dropped by reason, no entry; checksums kept', () => fuzz('tc'), 600_000);
+  it('XDP (xn_nat_xdp): malformed frames dropped by reason, no entry; checksums kept', () => profile('nat-xdp', () => fuzz('xdp')), 600_000);
+  it('tc (xn_nat_tc): malformed frames dropped by reason, no entry; checksums kept', () => profile('nat-tc', () => fuzz('tc')), 600_000);
 });

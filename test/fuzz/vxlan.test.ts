@@ -22,7 +22,8 @@ import { eth, ETH_P, mac } from '../helpers/packet.js';
 import { cleanup, netns, sh, veth } from '../helpers/sys.js';
 import { egressTag, fdbKey, retagged, type Outcome, type RefPort, type RefSwitch } from './bridge-ref.js';
 import { FRAMES, frame, l3, mutate, Rng, runSeed, vxlanPacket, type Addrs } from './gen.js';
-import { report, Runner, started } from './harness.js';
+import { progress, report, Runner, started } from './harness.js';
+import { profile } from './zz-prof.js';
 import { canon, diff, fdbNow, tcBytes } from './switch-maps.js';
 import { vxlanRef, type RefVtep } from './vxlan-ref.js';
 
@@ -62,7 +63,8 @@ describe('fuzz: VXLAN uplink programs', () => {
   let pins: PinRoot;
   let br: BpfObject;
   const ifx: Record<string, number> = {};
-  const map = (name: string): BpfMap => br.map(name);
+  const maps = new Map<string, BpfMap>(); // opened once: br.map() asks the kernel for the map's info every time
+  const map = (name: string): BpfMap => maps.get(name) ?? maps.set(name, br.map(name)).get(name)!;
 
   beforeAll(() => {
     const ns = netns('fzvx');
@@ -192,6 +194,7 @@ describe('fuzz: VXLAN uplink programs', () => {
           ref = configure();
           want = {};
         }
+        progress(`vxlan uplink ${hook}`, seed, run, mismatches.length, refused, since);
       }
     }
     runner.close();
@@ -201,6 +204,6 @@ describe('fuzz: VXLAN uplink programs', () => {
     expect(mismatches.filter(Boolean), `seed ${seed}: ${mismatches.length} mismatches`).toEqual([]);
   }
 
-  it('XDP (xn_vx_uplink) agrees with the reference on every frame', () => fuzz('xdp'), 600_000);
-  it('tc (xn_vx_uplink_tc) agrees with the reference on every frame', () => fuzz('tc'), 600_000);
+  it('XDP (xn_vx_uplink) agrees with the reference on every frame', () => profile('vxlan-xdp', () => fuzz('xdp')), 600_000);
+  it('tc (xn_vx_uplink_tc) agrees with the reference on every frame', () => profile('vxlan-tc', () => fuzz('tc')), 600_000);
 });
