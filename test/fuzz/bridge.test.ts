@@ -20,8 +20,7 @@ import { ETH_P, mac } from '../helpers/packet.js';
 import { cleanup, netns, sh, veth } from '../helpers/sys.js';
 import { bridgeRef, egressTag, fdbKey, retagged, type Outcome, type RefPort, type RefSwitch } from './bridge-ref.js';
 import { FRAMES, frame, l3, mutate, Rng, runSeed, type Addrs } from './gen.js';
-import { progress, report, Runner, started } from './harness.js';
-import { profile } from './zz-prof.js';
+import { progress, replay, report, Runner, started, type Epoch } from './harness.js';
 import { canon, checkEncap, diff, fdbNow, tcBytes } from './switch-maps.js';
 
 const MACS = {
@@ -136,14 +135,21 @@ describe('fuzz: bridge programs', () => {
     let run = 0;
     let refused = 0;
     const classes: Record<string, number> = {}; // how many frames the reference saw of each outcome
-    let batchStart = 0;
+    let replaying = false; // a batch's replay: its frames' failures were counted the first time
     const fail = (i: number, f: Buffer, how: string[], what: string) => {
+      if (replaying) return;
       if (mismatches.length < 5) mismatches.push(`frame ${i} (seed ${seed}, ${how.join(' + ') || 'unmutated'}): ${what}\n  ${f.toString('hex')}`);
       else mismatches.push('');
     };
+    /** Maps and reference afresh: the start of an epoch. */
+    const reset = () => {
+      ref.fdb = configure().fdb;
+      for (const o of Object.values(want)) for (const k of Object.keys(o)) delete (o as Record<string, unknown>)[k];
+    };
 
-    /** The maps against what the reference expects of every frame so far. */
-    const checkMaps = (i: number) => {
+    /** How the maps differ from what the reference expects of every frame so far, or ''. */
+    const checkMaps = (): string => {
+      const bad: string[] = [];
       const got = { rx: {} as Record<string, number>, tx: {} as Record<string, number>, flooded: {} as Record<string, number>, learned: {} as Record<string, number>, drops: {} as Record<string, Record<string, number>> };
       const counters = readCounters(map('xn_if_slots'), map('xn_if_stats')); // one read of each map a batch
       const drops = readDropsByIface(map('xn_drops'));
@@ -156,33 +162,25 @@ describe('fuzz: bridge programs', () => {
         // rx = forwarded + flooded + passed + dropped, forwarded and passed by the verdicts seen
         const d = Number(c.dropped);
         const sumDrops = Object.values(drops.get(ifx[p]) ?? {}).reduce((a, b) => a + b, 0);
-        if (d !== sumDrops) fail(i, Buffer.alloc(0), [], `${p}: dropped ${d} but ${sumDrops} drops by reason`);
+        if (d !== sumDrops) bad.push(`${p}: dropped ${d} but ${sumDrops} drops by reason`);
       }
       const byIfx = new Map(Object.entries(ifx).map(([n, x]) => [x, n]));
       for (const [x, reasons] of drops) got.drops[byIfx.get(x) ?? String(x)] = reasons;
+      if (canon(got) !== canon(want)) bad.push(`counters ${diff(got, want)}`);
       const now = fdbNow(br, ifx);
-      const sameFdb = canon([...now].sort()) === canon([...ref.fdb].sort());
-      if (canon(got) !== canon(want) || !sameFdb) {
-        fail(i, Buffer.alloc(0), [], `maps after frames ${batchStart}..${i}: counters ${diff(got, want)}` +
-          (sameFdb ? '' : `\n  fdb ${canon([...now].sort())}\n  expected ${canon([...ref.fdb].sort())}`));
-        return false;
-      }
-      return true;
+      if (canon([...now].sort()) !== canon([...ref.fdb].sort())) bad.push(`fdb ${canon([...now].sort())}\n  expected ${canon([...ref.fdb].sort())}`);
+      return bad.join('; ');
     };
 
-    const BATCH = 2000;
-    for (let i = 0; run < FRAMES; i++) { // FRAMES run, not counting what the kernel refuses
+    /** Frame i: drawn, run, checked against the reference and accounted in `want`. */
+    const step = (i: number) => {
       const inName = r.pick(IFACES);
       const kind = r.int(10);
       const payload = kind < 6 ? l3(r, ADDRS) : kind < 8 ? arp(r) : r.bytes(r.int(64));
       const { frame: f, how } = mutate(r, frame(r, ADDRS, VIDS, payload, kind < 6 ? ETH_P.IPV4 : kind < 8 ? ETH_P.ARP : r.pick([ETH_P.IPV6, 0x88cc, 0x0001])));
       const res = runner.run(ifx[inName], f);
-      if (!res) {
-        refused++;
-        continue;
-      }
+      if (!res) return { frame: f, how, ran: false };
       const o = bridgeRef(ref, inName, f, hook);
-      run++;
       add(classes, o.cls);
       if (o.cls !== 'pass') add(want.rx, inName);
       if (o.learned) add(want.learned, inName);
@@ -212,17 +210,31 @@ describe('fuzz: bridge programs', () => {
         const exp = hook === 'tc' && o.cls === 'forward' ? tcBytes(f, o.tag) : f;
         if (!res.data.equals(exp)) fail(i, f, how, `${o.cls} out as\n  ${res.data.toString('hex')}\n  expected\n  ${exp.toString('hex')}`);
       }
-      if ((i + 1) % BATCH === 0 || run === FRAMES) {
-        checkMaps(i);
-        batchStart = i + 1;
-        // the FDB fills with learned junk MACs only as fast as mutations make them: reset now and then, reference too
-        if (ref.fdb.size > 4000) {
-          const fresh = configure();
-          ref.fdb = fresh.fdb;
-          for (const o of Object.values(want)) for (const k of Object.keys(o)) delete (o as Record<string, unknown>)[k];
-        }
-        progress(`bridge ${hook}`, seed, run, mismatches.length, refused, since);
+      return { frame: f, how, ran: true };
+    };
+
+    const BATCH = 2000;
+    let epoch: Epoch = { i: 0, rng: r.state };
+    let batchStart = 0;
+    for (let i = 0; run < FRAMES; i++) { // FRAMES run, not counting what the kernel refuses
+      if (step(i).ran) run++;
+      else refused++;
+      if ((i + 1) % BATCH !== 0 && run < FRAMES) continue;
+      const bad = checkMaps();
+      if (bad) {
+        replaying = true;
+        const first = replay({ rng: r, epoch, first: batchStart, last: i, reset, step, check: checkMaps });
+        replaying = false;
+        fail(i, Buffer.alloc(0), [], `maps after frames ${batchStart}..${i}: ${bad}\n  ${first}`);
+        break; // the maps are the replay's now
       }
+      batchStart = i + 1;
+      // the FDB fills with learned junk MACs only as fast as mutations make them: reset now and then, reference too
+      if (ref.fdb.size > 4000) {
+        reset();
+        epoch = { i: i + 1, rng: r.state };
+      }
+      progress(`bridge ${hook}`, seed, run, mismatches.length, refused, since);
     }
     runner.close();
     report(`bridge ${hook}`, seed, run, mismatches.length, refused, since);
@@ -231,8 +243,8 @@ describe('fuzz: bridge programs', () => {
     expect(mismatches.filter(Boolean), `seed ${seed}: ${mismatches.length} mismatches`).toEqual([]);
   }
 
-  it('XDP (xn_br_xdp) agrees with the reference on every frame', () => profile('bridge-xdp', () => fuzz('xdp')), 600_000);
-  it('tc (xn_br_tc) agrees with the reference on every frame', () => profile('bridge-tc', () => fuzz('tc')), 600_000);
+  it('XDP (xn_br_xdp) agrees with the reference on every frame', () => fuzz('xdp'), 600_000);
+  it('tc (xn_br_tc) agrees with the reference on every frame', () => fuzz('tc'), 600_000);
 });
 
 /** An ARP packet, request or reply, between the test's addresses (the bridge answers none: xn_arp is empty). */

@@ -9,6 +9,13 @@ export class Rng {
   constructor(readonly seed: number) {
     this.s = seed >>> 0;
   }
+  /** Where the sequence is: setting it back repeats the draws from there (a batch's replay). */
+  get state(): number {
+    return this.s;
+  }
+  set state(s: number) {
+    this.s = s;
+  }
   u32(): number {
     let t = (this.s = (this.s + 0x6d2b79f5) >>> 0);
     t = Math.imul(t ^ (t >>> 15), t | 1);

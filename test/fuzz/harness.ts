@@ -4,6 +4,7 @@
 import { appendFileSync } from 'node:fs';
 import { BpfError } from '../../src/errors.js';
 import type { BpfProgram, FrameRunner } from '../../src/sys/libbpf.js';
+import type { Rng } from './gen.js';
 
 const EINVAL = 22;
 
@@ -40,6 +41,36 @@ export function progress(program: string, seed: number, frames: number, mismatch
   appendFileSync(file, `${JSON.stringify({ program, seed, frames, mismatches, refused, seconds: Math.round(wall) })}\n`);
 }
 const lastProgress = new Map<string, number>();
+
+/**
+ * Finds the first bad frame of a batch whose map check failed. The maps are
+ * checked once a batch (counters summed over CPUs, drops by reason, the FDB),
+ * against what the reference predicts of every frame so far; frames are a
+ * function of the seed, so the frames since the last reset of maps and
+ * reference (the epoch) are run again from that reset, and the maps are
+ * checked after each frame of the failing batch. Returns what to print.
+ */
+export function replay(o: {
+  rng: Rng;
+  epoch: Epoch;
+  first: number; // the failing batch: frames first..last
+  last: number;
+  reset(): void; // maps and reference as at the epoch's start
+  step(i: number): { frame: Buffer; how: string[] }; // generates, runs and accounts frame i
+  check(): string; // '' or how the maps differ from the reference's prediction
+}): string {
+  o.reset();
+  o.rng.state = o.epoch.rng;
+  for (let i = o.epoch.i; i <= o.last; i++) {
+    const { frame, how } = o.step(i);
+    if (i < o.first) continue;
+    const bad = o.check();
+    if (bad) return `run again from frame ${o.epoch.i}, the maps first disagree after frame ${i} (seed ${o.rng.seed}, ${how.join(' + ') || 'unmutated'}): ${bad}\n  ${frame.toString('hex')}`;
+  }
+  return `run again from frame ${o.epoch.i}, one frame at a time, frames ${o.first}..${o.last} agreed with the reference: the batch's mismatch did not repeat`;
+}
+/** Where a run last reset its maps and reference: frame i, drawn from rng state `rng`. */
+export interface Epoch { i: number; rng: number }
 
 /**
  * Runs one program on frame after frame through a FrameRunner (one FFI call a

@@ -17,8 +17,7 @@ import { ifNameToIndex } from '../../src/sys/libc.js';
 import { builtObject, PinRoot, TC, XDP } from '../helpers/bpf.js';
 import { ETH_P, IPPROTO, parse, type Parsed } from '../helpers/packet.js';
 import { cleanup, netns, sh } from '../helpers/sys.js';
-import { progress, report, Runner, started } from './harness.js';
-import { profile } from './zz-prof.js';
+import { progress, replay, report, Runner, started, type Epoch } from './harness.js';
 import { FRAMES, frame, l3, mutate, Rng, runSeed, type Addrs } from './gen.js';
 import { natRef } from './nat-ref.js';
 
@@ -113,17 +112,25 @@ describe('fuzz: NAT programs', () => {
     configure();
     const runner = new Runner(nat.program(NAT.programs[hook]), hook);
     const mismatches: string[] = [];
+    let replaying = false; // a batch's replay: its frames' failures were counted the first time
     const fail = (i: number, f: Buffer, how: string[], what: string) => {
-      mismatches.push(mismatches.length < 5 ? `frame ${i} (seed ${seed}, ${how.join(' + ') || 'unmutated'}): ${what}\n  ${f.toString('hex')}` : '');
+      if (!replaying) mismatches.push(mismatches.length < 5 ? `frame ${i} (seed ${seed}, ${how.join(' + ') || 'unmutated'}): ${what}\n  ${f.toString('hex')}` : '');
     };
     let run = 0;
     let refused = 0;
     let translated = 0; // frames that left changed: the checksum check had something to check
     let dropVerdicts: Record<string, number> = {};
     let malformedDrops: Record<string, Record<string, number>> = {};
-    const BATCH = 2000;
     let createdBefore: bigint | undefined; // conntrack's created count now, if known
-    for (let i = 0; run < FRAMES; i++) { // FRAMES run, not counting what the kernel refuses
+    const reset = () => {
+      configure();
+      createdBefore = undefined;
+      dropVerdicts = {};
+      malformedDrops = {};
+    };
+
+    /** Frame i: drawn, run, checked against the reference; its drops accounted. */
+    const step = (i: number) => {
       const side = r.pick(['ct0', 'up0'] as const);
       const a: Addrs = { ...SIDES[side], ports: PORTS };
       const { frame: f, how } = mutate(r, frame(r, a, [1], r.chance(0.95) ? l3(r, a) : r.bytes(r.int(40)), r.chance(0.95) ? ETH_P.IPV4 : ETH_P.ARP, 0.05));
@@ -132,11 +139,7 @@ describe('fuzz: NAT programs', () => {
       const noEntry = ref.cls === 'malformed' || ref.cls === 'skip';
       if (noEntry) createdBefore ??= created();
       const res = runner.run(ifx[side], f);
-      if (!res) {
-        refused++;
-        continue;
-      }
-      run++;
+      if (!res) return { frame: f, how, ran: false };
       if (!noEntry) createdBefore = undefined; // it may create one
       const where = () => `${hook} on ${side}: verdict ${res.retval}, reference ${JSON.stringify(ref)}`;
       if (!ALLOWED[hook].includes(res.retval)) fail(i, f, how, where());
@@ -159,24 +162,45 @@ describe('fuzz: NAT programs', () => {
         const broken = Object.keys(was).filter((k) => was[k] && now[k] === false);
         if (broken.length) fail(i, f, how, `${where()}: ${broken.join(', ')} checksum broken, out ${res.data.toString('hex')}`);
       }
-      if ((i + 1) % BATCH === 0 || run === FRAMES) {
-        // counters add up: a drop verdict is one drop counted, under a reason; a malformed frame's under its own
-        for (const side of ['ct0', 'up0']) {
-          const got = readDropsByIface(map('xn_drops')).get(ifx[side]) ?? {};
-          const total = Object.values(got).reduce((x, y) => x + y, 0);
-          if (total !== (dropVerdicts[side] ?? 0)) fail(i, Buffer.alloc(0), [], `${side}: ${total} drops counted, ${dropVerdicts[side] ?? 0} drop verdicts`);
-          for (const [reason, n] of Object.entries(malformedDrops[side] ?? {})) {
-            if ((got[reason] ?? 0) < n) fail(i, Buffer.alloc(0), [], `${side}: ${got[reason] ?? 0} ${reason} drops counted, ${n} such frames`);
-          }
+      return { frame: f, how, ran: true };
+    };
+
+    /** Counters add up: a drop verdict is one drop counted, under a reason; a malformed frame's under its own. '' or what is wrong. */
+    const checkDrops = (): string => {
+      const bad: string[] = [];
+      const drops = readDropsByIface(map('xn_drops'));
+      for (const side of ['ct0', 'up0']) {
+        const got = drops.get(ifx[side]) ?? {};
+        const total = Object.values(got).reduce((x, y) => x + y, 0);
+        if (total !== (dropVerdicts[side] ?? 0)) bad.push(`${side}: ${total} drops counted, ${dropVerdicts[side] ?? 0} drop verdicts`);
+        for (const [reason, n] of Object.entries(malformedDrops[side] ?? {})) {
+          if ((got[reason] ?? 0) < n) bad.push(`${side}: ${got[reason] ?? 0} ${reason} drops counted, ${n} such frames`);
         }
-        if (map(NAT.maps.ct).count() > 20_000) {
-          configure();
-          createdBefore = undefined;
-          dropVerdicts = {};
-          malformedDrops = {};
-        }
-        progress(`nat ${hook}`, seed, run, mismatches.length, refused, since);
       }
+      return bad.join('; ');
+    };
+
+    const BATCH = 2000;
+    let epoch: Epoch = { i: 0, rng: r.state };
+    let batchStart = 0;
+    for (let i = 0; run < FRAMES; i++) { // FRAMES run, not counting what the kernel refuses
+      if (step(i).ran) run++;
+      else refused++;
+      if ((i + 1) % BATCH !== 0 && run < FRAMES) continue;
+      const bad = checkDrops();
+      if (bad) {
+        replaying = true;
+        const first = replay({ rng: r, epoch, first: batchStart, last: i, reset, step, check: checkDrops });
+        replaying = false;
+        fail(i, Buffer.alloc(0), [], `maps after frames ${batchStart}..${i}: ${bad}\n  ${first}`);
+        break; // the maps are the replay's now
+      }
+      batchStart = i + 1;
+      if (map(NAT.maps.ct).count() > 20_000) {
+        reset();
+        epoch = { i: i + 1, rng: r.state };
+      }
+      progress(`nat ${hook}`, seed, run, mismatches.length, refused, since);
     }
     runner.close();
     report(`nat ${hook}`, seed, run, mismatches.length, refused, since);
@@ -185,6 +209,6 @@ describe('fuzz: NAT programs', () => {
     expect(mismatches.filter(Boolean), `seed ${seed}: ${mismatches.length} mismatches`).toEqual([]);
   }
 
-  it('XDP (xn_nat_xdp): malformed frames dropped by reason, no entry; checksums kept', () => profile('nat-xdp', () => fuzz('xdp')), 600_000);
-  it('tc (xn_nat_tc): malformed frames dropped by reason, no entry; checksums kept', () => profile('nat-tc', () => fuzz('tc')), 600_000);
+  it('XDP (xn_nat_xdp): malformed frames dropped by reason, no entry; checksums kept', () => fuzz('xdp'), 600_000);
+  it('tc (xn_nat_tc): malformed frames dropped by reason, no entry; checksums kept', () => fuzz('tc'), 600_000);
 });
