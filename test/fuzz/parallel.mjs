@@ -1,7 +1,8 @@
 // `make fuzz`: the six fuzzed programs as six vitest processes at once (each
 // program's run is one long single-threaded loop, so this is how a run uses
 // more than one core), then bench/results/fuzz.md from their rows.
-// Usage: node test/fuzz/parallel.mjs FRAMES REPORT. SIGINT/SIGTERM stop the
+// Usage: node test/fuzz/parallel.mjs FRAMES REPORT [PROGRAM,...] (default: all
+// six, named as in the report: 'bridge tc,nat xdp'). SIGINT/SIGTERM stop the
 // runs and still write the report: a program that did not finish gets the
 // row of its last progress line (every 10^6 frames, at a checked batch).
 import { spawn } from 'node:child_process';
@@ -9,16 +10,21 @@ import { appendFileSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFil
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 
-const [frames, report] = process.argv.slice(2);
+const [frames, report, only] = process.argv.slice(2);
 if (!/^\d+$/.test(frames ?? '') || !report) {
-  console.error('usage: node test/fuzz/parallel.mjs FRAMES REPORT.md');
+  console.error('usage: node test/fuzz/parallel.mjs FRAMES REPORT.md [PROGRAM,...]');
   process.exit(2);
 }
-const LANES = [
+const ALL = [
   ['bridge', 'XDP \\(', 'bridge xdp'], ['bridge', 'tc \\(', 'bridge tc'],
   ['vxlan', 'XDP \\(', 'vxlan uplink xdp'], ['vxlan', 'tc \\(', 'vxlan uplink tc'],
   ['nat', 'XDP \\(', 'nat xdp'], ['nat', 'tc \\(', 'nat tc'],
 ];
+const LANES = only ? ALL.filter(([, , name]) => only.split(',').includes(name)) : ALL;
+if (!LANES.length) {
+  console.error(`no such program: ${only} (programs: ${ALL.map(([, , n]) => n).join(', ')})`);
+  process.exit(2);
+}
 const dir = mkdtempSync(join(tmpdir(), 'xdpnet-fuzz-'));
 const rows = join(dir, 'rows.md');
 const progressFile = join(dir, 'progress.jsonl');
