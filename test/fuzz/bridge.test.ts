@@ -20,7 +20,7 @@ import { ETH_P, mac } from '../helpers/packet.js';
 import { cleanup, netns, sh, veth } from '../helpers/sys.js';
 import { bridgeRef, egressTag, fdbKey, retagged, type Outcome, type RefPort, type RefSwitch } from './bridge-ref.js';
 import { FRAMES, frame, l3, mutate, Rng, runSeed, type Addrs } from './gen.js';
-import { progress, replay, report, Runner, started, type Epoch } from './harness.js';
+import { progress, replay, report, Runner, started, stopRequested, type Epoch } from './harness.js';
 import { canon, checkEncap, diff, fdbNow, tcBytes } from './switch-maps.js';
 
 const MACS = {
@@ -239,6 +239,7 @@ describe('fuzz: bridge programs', () => {
         epoch = { i: i + 1, rng: r.state };
       }
       progress(`bridge ${hook}`, seed, run, mismatches.length, refused, since);
+      if (stopRequested()) break;
     }
     runner.close();
     report(`bridge ${hook}`, seed, run, mismatches.length, refused, since);

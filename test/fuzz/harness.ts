@@ -1,7 +1,7 @@
 // What every fuzzed program shares: running one frame, and reporting the
 // figures (`make fuzz` collects them in bench/results/fuzz.md through the file
 // XDPNET_FUZZ_REPORT names).
-import { appendFileSync } from 'node:fs';
+import { appendFileSync, existsSync } from 'node:fs';
 import { BpfError } from '../../src/errors.js';
 import type { BpfProgram, FrameRunner } from '../../src/sys/libbpf.js';
 import type { Rng } from './gen.js';
@@ -14,6 +14,7 @@ export function started(): { wall: bigint; cpu: NodeJS.CpuUsage } {
 }
 
 export function report(program: string, seed: number, frames: number, mismatches: number, refused: number, since: ReturnType<typeof started>): void {
+  if (stopRequested()) program += ' (stopped)';
   // refused: frames the kernel's test run will not take (shorter than an Ethernet header, or tc with an
   // IPv4/IPv6 EtherType but less than that header); a NIC never delivers them to tc either
   const wall = Number(process.hrtime.bigint() - since.wall) / 1e9;
@@ -41,6 +42,17 @@ export function progress(program: string, seed: number, frames: number, mismatch
   appendFileSync(file, `${JSON.stringify({ program, seed, frames, mismatches, refused, seconds: Math.round(wall) })}\n`);
 }
 const lastProgress = new Map<string, number>();
+
+/**
+ * True once the file XDPNET_FUZZ_STOP names exists (test/fuzz/parallel.mjs
+ * makes it when told to stop): the loop ends after the batch it has just
+ * checked, reports how far it got, and the suite cleans up after itself. A
+ * signal cannot do that: the loop never yields to a handler.
+ */
+export function stopRequested(): boolean {
+  const file = process.env.XDPNET_FUZZ_STOP;
+  return !!file && existsSync(file);
+}
 
 /**
  * Finds the first bad frame of a batch whose map check failed. The maps are

@@ -17,7 +17,7 @@ import { ifNameToIndex } from '../../src/sys/libc.js';
 import { builtObject, PinRoot, TC, XDP } from '../helpers/bpf.js';
 import { ETH_P, IPPROTO, parse, type Parsed } from '../helpers/packet.js';
 import { cleanup, netns, sh } from '../helpers/sys.js';
-import { progress, replay, report, Runner, started, type Epoch } from './harness.js';
+import { progress, replay, report, Runner, started, stopRequested, type Epoch } from './harness.js';
 import { FRAMES, frame, l3, mutate, Rng, runSeed, type Addrs } from './gen.js';
 import { natRef } from './nat-ref.js';
 
@@ -201,6 +201,7 @@ describe('fuzz: NAT programs', () => {
         epoch = { i: i + 1, rng: r.state };
       }
       progress(`nat ${hook}`, seed, run, mismatches.length, refused, since);
+      if (stopRequested()) break;
     }
     runner.close();
     report(`nat ${hook}`, seed, run, mismatches.length, refused, since);

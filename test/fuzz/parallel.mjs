@@ -3,8 +3,9 @@
 // more than one core), then bench/results/fuzz.md from their rows.
 // Usage: node test/fuzz/parallel.mjs FRAMES REPORT [PROGRAM,...] (default: all
 // six, named as in the report: 'bridge tc,nat xdp'). SIGINT/SIGTERM stop the
-// runs and still write the report: a program that did not finish gets the
-// row of its last progress line (every 10^6 frames, at a checked batch).
+// runs gracefully (each ends after its current batch, reports how far it got
+// and cleans up) and the report is still written; a program that gives no
+// row gets the one of its last progress line (every 10^6 frames).
 import { spawn } from 'node:child_process';
 import { appendFileSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
@@ -28,6 +29,7 @@ if (!LANES.length) {
 const dir = mkdtempSync(join(tmpdir(), 'xdpnet-fuzz-'));
 const rows = join(dir, 'rows.md');
 const progressFile = join(dir, 'progress.jsonl');
+const stopFile = join(dir, 'stop');
 const load0 = loadavg();
 const t0 = Date.now();
 const date = new Date().toISOString().slice(0, 16).replace('T', ' ');
@@ -37,9 +39,9 @@ const children = LANES.map(([file, test, name], i) => {
   const log = join(dir, `${i}.log`);
   writeFileSync(log, '');
   const c = spawn('npx', ['vitest', 'run', '--config', 'test/vitest.config.ts', '--testTimeout=0', `test/fuzz/${file}.test.ts`, '-t', test], {
-    env: { ...process.env, XDPNET_FUZZ_FRAMES: frames, XDPNET_FUZZ_REPORT: rows, XDPNET_FUZZ_PROGRESS: progressFile },
+    env: { ...process.env, XDPNET_FUZZ_FRAMES: frames, XDPNET_FUZZ_REPORT: rows, XDPNET_FUZZ_PROGRESS: progressFile, XDPNET_FUZZ_STOP: stopFile },
     stdio: ['ignore', 'pipe', 'pipe'],
-    detached: true, // its own process group: stopping the run stops vitest's workers too
+    detached: true, // out of the terminal's process group: Ctrl-C reaches this script, which stops the runs cleanly
   });
   c.stdout.on('data', (d) => appendFileSync(log, d));
   c.stderr.on('data', (d) => appendFileSync(log, d));
@@ -50,10 +52,8 @@ let stopped = false;
 const stop = () => {
   if (stopped) return;
   stopped = true;
-  console.log('fuzz: stopping the runs (a report of how far they got follows)');
-  for (const { child } of children) {
-    try { process.kill(-child.pid, 'SIGTERM'); } catch { /* already gone */ }
-  }
+  console.log('fuzz: stopping the runs after their current batch (a report of how far they got follows)');
+  writeFileSync(stopFile, '');
 };
 process.on('SIGINT', stop);
 process.on('SIGTERM', stop);
@@ -71,13 +71,13 @@ if (existsSync(progressFile)) for (const l of readFileSync(progressFile, 'utf8')
 }
 let table = done;
 for (const { name } of children) {
-  if (done.includes(`| ${name} |`)) continue;
+  if (done.includes(`| ${name} |`) || done.includes(`| ${name} (stopped) |`)) continue;
   const p = last.get(name);
   table += p
     ? `| ${name} (stopped) | ${p.frames} | ${p.mismatches} | ${p.refused} | ${p.seed} | ${p.seconds} s | ${Math.round((p.frames + p.refused) / p.seconds)} | |\n`
     : `| ${name} (stopped) | < 1000000 | | | | | | |\n`;
 }
-const order = (l) => children.findIndex(({ name }) => l.startsWith(`| ${name} `));
+const order = (l) => children.findIndex(({ name }) => l.startsWith(`| ${name} |`) || l.startsWith(`| ${name} (`));
 table = table.split('\n').filter(Boolean).sort((a, b) => order(a) - order(b)).join('\n');
 writeFileSync(report, `# Fuzz run
 
@@ -95,7 +95,7 @@ program's run frame for frame: \`XDPNET_FUZZ_SEED=N XDPNET_FUZZ_FRAMES=M npx vit
 `);
 for (const { name, log } of children) {
   const text = readFileSync(log, 'utf8');
-  const line = text.split('\n').find((l) => l.includes(`fuzz ${name}:`));
+  const line = text.split('\n').find((l) => l.includes(`fuzz ${name}:`) || l.includes(`fuzz ${name} (stopped):`));
   const p = last.get(name);
   if (line) console.log(line.replace(/\x1b\[[0-9;]*m/g, '').trim());
   else if (stopped) console.log(`fuzz ${name}: stopped${p ? ` after ${p.frames} frames, ${p.mismatches} mismatches` : ''}`);

@@ -22,7 +22,7 @@ import { eth, ETH_P, mac } from '../helpers/packet.js';
 import { cleanup, netns, sh, veth } from '../helpers/sys.js';
 import { egressTag, fdbKey, retagged, type Outcome, type RefPort, type RefSwitch } from './bridge-ref.js';
 import { FRAMES, frame, l3, mutate, Rng, runSeed, vxlanPacket, type Addrs } from './gen.js';
-import { progress, replay, report, Runner, started, type Epoch } from './harness.js';
+import { progress, replay, report, Runner, started, stopRequested, type Epoch } from './harness.js';
 import { canon, diff, fdbNow, tcBytes } from './switch-maps.js';
 import { vxlanRef, type RefVtep } from './vxlan-ref.js';
 
@@ -222,6 +222,7 @@ describe('fuzz: VXLAN uplink programs', () => {
         epoch = { i: i + 1, rng: r.state };
       }
       progress(`vxlan uplink ${hook}`, seed, run, mismatches.length, refused, since);
+      if (stopRequested()) break;
     }
     runner.close();
     report(`vxlan uplink ${hook}`, seed, run, mismatches.length, refused, since);
