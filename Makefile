@@ -86,15 +86,13 @@ crash: setup all
 	XDPNET_CRASH_TRIALS=$(CRASH_TRIALS) npx vitest run --config test/vitest.config.ts test/e2e/crash.test.ts
 
 # Every entry program fed mutated frames and checked against test/fuzz's reference
-# (docs/reliability.md); `make test` runs 1e5 frames a program. The figures go to
+# (docs/reliability.md); `make test` runs 1e5 frames a program. `make fuzz` runs the
+# six programs in parallel processes, FUZZ_FRAMES each, and writes the figures to
 # bench/results/fuzz.md; XDPNET_FUZZ_SEED=N repeats a run.
 FUZZ_FRAMES ?= 10000000
 fuzz: setup all
 	npx tsc -p test/tsconfig.json
-	printf '# Fuzz run\n\n%s, kernel %s, %s frames a program\n\n| program | frames | mismatches | refused by the kernel | seed |\n|---|---|---|---|---|\n' \
-		"$$(date -u +%F)" "$$(uname -r)" "$(FUZZ_FRAMES)" > bench/results/fuzz.md
-	XDPNET_FUZZ_FRAMES=$(FUZZ_FRAMES) XDPNET_FUZZ_REPORT=$(CURDIR)/bench/results/fuzz.md \
-		npx vitest run --config test/vitest.config.ts --testTimeout=0 test/fuzz
+	node test/fuzz/parallel.mjs $(FUZZ_FRAMES) $(CURDIR)/bench/results/fuzz.md
 
 
 # The bench's peers (bench/peers.ts): nftables, and Open vSwitch where the

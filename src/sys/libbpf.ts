@@ -138,6 +138,7 @@ function bind() {
       'int bpf_map_delete_batch(int fd, const void *keys, _Inout_ uint32_t *count, xn_bpf_map_batch_opts *opts)',
     ),
     prog_test_run_opts: so.func('int bpf_prog_test_run_opts(int fd, _Inout_ xn_bpf_test_run_opts *opts)'),
+    prog_test_run_raw: so.func('int bpf_prog_test_run_opts(int fd, void *opts)'), // FrameRunner: opts already in C memory
     tc_hook_create: so.func('int bpf_tc_hook_create(xn_bpf_tc_hook *hook)'),
     tc_hook_destroy: so.func('int bpf_tc_hook_destroy(xn_bpf_tc_hook *hook)'),
     tc_attach: so.func('int bpf_tc_attach(xn_bpf_tc_hook *hook, _Inout_ xn_bpf_tc_opts *opts)'),
@@ -485,8 +486,84 @@ export class BpfProgram {
     };
   }
 
+  /** A runner for many single frames of up to maxLen bytes with a ctxLen-byte context (see FrameRunner). */
+  frameRunner(maxLen: number, ctxLen: number): FrameRunner {
+    return new FrameRunner(this, maxLen, ctxLen);
+  }
+
   close(): void {
     if (this.owned) closeFd(this.fd);
+  }
+}
+
+/**
+ * BPF_PROG_TEST_RUN for millions of frames (the fuzz tier): the options, the
+ * context, the frame and the output live in one block of C memory that the
+ * options point into, so a run is one FFI call with nothing to marshal or
+ * allocate (testRun() converts a JS object to the C struct and back on every
+ * call). Write the context through `ctx`; `output` is valid until the next run.
+ */
+export class FrameRunner {
+  /** The context the program gets (struct xdp_md / __sk_buff), written in place. */
+  readonly ctx: Buffer;
+  private readonly mem: unknown;
+  private readonly block: Buffer;
+  private readonly opts: Buffer;
+  private readonly input: Buffer;
+  private readonly out: Buffer;
+  private readonly at: { retval: number; sizeIn: number; sizeOut: number };
+
+  constructor(
+    private readonly prog: BpfProgram,
+    readonly maxLen: number,
+    ctxLen: number,
+  ) {
+    const l = lib();
+    const optsLen = koffi.sizeof(l.TestRunOpts);
+    const align = (n: number) => Math.ceil(n / 64) * 64;
+    const ctxAt = align(optsLen);
+    const inAt = ctxAt + align(ctxLen);
+    const outAt = inAt + align(maxLen);
+    const outLen = maxLen + 256; // room to encapsulate
+    this.mem = koffi.alloc('uint8_t', outAt + outLen);
+    this.block = Buffer.from(koffi.view(this.mem, outAt + outLen));
+    this.block.fill(0);
+    const base = koffi.address(this.mem);
+    const off = (f: string) => koffi.offsetof(l.TestRunOpts, f);
+    this.opts = this.block.subarray(0, optsLen);
+    this.ctx = this.block.subarray(ctxAt, ctxAt + ctxLen);
+    this.input = this.block.subarray(inAt, inAt + maxLen);
+    this.out = this.block.subarray(outAt, outAt + outLen);
+    this.opts.writeBigUInt64LE(BigInt(optsLen), off('sz'));
+    this.opts.writeBigUInt64LE(base + BigInt(inAt), off('data_in'));
+    this.opts.writeBigUInt64LE(base + BigInt(outAt), off('data_out'));
+    if (ctxLen) this.opts.writeBigUInt64LE(base + BigInt(ctxAt), off('ctx_in'));
+    this.opts.writeUInt32LE(ctxLen, off('ctx_size_in'));
+    this.opts.writeInt32LE(1, off('repeat'));
+    this.at = { retval: off('retval'), sizeIn: off('data_size_in'), sizeOut: off('data_size_out') };
+  }
+
+  /** Runs the program on frame: 0, or the negative errno (EINVAL: the kernel refused the frame). */
+  run(frame: Buffer): number {
+    if (frame.length > this.maxLen) throw new XdpnetError(`test-run program ${this.prog.name}: frame of ${frame.length} bytes, the runner takes ${this.maxLen}`);
+    frame.copy(this.input);
+    this.opts.writeUInt32LE(frame.length, this.at.sizeIn);
+    this.opts.writeUInt32LE(this.out.length, this.at.sizeOut);
+    this.opts.writeUInt32LE(0, this.at.retval);
+    return lib().prog_test_run_raw(this.prog.fd, this.mem) as number;
+  }
+
+  get retval(): number {
+    return this.opts.readUInt32LE(this.at.retval);
+  }
+
+  /** The frame as the program left it (a view, valid until the next run). */
+  get output(): Buffer {
+    return this.out.subarray(0, this.opts.readUInt32LE(this.at.sizeOut));
+  }
+
+  close(): void {
+    koffi.free(this.mem);
   }
 }
 

@@ -28,7 +28,7 @@ export type Outcome =
   | { cls: 'forward'; out: string; tag: boolean }
   | { cls: 'encap'; remote: string; vni: number }; // to a MAC behind a remote VTEP, untagged in its VLAN's VNI
 
-const macAt = (f: Buffer, off: number) => [...f.subarray(off, off + 6)].map((b) => b.toString(16).padStart(2, '0')).join(':');
+const macAt = (f: Buffer, off: number) => f.toString('hex', off, off + 6).replace(/(..)(?!$)/g, '$1:');
 export const fdbKey = (bridge: number, vid: number, mac: string) => `${bridge}/${vid}/${mac}`;
 
 /** How a frame leaves port `name` in VLAN vid: tagged, untagged, or not at all (undefined). */

@@ -14,12 +14,13 @@ import {
 import { ipv4ToNum, struct, u32 } from '../../src/objects/codec.js';
 import type { BpfMap, BpfObject } from '../../src/sys/libbpf.js';
 import { ifNameToIndex } from '../../src/sys/libc.js';
-import { builtObject, giveSlots, ifCounters, PinRoot, TC, XDP } from '../helpers/bpf.js';
+import { readCounters } from '../../src/dataplane/slots.js';
+import { builtObject, giveSlots, PinRoot, TC, XDP } from '../helpers/bpf.js';
 import { ETH_P, mac } from '../helpers/packet.js';
 import { cleanup, netns, sh, veth } from '../helpers/sys.js';
 import { bridgeRef, egressTag, fdbKey, retagged, type Outcome, type RefPort, type RefSwitch } from './bridge-ref.js';
 import { FRAMES, frame, l3, mutate, Rng, runSeed, type Addrs } from './gen.js';
-import { report, runFrame } from './harness.js';
+import { progress, replay, report, Runner, started, stopRequested, type Epoch } from './harness.js';
 import { canon, checkEncap, diff, fdbNow, tcBytes } from './switch-maps.js';
 
 const MACS = {
@@ -55,6 +56,10 @@ const STATIC: Array<[number, number, string, string, string?]> = [
 /** What XDP puts in front of a frame it floods, for the devmap egress program (bpf/include/bridge.h). */
 const BrMeta = struct('xn_br_meta', { bridge: 'u32', vid: 'u16', tagged: 'u16' });
 
+/** The bridges' FDB ageing: longer than any run, as the reference has no clock. At 300 s, a 10^7-frame
+ * run on a loaded machine outlived it and learned entries aged out mid-epoch (floods where the reference forwards). */
+const AGEING = 1_000_000;
+
 type Hook = 'xdp' | 'tc';
 const VERDICT: Record<Hook, Record<Outcome['cls'], number>> = {
   xdp: { pass: XDP.PASS, local: XDP.PASS, drop: XDP.DROP, flood: XDP.REDIRECT, forward: XDP.REDIRECT, encap: XDP.REDIRECT },
@@ -66,7 +71,8 @@ describe('fuzz: bridge programs', () => {
   let br: BpfObject;
   const ifx: Record<string, number> = {};
   let upMac = '';
-  const map = (name: string): BpfMap => br.map(name);
+  const maps = new Map<string, BpfMap>(); // opened once: br.map() asks the kernel for the map's info every time
+  const map = (name: string): BpfMap => maps.get(name) ?? maps.set(name, br.map(name)).get(name)!;
 
   beforeAll(() => {
     const ns = netns('fzbr');
@@ -95,7 +101,7 @@ describe('fuzz: bridge programs', () => {
     }
     invalidateCache(map(BR_GEN_MAP));
     for (const [id, m] of [[1, MACS.br1], [2, MACS.br2]] as const) {
-      map(BRIDGE.maps.bridges).update(u32(id), Bridge.encode({ mac: mac(m), flags: 0, ageing_sec: 300, max_learned: 0, learned: 0, name: Buffer.from(`br${id}`) }));
+      map(BRIDGE.maps.bridges).update(u32(id), Bridge.encode({ mac: mac(m), flags: 0, ageing_sec: AGEING, max_learned: 0, learned: 0, name: Buffer.from(`br${id}`) }));
     }
     const slots = giveSlots(br, [...Object.keys(PORTS), 'up0'].map((p) => ifx[p]));
     map(VXLAN.maps.vteps).update(u32(VNI), Vtep.encode({ bridge: 1, vid: 1, flags: 0, local: ipv4ToNum(LOCAL), ifindex: ifx.up0, port: 4789, pad: 0 }));
@@ -123,60 +129,62 @@ describe('fuzz: bridge programs', () => {
 
   function fuzz(hook: Hook): void {
     const seed = runSeed();
+    const since = started();
     const r = new Rng(seed);
     const ref = configure();
-    const prog = br.program(hook === 'xdp' ? BRIDGE.programs.xdp : BRIDGE.programs.tc);
+    const runner = new Runner(br.program(hook === 'xdp' ? BRIDGE.programs.xdp : BRIDGE.programs.tc), hook);
     const mismatches: string[] = [];
     const want = { rx: {} as Record<string, number>, tx: {} as Record<string, number>, flooded: {} as Record<string, number>, learned: {} as Record<string, number>, drops: {} as Record<string, Record<string, number>> };
     const add = (o: Record<string, number>, k: string, n = 1) => void (o[k] = (o[k] ?? 0) + n);
     let run = 0;
     let refused = 0;
     const classes: Record<string, number> = {}; // how many frames the reference saw of each outcome
-    let batchStart = 0;
+    let replaying = false; // a batch's replay: its frames' failures were counted the first time
     const fail = (i: number, f: Buffer, how: string[], what: string) => {
+      if (replaying) return;
       if (mismatches.length < 5) mismatches.push(`frame ${i} (seed ${seed}, ${how.join(' + ') || 'unmutated'}): ${what}\n  ${f.toString('hex')}`);
       else mismatches.push('');
     };
+    /** Maps and reference afresh: the start of an epoch. */
+    const reset = () => {
+      ref.fdb = configure().fdb;
+      for (const o of Object.values(want)) for (const k of Object.keys(o)) delete (o as Record<string, unknown>)[k];
+    };
 
-    /** The maps against what the reference expects of every frame so far. */
-    const checkMaps = (i: number) => {
+    /** How the maps differ from what the reference expects of every frame so far, or ''. */
+    const checkMaps = (): string => {
+      const bad: string[] = [];
       const got = { rx: {} as Record<string, number>, tx: {} as Record<string, number>, flooded: {} as Record<string, number>, learned: {} as Record<string, number>, drops: {} as Record<string, Record<string, number>> };
+      const counters = readCounters(map('xn_if_slots'), map('xn_if_stats')); // one read of each map a batch
+      const drops = readDropsByIface(map('xn_drops'));
       for (const p of [...Object.keys(PORTS), 'up0']) {
-        const c = ifCounters(br, ifx[p])!;
+        const c = counters.get(ifx[p])!;
         if (c.rx_packets) got.rx[p] = Number(c.rx_packets);
         if (c.tx_packets) got.tx[p] = Number(c.tx_packets);
         if (c.flooded) got.flooded[p] = Number(c.flooded);
         if (c.learned) got.learned[p] = Number(c.learned);
         // rx = forwarded + flooded + passed + dropped, forwarded and passed by the verdicts seen
         const d = Number(c.dropped);
-        const sumDrops = Object.values(readDropsByIface(map('xn_drops')).get(ifx[p]) ?? {}).reduce((a, b) => a + b, 0);
-        if (d !== sumDrops) fail(i, Buffer.alloc(0), [], `${p}: dropped ${d} but ${sumDrops} drops by reason`);
+        const sumDrops = Object.values(drops.get(ifx[p]) ?? {}).reduce((a, b) => a + b, 0);
+        if (d !== sumDrops) bad.push(`${p}: dropped ${d} but ${sumDrops} drops by reason`);
       }
       const byIfx = new Map(Object.entries(ifx).map(([n, x]) => [x, n]));
-      for (const [x, reasons] of readDropsByIface(map('xn_drops'))) got.drops[byIfx.get(x) ?? String(x)] = reasons;
+      for (const [x, reasons] of drops) got.drops[byIfx.get(x) ?? String(x)] = reasons;
+      if (canon(got) !== canon(want)) bad.push(`counters ${diff(got, want)}`);
       const now = fdbNow(br, ifx);
-      const sameFdb = canon([...now].sort()) === canon([...ref.fdb].sort());
-      if (canon(got) !== canon(want) || !sameFdb) {
-        fail(i, Buffer.alloc(0), [], `maps after frames ${batchStart}..${i}: counters ${diff(got, want)}` +
-          (sameFdb ? '' : `\n  fdb ${canon([...now].sort())}\n  expected ${canon([...ref.fdb].sort())}`));
-        return false;
-      }
-      return true;
+      if (canon([...now].sort()) !== canon([...ref.fdb].sort())) bad.push(`fdb ${canon([...now].sort())}\n  expected ${canon([...ref.fdb].sort())}`);
+      return bad.join('; ');
     };
 
-    const BATCH = 2000;
-    for (let i = 0; run < FRAMES; i++) { // FRAMES run, not counting what the kernel refuses
+    /** Frame i: drawn, run, checked against the reference and accounted in `want`. */
+    const step = (i: number) => {
       const inName = r.pick(IFACES);
       const kind = r.int(10);
       const payload = kind < 6 ? l3(r, ADDRS) : kind < 8 ? arp(r) : r.bytes(r.int(64));
       const { frame: f, how } = mutate(r, frame(r, ADDRS, VIDS, payload, kind < 6 ? ETH_P.IPV4 : kind < 8 ? ETH_P.ARP : r.pick([ETH_P.IPV6, 0x88cc, 0x0001])));
-      const res = runFrame(prog, hook, ifx[inName], f);
-      if (!res) {
-        refused++;
-        continue;
-      }
+      const res = runner.run(ifx[inName], f);
+      if (!res) return { frame: f, how, ran: false };
       const o = bridgeRef(ref, inName, f, hook);
-      run++;
       add(classes, o.cls);
       if (o.cls !== 'pass') add(want.rx, inName);
       if (o.learned) add(want.learned, inName);
@@ -206,18 +214,35 @@ describe('fuzz: bridge programs', () => {
         const exp = hook === 'tc' && o.cls === 'forward' ? tcBytes(f, o.tag) : f;
         if (!res.data.equals(exp)) fail(i, f, how, `${o.cls} out as\n  ${res.data.toString('hex')}\n  expected\n  ${exp.toString('hex')}`);
       }
-      if ((i + 1) % BATCH === 0 || run === FRAMES) {
-        checkMaps(i);
-        batchStart = i + 1;
-        // the FDB fills with learned junk MACs only as fast as mutations make them: reset now and then, reference too
-        if (ref.fdb.size > 4000) {
-          const fresh = configure();
-          ref.fdb = fresh.fdb;
-          for (const o of Object.values(want)) for (const k of Object.keys(o)) delete (o as Record<string, unknown>)[k];
-        }
+      return { frame: f, how, ran: true };
+    };
+
+    const BATCH = 2000;
+    let epoch: Epoch = { i: 0, rng: r.state };
+    let batchStart = 0;
+    for (let i = 0; run < FRAMES; i++) { // FRAMES run, not counting what the kernel refuses
+      if (step(i).ran) run++;
+      else refused++;
+      if ((i + 1) % BATCH !== 0 && run < FRAMES) continue;
+      const bad = checkMaps();
+      if (bad) {
+        replaying = true;
+        const first = replay({ rng: r, epoch, first: batchStart, last: i, reset, step, check: checkMaps });
+        replaying = false;
+        fail(i, Buffer.alloc(0), [], `maps after frames ${batchStart}..${i}: ${bad}\n  ${first}`);
+        break; // the maps are the replay's now
       }
+      batchStart = i + 1;
+      // the FDB fills with learned junk MACs only as fast as mutations make them: reset now and then, reference too
+      if (ref.fdb.size > 4000) {
+        reset();
+        epoch = { i: i + 1, rng: r.state };
+      }
+      progress(`bridge ${hook}`, seed, run, mismatches.length, refused, since);
+      if (stopRequested()) break;
     }
-    report(`bridge ${hook}`, seed, run, mismatches.length, refused);
+    runner.close();
+    report(`bridge ${hook}`, seed, run, mismatches.length, refused, since);
     console.log(`  ${canon(classes)}`);
     for (const cls of Object.keys(VERDICT[hook])) expect(classes[cls] ?? 0, `${cls} frames`).toBeGreaterThan(run / 200); // every rule reached
     expect(mismatches.filter(Boolean), `seed ${seed}: ${mismatches.length} mismatches`).toEqual([]);

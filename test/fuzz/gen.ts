@@ -1,13 +1,20 @@
 // Seeded frame generation for the fuzz tier: a PRNG, well-formed seed frames
 // and the mutations applied to them. Everything is a function of the seed, so
 // a failure reproduces from the seed and frame number the test prints.
-import { eth, ETH_P, icmpEcho, icmpError, ipv4, IPPROTO, tcp4, udp4, vxlan } from '../helpers/packet.js';
+import { ETH_P, IPPROTO } from '../helpers/packet.js';
 
 /** mulberry32: small, fast, and good enough to pick mutations. */
 export class Rng {
   private s: number;
   constructor(readonly seed: number) {
     this.s = seed >>> 0;
+  }
+  /** Where the sequence is: setting it back repeats the draws from there (a batch's replay). */
+  get state(): number {
+    return this.s;
+  }
+  set state(s: number) {
+    this.s = s;
   }
   u32(): number {
     let t = (this.s = (this.s + 0x6d2b79f5) >>> 0);
@@ -26,7 +33,7 @@ export class Rng {
     return this.u32() < p * 2 ** 32;
   }
   bytes(n: number): Buffer {
-    const b = Buffer.alloc(n);
+    const b = Buffer.allocUnsafe(n); // every byte written
     for (let i = 0; i < n; i++) b[i] = this.int(256);
     return b;
   }
@@ -50,32 +57,148 @@ export interface Addrs {
 
 /** An IPv4 packet of a random kind between addresses from `a`. */
 export function l3(r: Rng, a: Addrs): Buffer {
-  const src = r.pick(a.srcs ?? a.ips);
-  const dst = r.pick(a.ips);
+  const src = ipBytes(r.pick(a.srcs ?? a.ips));
+  const dst = ipBytes(r.pick(a.ips));
   const sport = r.pick(a.ports);
   const dport = r.pick(a.ports);
   const data = r.bytes(r.int(24));
-  const opts = r.chance(0.1) ? { options: Buffer.from([1, 1, 1, 0]) } : {}; // NOPs + EOL: legal options
-  const frag = r.chance(0.1) ? { mf: r.chance(0.5), fragOffset: r.int(4) } : {};
+  const opts = r.chance(0.1); // NOPs + EOL: legal options
+  const frag = r.chance(0.1) ? { mf: r.chance(0.5), off: r.int(4) } : { mf: false, off: 0 };
+  const ip = (proto: number, l4: Buffer, csumAt = -1, f = frag) => ipv4(src, dst, proto, opts, f.mf, f.off, l4, csumAt);
   switch (r.int(5)) {
-    case 0: return udp4({ src, dst, sport, dport, ...opts, ...frag }, data);
-    case 1: return tcp4({ src, dst, sport, dport, flags: r.pick(['S', 'SA', 'A', 'PA', 'FA', 'R']), seq: r.u32(), ack: r.u32(), ...opts, ...frag }, data);
-    case 2: return ipv4({ src, dst, proto: IPPROTO.ICMP, ...opts, ...frag }, icmpEcho({ type: r.pick([0, 8] as const), id: r.pick(a.ports), seq: r.int(65536) }, data));
+    case 0: return ip(IPPROTO.UDP, udpHeader(sport, dport, data), 6);
+    case 1: {
+      const flags = TCP_FLAGS[r.int(TCP_FLAGS.length)];
+      const seq = r.u32();
+      return ip(IPPROTO.TCP, tcpHeader(sport, dport, flags, seq, r.u32(), data), 16);
+    }
+    case 2: {
+      const type = r.pick([0, 8]);
+      const id = r.pick(a.ports);
+      return ip(IPPROTO.ICMP, icmp(type, 0, (id << 16) | r.int(65536), data));
+    }
     case 3: { // an ICMP error quoting a packet of any kind, possibly cut or garbage
       const quoted = r.chance(0.8) ? l3(r, a) : r.bytes(r.int(40));
-      return ipv4({ src, dst, proto: IPPROTO.ICMP, ...opts }, icmpError({ type: r.pick([3, 11, 12]), code: r.int(5), quote: r.int(12) }, quoted));
+      const type = r.pick([3, 11, 12]);
+      const code = r.int(5);
+      const ihl = quoted.length ? (quoted[0] & 0x0f) * 4 : 0;
+      return ip(IPPROTO.ICMP, icmp(type, code, 0, quoted.subarray(0, ihl + r.int(12))), -1, { mf: false, off: 0 });
     }
-    default: return ipv4({ src, dst, proto: r.pick([IPPROTO.UDP, IPPROTO.TCP, IPPROTO.ICMP, 47, 0]), ...opts, ...frag }, data);
+    default: return ip(r.pick([IPPROTO.UDP, IPPROTO.TCP, IPPROTO.ICMP, 47, 0]), data);
   }
 }
 
 /** A VXLAN packet (UDP to 4789) carrying `inner`; sometimes VXLAN inside VXLAN. */
 export function vxlanPacket(r: Rng, a: Addrs, vnis: readonly number[], inner: Buffer, outer: { src: string; dst: string }): Buffer {
-  const body = r.chance(0.1)
-    ? eth({ dst: r.pick(a.macs), src: r.pick(a.macs) }, vxlanPacket(r, a, vnis, inner, outer))
-    : inner;
-  return udp4({ src: outer.src, dst: outer.dst, sport: 49152 + r.int(1000), dport: 4789, csum: r.chance(0.5) ? 0 : true },
-    vxlan({ vni: r.pick(vnis), flags: r.chance(0.95) ? 0x08 : r.int(256) }, body));
+  let body = inner;
+  if (r.chance(0.1)) {
+    const dst = r.pick(a.macs);
+    const src = r.pick(a.macs);
+    const l3p = vxlanPacket(r, a, vnis, inner, outer);
+    body = Buffer.allocUnsafe(14 + l3p.length);
+    macBytes(dst).copy(body, 0);
+    macBytes(src).copy(body, 6);
+    body.writeUInt16BE(ETH_P.IPV4, 12);
+    l3p.copy(body, 14);
+  }
+  const sport = 49152 + r.int(1000);
+  const csum = !r.chance(0.5);
+  const vni = r.pick(vnis);
+  const vx = Buffer.allocUnsafe(8 + 8 + body.length); // UDP header, VXLAN header, body
+  vx.writeUInt32BE(((r.chance(0.95) ? 0x08 : r.int(256)) << 24) >>> 0, 8);
+  vx.writeUInt32BE((vni << 8) >>> 0, 12);
+  body.copy(vx, 16);
+  writeUdp(vx, sport, 4789);
+  return ipv4(ipBytes(outer.src), ipBytes(outer.dst), IPPROTO.UDP, false, false, 0, vx, csum ? 6 : -1);
+}
+
+// The fuzz loop builds millions of frames: these write each header once, in
+// place, where test/helpers/packet.ts's builders (which test/unit/fuzz-gen
+// checks them against) copy every layer into the next.
+const TCP_FLAGS = [0x02, 0x12, 0x10, 0x18, 0x11, 0x04]; // S, SA, A, PA, FA, R
+
+/** Ones'-complement sum of b[from..to) as big-endian words, added to s (not folded). */
+function sum(b: Buffer, from: number, to: number, s = 0): number {
+  for (let i = from; i + 1 < to; i += 2) s += (b[i] << 8) | b[i + 1];
+  if ((to - from) & 1) s += b[to - 1] << 8;
+  return s;
+}
+function fold(s: number): number {
+  while (s > 0xffff) s = (s & 0xffff) + Math.floor(s / 0x10000);
+  return ~s & 0xffff;
+}
+
+/** IPv4 header (20 bytes, or 24 with NOP NOP NOP EOL) + l4; DF unless a fragment; an L4 checksum at csumAt of l4 when >= 0. */
+function ipv4(src: Buffer, dst: Buffer, proto: number, opts: boolean, mf: boolean, off: number, l4: Buffer, csumAt: number): Buffer {
+  const hl = opts ? 24 : 20;
+  const b = Buffer.allocUnsafe(hl + l4.length);
+  b[0] = 0x40 | (hl / 4);
+  b[1] = 0;
+  b.writeUInt16BE(hl + l4.length, 2);
+  b.writeUInt16BE(0, 4);
+  b.writeUInt16BE((mf || off ? 0 : 0x4000) | (mf ? 0x2000 : 0) | off, 6);
+  b[8] = 64;
+  b[9] = proto;
+  b.writeUInt16BE(0, 10);
+  src.copy(b, 12);
+  dst.copy(b, 16);
+  if (opts) b.writeUInt32BE(0x01010100, 20);
+  b.writeUInt16BE(fold(sum(b, 0, hl)), 10);
+  l4.copy(b, hl);
+  if (csumAt >= 0) {
+    const pseudo = sum(src, 0, 4) + sum(dst, 0, 4) + proto + l4.length;
+    const c = fold(sum(b, hl, b.length, pseudo));
+    b.writeUInt16BE(c === 0 && proto === IPPROTO.UDP ? 0xffff : c, hl + csumAt);
+  }
+  return b;
+}
+
+/** A UDP header (checksum 0: ipv4() writes it) in front of data. */
+function udpHeader(sport: number, dport: number, data: Buffer): Buffer {
+  const b = Buffer.allocUnsafe(8 + data.length);
+  data.copy(b, 8);
+  return writeUdp(b, sport, dport);
+}
+/** Writes a UDP header over the first 8 bytes of b, its length b's. */
+function writeUdp(b: Buffer, sport: number, dport: number): Buffer {
+  b.writeUInt16BE(sport, 0);
+  b.writeUInt16BE(dport, 2);
+  b.writeUInt16BE(b.length, 4);
+  b.writeUInt16BE(0, 6);
+  return b;
+}
+
+function tcpHeader(sport: number, dport: number, flags: number, seq: number, ack: number, data: Buffer): Buffer {
+  const b = Buffer.allocUnsafe(20 + data.length);
+  b.writeUInt16BE(sport, 0);
+  b.writeUInt16BE(dport, 2);
+  b.writeUInt32BE(seq, 4);
+  b.writeUInt32BE(ack, 8);
+  b[12] = 5 << 4;
+  b[13] = flags;
+  b.writeUInt32BE(0xffff0000, 14); // window 65535, checksum 0
+  b.writeUInt16BE(0, 18);
+  data.copy(b, 20);
+  return b;
+}
+
+/** An ICMP message: type, code, checksum, the 4-byte rest (echo: id and sequence), body. */
+function icmp(type: number, code: number, rest: number, body: Buffer): Buffer {
+  const b = Buffer.allocUnsafe(8 + body.length);
+  b[0] = type;
+  b[1] = code;
+  b.writeUInt16BE(0, 2);
+  b.writeUInt32BE(rest >>> 0, 4);
+  body.copy(b, 8);
+  b.writeUInt16BE(fold(sum(b, 0, b.length)), 2);
+  return b;
+}
+
+const ips = new Map<string, Buffer>();
+function ipBytes(s: string): Buffer {
+  let b = ips.get(s);
+  if (!b) ips.set(s, (b = Buffer.from(s.split('.').map(Number))));
+  return b;
 }
 
 /** An Ethernet frame: untagged, tagged, or with a stack of tags (QinQ, 802.1ad outer). */
@@ -83,17 +206,25 @@ export function frame(r: Rng, a: Addrs, vids: readonly number[], payload: Buffer
   const dst = r.pick(a.macs);
   const src = r.pick(a.macs);
   const tags = !r.chance(tagged) ? 0 : r.chance(0.8) ? 1 : 2 + r.int(2);
-  let body = Buffer.concat([u16(type), payload]);
+  const b = Buffer.allocUnsafe(14 + 4 * tags + payload.length);
+  macBytes(dst).copy(b, 0);
+  macBytes(src).copy(b, 6);
+  // tags are drawn innermost first (the last drawn is outermost), as they are stacked
   for (let i = 0; i < tags; i++) {
+    const at = 12 + 4 * (tags - 1 - i);
     const tpid = i === tags - 1 && tags > 1 && r.chance(0.5) ? 0x88a8 : ETH_P.VLAN;
-    body = Buffer.concat([u16(tpid), u16((r.int(8) << 13) | r.pick(vids)), body]);
+    b.writeUInt16BE(tpid, at);
+    b.writeUInt16BE((r.int(8) << 13) | r.pick(vids), at + 2);
   }
-  return Buffer.concat([Buffer.from(dst.replace(/:/g, ''), 'hex'), Buffer.from(src.replace(/:/g, ''), 'hex'), body]);
+  b.writeUInt16BE(type, 12 + 4 * tags);
+  payload.copy(b, 14 + 4 * tags);
+  return b;
 }
 
-function u16(v: number): Buffer {
-  const b = Buffer.alloc(2);
-  b.writeUInt16BE(v);
+const macs = new Map<string, Buffer>();
+function macBytes(m: string): Buffer {
+  let b = macs.get(m);
+  if (!b) macs.set(m, (b = Buffer.from(m.replace(/:/g, ''), 'hex')));
   return b;
 }
 

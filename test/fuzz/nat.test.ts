@@ -10,14 +10,14 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readDropsByIface } from '../../src/dataplane/stats.js';
 import { enterNetns } from '../../src/dataplane/host.js';
-import { ipv4ToNum, sumPerCpu, u32 } from '../../src/objects/codec.js';
+import { ipv4ToNum, u32 } from '../../src/objects/codec.js';
 import { CtStats, flowsDeleted, NAT, NatConfig, Portmap, PortmapKey, SNAT_FLAGS, SnatRule, snatKey } from '../../src/objects/nat.js';
 import type { BpfMap, BpfObject } from '../../src/sys/libbpf.js';
 import { ifNameToIndex } from '../../src/sys/libc.js';
 import { builtObject, PinRoot, TC, XDP } from '../helpers/bpf.js';
 import { ETH_P, IPPROTO, parse, type Parsed } from '../helpers/packet.js';
 import { cleanup, netns, sh } from '../helpers/sys.js';
-import { report, runFrame } from './harness.js';
+import { progress, replay, report, Runner, started, stopRequested, type Epoch } from './harness.js';
 import { FRAMES, frame, l3, mutate, Rng, runSeed, type Addrs } from './gen.js';
 import { natRef } from './nat-ref.js';
 
@@ -53,7 +53,8 @@ describe('fuzz: NAT programs', () => {
   let pins: PinRoot;
   let nat: BpfObject;
   const ifx: Record<string, number> = {};
-  const map = (name: string): BpfMap => nat.map(name);
+  const maps = new Map<string, BpfMap>(); // opened once: nat.map() asks the kernel for the map's info every time
+  const map = (name: string): BpfMap => maps.get(name) ?? maps.set(name, nat.map(name)).get(name)!;
 
   beforeAll(() => {
     const ns = netns('fznat');
@@ -96,42 +97,59 @@ describe('fuzz: NAT programs', () => {
     map(NAT.maps.addrs).update(u32(ipv4ToNum(H)).reverse(), u32(ifx.up0));
     map(NAT.maps.addrs).update(u32(ipv4ToNum(BR)).reverse(), u32(ifx.ct0));
   }
-  const created = () => sumPerCpu(CtStats, map(NAT.maps.ctStats).lookup(u32(0))!).created;
+  const createdAt = CtStats.fields.find((f) => f.name === 'created')!.offset;
+  const created = () => { // conntrack's created count: that one field of the per-CPU stats, summed
+    const v = map(NAT.maps.ctStats).lookup(u32(0))!;
+    let n = 0n;
+    for (let off = 0; off < v.length; off += Math.ceil(CtStats.size / 8) * 8) n += v.readBigUInt64LE(off + createdAt);
+    return n;
+  };
 
   function fuzz(hook: Hook): void {
     const seed = runSeed();
+    const since = started();
     const r = new Rng(seed);
     configure();
-    const prog = nat.program(NAT.programs[hook]);
+    const runner = new Runner(nat.program(NAT.programs[hook]), hook);
     const mismatches: string[] = [];
+    let replaying = false; // a batch's replay: its frames' failures were counted the first time
     const fail = (i: number, f: Buffer, how: string[], what: string) => {
-      mismatches.push(mismatches.length < 5 ? `frame ${i} (seed ${seed}, ${how.join(' + ') || 'unmutated'}): ${what}\n  ${f.toString('hex')}` : '');
+      if (!replaying) mismatches.push(mismatches.length < 5 ? `frame ${i} (seed ${seed}, ${how.join(' + ') || 'unmutated'}): ${what}\n  ${f.toString('hex')}` : '');
     };
     let run = 0;
     let refused = 0;
     let translated = 0; // frames that left changed: the checksum check had something to check
     let dropVerdicts: Record<string, number> = {};
     let malformedDrops: Record<string, Record<string, number>> = {};
-    const BATCH = 2000;
-    for (let i = 0; run < FRAMES; i++) { // FRAMES run, not counting what the kernel refuses
+    let createdBefore: bigint | undefined; // conntrack's created count now, if known
+    const reset = () => {
+      configure();
+      createdBefore = undefined;
+      dropVerdicts = {};
+      malformedDrops = {};
+    };
+
+    /** Frame i: drawn, run, checked against the reference; its drops accounted. */
+    const step = (i: number) => {
       const side = r.pick(['ct0', 'up0'] as const);
       const a: Addrs = { ...SIDES[side], ports: PORTS };
       const { frame: f, how } = mutate(r, frame(r, a, [1], r.chance(0.95) ? l3(r, a) : r.bytes(r.int(40)), r.chance(0.95) ? ETH_P.IPV4 : ETH_P.ARP, 0.05));
-      const before = created();
-      const res = runFrame(prog, hook, ifx[side], f);
-      if (!res) {
-        refused++;
-        continue;
-      }
-      run++;
       const ref = natRef(f);
-      const where = `${hook} on ${side}: verdict ${res.retval}, reference ${JSON.stringify(ref)}`;
-      if (!ALLOWED[hook].includes(res.retval)) fail(i, f, how, where);
+      // conntrack's created count around every frame that must create nothing; one read serves a run of them
+      const noEntry = ref.cls === 'malformed' || ref.cls === 'skip';
+      if (noEntry) createdBefore ??= created();
+      const res = runner.run(ifx[side], f);
+      if (!res) return { frame: f, how, ran: false };
+      if (!noEntry) createdBefore = undefined; // it may create one
+      const where = () => `${hook} on ${side}: verdict ${res.retval}, reference ${JSON.stringify(ref)}`;
+      if (!ALLOWED[hook].includes(res.retval)) fail(i, f, how, where());
       if (res.retval === DROP[hook]) dropVerdicts[side] = (dropVerdicts[side] ?? 0) + 1;
       if (ref.cls === 'malformed' || ref.cls === 'skip') {
         const verdict = ref.cls === 'malformed' ? DROP[hook] : PASS[hook];
-        if (res.retval !== verdict || !res.data.equals(f)) fail(i, f, how, `${where}, out ${res.data.toString('hex')}`);
-        if (created() !== before) fail(i, f, how, `${where}: created a conntrack entry`);
+        if (res.retval !== verdict || !res.data.equals(f)) fail(i, f, how, `${where()}, out ${res.data.toString('hex')}`);
+        const after = created();
+        if (after !== createdBefore) fail(i, f, how, `${where()}: created a conntrack entry`);
+        createdBefore = after;
         if (ref.cls === 'malformed') {
           const m = (malformedDrops[side] ??= {});
           m[ref.reason] = (m[ref.reason] ?? 0) + 1;
@@ -142,26 +160,51 @@ describe('fuzz: NAT programs', () => {
         const was = validSums(parse(f));
         const now = validSums(parse(res.data));
         const broken = Object.keys(was).filter((k) => was[k] && now[k] === false);
-        if (broken.length) fail(i, f, how, `${where}: ${broken.join(', ')} checksum broken, out ${res.data.toString('hex')}`);
+        if (broken.length) fail(i, f, how, `${where()}: ${broken.join(', ')} checksum broken, out ${res.data.toString('hex')}`);
       }
-      if ((i + 1) % BATCH === 0 || run === FRAMES) {
-        // counters add up: a drop verdict is one drop counted, under a reason; a malformed frame's under its own
-        for (const side of ['ct0', 'up0']) {
-          const got = readDropsByIface(map('xn_drops')).get(ifx[side]) ?? {};
-          const total = Object.values(got).reduce((x, y) => x + y, 0);
-          if (total !== (dropVerdicts[side] ?? 0)) fail(i, Buffer.alloc(0), [], `${side}: ${total} drops counted, ${dropVerdicts[side] ?? 0} drop verdicts`);
-          for (const [reason, n] of Object.entries(malformedDrops[side] ?? {})) {
-            if ((got[reason] ?? 0) < n) fail(i, Buffer.alloc(0), [], `${side}: ${got[reason] ?? 0} ${reason} drops counted, ${n} such frames`);
-          }
-        }
-        if (map(NAT.maps.ct).count() > 20_000) {
-          configure();
-          dropVerdicts = {};
-          malformedDrops = {};
+      return { frame: f, how, ran: true };
+    };
+
+    /** Counters add up: a drop verdict is one drop counted, under a reason; a malformed frame's under its own. '' or what is wrong. */
+    const checkDrops = (): string => {
+      const bad: string[] = [];
+      const drops = readDropsByIface(map('xn_drops'));
+      for (const side of ['ct0', 'up0']) {
+        const got = drops.get(ifx[side]) ?? {};
+        const total = Object.values(got).reduce((x, y) => x + y, 0);
+        if (total !== (dropVerdicts[side] ?? 0)) bad.push(`${side}: ${total} drops counted, ${dropVerdicts[side] ?? 0} drop verdicts`);
+        for (const [reason, n] of Object.entries(malformedDrops[side] ?? {})) {
+          if ((got[reason] ?? 0) < n) bad.push(`${side}: ${got[reason] ?? 0} ${reason} drops counted, ${n} such frames`);
         }
       }
+      return bad.join('; ');
+    };
+
+    const BATCH = 2000;
+    let epoch: Epoch = { i: 0, rng: r.state };
+    let batchStart = 0;
+    for (let i = 0; run < FRAMES; i++) { // FRAMES run, not counting what the kernel refuses
+      if (step(i).ran) run++;
+      else refused++;
+      if ((i + 1) % BATCH !== 0 && run < FRAMES) continue;
+      const bad = checkDrops();
+      if (bad) {
+        replaying = true;
+        const first = replay({ rng: r, epoch, first: batchStart, last: i, reset, step, check: checkDrops });
+        replaying = false;
+        fail(i, Buffer.alloc(0), [], `maps after frames ${batchStart}..${i}: ${bad}\n  ${first}`);
+        break; // the maps are the replay's now
+      }
+      batchStart = i + 1;
+      if (map(NAT.maps.ct).count() > 20_000) {
+        reset();
+        epoch = { i: i + 1, rng: r.state };
+      }
+      progress(`nat ${hook}`, seed, run, mismatches.length, refused, since);
+      if (stopRequested()) break;
     }
-    report(`nat ${hook}`, seed, run, mismatches.length, refused);
+    runner.close();
+    report(`nat ${hook}`, seed, run, mismatches.length, refused, since);
     console.log(`  ${translated} left translated`);
     expect(translated).toBeGreaterThan(run / 20); // the generator must keep reaching translation
     expect(mismatches.filter(Boolean), `seed ${seed}: ${mismatches.length} mismatches`).toEqual([]);

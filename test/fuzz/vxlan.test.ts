@@ -16,12 +16,13 @@ import {
 import { ipv4ToNum, struct, u32 } from '../../src/objects/codec.js';
 import type { BpfMap, BpfObject } from '../../src/sys/libbpf.js';
 import { ifNameToIndex } from '../../src/sys/libc.js';
-import { builtObject, giveSlots, ifCounters, PinRoot, TC, XDP } from '../helpers/bpf.js';
+import { readCounters } from '../../src/dataplane/slots.js';
+import { builtObject, giveSlots, PinRoot, TC, XDP } from '../helpers/bpf.js';
 import { eth, ETH_P, mac } from '../helpers/packet.js';
 import { cleanup, netns, sh, veth } from '../helpers/sys.js';
 import { egressTag, fdbKey, retagged, type Outcome, type RefPort, type RefSwitch } from './bridge-ref.js';
 import { FRAMES, frame, l3, mutate, Rng, runSeed, vxlanPacket, type Addrs } from './gen.js';
-import { report, runFrame } from './harness.js';
+import { progress, replay, report, Runner, started, stopRequested, type Epoch } from './harness.js';
 import { canon, diff, fdbNow, tcBytes } from './switch-maps.js';
 import { vxlanRef, type RefVtep } from './vxlan-ref.js';
 
@@ -51,6 +52,10 @@ const VNIS = [100, 101, 200, 300, 0];
 const STATIC: Array<[number, number, string, string, string?]> = [[1, 1, MACS.a, 'p1'], [1, 10, MACS.b, 'p3'], [1, 1, MACS.x, 'up0', R2], [2, 1, MACS.b, 'p5']];
 const BrMeta = struct('xn_br_meta', { bridge: 'u32', vid: 'u16', tagged: 'u16' });
 
+/** The bridges' FDB ageing: longer than any run, as the reference has no clock. At 300 s, a 10^7-frame
+ * run on a loaded machine outlived it and learned entries aged out mid-epoch (floods where the reference forwards). */
+const AGEING = 1_000_000;
+
 type Hook = 'xdp' | 'tc';
 const VERDICT: Record<Hook, Record<Outcome['cls'], number>> = {
   xdp: { pass: XDP.PASS, local: XDP.PASS, drop: XDP.DROP, flood: XDP.REDIRECT, forward: XDP.REDIRECT, encap: XDP.REDIRECT },
@@ -61,7 +66,8 @@ describe('fuzz: VXLAN uplink programs', () => {
   let pins: PinRoot;
   let br: BpfObject;
   const ifx: Record<string, number> = {};
-  const map = (name: string): BpfMap => br.map(name);
+  const maps = new Map<string, BpfMap>(); // opened once: br.map() asks the kernel for the map's info every time
+  const map = (name: string): BpfMap => maps.get(name) ?? maps.set(name, br.map(name)).get(name)!;
 
   beforeAll(() => {
     const ns = netns('fzvx');
@@ -86,7 +92,7 @@ describe('fuzz: VXLAN uplink programs', () => {
     for (const k of [...map('xn_if_stats').keys()]) map('xn_if_stats').update(k, Buffer.alloc(map('xn_if_stats').valueBufSize));
     invalidateCache(map(BR_GEN_MAP));
     for (const id of [1, 2]) {
-      map(BRIDGE.maps.bridges).update(u32(id), Bridge.encode({ mac: mac(`02:b0:00:00:00:0${id}`), flags: 0, ageing_sec: 300, max_learned: 0, learned: 0, name: Buffer.from(`br${id}`) }));
+      map(BRIDGE.maps.bridges).update(u32(id), Bridge.encode({ mac: mac(`02:b0:00:00:00:0${id}`), flags: 0, ageing_sec: AGEING, max_learned: 0, learned: 0, name: Buffer.from(`br${id}`) }));
     }
     const slots = giveSlots(br, [...Object.keys(PORTS), 'up0'].map((p) => ifx[p]));
     for (const [name, p] of Object.entries(PORTS)) {
@@ -125,28 +131,31 @@ describe('fuzz: VXLAN uplink programs', () => {
 
   function fuzz(hook: Hook): void {
     const seed = runSeed();
+    const since = started();
     const r = new Rng(seed);
     let ref = configure();
-    const prog = br.program(hook === 'xdp' ? VXLAN.programs.uplink : VXLAN.programs.uplinkTc);
+    const runner = new Runner(br.program(hook === 'xdp' ? VXLAN.programs.uplink : VXLAN.programs.uplinkTc), hook);
     const mismatches: string[] = [];
+    let replaying = false; // a batch's replay: its frames' failures were counted the first time
     const fail = (i: number, f: Buffer, how: string[], what: string) => {
-      mismatches.push(mismatches.length < 5 ? `frame ${i} (seed ${seed}, ${how.join(' + ') || 'unmutated'}): ${what}\n  ${f.toString('hex')}` : '');
+      if (!replaying) mismatches.push(mismatches.length < 5 ? `frame ${i} (seed ${seed}, ${how.join(' + ') || 'unmutated'}): ${what}\n  ${f.toString('hex')}` : '');
     };
     type Counts = Record<string, Record<string, number>>;
     let want: Counts = {};
     const add = (port: string, what: string) => void ((want[port] ??= {})[what] = (want[port][what] ?? 0) + 1);
+    const reset = () => {
+      ref = configure();
+      want = {};
+    };
     let run = 0;
     let refused = 0;
     let decapped = 0;
-    const BATCH = 2000;
-    for (let i = 0; run < FRAMES; i++) { // FRAMES run, not counting what the kernel refuses
+
+    /** Frame i: drawn, run, checked against the reference and accounted in `want`. */
+    const step = (i: number) => {
       const { frame: f, how } = mutate(r, uplinkFrame(r), 0.6);
-      const res = runFrame(prog, hook, ifx.up0, f);
-      if (!res) {
-        refused++;
-        continue;
-      }
-      run++;
+      const res = runner.run(ifx.up0, f);
+      if (!res) return { frame: f, how, ran: false };
       const o = vxlanRef(ref, VTEPS, 'up0', f, hook);
       add('up0', 'rx');
       if (o.learned) add('up0', 'learned');
@@ -157,40 +166,66 @@ describe('fuzz: VXLAN uplink programs', () => {
       }
       if (o.cls === 'forward') add(o.out, 'tx');
       if (o.cls === 'forward' || o.cls === 'flood') decapped++;
-      const where = `${hook} verdict ${res.retval}, reference ${JSON.stringify({ ...o, inner: undefined, vtep: o.vtep?.vni })}`;
+      const where = () => `${hook} verdict ${res.retval}, reference ${JSON.stringify({ ...o, inner: undefined, vtep: o.vtep?.vni })}`;
       if (res.retval !== VERDICT[hook][o.cls]) {
-        fail(i, f, how, where);
+        fail(i, f, how, where());
       } else if (o.cls === 'pass') {
         if (!res.data.equals(f)) fail(i, f, how, `passed changed: ${res.data.toString('hex')}`);
       } else if (o.cls === 'forward' || (o.cls === 'flood' && hook === 'xdp')) {
         const inner = o.inner!;
         const exp = o.cls === 'flood' ? Buffer.concat([BrMeta.encode({ bridge: o.vtep!.bridge, vid: o.vtep!.vid, tagged: 0 }), inner])
           : hook === 'xdp' ? retagged(inner, o.vtep!.vid, o.tag) : tcBytes(inner, o.tag);
-        if (!res.data.equals(exp)) fail(i, f, how, `${where}: out\n  ${res.data.toString('hex')}\n  expected\n  ${exp.toString('hex')}`);
+        if (!res.data.equals(exp)) fail(i, f, how, `${where()}: out\n  ${res.data.toString('hex')}\n  expected\n  ${exp.toString('hex')}`);
       }
-      if ((i + 1) % BATCH === 0 || run === FRAMES) {
-        const got: Counts = {};
-        for (const p of [...Object.keys(PORTS), 'up0']) {
-          const c = ifCounters(br, ifx[p])!;
-          const g: Record<string, number> = {};
-          for (const [k, n] of [['rx', c.rx_packets], ['tx', c.tx_packets], ['flooded', c.flooded], ['learned', c.learned]] as const) if (n) g[k] = Number(n);
-          for (const [reason, n] of Object.entries(readDropsByIface(map('xn_drops')).get(ifx[p]) ?? {})) g[`drop ${reason}`] = n;
-          const dropped = Object.entries(g).filter(([k]) => k.startsWith('drop ')).reduce((a, [, n]) => a + n, 0);
-          if (Number(c.dropped) !== dropped) fail(i, Buffer.alloc(0), [], `${p}: dropped ${c.dropped}, ${dropped} by reason`);
-          if (Object.keys(g).length) got[p] = g;
-        }
-        const now = fdbNow(br, ifx);
-        const fdbOk = canon([...now].sort()) === canon([...ref.fdb].sort());
-        if (canon(got) !== canon(want) || !fdbOk) {
-          fail(i, Buffer.alloc(0), [], `maps after frame ${i}: ${diff(got, want)}${fdbOk ? '' : `\n  fdb ${canon([...now].sort())}\n  expected ${canon([...ref.fdb].sort())}`}`);
-        }
-        if (ref.fdb.size > 4000) {
-          ref = configure();
-          want = {};
-        }
+      return { frame: f, how, ran: true };
+    };
+
+    /** How the maps differ from what the reference expects of every frame so far, or ''. */
+    const checkMaps = (): string => {
+      const bad: string[] = [];
+      const got: Counts = {};
+      const counters = readCounters(map('xn_if_slots'), map('xn_if_stats')); // one read of each map a batch
+      const drops = readDropsByIface(map('xn_drops'));
+      for (const p of [...Object.keys(PORTS), 'up0']) {
+        const c = counters.get(ifx[p])!;
+        const g: Record<string, number> = {};
+        for (const [k, n] of [['rx', c.rx_packets], ['tx', c.tx_packets], ['flooded', c.flooded], ['learned', c.learned]] as const) if (n) g[k] = Number(n);
+        for (const [reason, n] of Object.entries(drops.get(ifx[p]) ?? {})) g[`drop ${reason}`] = n;
+        const dropped = Object.entries(g).filter(([k]) => k.startsWith('drop ')).reduce((a, [, n]) => a + n, 0);
+        if (Number(c.dropped) !== dropped) bad.push(`${p}: dropped ${c.dropped}, ${dropped} by reason`);
+        if (Object.keys(g).length) got[p] = g;
       }
+      if (canon(got) !== canon(want)) bad.push(diff(got, want));
+      const now = fdbNow(br, ifx);
+      if (canon([...now].sort()) !== canon([...ref.fdb].sort())) bad.push(`fdb ${canon([...now].sort())}\n  expected ${canon([...ref.fdb].sort())}`);
+      return bad.join('; ');
+    };
+
+    const BATCH = 2000;
+    let epoch: Epoch = { i: 0, rng: r.state };
+    let batchStart = 0;
+    for (let i = 0; run < FRAMES; i++) { // FRAMES run, not counting what the kernel refuses
+      if (step(i).ran) run++;
+      else refused++;
+      if ((i + 1) % BATCH !== 0 && run < FRAMES) continue;
+      const bad = checkMaps();
+      if (bad) {
+        replaying = true;
+        const first = replay({ rng: r, epoch, first: batchStart, last: i, reset, step, check: checkMaps });
+        replaying = false;
+        fail(i, Buffer.alloc(0), [], `maps after frames ${batchStart}..${i}: ${bad}\n  ${first}`);
+        break; // the maps are the replay's now
+      }
+      batchStart = i + 1;
+      if (ref.fdb.size > 4000) {
+        reset();
+        epoch = { i: i + 1, rng: r.state };
+      }
+      progress(`vxlan uplink ${hook}`, seed, run, mismatches.length, refused, since);
+      if (stopRequested()) break;
     }
-    report(`vxlan uplink ${hook}`, seed, run, mismatches.length, refused);
+    runner.close();
+    report(`vxlan uplink ${hook}`, seed, run, mismatches.length, refused, since);
     console.log(`  ${decapped} decapsulated`);
     expect(decapped).toBeGreaterThan(run / 20); // the generator must keep reaching decapsulation
     expect(mismatches.filter(Boolean), `seed ${seed}: ${mismatches.length} mismatches`).toEqual([]);

@@ -27,8 +27,16 @@ export function ip4(s: string): Buffer {
 export const macStr = (buf: Buffer): string => [...buf.subarray(0, 6)].map((b) => b.toString(16).padStart(2, '0')).join(':');
 export const ip4Str = (buf: Buffer): string => [...buf.subarray(0, 4)].join('.');
 
+// Parsed text addresses, kept: the fuzz tier builds millions of frames from a few addresses.
+// Only pack() and sum16() read what addr() returns, so sharing the Buffers is safe.
+const parsedAddrs = new Map<string, Buffer>();
 function addr(a: Addr, len: 4 | 6): Buffer {
-  const b = typeof a !== 'string' ? a : len === 6 ? mac(a) : ip4(a);
+  let b: Buffer | undefined;
+  if (typeof a !== 'string') b = a;
+  else if (!(b = parsedAddrs.get(a))) {
+    b = len === 6 ? mac(a) : ip4(a);
+    if (parsedAddrs.size < 4096) parsedAddrs.set(a, b);
+  }
   if (b.length !== len) throw new Error(`address must be ${len} bytes, got ${b.length}`);
   return b;
 }
@@ -56,20 +64,24 @@ function uint(v: number, bits: number, what: string): number {
 /** A header field: [byte width, unsigned big-endian value] (range-checked by Buffer) or raw bytes. */
 type Field = [bytes: number, value: number] | Buffer;
 function pack(...fields: Field[]): Buffer {
-  return Buffer.concat(fields.map((f) => {
-    if (Buffer.isBuffer(f)) return f;
-    const b = Buffer.alloc(f[0]);
-    b.writeUIntBE(f[1], 0, f[0]);
-    return b;
-  }));
+  let len = 0;
+  for (const f of fields) len += Buffer.isBuffer(f) ? f.length : f[0];
+  const out = Buffer.allocUnsafe(len); // every byte is written below
+  let at = 0;
+  for (const f of fields) {
+    if (Buffer.isBuffer(f)) at += f.copy(out, at);
+    else at = out.writeUIntBE(f[1], at, f[0]);
+  }
+  return out;
 }
 
 // ---- checksums ------------------------------------------------------------
 /** Folded (not complemented) ones'-complement sum of 16-bit big-endian words. */
 function sum16(buf: Buffer, initial = 0): number {
   let s = initial;
-  for (let i = 0; i + 1 < buf.length; i += 2) s += buf.readUInt16BE(i);
-  if (buf.length % 2) s += buf.readUInt8(buf.length - 1) << 8;
+  const n = buf.length;
+  for (let i = 0; i + 1 < n; i += 2) s += (buf[i] << 8) | buf[i + 1];
+  if (n % 2) s += buf[n - 1] << 8;
   while (s > 0xffff) s = (s % 0x10000) + Math.floor(s / 0x10000);
   return s;
 }
