@@ -19,10 +19,18 @@ export const BRIDGE = {
     txPorts: 'xn_tx_ports',
     arp: 'xn_arp',
   },
-  limits: { floodMax: 64, ports: 1024, bridges: 64, fdb: 131072 },
+  limits: { floodMax: 64, ports: 1024, bridges: 64, fdb: 131072, lockIps: 8 },
 } as const;
 
-export const PORT_FLAGS = { LEARNING: 1, HOST: 2, ACCESS: 4, PEER: 8 } as const;
+export const PORT_FLAGS = { LEARNING: 1, HOST: 2, ACCESS: 4, PEER: 8, LOCKED: 16 } as const;
+
+/**
+ * xn_port_locks: ifindex → the MAC and IPv4 addresses a locked port
+ * (PORT_FLAGS.LOCKED) may send from (bpf/lib/port_lock.h). Not in
+ * BRIDGE.maps, so instances pinned before it existed still open; every load
+ * of the bridge object pins it.
+ */
+export const PORT_LOCK_MAP = 'xn_port_locks';
 
 /** xn_br_gen: cached forwarding decisions hold while it is unchanged (not in BRIDGE.maps: it is not configuration). */
 export const BR_GEN_MAP = 'xn_br_gen';
@@ -69,7 +77,10 @@ export const DevmapVal = struct('bpf_devmap_val', { ifindex: 'u32', prog_fd: 'u3
 export const ArpKey = struct('xn_arp_key', { bridge: 'u32', vid: 'u16', pad: 'u16', ip: 'be32' });
 export const ArpEntry = struct('xn_arp_entry', { mac: { bytes: 6 }, flags: 'u16' });
 
-export const BRIDGE_CODECS = [Bridge, Port, VlanKey, Vlan, FdbKey, FdbEntry, FloodKey, Flood, BrGen, ArpKey, ArpEntry];
+/** xn_port_lock: addresses (in ip, network order) unused slots 0. */
+export const PortLock = struct('xn_port_lock', { mac: { bytes: 6 }, pad: 'u16', ip: { bytes: 4 * BRIDGE.limits.lockIps } });
+
+export const BRIDGE_CODECS = [Bridge, Port, VlanKey, Vlan, FdbKey, FdbEntry, FloodKey, Flood, BrGen, ArpKey, ArpEntry, PortLock];
 
 /**
  * The VXLAN overlay (bpf/include/vxlan.h): maps and the uplink program of the
