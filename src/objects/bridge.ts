@@ -145,6 +145,20 @@ export function decodeRemoteList(buf: Buffer): number[] {
   return Array.from({ length: Math.min(r.count, VXLAN.limits.remotesMax) }, (_, i) => r.addr.readUInt32BE(i * 4));
 }
 
+/** Encodes a port's lock: its MAC and IPv4 addresses (numbers, see ipv4ToNum; at most BRIDGE.limits.lockIps, none 0). */
+export function portLock(mac: Buffer, ips: number[]): Buffer {
+  if (ips.length > BRIDGE.limits.lockIps) throw new Error(`at most ${BRIDGE.limits.lockIps} addresses per port lock`);
+  const buf = Buffer.alloc(4 * BRIDGE.limits.lockIps);
+  ips.forEach((a, i) => buf.writeUInt32BE(a, i * 4));
+  return PortLock.encode({ mac, pad: 0, ip: buf });
+}
+
+export function decodePortLock(buf: Buffer): { mac: Buffer; ips: number[] } {
+  const l = PortLock.decode(buf);
+  const ips = Array.from({ length: BRIDGE.limits.lockIps }, (_, i) => l.ip.readUInt32BE(i * 4)).filter((a) => a !== 0);
+  return { mac: l.mac, ips };
+}
+
 /** Encodes a flood list (ifindexes) into struct xn_flood. */
 export function floodList(ifindexes: number[]): Buffer {
   const ids = Buffer.alloc(4 * BRIDGE.limits.floodMax);
