@@ -357,7 +357,7 @@ export function addPort(
  * written before the flag is set and deleted after it is cleared, so the
  * datapath never sees a locked port without them.
  */
-export function setPortLock(inst: InstancePaths, iface: string, lock: PortLock | null, netns?: string): PortInfo {
+export function setPortLock(inst: InstancePaths, iface: string, lock: PortLock | null, netns?: string): void {
   const ifindex = resolveIface(iface, netns);
   const port = readMaps(inst, (m) => readPorts(m).find((p) => p.ifindex === ifindex));
   if (!port) throw new XdpnetError(`${iface} is not a bridge port`, `attach it first: xdpnet attach ${iface} --bridge NAME`);
@@ -366,7 +366,6 @@ export function setPortLock(inst: InstancePaths, iface: string, lock: PortLock |
   if (lock) writeLock(inst, ifindex, lock);
   withMaps(inst, (m) => m.ports.update(u32(ifindex), Port.encode({ ...rec, flags: lock ? rec.flags | PORT_FLAGS.LOCKED : rec.flags & ~PORT_FLAGS.LOCKED })));
   if (!lock) deleteLock(inst, ifindex);
-  return listPorts(inst).find((p) => p.ifindex === ifindex)!;
 }
 
 /** A veth whose peer is in another namespace (a container's): tc may deliver into the peer directly (XN_PORT_PEER). */

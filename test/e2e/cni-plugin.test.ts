@@ -84,7 +84,7 @@ describe.skipIf(!hasIpam)('CNI plugin, run directly', () => {
 
   it('locks each container\'s port to its MAC and address (portLock, on by default); portLock false leaves it open', () => {
     const [a, b] = [container(), container()];
-    const open = conf({ portLock: false });
+    const open = conf({ portLock: false, runtimeConfig: {} }); // A has the port mapping
     const addA = plugin('ADD', a);
     const addB = plugin('ADD', b, open);
     expect([addA.code, addB.code], addA.stderr + addB.stderr).toEqual([0, 0]);
