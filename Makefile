@@ -9,7 +9,7 @@ BPF_HDR := $(wildcard bpf/lib/*.h bpf/include/*.h)
 # Objects only tests load (e.g. one the verifier must reject).
 FIXTURE_OBJ := $(patsubst test/fixtures/%.bpf.c,build/fixtures/%.bpf.o,$(wildcard test/fixtures/*.bpf.c))
 
-APT_PKGS := clang llvm libbpf-dev linux-libc-dev iproute2 iputils-ping iperf3 ethtool \
+APT_PKGS := clang llvm libbpf-dev linux-libc-dev iproute2 iputils-ping iputils-arping iperf3 ethtool \
 	tcpdump tshark iptables conntrack util-linux kmod bpftool prometheus \
 	podman runc containernetworking-plugins busybox-static etcd-server
 

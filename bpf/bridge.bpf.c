@@ -26,12 +26,16 @@ __inline_fn int forward_vlan(void *ctx, const enum hook h, struct br_frame *f)
 	return 0;
 }
 
-/* Known unicast from the cache: counts it in and out and tags it as the
- * egress port wants; 0, or a negative drop reason. */
+/* Known unicast from the cache: counts it in and out, checks a locked
+ * port's frame and tags it as the egress port wants; 0, or a negative drop
+ * reason. */
 __inline_fn int forward_cached(void *ctx, const enum hook h, const struct pkt *p, const struct br_key *k,
 			       const struct br_cached *c)
 {
 	stats_rx(slot_stats(c->in_slot), p->len);
+	int r = br_cached_admit(ctx, h, c);
+	if (r < 0)
+		return r;
 	int tagged = k->tci != 0;
 	if ((tagged || c->out_tag) &&
 	    (h == HOOK_XDP ? xdp_vlan_set(ctx, tagged, c->out_tag, c->vid) : skb_vlan_set(ctx, tagged, c->out_tag, c->vid)))
@@ -60,6 +64,9 @@ static __noinline int br_xdp_slow(struct xdp_md *ctx, const struct br_key *k, co
 	if (c) { /* a remote MAC: straight to encapsulation */
 		st = slot_stats(c->in_slot);
 		stats_rx(st, p.len);
+		r = br_cached_admit(ctx, HOOK_XDP, c);
+		if (r < 0)
+			goto drop;
 		f.bridge = c->bridge;
 		f.vid = c->vid;
 		f.tagged = k->tci != 0;
@@ -74,6 +81,12 @@ static __noinline int br_xdp_slow(struct xdp_md *ctx, const struct br_key *k, co
 		return XDP_PASS; /* not (or no longer) a port */
 	st = slot_stats(port->slot);
 	stats_rx(st, p.len);
+	if (port->flags & XN_PORT_LOCKED) { /* before br_ingress: a refused frame teaches the FDB nothing */
+		r = br_lock_check(ctx, HOOK_XDP);
+		if (r < 0)
+			goto drop;
+		f.in_locked = 1;
+	}
 	now = br_now();
 	r = br_ingress(&p, port, &f, now, st, 1);
 	if (r < 0)
@@ -353,8 +366,15 @@ int xn_br_tc(struct __sk_buff *skb)
 	if (!punted)
 		stats_rx(st, p.len);
 	struct br_frame f = {};
+	int r;
+	if (port->flags & XN_PORT_LOCKED) { /* as in br_xdp_slow */
+		r = br_lock_check(skb, HOOK_TC);
+		if (r < 0)
+			goto drop;
+		f.in_locked = 1;
+	}
 	__u64 now = br_now();
-	int r = br_ingress(&p, port, &f, now, st, !punted);
+	r = br_ingress(&p, port, &f, now, st, !punted);
 	if (r < 0)
 		goto drop;
 	if (r == BR_LOCAL)

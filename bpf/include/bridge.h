@@ -25,6 +25,7 @@ enum xn_port_flags {
 	XN_PORT_HOST = 2,     /* the port behind the bridge's own host interface */
 	XN_PORT_ACCESS = 4,   /* member of its PVID only, untagged: untagged frames need no VLAN lookup */
 	XN_PORT_PEER = 8,     /* a veth whose peer is in another namespace: tc delivers straight into the peer */
+	XN_PORT_LOCKED = 16,  /* sends only from the MAC and IPv4 addresses in xn_port_locks (anti-spoofing) */
 };
 
 struct xn_port {
@@ -32,6 +33,18 @@ struct xn_port {
 	__u16 pvid;  /* VLAN of untagged frames; 0: untagged frames are refused (pure trunk) */
 	__u16 flags; /* enum xn_port_flags */
 	__u32 slot;  /* the interface's xn_if_slots slot: its counters without another hash lookup */
+};
+
+/* xn_port_locks: ifindex -> what a locked port (XN_PORT_LOCKED) may send
+ * from. Looked up only for locked ports; the control process writes the entry
+ * before it sets the flag and clears the flag before it deletes the entry (a
+ * locked port without an entry passes nothing). */
+#define XN_PORT_LOCK_IPS 8
+
+struct xn_port_lock {
+	__u8 mac[6];                 /* the only source MAC, and ARP sender MAC, allowed */
+	__u16 pad;
+	__be32 ip[XN_PORT_LOCK_IPS]; /* IPv4 sources and ARP sender addresses allowed; unused slots 0 */
 };
 
 /* xn_vlans: (port, VLAN) -> membership; no entry means the VLAN is not allowed on the port. */

@@ -8,12 +8,8 @@
 #include "ctx.h"
 #include "parse.h"
 #include "bridge.h"
+#include "arp_hdr.h"
 
-#ifndef ETH_P_ARP
-#define ETH_P_ARP 0x0806
-#endif
-#define XN_ARPOP_REQUEST 1
-#define XN_ARPOP_REPLY 2
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -22,19 +18,6 @@ struct {
 	__type(value, struct xn_arp_entry);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } xn_arp SEC(".maps");
-
-/* Ethernet/IPv4 ARP (RFC 826), the only kind answered. */
-struct arp_eth4 {
-	__be16 htype;
-	__be16 ptype;
-	__u8 hlen;
-	__u8 plen;
-	__be16 op;
-	__u8 sha[6];
-	__u8 spa[4];
-	__u8 tha[6];
-	__u8 tpa[4];
-} __attribute__((packed));
 
 /* If the frame (already admitted by br_ingress as f) is an ARP request for
  * an address xn_arp knows, rewrites it into the reply and returns 1: the
@@ -58,8 +41,7 @@ __inline_fn int arp_respond(const struct pkt *p, const struct br_frame *f)
 	if (proto != bpf_htons(ETH_P_ARP))
 		return 0;
 	struct arp_eth4 *a = cursor_pull(&c, sizeof(*a));
-	if (!a || a->htype != bpf_htons(1) || a->ptype != bpf_htons(ETH_P_IP) || a->hlen != 6 || a->plen != 4 ||
-	    a->op != bpf_htons(XN_ARPOP_REQUEST))
+	if (!a || !arp_is_eth4(a) || a->op != bpf_htons(XN_ARPOP_REQUEST))
 		return 0;
 	__be32 spa, tpa;
 	__builtin_memcpy(&spa, a->spa, 4);

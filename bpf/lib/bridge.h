@@ -6,6 +6,7 @@
 #include "ctx.h"
 #include "parse.h"
 #include "stats.h"
+#include "port_lock.h"
 #include "../include/bridge.h"
 
 #define XN_FDB_REFRESH_NS 1000000000ULL /* learned entries are rewritten at most once a second */
@@ -100,7 +101,8 @@ struct br_cached {
 	__u16 in_slot, out_slot; /* counters */
 	__u16 vid;               /* the frame's VLAN */
 	__u8 out_tag;            /* leaves tagged */
-	__u8 out_peer;           /* XN_PORT_PEER egress */
+	__u8 out_peer : 1;       /* XN_PORT_PEER egress */
+	__u8 in_locked : 1;      /* from a locked port: check the frame (port_lock_check) before using this */
 	__u32 bridge;
 	__be32 remote;           /* the VTEP a remote MAC is behind (XDP only: encapsulation from here) */
 };
@@ -143,6 +145,7 @@ struct br_frame {
 	__u32 in_slot, out_slot;
 	__u16 out_tag; /* BR_FORWARD: leaves tagged (set by the entry program's egress step) */
 	__u16 out_peer; /* BR_FORWARD: the egress port is a veth with its peer elsewhere (XN_PORT_PEER) */
+	__u16 in_locked; /* the ingress port is locked (XN_PORT_LOCKED): its cached decisions check each frame */
 };
 
 /* Invalidates every CPU's cached decisions. */
@@ -398,6 +401,33 @@ __inline_fn void br_cache_put(const struct br_key *k, const struct xn_br_gen *g,
 	c->vid = f->vid;
 	c->out_tag = f->out_tag;
 	c->out_peer = f->out_peer;
+	c->in_locked = f->in_locked;
+}
+
+/* The port lock's check of the frame in ctx. Everything from ctx: values the
+ * caller holds would have to outlive the call in callee-saved registers or on
+ * the stack, and xn_br_tc's has no room; a struct pkt's bounds may also be
+ * stale (the uplink strips the outer headers first). */
+__inline_fn int br_lock_check(void *ctx, const enum hook h)
+{
+	if (h == HOOK_XDP) {
+		struct xdp_md *x = ctx;
+		return port_lock_check((void *)(long)x->data, (void *)(long)x->data_end, x->ingress_ifindex, 0);
+	}
+	struct __sk_buff *skb = ctx;
+	return port_lock_check((void *)(long)skb->data, (void *)(long)skb->data_end, skb->ifindex, skb->vlan_present);
+}
+
+/* 0 if a cached decision may be used for the frame in ctx, else a negative
+ * drop reason: a locked port's frames are checked on every hit (the key holds
+ * the MACs, not the addresses); one flag test for the others. (The slow paths
+ * test XN_PORT_LOCKED and call br_lock_check before br_ingress, so a refused
+ * frame teaches the FDB nothing.) */
+__inline_fn int br_cached_admit(void *ctx, const enum hook h, const struct br_cached *c)
+{
+	if (likely(!c->in_locked))
+		return 0;
+	return br_lock_check(ctx, h);
 }
 
 /* tc's known-unicast send. Into a veth whose peer is in another namespace

@@ -3,7 +3,8 @@ import { Command, Option } from 'commander';
 import { staleInstances } from '../dataplane/hygiene.js';
 import { parseVlan, parseVlanList } from '../dataplane/addr.js';
 import { attach, listAttachments, type Attachment, type Hook, type XdpMode } from '../dataplane/attach.js';
-import { prepareRedirectTarget } from '../dataplane/peer.js';
+import { prepareRedirectTarget, vethPeerMac } from '../dataplane/peer.js';
+import { parseLock, parseLockIps, type PortLock } from '../dataplane/port-lock.js';
 import { addPort, delBridge, detachAll, detachInterface, listBridges, listPorts, reapVanishedPorts, type PortInfo } from '../dataplane/bridge.js';
 import { hookName } from '../dataplane/links.js';
 import { ifNameToIndex } from '../sys/libc.js';
@@ -25,10 +26,34 @@ function describe(a: Attachment): string {
 function toJson(a: Attachment, p?: PortInfo, vnis?: number[], nat = false) {
   return { iface: a.iface, ifindex: a.ifindex, hook: a.hook, tc: a.tc, mode: a.mode, progId: a.progId, linkId: a.linkId,
     since: a.since.toISOString(), defunct: a.iface === null, nat,
-    bridge: p?.bridge ?? null, pvid: p?.pvid ?? null, vlans: p?.vlans ?? null, hostPort: p?.host ?? false, vtepUplink: vnis ?? null };
+    bridge: p?.bridge ?? null, pvid: p?.pvid ?? null, vlans: p?.vlans ?? null, hostPort: p?.host ?? false, lock: p?.lock ?? null,
+    vtepUplink: vnis ?? null };
 }
 
-interface AttachOpts { hook?: Hook; mode?: XdpMode; bridge?: string; pvid?: string; trunk?: string; json?: boolean }
+interface AttachOpts {
+  hook?: Hook; mode?: XdpMode; bridge?: string; pvid?: string; trunk?: string; json?: boolean;
+  lock?: boolean; lockMac?: string; lockIp?: string[];
+}
+
+/** --lock's usage errors, before anything is read or locked. */
+function checkLockUsage(iface: string, o: AttachOpts): void {
+  if (!o.lock) {
+    if (o.lockMac || o.lockIp) throw new UsageError('--lock-mac and --lock-ip go with --lock', `e.g. xdpnet attach ${iface} --bridge NAME --lock --lock-ip 10.88.0.12`);
+    return;
+  }
+  if (!o.bridge) throw new UsageError('--lock applies to bridge ports', 'add --bridge NAME');
+  if (!o.lockIp) throw new UsageError('--lock needs the addresses the port may send from', `add --lock-ip IP[,IP], e.g. xdpnet attach ${iface} --bridge ${o.bridge} --lock --lock-ip 10.88.0.12`);
+  if (o.lockMac) parseLock(o.lockMac, o.lockIp, '--lock-ip');
+  else parseLockIps(o.lockIp, '--lock-ip');
+}
+
+/** The lock `--lock` asks for: --lock-ip's addresses, and --lock-mac or else the MAC of the veth's far end (read in the namespace). */
+function lockOf(iface: string, o: AttachOpts): PortLock | undefined {
+  if (!o.lock) return undefined;
+  const mac = o.lockMac ?? vethPeerMac(iface);
+  if (!mac) throw new UsageError(`--lock: cannot read the MAC behind ${iface} (not a veth, or its far end is out of sight)`, 'give it: --lock-mac MAC');
+  return parseLock(mac, o.lockIp!, '--lock-ip');
+}
 
 export function attachCommands(program: Command): void {
   program
@@ -40,6 +65,11 @@ export function attachCommands(program: Command): void {
     .option('--bridge <name>', 'make the interface a port of this bridge (see `xdpnet bridge add`)')
     .option('--pvid <vlan>', 'bridge port: the VLAN of untagged frames (access port; default 1)')
     .option('--trunk <vlans>', 'bridge port: tagged VLANs, e.g. 10,20,30-40 (no untagged VLAN unless --pvid is given too)')
+    .option('--lock', 'bridge port: anti-spoofing: the port may send only from its MAC and --lock-ip addresses (IPv4 and ARP only); ' +
+      'anything else is dropped and counted (port-lock-*)')
+    .option('--lock-mac <mac>', 'with --lock: the MAC the port may send from (default: the MAC of the veth\'s far end)')
+    .option('--lock-ip <ips>', 'with --lock: the IPv4 addresses the port may send from, e.g. 10.88.0.12 or 10.88.0.12,10.88.0.13 (repeatable; at most 8)',
+      (v: string, prev: string[] | undefined) => [...(prev ?? []), v])
     .option('--json', 'print the attachment created (as `status --json` shows it) and the notes as JSON')
     .addHelpText('after', `
 Examples:
@@ -52,6 +82,10 @@ Examples:
   xdpnet attach veth2 --bridge br0 --pvid 10     an access port on VLAN 10
   xdpnet attach eth1 --bridge br0 --hook xdp --trunk 10,20 --pvid 1
                                                  a trunk: VLANs 10 and 20 tagged, 1 untagged
+  xdpnet attach veth3 --bridge br0 --lock --lock-ip 10.88.0.13
+                                                 a container's port locked to its address and
+                                                 the MAC of its eth0: it cannot take another's
+                                                 MAC or address, nor answer ARP for it
   xdpnet --netns blue attach eth0                inside network namespace "blue"`)
     .action((iface: string, o: AttachOpts, cmd: Command) => {
       if (o.mode && (o.hook ?? (o.bridge ? 'tc' : 'xdp')) === 'tc') {
@@ -59,7 +93,9 @@ Examples:
       }
       if (!o.bridge && (o.pvid || o.trunk)) throw new UsageError('--pvid and --trunk apply to bridge ports', 'add --bridge NAME');
       const vlans = { pvid: o.pvid === undefined ? undefined : parseVlan(o.pvid), trunk: o.trunk === undefined ? undefined : parseVlanList(o.trunk) };
+      checkLockUsage(iface, o);
       const ctx = context(cmd);
+      const lock = lockOf(iface, o);
       if (!o.bridge) {
         const a = attach(ctx.inst, iface, { hook: o.hook ?? 'xdp', mode: o.mode, netns: ctx.netns });
         const notes = prepareRedirectTarget(iface, a.hook, { gro: false });
@@ -68,7 +104,7 @@ Examples:
         for (const n of notes) console.log(n.startsWith('warning:') ? n : `note: ${n}`);
         return;
       }
-      const { port, attachment } = addPort(ctx.inst, iface, o.bridge, { hook: o.hook ?? 'tc', mode: o.mode, netns: ctx.netns, ...vlans });
+      const { port, attachment } = addPort(ctx.inst, iface, o.bridge, { hook: o.hook ?? 'tc', mode: o.mode, netns: ctx.netns, ...vlans, lock });
       const notes: string[] = [];
       const ov = portOverlay(ctx.inst, port.bridge);
       if (ov) {
@@ -78,7 +114,8 @@ Examples:
       // XDP ports and the uplink redirect into every port: a veth drops those frames unless its far end runs NAPI
       notes.push(...prepareRedirectTarget(iface, attachment.hook));
       if (o.json) return console.log(json({ ...toJson(attachment, port), notes }));
-      console.log(`attached ${iface} to bridge ${port.bridge} (${describe(attachment)}; VLAN ${vlansText(port)})`);
+      console.log(`attached ${iface} to bridge ${port.bridge} (${describe(attachment)}; VLAN ${vlansText(port)}` +
+        `${port.lock ? `; locked to ${port.lock.mac} ${port.lock.ips.join(',')}` : ''})`);
       for (const n of notes) console.log(n.startsWith('warning:') ? n : `note: ${n}`);
     });
 
@@ -190,7 +227,7 @@ function statusOf(inst: InstancePaths): Status {
     rows: [...all.map((a) => toJson(a, ports.get(a.ifindex), uplinks.get(a.ifindex))), ...nat.map((a) => toJson(a, undefined, undefined, true))],
     table: [...all, ...nat].map((a) => {
       const p = ports.get(a.ifindex);
-      const role = natSet.has(a) ? 'NAT' : p ? `bridge ${p.bridge}${p.host ? ' (host)' : ''}`
+      const role = natSet.has(a) ? 'NAT' : p ? `bridge ${p.bridge}${p.host ? ' (host)' : ''}${p.lock ? ' (locked)' : ''}`
         : uplinks.has(a.ifindex) ? `VTEP uplink (VNI ${uplinks.get(a.ifindex)!.join(',')})` : '-';
       return [
         a.iface ?? `ifindex ${a.ifindex} (gone)`, hookName(a), a.mode ?? '-', a.progId, role, p ? vlansText(p) : '-',

@@ -13,7 +13,8 @@ function render(b: BridgeInfo): string {
     `learned ${b.learned}/${b.maxLearned || 'unlimited'}`;
   if (!b.ports.length) return `${head}\n  no ports`;
   const rows = b.ports.map((p) => [
-    p.iface ?? `ifindex ${p.ifindex} (gone)`, p.hook ?? '-', vlansText(p), p.host ? `host interface ${b.name}` : '',
+    p.iface ?? `ifindex ${p.ifindex} (gone)`, p.hook ?? '-', vlansText(p),
+    p.host ? `host interface ${b.name}` : p.lock ? `locked to ${p.lock.mac} ${p.lock.ips.join(',')}` : '',
   ]);
   return `${head}\n${table(['PORT', 'HOOK', 'VLANS', ''], rows).replace(/^/gm, '  ')}`;
 }

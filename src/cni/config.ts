@@ -14,6 +14,8 @@ export interface NetConf {
   ipMasq: boolean;
   mtu: number;
   hook: 'tc' | 'xdp';
+  /** Lock the container's port to its MAC and IPAM addresses (anti-spoofing; default true). */
+  portLock: boolean;
   /** Passed to the IPAM plugin as it is: its fields are its business. */
   ipam: { type: string } & Record<string, unknown>;
   /** Set by `"ipam": {"type": "xdpnet-cluster", "network": NAME}`: the local agent of that network allocates, not a CNI_PATH plugin. */
@@ -27,7 +29,7 @@ export interface NetConf {
 /** The spec's keys and those runtimes inject; then xdpnet's own. */
 const SPEC_KEYS = new Set(['cniVersion', 'cniVersions', 'name', 'type', 'args', 'ipMasq', 'ipam', 'dns', 'capabilities',
   'runtimeConfig', 'prevResult', 'disableCheck', 'disableGC', 'cni.dev/valid-attachments']);
-const OWN_KEYS = new Set(['bridge', 'isGateway', 'mtu', 'hook']);
+const OWN_KEYS = new Set(['bridge', 'isGateway', 'mtu', 'hook', 'portLock']);
 const PORT_KEYS = new Set(['hostPort', 'containerPort', 'protocol', 'hostIP']);
 const IFNAME_RE = /^(?!\.\.?$)[^/:\s]{1,15}$/;
 
@@ -99,7 +101,7 @@ export function parseNetConf(text: string): NetConf {
   return {
     cluster,
     cniVersion, name, type, bridge, mtu: mtu as number, hook,
-    isGateway: bool('isGateway', true), ipMasq: bool('ipMasq', false),
+    isGateway: bool('isGateway', true), ipMasq: bool('ipMasq', false), portLock: bool('portLock', true),
     ipam: raw.ipam as NetConf['ipam'], portMappings: portMappings(raw.runtimeConfig),
     prevResult: raw.prevResult as CniResult | undefined, raw,
   };

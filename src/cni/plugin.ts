@@ -5,7 +5,8 @@
 // CLI commands never interleave their read-modify-writes of the maps.
 import { readdirSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { addBridge, bridgeMac, delBridge, detachInterface, listBridges, listPorts, addPort, reapVanishedPorts } from '../dataplane/bridge.js';
+import { addBridge, bridgeMac, delBridge, detachInterface, listBridges, listPorts, addPort, reapVanishedPorts, setPortLock } from '../dataplane/bridge.js';
+import { parseLock } from '../dataplane/port-lock.js';
 import { addFdb, listFdb } from '../dataplane/fdb.js';
 import { ensureBpffs, lockFile, lockState, requirePrivileges } from '../dataplane/host.js';
 import { parsePrefix } from '../dataplane/inet.js';
@@ -151,6 +152,8 @@ export function plugIn(inst: InstancePaths, conf: NetConf, a: Attachment): Veth 
 /** Then what needs the address: forwarding, masquerade, the container's address and routes, the port mappings. */
 export function wire(inst: InstancePaths, store: StateStore, conf: NetConf, a: Attachment, gateway: string | undefined, ipam: Pick<CniResult, 'routes'>): void {
   const owned = store.ownedBridge(conf.bridge);
+  // before the container has its address: it never sends from another
+  if (conf.portLock) setPortLock(inst, a.hostIface, parseLock(a.mac, a.address.split('/')[0], 'IPAM address'));
   if (conf.isGateway) setForwarding(conf.bridge);
   if (conf.ipMasq) {
     const out = defaultDev();
@@ -219,6 +222,8 @@ export function cmdCheck(conf: NetConf, env: CniEnv): Promise<void> {
     const port = listPorts(inst).find((p) => p.iface === a.hostIface);
     if (!port || port.bridge !== a.bridge) fail(`${a.hostIface} is not a port of bridge ${a.bridge}`);
     if (!port!.hook) fail(`${a.hostIface} is a port of ${a.bridge} but no program is attached to it`);
+    const ip = a.address.split('/')[0];
+    if (conf.portLock && (port!.lock?.mac !== a.mac || port!.lock.ips.join() !== ip)) fail(`${a.hostIface} is not locked to ${a.mac} ${ip}`);
     if (!listFdb(inst, { bridge: a.bridge, port: a.hostIface }).some((r) => r.mac === a.mac && r.type === 'static')) {
       fail(`the static FDB entry for ${a.mac} on ${a.hostIface} is missing`);
     }
@@ -230,7 +235,6 @@ export function cmdCheck(conf: NetConf, env: CniEnv): Promise<void> {
     if (gw && !c!.routes.some((r) => r.dst === 'default' && r.gateway === gw)) fail(`${env.ifname} has no default route via ${gw}`);
     if (conf.ipMasq && !showNat(inst).snat.some((r) => r.kind === 'masquerade' && r.src === a.subnet)) fail(`no masquerade rule for ${a.subnet}`);
     const mapped = showNat(inst).portmaps;
-    const ip = a.address.split('/')[0];
     for (const p of a.portMappings) {
       if (!mapped.some((m) => m.proto === p.protocol && m.port === p.hostPort && m.to === `${ip}:${p.containerPort}`)) {
         fail(`port mapping ${p.protocol} ${p.hostPort} -> ${ip}:${p.containerPort} is missing`);

@@ -20,6 +20,7 @@ import { ifIndexToName, ifNameToIndex } from '../sys/libc.js';
 import { checkVlan, formatMac, randomMac, VLAN_MIN } from './addr.js';
 import { ipJson } from './host.js';
 import { claimSlot } from './slots.js';
+import { deleteLock, lockInfo, readLocks, writeLock, type PortLock, type PortLockInfo } from './port-lock.js';
 import {
   bridgeByName, floodMembers, noBridge, overlay, readBridges, readMaps, readPorts, readVlans, setFloodMembers, withMaps, writeBridge,
   type Maps, type PortRec, type VlanMembership,
@@ -60,6 +61,8 @@ export interface PortOptions {
   netns?: string;
   /** The caller made iface as a veth with its peer in another namespace (a CNI container's): spares asking `ip`. */
   peerElsewhere?: boolean;
+  /** Lock the port to this MAC and these addresses (anti-spoofing, bpf/lib/port_lock.h). */
+  lock?: PortLock;
 }
 
 export interface PortInfo {
@@ -70,6 +73,8 @@ export interface PortInfo {
   vlans: VlanMembership[];
   /** The port behind the bridge's host interface. */
   host: boolean;
+  /** What the port may send from, when it is locked. */
+  lock: PortLockInfo | null;
   hook: Hook | null;
   mode: XdpMode | null;
 }
@@ -207,7 +212,7 @@ export function delBridge(inst: InstancePaths, name: string, o: { force?: boolea
     for (const p of ports) {
       const a = findAttachment(inst, p.ifindex);
       if (a) removeAttachment(inst, a);
-      forgetPort(m, p.ifindex);
+      forgetPort(inst, m, p.ifindex);
     }
     deleteFdb(m, (k) => k.bridge === br.id);
     for (const k of m.flood.keys()) if (FloodKey.decode(k).bridge === br.id) m.flood.delete(k);
@@ -258,6 +263,7 @@ function portInfos(inst: InstancePaths, m: Maps): PortInfo[] {
   const names = new Map(readBridges(m).map((b) => [b.id, b.name]));
   const vlans = readVlans(m);
   const links = primaryAttachments(inst);
+  const locks = readLocks(inst);
   return readPorts(m)
     .map((p) => ({
       iface: ifIndexToName(p.ifindex) ?? null,
@@ -266,6 +272,7 @@ function portInfos(inst: InstancePaths, m: Maps): PortInfo[] {
       pvid: p.pvid || null,
       vlans: vlans.get(p.ifindex) ?? [],
       host: Boolean(p.flags & PORT_FLAGS.HOST),
+      lock: p.flags & PORT_FLAGS.LOCKED && locks.has(p.ifindex) ? lockInfo(locks.get(p.ifindex)!) : null,
       hook: links.get(p.ifindex)?.hook ?? null,
       mode: links.get(p.ifindex)?.mode ?? null,
     }))
@@ -297,7 +304,7 @@ export function addPort(
   const { pvid, vlans } = portVlans(o);
   // A port record without its link is what an attach killed between the two leaves: it forwards nothing, and
   // we hold the lock, so no attach is under way. It goes, and this attach does the work again.
-  if (!findAttachment(inst, ifindex)) withMaps(inst, (m) => (readPorts(m).some((p) => p.ifindex === ifindex) ? forgetPort(m, ifindex) : undefined));
+  if (!findAttachment(inst, ifindex)) withMaps(inst, (m) => (readPorts(m).some((p) => p.ifindex === ifindex) ? forgetPort(inst, m, ifindex) : undefined));
   const br = readMaps(inst, (m) => {
     const b = bridgeByName(m, bridge);
     const owner = readPorts(m).find((p) => p.ifindex === ifindex);
@@ -326,7 +333,9 @@ export function addPort(
         try {
           const slot = claimSlot(i, ifindex, { reset: true });
           const peer = (o.peerElsewhere ?? vethPeerElsewhere(iface)) ? PORT_FLAGS.PEER : 0;
-          withMaps(i, (m) => writePort(m, { ifindex, bridge: br.id, pvid, flags: flags | peer, slot }, vlans, loaded.egress.fd));
+          if (o.lock) writeLock(i, ifindex, o.lock); // before the flag: a locked port without its addresses passes nothing
+          const locked = o.lock ? PORT_FLAGS.LOCKED : 0;
+          withMaps(i, (m) => writePort(m, { ifindex, bridge: br.id, pvid, flags: flags | peer | locked, slot }, vlans, loaded.egress.fd));
           written = true;
           return { ...loaded, also: loaded.tc ? [{ hook: 'tc' as const, prog: loaded.tc }] : undefined };
         } catch (e) {
@@ -336,10 +345,27 @@ export function addPort(
       },
     });
   } catch (e) {
-    if (written) withMaps(inst, (m) => forgetPort(m, ifindex));
+    if (written) withMaps(inst, (m) => forgetPort(inst, m, ifindex));
+    deleteLock(inst, ifindex);
     throw e;
   }
   return { port: listPorts(inst).find((p) => p.ifindex === ifindex)!, attachment };
+}
+
+/**
+ * Locks a port to a MAC and addresses (null: unlocks it). The addresses are
+ * written before the flag is set and deleted after it is cleared, so the
+ * datapath never sees a locked port without them.
+ */
+export function setPortLock(inst: InstancePaths, iface: string, lock: PortLock | null, netns?: string): void {
+  const ifindex = resolveIface(iface, netns);
+  const port = readMaps(inst, (m) => readPorts(m).find((p) => p.ifindex === ifindex));
+  if (!port) throw new XdpnetError(`${iface} is not a bridge port`, `attach it first: xdpnet attach ${iface} --bridge NAME`);
+  if (port.flags & PORT_FLAGS.HOST) throw new XdpnetError(`${iface} is the host port of its bridge: it sends for the host and is never locked`);
+  const { ifindex: _, ...rec } = port;
+  if (lock) writeLock(inst, ifindex, lock);
+  withMaps(inst, (m) => m.ports.update(u32(ifindex), Port.encode({ ...rec, flags: lock ? rec.flags | PORT_FLAGS.LOCKED : rec.flags & ~PORT_FLAGS.LOCKED })));
+  if (!lock) deleteLock(inst, ifindex);
 }
 
 /** A veth whose peer is in another namespace (a container's): tc may deliver into the peer directly (XN_PORT_PEER). */
@@ -358,9 +384,9 @@ function writePort(m: Maps, p: PortRec, vlans: VlanMembership[], egressFd: numbe
   for (const v of vlans) setFloodMembers(m, p.bridge, v.vid, [...floodMembers(m, p.bridge, v.vid).filter((x) => x !== p.ifindex), p.ifindex]);
 }
 
-/** Undoes writePort and drops the FDB entries that lead to the port (a static entry to a non-port is meaningless; a
+/** Undoes writePort (and a lock) and drops the FDB entries that lead to the port (a static entry to a non-port is meaningless; a
  * remote MAC's ifindex only names the uplink, so those stay). */
-function forgetPort(m: Maps, ifindex: number): void {
+function forgetPort(inst: InstancePaths, m: Maps, ifindex: number): void {
   const v = m.ports.lookup(u32(ifindex));
   if (!v) return;
   const { bridge } = Port.decode(v);
@@ -369,6 +395,7 @@ function forgetPort(m: Maps, ifindex: number): void {
   for (const vid of vids) setFloodMembers(m, bridge, vid, floodMembers(m, bridge, vid).filter((x) => x !== ifindex));
   m.txPorts.delete(u32(ifindex));
   m.ports.delete(u32(ifindex));
+  deleteLock(inst, ifindex);
   for (const vid of vids) m.vlans.delete(VlanKey.encode({ ifindex, vid, pad: 0 }));
   deleteFdb(m, (_, e) => e.ifindex === ifindex && !e.remote);
 }
@@ -417,7 +444,7 @@ export function reapVanishedPorts(inst: InstancePaths, only?: number): number[] 
 function leave(inst: InstancePaths, ifindex: number, a?: Attachment): void {
   if (a) removeAttachment(inst, a);
   withMaps(inst, (m) => {
-    forgetPort(m, ifindex);
+    forgetPort(inst, m, ifindex);
     recountLearned(m);
   });
 }

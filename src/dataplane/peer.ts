@@ -26,6 +26,19 @@ export function vethPeer(iface: string): VethPeer | null | undefined {
   return peer ? { name: peer.ifname, netns: ns.name } : null;
 }
 
+/** The MAC of a veth's far end (a container's eth0), where it can be seen. */
+export function vethPeerMac(iface: string): string | undefined {
+  let p: VethPeer | null | undefined;
+  try {
+    p = vethPeer(iface);
+  } catch {
+    return undefined;
+  }
+  if (!p) return undefined;
+  const [l] = ipJson<Array<{ address?: string }>>([...(p.netns ? ['-n', p.netns] : []), 'link', 'show', 'dev', p.name], []);
+  return l?.address;
+}
+
 function ethtool(p: VethPeer, args: string[]): string {
   const argv = p.netns ? ['netns', 'exec', p.netns, 'ethtool', ...args] : ['ethtool', ...args];
   return execFileSync(p.netns ? 'ip' : 'ethtool', p.netns ? argv : args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });

@@ -19,10 +19,18 @@ export const BRIDGE = {
     txPorts: 'xn_tx_ports',
     arp: 'xn_arp',
   },
-  limits: { floodMax: 64, ports: 1024, bridges: 64, fdb: 131072 },
+  limits: { floodMax: 64, ports: 1024, bridges: 64, fdb: 131072, lockIps: 8 },
 } as const;
 
-export const PORT_FLAGS = { LEARNING: 1, HOST: 2, ACCESS: 4, PEER: 8 } as const;
+export const PORT_FLAGS = { LEARNING: 1, HOST: 2, ACCESS: 4, PEER: 8, LOCKED: 16 } as const;
+
+/**
+ * xn_port_locks: ifindex → the MAC and IPv4 addresses a locked port
+ * (PORT_FLAGS.LOCKED) may send from (bpf/lib/port_lock.h). Not in
+ * BRIDGE.maps, so instances pinned before it existed still open; every load
+ * of the bridge object pins it.
+ */
+export const PORT_LOCK_MAP = 'xn_port_locks';
 
 /** xn_br_gen: cached forwarding decisions hold while it is unchanged (not in BRIDGE.maps: it is not configuration). */
 export const BR_GEN_MAP = 'xn_br_gen';
@@ -69,7 +77,10 @@ export const DevmapVal = struct('bpf_devmap_val', { ifindex: 'u32', prog_fd: 'u3
 export const ArpKey = struct('xn_arp_key', { bridge: 'u32', vid: 'u16', pad: 'u16', ip: 'be32' });
 export const ArpEntry = struct('xn_arp_entry', { mac: { bytes: 6 }, flags: 'u16' });
 
-export const BRIDGE_CODECS = [Bridge, Port, VlanKey, Vlan, FdbKey, FdbEntry, FloodKey, Flood, BrGen, ArpKey, ArpEntry];
+/** xn_port_lock: addresses (in ip, network order) unused slots 0. */
+export const PortLock = struct('xn_port_lock', { mac: { bytes: 6 }, pad: 'u16', ip: { bytes: 4 * BRIDGE.limits.lockIps } });
+
+export const BRIDGE_CODECS = [Bridge, Port, VlanKey, Vlan, FdbKey, FdbEntry, FloodKey, Flood, BrGen, ArpKey, ArpEntry, PortLock];
 
 /**
  * The VXLAN overlay (bpf/include/vxlan.h): maps and the uplink program of the
@@ -132,6 +143,20 @@ export function remoteList(addrs: number[]): Buffer {
 export function decodeRemoteList(buf: Buffer): number[] {
   const r = VxRemotes.decode(buf);
   return Array.from({ length: Math.min(r.count, VXLAN.limits.remotesMax) }, (_, i) => r.addr.readUInt32BE(i * 4));
+}
+
+/** Encodes a port's lock: its MAC and IPv4 addresses (numbers, see ipv4ToNum; at most BRIDGE.limits.lockIps, none 0). */
+export function portLock(mac: Buffer, ips: number[]): Buffer {
+  if (ips.length > BRIDGE.limits.lockIps) throw new Error(`at most ${BRIDGE.limits.lockIps} addresses per port lock`);
+  const buf = Buffer.alloc(4 * BRIDGE.limits.lockIps);
+  ips.forEach((a, i) => buf.writeUInt32BE(a, i * 4));
+  return PortLock.encode({ mac, pad: 0, ip: buf });
+}
+
+export function decodePortLock(buf: Buffer): { mac: Buffer; ips: number[] } {
+  const l = PortLock.decode(buf);
+  const ips = Array.from({ length: BRIDGE.limits.lockIps }, (_, i) => l.ip.readUInt32BE(i * 4)).filter((a) => a !== 0);
+  return { mac: l.mac, ips };
 }
 
 /** Encodes a flood list (ifindexes) into struct xn_flood. */

@@ -61,5 +61,9 @@ export const DROP_REASONS: Record<number, string> = {
   30: 'vxlan-no-neighbour',
   31: 'vxlan-encap-failed',
   32: 'redirect-refused',
+  33: 'port-lock-mac',
+  34: 'port-lock-arp',
+  35: 'port-lock-ip',
+  36: 'port-lock-proto',
 };
-export const DROP_MAX = 33;
+export const DROP_MAX = 37;

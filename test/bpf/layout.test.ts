@@ -93,6 +93,7 @@ const DEFINE_MIRRORS: Record<string, number | string> = {
   XN_MAX_VLAN_MEMBERS: 'user space reads xn_vlans\' max_entries',
   XN_FDB_MAX: FDB_SIZE.default,
   XN_FLOOD_MAX: BRIDGE.limits.floodMax,
+  XN_PORT_LOCK_IPS: BRIDGE.limits.lockIps,
   XN_META_LOCAL: XDP_NOTES.LOCAL,
   XN_META_PUNT: XDP_NOTES.PUNT,
   XN_ARP_MAX: 'user space reads xn_arp\' max_entries',

@@ -82,6 +82,31 @@ describe.skipIf(!hasIpam)('CNI plugin, run directly', () => {
     expect(state()).toEqual({ ports: [], allocations: [], pins: false });
   });
 
+  it('locks each container\'s port to its MAC and address (portLock, on by default); portLock false leaves it open', () => {
+    const [a, b] = [container(), container()];
+    const open = conf({ portLock: false, runtimeConfig: {} }); // A has the port mapping
+    const addA = plugin('ADD', a);
+    const addB = plugin('ADD', b, open);
+    expect([addA.code, addB.code], addA.stderr + addB.stderr).toEqual([0, 0]);
+    const ifs = (r: PluginRun) => r.json.interfaces as Array<{ name: string; mac: string }>;
+    const ip = (r: PluginRun) => (r.json.ips as Array<{ address: string }>)[0].address.split('/')[0];
+    const lock = (r: PluginRun) => (state().ports as Array<{ iface: string; lock: unknown }>).find((p) => p.iface === ifs(r)[1].name)?.lock;
+    expect(lock(addA)).toEqual({ mac: ifs(addA)[2].mac, ips: [ip(addA)] });
+    expect(lock(addB)).toBeNull();
+    expect(plugin('CHECK', a).code).toBe(0);
+    expect(plugin('CHECK', b, open).code).toBe(0);
+    // A pings the gateway from B's address (the gateway's MAC given, so no ARP first): dropped at A's port, counted
+    sh('ip', ['-n', a, 'addr', 'add', `${ip(addB)}/32`, 'dev', 'eth0']);
+    sh('ip', ['-n', a, 'neigh', 'replace', '10.91.0.1', 'lladdr', ifs(addA)[0].mac, 'dev', 'eth0', 'nud', 'permanent']);
+    expect(spawnSync('ip', ['netns', 'exec', a, 'ping', '-c', '2', '-i', '0.1', '-W', '1', '-I', ip(addB), '10.91.0.1']).status).not.toBe(0);
+    const stats = JSON.parse(xdpnet(['--netns', host, 'stats', '--json']).stdout) as { interfaces: Array<{ iface: string; drops: Record<string, number> }> };
+    // (port-lock-proto counts the container's IPv6 autoconfiguration: a lock passes IPv4 and ARP only)
+    expect(stats.interfaces.find((i) => i.iface === ifs(addA)[1].name)?.drops['port-lock-ip']).toBe(2);
+    expect(spawnSync('ip', ['netns', 'exec', a, 'ping', '-c', '1', '-W', '2', '10.91.0.1']).status).toBe(0); // its own address still works
+    expect([plugin('DEL', a).code, plugin('DEL', b, open).code]).toEqual([0, 0]);
+    expect(state()).toEqual({ ports: [], allocations: [], pins: false });
+  });
+
   it('an XDP port\'s container end gets GRO on and tx checksum offload off', () => {
     const c = container();
     const xdp = conf({ hook: 'xdp', runtimeConfig: { portMappings: [] } });

@@ -22,7 +22,7 @@ describe('network configuration', () => {
     expect(c).toMatchObject({ name: 'xnet', bridge: 'xn0', isGateway: true, ipMasq: true, mtu: 1500, hook: 'tc' });
     expect(c.portMappings).toEqual([{ hostPort: 8080, containerPort: 80, protocol: 'tcp', hostIP: undefined }]);
     const d = parseNetConf(JSON.stringify({ cniVersion: '0.4.0', name: 'n', type: 'xdpnet', ipam: { type: 'host-local' } }));
-    expect(d).toMatchObject({ bridge: 'xn0', isGateway: true, ipMasq: false, mtu: 1500, hook: 'tc', portMappings: [] });
+    expect(d).toMatchObject({ bridge: 'xn0', isGateway: true, ipMasq: false, mtu: 1500, hook: 'tc', portLock: true, portMappings: [] });
   });
   it('accepts the keys runtimes inject', () => {
     expect(() => parseNetConf(conf({ args: {}, dns: {}, runtimeConfig: { portMappings: [] }, prevResult: { cniVersion: '1.0.0' } }))).not.toThrow();
@@ -34,7 +34,7 @@ describe('network configuration', () => {
   });
   it('refuses bad values, naming the field', () => {
     const cases: Array<[object, RegExp]> = [
-      [{ mtu: 100 }, /mtu must be/], [{ hook: 'tcx' }, /hook must be/], [{ isGateway: 'yes' }, /isGateway must be true or false/],
+      [{ mtu: 100 }, /mtu must be/], [{ hook: 'tcx' }, /hook must be/], [{ isGateway: 'yes' }, /isGateway must be true or false/], [{ portLock: 1 }, /portLock must be true or false/],
       [{ bridge: 'a-very-long-bridge-name' }, /bridge must be/], [{ type: 'bridge' }, /type must be "xdpnet"/],
       [{ ipam: {} }, /ipam must be an object naming/], [{ name: '' }, /name must be/],
       [{ runtimeConfig: { portMappings: [{ hostPort: 0, containerPort: 80 }] } }, /hostPort must be a port/],
