@@ -41,7 +41,7 @@ export function context(cmd: Command): Context {
   if (!changes && staleReason(inst)) {
     // An earlier namespace's state under this name: not this one's. Readers write nothing, so they look past it.
     process.stderr.write(`note: ignoring stale state ${inst.dir}: ${staleReason(inst)}\n`);
-    inst = { ...inst, dir: `${inst.dir}.none`, maps: `${inst.dir}.none/maps`, links: `${inst.dir}.none/links` };
+    inst = { ...inst, dir: `${inst.dir}.none`, maps: `${inst.dir}.none/maps`, links: `${inst.dir}.none/links`, progs: `${inst.dir}.none/progs` };
   }
   if (changes) {
     claimInstance(inst);

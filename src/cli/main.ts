@@ -15,6 +15,7 @@ import { monitorCommand } from './monitor.js';
 import { applyGrammar, completionScript } from './grammar.js';
 import { natCommands } from './nat.js';
 import { statsCommand } from './stats.js';
+import { upgradeCommand } from './upgrade.js';
 import { vxlanCommands } from './vxlan.js';
 
 const VERSION = (JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
@@ -45,6 +46,7 @@ natCommands(program);
 conntrackCommands(program);
 monitorCommand(program);
 clusterCommands(program);
+upgradeCommand(program);
 
 program
   .command('completion')

@@ -12,6 +12,7 @@ import { ensureObserver, isObserverPin } from '../objects/monitor.js';
 import type { InstancePaths } from '../objects/paths.js';
 import { hookName, linkOn, listLinks, unlink, type Hook, type HookLink, type XdpMode } from './links.js';
 import { claimSlot, releaseSlotIfUnused } from './slots.js';
+import { withInstalledBuild } from './upgrade.js';
 
 export type { Hook, XdpMode } from './links.js';
 
@@ -93,12 +94,12 @@ export function attach(inst: InstancePaths, iface: string, o: AttachOptions): At
   let loaded: LoadedProgram | undefined;
   const pins: string[] = [];
   try {
-    loaded = (o.load ?? loadCounter)(inst, o.hook);
+    loaded = withInstalledBuild(inst, () => (o.load ?? loadCounter)(inst, o.hook));
     claimSlot(inst, ifindex, { reset: true }); // before the link: the first frame is counted
     for (const l of [{ hook: o.hook, prog: loaded.prog }, ...(loaded.also ?? [])]) {
       pins.push(linkOn(inst, 'iface', ifindex, l.hook, l.hook === 'xdp' ? mode ?? 'native' : null, l.prog));
     }
-    ensureObserver(inst); // no silent loss: refused redirects are counted while the instance has links
+    withInstalledBuild(inst, () => ensureObserver(inst)); // no silent loss: refused redirects are counted while the instance has links
   } catch (e) {
     for (const a of interfaceAttachments(inst, ifindex)) if (pins.includes(a.pin)) unlink(inst, a);
     removeInstanceIfIdle(inst); // a failed first attach leaves nothing
@@ -117,7 +118,7 @@ export function addLink(inst: InstancePaths, ifindex: number, hook: Hook, load: 
   const links = interfaceAttachments(inst, ifindex);
   if (!links.length) throw new XdpnetError(`ifindex ${ifindex} is not attached`);
   if (links.some((a) => a.hook === hook)) return;
-  const loaded = load();
+  const loaded = withInstalledBuild(inst, load);
   try {
     linkOn(inst, 'iface', ifindex, hook, hook === 'xdp' ? 'native' : null, loaded.prog);
   } finally {

@@ -9,11 +9,11 @@ import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { XdpnetError } from '../errors.js';
 import {
-  BR_GEN_MAP, Bridge, BRIDGE, invalidateCache, decodeFloodList, FloodKey, floodList, pinBridgeMaps, Port, Vlan, VlanKey,
+  BR_GEN_MAP, Bridge, BRIDGE, DevmapVal, invalidateCache, decodeFloodList, FloodKey, floodList, pinBridgeMaps, Port, Vlan, VlanKey,
 } from '../objects/bridge.js';
 import { cString, u32 } from '../objects/codec.js';
 import type { InstancePaths } from '../objects/paths.js';
-import { BpfMap } from '../sys/libbpf.js';
+import { BpfMap, type BpfProgram } from '../sys/libbpf.js';
 
 export interface VlanMembership {
   vid: number;
@@ -51,6 +51,20 @@ export function withMaps<T>(inst: InstancePaths, fn: (m: Maps) => T, create: boo
 /** Invalidates the datapath's cached known-unicast decisions: after any change to the bridge maps. */
 export function forwardingChanged(inst: InstancePaths): void {
   BpfMap.usePin(join(inst.maps, BR_GEN_MAP), invalidateCache);
+}
+
+/**
+ * Points every devmap entry at this egress program (an upgrade): each entry
+ * is replaced whole, so a frame sees the old program or the new one. Returns
+ * the entries changed, with the program id each had.
+ */
+export function repointEgress(inst: InstancePaths, egress: BpfProgram, egressId: number): Array<{ ifindex: number; from: number }> {
+  return BpfMap.usePin(join(inst.maps, BRIDGE.maps.txPorts), (m) => m.entries().flatMap(([k, v]) => {
+    const { ifindex, prog_fd: from } = DevmapVal.decode(v); // a lookup gives the program's id
+    if (from === egressId || from === 0) return []; // 0: an entry without an egress program stays so
+    m.update(k, DevmapVal.encode({ ifindex, prog_fd: egress.fd }));
+    return [{ ifindex, from }];
+  })) ?? [];
 }
 
 export function noBridge(name: string): never {

@@ -68,7 +68,7 @@ export function claimInstance(inst: InstancePaths): void {
 /** Refuses to work through a symlink anywhere in xdpnet's state tree (one planted there could redirect pins). */
 export function refuseSymlinks(inst: InstancePaths): void {
   const top = join(bpffsRoot(), 'xdpnet');
-  for (const dir of [top, inst.dir, inst.maps, inst.links]) {
+  for (const dir of stateDirs(inst)) {
     if (!existsSync(dir) && !isLink(dir)) continue;
     if (isLink(dir)) throw planted(dir);
     if (dir === top) continue;
@@ -84,6 +84,12 @@ function isLink(path: string): boolean {
   }
 }
 
+/** xdpnet's state folders: the top, the instance's, and the instance's maps, links and programs (one folder a build). */
+function stateDirs(inst: InstancePaths): string[] {
+  const builds = existsSync(inst.progs) && !isLink(inst.progs) ? readdirSync(inst.progs).map((d) => join(inst.progs, d)).filter((d) => isLink(d) || lstatSync(d).isDirectory()) : [];
+  return [join(bpffsRoot(), 'xdpnet'), inst.dir, inst.maps, inst.links, inst.progs, ...builds];
+}
+
 function planted(path: string): XdpnetError {
   return new XdpnetError(`refusing to use ${path}: it is a symbolic link, and xdpnet makes none`, `inspect it, then remove it: rm ${path}`);
 }
@@ -91,7 +97,7 @@ function planted(path: string): XdpnetError {
 /** Dirs 0700, pins 0600: only root reads or changes the dataplane's state (bpffs honours modes for non-root users). */
 export function tightenModes(inst: InstancePaths): void {
   const top = join(bpffsRoot(), 'xdpnet');
-  for (const dir of [top, inst.dir, inst.maps, inst.links]) {
+  for (const dir of stateDirs(inst)) {
     if (!existsSync(dir) || isLink(dir)) continue;
     chmodSync(dir, 0o700);
     if (dir === top) continue;

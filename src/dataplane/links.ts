@@ -11,13 +11,13 @@
 //   [nat-]<ifindex>-xdp[-<mode>]   [nat-]<ifindex>-tc   [nat-]<ifindex>-tc-clsact
 // The owner prefix separates NAT's programs from the per-interface ones (ports,
 // VTEP uplinks, counters), which attach.ts manages; both can share an interface.
-import { existsSync, mkdirSync, readdirSync, rmdirSync, statSync, unlinkSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, renameSync, rmdirSync, rmSync, statSync, unlinkSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
 import { constants } from 'node:os';
 import { BpfError, UsageError, XdpnetError } from '../errors.js';
 import {
-  BPF_TCX_INGRESS, BPF_XDP, XDP_FLAGS_DRV_MODE, XDP_FLAGS_SKB_MODE, clsactCreate, clsactDestroy, linkCreate, objGet, objPin,
+  BPF_TCX_INGRESS, BPF_XDP, XDP_FLAGS_DRV_MODE, XDP_FLAGS_SKB_MODE, clsactCreate, clsactDestroy, linkCreate, linkUpdate, objGet, objPin,
   pinnedLinkInfo, probeTcx, progId, tcFilterAttach, tcFilterDetach, tcFilterProgId, type BpfProgram, type TcFilterId,
 } from '../sys/libbpf.js';
 import { close as closeFd, ifIndexToName } from '../sys/libc.js';
@@ -153,6 +153,29 @@ export function linkOn(inst: InstancePaths, owner: Owner, ifindex: number, hook:
     return pin;
   } finally {
     if (fd >= 0) closeFd(fd);
+  }
+}
+
+/**
+ * Swaps the program a hook runs without a moment of none (hitless upgrade):
+ * a link's program is updated (bpf_link_update); a clsact filter is replaced
+ * at its handle and priority (the kernel swaps it in one step) and its
+ * program pin renamed over.
+ */
+export function replaceProgram(inst: InstancePaths, l: HookLink, prog: BpfProgram): void {
+  const what = `${hookName(l)} program of ${l.iface ?? `ifindex ${l.ifindex}`}`;
+  if (l.tc === 'clsact') {
+    tcFilterAttach(prog.fd, filterId(l.owner, l.ifindex), what);
+    rmSync(`${l.pin}-new`, { force: true });
+    objPin(prog.fd, `${l.pin}-new`);
+    renameSync(`${l.pin}-new`, l.pin);
+    return;
+  }
+  const fd = objGet(l.pin);
+  try {
+    linkUpdate(fd, prog.fd, what);
+  } finally {
+    closeFd(fd);
   }
 }
 

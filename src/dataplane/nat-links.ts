@@ -10,6 +10,7 @@ import { ifIndexToName } from '../sys/libc.js';
 import { ipJson } from './host.js';
 import { linkOn, listLinks, unlink, type HookLink } from './links.js';
 import { claimSlot, releaseSlotIfUnused } from './slots.js';
+import { withInstalledBuild } from './upgrade.js';
 
 export type NatLink = HookLink;
 
@@ -32,7 +33,7 @@ export function ensureNatLink(inst: InstancePaths, ifindex: number, want: 'xdp' 
   if (found) return found;
   const iface = ifIndexToName(ifindex) ?? `ifindex ${ifindex}`;
   const tryHook = (hook: 'xdp' | 'tc'): void => {
-    const loaded = loadNat(inst, hook);
+    const loaded = withInstalledBuild(inst, () => loadNat(inst, hook));
     try {
       linkOn(inst, 'nat', ifindex, hook, hook === 'xdp' ? 'native' : null, loaded.prog);
     } finally {

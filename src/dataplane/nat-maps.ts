@@ -5,7 +5,8 @@ import { join } from 'node:path';
 import { XdpnetError } from '../errors.js';
 import { mapCounter } from '../objects/mapcount.js';
 import { NAT_HOT } from '../objects/memory.js';
-import { ctEntriesFor, ctFlowsOf, loadNat, NAT, pinnedCtEntries } from '../objects/nat.js';
+import { forgetBuilds } from '../objects/builds.js';
+import { ctEntriesFor, ctFlowsOf, NAT, pinNatMaps, pinnedCtEntries } from '../objects/nat.js';
 import type { InstancePaths } from '../objects/paths.js';
 import { BpfMap } from '../sys/libbpf.js';
 import { natLinks } from './nat-links.js';
@@ -44,10 +45,11 @@ export function ensureNatTable(inst: InstancePaths, flows?: number): CtTable {
     replaced = { maxFlows: ctFlowsOf(have), entries: BpfMap.usePin(pin, (m) => mapCounter().entries(m)) ?? 0 };
     unlinkSync(pin); // no program holds it any more: the next load creates the new size
     rmSync(join(inst.maps, NAT_HOT.map), { force: true }); // and hot copies sized for it
+    forgetBuilds(inst, NAT.object); // pinned programs hold the old maps
   }
   if (!existsSync(join(inst.maps, NAT.maps.ct))) {
     mkdirSync(inst.maps, { recursive: true });
-    loadNat(inst, 'tc', { ctFlows: flows }).close(); // loading pins every map by name
+    pinNatMaps(inst, { ctFlows: flows });
   }
   const maxEntries = pinnedCtEntries(inst)!;
   return { maxFlows: ctFlowsOf(maxEntries), maxEntries, replaced };

@@ -3,9 +3,10 @@
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { BpfMap, numPossibleCpus, type BpfObject, type BpfProgram } from '../sys/libbpf.js';
+import { openPrograms, pinMaps, type BuildSpec, type ProgramSet } from './builds.js';
 import { struct, u32 } from './codec.js';
 import { BR_CACHE, BRIDGE_FLOWS, sizeCache } from './memory.js';
-import { loadInInstance, type InstancePaths } from './paths.js';
+import type { InstancePaths } from './paths.js';
 
 export const BRIDGE = {
   object: 'bridge',
@@ -189,40 +190,43 @@ export interface BridgeSizes {
   fdbSize?: number;
 }
 
-/** Loads the bridge object in the instance with the given programs, adopting its pinned maps. */
-function loadBridgeObject(inst: InstancePaths, programs: string[], o: BridgeSizes = {}): BpfObject {
-  return loadInInstance(inst, BRIDGE.object, programs, (obj) => {
-    sizeCache(obj, inst, BR_CACHE, o.flows ?? BRIDGE_FLOWS.default, numPossibleCpus());
-    obj.setMaxEntries(BRIDGE.maps.fdb, pinnedFdbSize(inst) ?? o.fdbSize ?? FDB_SIZE.default);
-  });
-}
+/** Sizes the bridge object's maps before load: as pinned, else as asked (or the defaults). */
+const configureBridge = (inst: InstancePaths, o: BridgeSizes = {}) => (obj: BpfObject) => {
+  sizeCache(obj, inst, BR_CACHE, o.flows ?? BRIDGE_FLOWS.default, numPossibleCpus());
+  obj.setMaxEntries(BRIDGE.maps.fdb, pinnedFdbSize(inst) ?? o.fdbSize ?? FDB_SIZE.default);
+};
 
 /** Creates (or adopts) the instance's pinned maps without loading any program: bridges exist before ports. */
 export function pinBridgeMaps(inst: InstancePaths, o: BridgeSizes = {}): void {
-  loadBridgeObject(inst, [], o).close();
+  pinMaps(inst, BRIDGE.object, configureBridge(inst, o));
 }
 
+/** The bridge object's programs in the instance (loaded once, then from their pins: objects/builds.ts). */
+export function bridgePrograms(inst: InstancePaths, o: { upgrade?: boolean } = {}): ProgramSet {
+  return openPrograms(inst, BRIDGE.object, configureBridge(inst), o);
+}
+
+export const BRIDGE_BUILD: BuildSpec = {
+  object: BRIDGE.object, programs: [...Object.values(BRIDGE.programs), ...Object.values(VXLAN.programs)], configure: (inst) => configureBridge(inst),
+};
+
 /**
- * Loads the bridge object, adopting the instance's pinned maps. Returns the
- * ingress program for the hook and the devmap egress program; the object (and
- * their fds) stay open until close().
+ * The bridge's ingress program for the hook and the devmap egress program
+ * (and, with slowPath on XDP, xn_br_tc, linked next to xn_br_xdp on XDP ports
+ * of overlay bridges); their fds are valid until close().
  */
 export function loadBridge(inst: InstancePaths, hook: 'xdp' | 'tc', o: { slowPath?: boolean } = {}): {
   prog: BpfProgram; egress: BpfProgram; tc?: BpfProgram; close(): void;
 } {
-  const ingress = BRIDGE.programs[hook];
-  // slowPath: xn_br_tc too, linked next to xn_br_xdp on XDP ports of overlay bridges
-  const programs = [ingress, BRIDGE.programs.egress, ...(o.slowPath && hook === 'xdp' ? [BRIDGE.programs.tc] : [])];
-  const obj = loadBridgeObject(inst, programs);
+  const set = bridgePrograms(inst);
   return {
-    prog: obj.program(ingress), egress: obj.program(BRIDGE.programs.egress),
-    tc: programs.length > 2 ? obj.program(BRIDGE.programs.tc) : undefined, close: () => obj.close(),
+    prog: set.program(BRIDGE.programs[hook]), egress: set.program(BRIDGE.programs.egress),
+    tc: o.slowPath && hook === 'xdp' ? set.program(BRIDGE.programs.tc) : undefined, close: () => set.close(),
   };
 }
 
-/** Loads the uplink's decapsulation program (XDP), adopting the instance's pinned maps. */
+/** The uplink's decapsulation program (XDP, or tc); its fd is valid until close(). */
 export function loadVxlanUplink(inst: InstancePaths, hook: 'xdp' | 'tc' = 'xdp'): { prog: BpfProgram; close(): void } {
-  const name = hook === 'tc' ? VXLAN.programs.uplinkTc : VXLAN.programs.uplink;
-  const obj = loadBridgeObject(inst, [name]);
-  return { prog: obj.program(name), close: () => obj.close() };
+  const set = bridgePrograms(inst);
+  return { prog: set.program(hook === 'tc' ? VXLAN.programs.uplinkTc : VXLAN.programs.uplink), close: () => set.close() };
 }

@@ -98,6 +98,30 @@ export class Btf {
     return undefined;
   }
 
+  /**
+   * What a type looks like in memory, as a canonical string: sizes, member
+   * names and offsets all the way down, through typedefs and qualifiers (so a
+   * renamed typedef is the same layout, a moved or resized field is not).
+   */
+  layout(id: number): string {
+    const t = this.types[id];
+    const members = (open: string) => `${open}${t.sizeOrType}{${t.members.map((m) => `${m.name}@${m.offset}:${this.layout(m.type)}`).join(',')}}`;
+    switch (t.kind) {
+      case 0: return 'void';
+      case KIND.INT: return `int${t.sizeOrType}`;
+      case KIND.FLOAT: return `float${t.sizeOrType}`;
+      case KIND.ENUM: case KIND.ENUM64: return `enum${t.sizeOrType}`;
+      case KIND.PTR: return 'ptr';
+      case KIND.ARRAY: return `${this.layout(t.array!.elem)}[${t.array!.nelems}]`;
+      case KIND.STRUCT: return members('struct');
+      case KIND.UNION: return members('union');
+      case KIND.DATASEC: return `sec${t.sizeOrType}{${t.members.map((m) => `${this.types[m.type].name}@${m.offset}:${this.layout(m.type)}`).join(',')}}`;
+      case KIND.TYPEDEF: case KIND.VOLATILE: case KIND.CONST: case KIND.RESTRICT: case KIND.TYPE_TAG: case KIND.VAR:
+        return this.layout(t.sizeOrType);
+      default: return `kind${t.kind}`;
+    }
+  }
+
   /** Name → value of a C enum. */
   enumValues(name: string): Map<string, number> | undefined {
     const t = this.find(KIND.ENUM, name);

@@ -1,6 +1,7 @@
 // bpf/counter.bpf.c: counts rx packets/bytes per interface and passes them.
 import type { BpfProgram } from '../sys/libbpf.js';
-import { loadInInstance, type InstancePaths } from './paths.js';
+import { openPrograms, type BuildSpec, type ProgramSet } from './builds.js';
+import type { InstancePaths } from './paths.js';
 import { STATS_MAPS } from './stats.js';
 
 export const COUNTER = {
@@ -9,13 +10,15 @@ export const COUNTER = {
   maps: STATS_MAPS,
 } as const;
 
-/**
- * Loads one entry program of the counter object, adopting (or creating) the
- * instance's pinned maps. The caller owns the returned program's fd until it
- * is attached; the object is closed when the program is.
- */
+/** The counter's programs in the instance (loaded once, then from their pins: objects/builds.ts). */
+export function counterPrograms(inst: InstancePaths, o: { upgrade?: boolean } = {}): ProgramSet {
+  return openPrograms(inst, COUNTER.object, undefined, o);
+}
+
+export const COUNTER_BUILD: BuildSpec = { object: COUNTER.object, programs: Object.values(COUNTER.programs) };
+
+/** One entry program of the counter; its fd is valid until close(). */
 export function loadCounter(inst: InstancePaths, hook: 'xdp' | 'tc'): { prog: BpfProgram; close(): void } {
-  const name = COUNTER.programs[hook];
-  const obj = loadInInstance(inst, COUNTER.object, [name]);
-  return { prog: obj.program(name), close: () => obj.close() };
+  const set = counterPrograms(inst);
+  return { prog: set.program(COUNTER.programs[hook]), close: () => set.close() };
 }

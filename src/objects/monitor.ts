@@ -2,13 +2,14 @@
 // its switch, and the tracepoint programs that count frames the kernel refused
 // after xdpnet handed them on. Mirrors bpf/include/monitor.h (checked against
 // BTF by test/bpf/layout.test.ts). The one owner of these maps in user space.
-import { existsSync, statSync } from 'node:fs';
+import { existsSync, renameSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { BpfMap, RingBuffer, objPin, rawTracepointOpen } from '../sys/libbpf.js';
+import { BpfMap, RingBuffer, objPin, pinnedLinkInfo, progId, rawTracepointOpen, type BpfProgram } from '../sys/libbpf.js';
 import { close as closeFd } from '../sys/libc.js';
 import { setConsts } from './btf.js';
 import { struct, u32 } from './codec.js';
-import { loadInInstance, type InstancePaths } from './paths.js';
+import { openPrograms, type BuildSpec, type Configure, type ProgramSet } from './builds.js';
+import type { InstancePaths } from './paths.js';
 
 export const MONITOR = {
   maps: { events: 'xn_events', config: 'xn_mon', lost: 'xn_mon_lost' },
@@ -40,6 +41,33 @@ export const MONITOR_CODECS = [MonCfg, Event];
 const observerPin = (inst: InstancePaths, prog: string) => join(inst.links, `observe-${prog}`);
 
 /**
+ * The observer's programs in the instance (loaded once, then from their pins).
+ * Call from inside the instance's network namespace (its inode scopes what they count).
+ */
+export function observerPrograms(inst: InstancePaths, o: { upgrade?: boolean } = {}): ProgramSet {
+  return openPrograms(inst, MONITOR.observer.object, configureObserver(), o);
+}
+
+const configureObserver = (): Configure => {
+  const ino = statSync('/proc/self/ns/net').ino;
+  return (obj) => setConsts(obj, { xn_netns_ino: ino });
+};
+
+export const OBSERVER_BUILD: BuildSpec = { object: MONITOR.observer.object, programs: MONITOR.observer.programs, configure: configureObserver };
+
+/** Attaches a tracepoint program and pins its link at pin, replacing whatever link was pinned there. */
+function pinTracepoint(prog: BpfProgram, pin: string): void {
+  const fd = rawTracepointOpen(prog.fd, prog.name);
+  try {
+    rmSync(`${pin}-new`, { force: true }); // left by a killed run: a link that counts twice
+    objPin(fd, `${pin}-new`);
+    renameSync(`${pin}-new`, pin); // one step: the old link goes with its pin
+  } finally {
+    closeFd(fd);
+  }
+}
+
+/**
  * Attaches the observer programs for the instance (idempotent): they count
  * refused redirects while the instance has links. Call from inside the
  * instance's network namespace (its inode scopes what they count).
@@ -47,20 +75,32 @@ const observerPin = (inst: InstancePaths, prog: string) => join(inst.links, `obs
 export function ensureObserver(inst: InstancePaths): void {
   const missing = MONITOR.observer.programs.filter((p) => !existsSync(observerPin(inst, p)));
   if (!missing.length) return;
-  const ino = statSync('/proc/self/ns/net').ino;
-  const obj = loadInInstance(inst, MONITOR.observer.object, missing, (o) => setConsts(o, { xn_netns_ino: ino }));
+  const set = observerPrograms(inst);
   try {
-    for (const p of missing) {
-      const fd = rawTracepointOpen(obj.program(p).fd, p);
-      try {
-        objPin(fd, observerPin(inst, p));
-      } finally {
-        closeFd(fd);
-      }
-    }
+    for (const p of missing) pinTracepoint(set.program(p), observerPin(inst, p));
   } finally {
-    obj.close();
+    set.close();
   }
+}
+
+/**
+ * Moves the instance's observers onto this set's programs (tracepoint links
+ * cannot swap programs: a new link is pinned over the old one, so for an
+ * instant both count). Returns what was replaced.
+ */
+export function replaceObservers(inst: InstancePaths, set: ProgramSet): Array<{ program: string; from: number; to: number }> {
+  const out: Array<{ program: string; from: number; to: number }> = [];
+  for (const p of MONITOR.observer.programs) {
+    const pin = observerPin(inst, p);
+    if (!existsSync(pin)) continue;
+    const from = pinnedLinkInfo(pin).progId;
+    const prog = set.program(p);
+    const to = progId(prog.fd, p);
+    if (from === to) continue;
+    pinTracepoint(prog, pin);
+    out.push({ program: p, from, to });
+  }
+  return out;
 }
 
 /** Whether a link pin is the observer's (not an interface's). */

@@ -3,10 +3,11 @@
 // network order in the maps: codecs give them as numbers (be32/be16).
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { BpfMap, BpfProgram, numPossibleCpus } from '../sys/libbpf.js';
+import { BpfMap, BpfProgram, numPossibleCpus, type BpfObject } from '../sys/libbpf.js';
+import { openPrograms, pinMaps, type BuildSpec, type ProgramSet } from './builds.js';
 import { struct, ipv4ToNum, u32 } from './codec.js';
 import { NAT_HOT, sizeCache } from './memory.js';
-import { loadInInstance, type InstancePaths } from './paths.js';
+import type { InstancePaths } from './paths.js';
 
 export const NAT = {
   object: 'nat',
@@ -151,16 +152,30 @@ export function pinnedCtEntries(inst: InstancePaths): number | undefined {
 }
 
 /**
- * Loads the NAT object, adopting the instance's pinned maps. A pinned conntrack
- * table keeps its size (libbpf adopts a pin only if max_entries matches);
- * ctFlows sizes a new one (default CT_FLOWS.default), and so new hot copies.
+ * Sizes NAT's maps before load. A pinned conntrack table keeps its size
+ * (libbpf adopts a pin only if max_entries matches); ctFlows sizes a new one
+ * (default CT_FLOWS.default), and so new hot copies.
  */
-export function loadNat(inst: InstancePaths, hook: 'xdp' | 'tc', opts: { ctFlows?: number } = {}): { prog: BpfProgram; close(): void } {
-  const obj = loadInInstance(inst, NAT.object, [NAT.programs[hook]],
-    (o) => {
-      const ct = pinnedCtEntries(inst) ?? ctEntriesFor(opts.ctFlows ?? CT_FLOWS.default);
-      o.setMaxEntries(NAT.maps.ct, ct);
-      sizeCache(o, inst, NAT_HOT, ctFlowsOf(ct), numPossibleCpus()); // hot copies scale with the flows
-    });
-  return { prog: obj.program(NAT.programs[hook]), close: () => obj.close() };
+const configureNat = (inst: InstancePaths, ctFlows?: number) => (o: BpfObject) => {
+  const ct = pinnedCtEntries(inst) ?? ctEntriesFor(ctFlows ?? CT_FLOWS.default);
+  o.setMaxEntries(NAT.maps.ct, ct);
+  sizeCache(o, inst, NAT_HOT, ctFlowsOf(ct), numPossibleCpus()); // hot copies scale with the flows
+};
+
+/** Creates (or adopts) NAT's pinned maps without loading a program. */
+export function pinNatMaps(inst: InstancePaths, opts: { ctFlows?: number } = {}): void {
+  pinMaps(inst, NAT.object, configureNat(inst, opts.ctFlows));
+}
+
+/** NAT's programs in the instance (loaded once, then from their pins: objects/builds.ts). */
+export function natPrograms(inst: InstancePaths, o: { upgrade?: boolean } = {}): ProgramSet {
+  return openPrograms(inst, NAT.object, configureNat(inst), o);
+}
+
+export const NAT_BUILD: BuildSpec = { object: NAT.object, programs: Object.values(NAT.programs), configure: (inst) => configureNat(inst) };
+
+/** NAT's program for the hook; its fd is valid until close(). */
+export function loadNat(inst: InstancePaths, hook: 'xdp' | 'tc'): { prog: BpfProgram; close(): void } {
+  const set = natPrograms(inst);
+  return { prog: set.program(NAT.programs[hook]), close: () => set.close() };
 }

@@ -1,14 +1,12 @@
 // Where things live: built objects, and each instance's pins on bpffs.
 //   <bpffs>/xdpnet/<instance>/maps/<map>        maps shared by the instance's programs
 //   <bpffs>/xdpnet/<instance>/links/...         programs on interface hooks (names: dataplane/links.ts)
+//   <bpffs>/xdpnet/<instance>/progs/<object>-<build>/<program>   programs loaded once per instance (builds.ts)
 // An instance is the host ("host") or one named network namespace ("ns-<name>"),
 // so state of different namespaces never mixes.
 import { fileURLToPath } from 'node:url';
 import { existsSync, readdirSync } from 'node:fs';
-import { release } from 'node:os';
 import { dirname, join } from 'node:path';
-import { BpfObject } from '../sys/libbpf.js';
-import { requireKernelFeatures } from './features.js';
 
 /** The package root: the nearest folder up with a package.json (from dist/ or from source). */
 const PKG_ROOT = (() => {
@@ -26,23 +24,6 @@ export function objectPath(name: string): string {
   return join(process.env.XDPNET_BPF_DIR ?? join(PKG_ROOT, 'build/bpf'), `${name}.bpf.o`);
 }
 
-/**
- * Opens a built object with only these programs, adopting (or creating) the
- * instance's pinned maps, and loads it; configure runs before the load. The
- * caller closes it (its programs' fds go with it); a failed load closes it.
- */
-export function loadInInstance(inst: InstancePaths, object: string, programs: string[], configure?: (o: BpfObject) => void): BpfObject {
-  requireKernelFeatures(release()); // a clear error naming what is missing, not a verifier log
-  const obj = BpfObject.open(objectPath(object), { pinRoot: inst.maps, programs });
-  try {
-    configure?.(obj);
-    return obj.load();
-  } catch (e) {
-    obj.close();
-    throw e;
-  }
-}
-
 export function instanceName(netns?: string): string {
   return netns ? `ns-${netns}` : 'host';
 }
@@ -52,6 +33,7 @@ export interface InstancePaths {
   dir: string;
   maps: string;
   links: string;
+  progs: string;
 }
 
 export function instancePaths(netns?: string): InstancePaths {
@@ -60,7 +42,7 @@ export function instancePaths(netns?: string): InstancePaths {
 
 function instanceAt(name: string): InstancePaths {
   const dir = join(bpffsRoot(), 'xdpnet', name);
-  return { name, dir, maps: join(dir, 'maps'), links: join(dir, 'links') };
+  return { name, dir, maps: join(dir, 'maps'), links: join(dir, 'links'), progs: join(dir, 'progs') };
 }
 
 /** Every instance with state on bpffs (for work across namespaces, like ageing). */

@@ -155,6 +155,12 @@ function bind() {
     link_destroy: so.func('int bpf_link__destroy(void *link)'),
     iter_create: so.func('int bpf_iter_create(int link_fd)'),
     link_create: so.func('int bpf_link_create(int prog_fd, int target_fd, int attach_type, xn_bpf_link_create_opts *opts)'),
+    link_update: so.func('int bpf_link_update(int link_fd, int new_prog_fd, void *opts)'),
+    map_key_size: so.func('uint32_t bpf_map__key_size(void *map)'),
+    map_value_size: so.func('uint32_t bpf_map__value_size(void *map)'),
+    map_btf_key_type_id: so.func('uint32_t bpf_map__btf_key_type_id(void *map)'),
+    map_btf_value_type_id: so.func('uint32_t bpf_map__btf_value_type_id(void *map)'),
+    map_pin_path: so.func('const char *bpf_map__pin_path(void *map)'),
   };
 }
 
@@ -326,6 +332,30 @@ export class BpfObject {
     return [...this.mapHandles()].map((m) => ({ name: m.name, type: l.map_type(m.handle) as number, flags: l.map_flags(m.handle) as number }));
   }
 
+  /** Names of every program in the object (loaded or not). */
+  programNames(): string[] {
+    return [...this.programHandles()].map((p) => p.name);
+  }
+
+  /**
+   * What the object will make of each map (after open and configuration,
+   * before load): sizes, BTF type ids of key and value, where it is pinned,
+   * and the initial bytes of global-data sections (.rodata consts).
+   */
+  mapSpecs(): MapSpec[] {
+    const l = lib();
+    return [...this.mapHandles()].map(({ name, handle }) => {
+      const size = [0];
+      const p = l.map_initial_value(handle, size) as Ptr;
+      return {
+        name, maxEntries: l.map_max_entries(handle) as number, keySize: l.map_key_size(handle) as number,
+        valueSize: l.map_value_size(handle) as number, keyType: l.map_btf_key_type_id(handle) as number,
+        valueType: l.map_btf_value_type_id(handle) as number, pinPath: (l.map_pin_path(handle) as string | null) ?? null,
+        initial: p && size[0] ? Buffer.from(koffi.view(p, size[0]).slice(0)) : null,
+      };
+    });
+  }
+
   *mapNames(): Generator<string> {
     for (const m of this.mapHandles()) yield m.name;
   }
@@ -422,6 +452,19 @@ export class BpfIter {
     if (this.link) lib().link_destroy(this.link);
     this.link = null;
   }
+}
+
+export interface MapSpec {
+  name: string;
+  maxEntries: number;
+  keySize: number;
+  valueSize: number;
+  /** BTF type ids in the object's BTF (0: none). */
+  keyType: number;
+  valueType: number;
+  /** Where libbpf pins (or adopts) it; null for maps of this object alone. */
+  pinPath: string | null;
+  initial: Buffer | null;
 }
 
 export interface TestRunOptions {
@@ -837,9 +880,29 @@ export function linkCreate(progFd: number, ifindex: number, attachType: number, 
 
 /** The id of a program by fd (e.g. one opened from a pin). */
 export function progId(fd: number, what: string): number {
-  const buf = Buffer.alloc(64); // struct bpf_prog_info (prefix): type, id
+  return progInfo(fd, what).id;
+}
+
+/** A program's id and name (cut at 15 characters by the kernel). */
+export function progInfo(fd: number, what: string): { id: number; name: string } {
+  const buf = Buffer.alloc(80); // struct bpf_prog_info (prefix): type, id, tag, ..., name at 64
   check(lib().obj_get_info_by_fd(fd, buf, [buf.length]), 'get info of program', what);
-  return buf.readUInt32LE(4);
+  return { id: buf.readUInt32LE(4), name: buf.toString('utf8', 64, 80).replace(/\0.*$/s, '') };
+}
+
+/**
+ * Swaps the program a link runs (XDP, tcx) in one step: the hook never runs
+ * without a program (bpf_link_update).
+ */
+export function linkUpdate(linkFd: number, newProgFd: number, what: string): void {
+  check(lib().link_update(linkFd, newProgFd, null) as number, 'replace the program of', what);
+}
+
+/** Creates a map from user space (one no BPF object defines); the caller owns it. */
+export function mapCreate(type: number, name: string, keySize: number, valueSize: number, maxEntries: number): BpfMap {
+  const l = lib();
+  const fd = check(l.map_create(type, name, keySize, valueSize, maxEntries, null) as number, 'create map', name);
+  return BpfMap.fromFd(fd, name, true);
 }
 
 /**
