@@ -43,6 +43,26 @@ export class BpfError extends XdpnetError {
   }
 }
 
+/**
+ * The kernel refused an rtnetlink request: what was asked, of what, the errno,
+ * and the kernel's own reason when it gave one (extended ack), e.g.
+ * "create veth xnc1/eth0: EEXIST (File exists)".
+ */
+export class NetlinkError extends XdpnetError {
+  readonly errno: number;
+  constructor(
+    readonly op: string,
+    readonly target: string,
+    errno: number,
+    readonly kernelMsg?: string,
+    hint?: string,
+  ) {
+    const e = Math.abs(errno);
+    super(`${op} ${target}: ${errnoName(e)}${describeErrno(e)}${kernelMsg ? `: ${kernelMsg}` : ''}`, hint);
+    this.errno = e;
+  }
+}
+
 /** The verifier rejected a program; `log` is the full verifier log. */
 export class VerifierError extends BpfError {
   constructor(

@@ -1,13 +1,16 @@
 // The container's end: the veth pair, and what goes inside CNI_NETNS (address,
-// routes, MTU, offloads), set with iproute2 and an ethtool ioctl from inside
-// the netns (setns on this thread: the host's mounts stay, so pins stay on
-// the host's bpffs).
+// routes, MTU, offloads), made over rtnetlink and with an ethtool ioctl from
+// inside the netns (setns on this thread: the host's mounts stay, so pins stay
+// on the host's bpffs). No process is run: each `ip` run cost an ADD
+// milliseconds, a netlink request costs microseconds.
 import { createHash } from 'node:crypto';
 import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { formatMac, randomMac } from '../dataplane/addr.js';
+import { parsePrefix } from '../dataplane/inet.js';
 import { errnoName } from '../errors.js';
 import { CLONE_NEWNET, close, ifNameToIndex, openRead, setns, setOffload } from '../sys/libc.js';
+import { addAddress, addRoute, addVeth, deleteLink, setLinkUp } from '../sys/rtnl.js';
 import { CODES, CniError, type CniRoute } from './spec.js';
 
 /** The host end's name: stable for (container, ifname), so DEL finds it without state. */
@@ -37,17 +40,20 @@ export interface Veth { mac: string; hostMac: string; ifindex: number }
  * container end lets frames that XDP redirects into it (an XDP port, a VXLAN
  * uplink) be received; an XDP port also needs tx checksum offload off there,
  * since a frame that enters XDP loses its partial checksum.
- * One `ip` run (each costs milliseconds, the ADD's main cost): both MACs are
- * chosen here as the kernel would (random, locally administered), the host
- * end comes up with the pair, the offloads are set by ioctl from inside the
- * netns rather than by ethtool.
+ * One RTM_NEWLINK: both MACs are chosen here as the kernel would (random,
+ * locally administered), the host end comes up with the pair, the peer is
+ * made in the netns by its fd; the offloads are set by ioctl from inside it.
  */
 export function createVeth(host: string, netns: string, c: ContainerEnd): Veth {
   if (!existsSync(netns)) throw new CniError(CODES.INVALID_ENV, `CNI_NETNS ${netns} does not exist`);
   const mac = c.mac ?? formatMac(randomMac());
   const hostMac = formatMac(randomMac());
-  run(['ip', 'link', 'add', host, 'up', 'mtu', String(c.mtu), 'address', hostMac, 'type', 'veth',
-    'peer', 'name', c.ifname, 'mtu', String(c.mtu), 'address', mac, 'netns', netns]);
+  const nsFd = openNetns(netns);
+  try {
+    addVeth({ name: host, mtu: c.mtu, mac: hostMac, up: true }, { name: c.ifname, mtu: c.mtu, mac, netnsFd: nsFd });
+  } finally {
+    close(nsFd);
+  }
   const ifindex = ifNameToIndex(host);
   inContainer(netns, () => {
     offload(c.ifname, 'gro', true);
@@ -56,11 +62,19 @@ export function createVeth(host: string, netns: string, c: ContainerEnd): Veth {
   return { mac, hostMac, ifindex };
 }
 
-/** The container end's address and routes, and up: one `ip -batch` run from inside the netns (this thread enters it; `ip` inherits it). */
+/** The container end's address, up, then its routes (as `ip addr add`, `ip link set up`, `ip route add`), from inside the netns. */
 export function addressContainer(netns: string, c: ContainerAddress): void {
-  const cmds = [`addr add ${c.address} dev ${c.ifname}`, `link set ${c.ifname} up`];
-  for (const r of c.routes) cmds.push(`route add ${r.dst} via ${r.gw ?? c.gateway} dev ${c.ifname}`);
-  inContainer(netns, () => run(['ip', '-batch', '-'], `${cmds.join('\n')}\n`));
+  const addr = parsePrefix(c.address, 'address');
+  inContainer(netns, () => {
+    const ifindex = ifNameToIndex(c.ifname);
+    if (!ifindex) throw new CniError(CODES.DATAPLANE, `interface ${c.ifname} vanished from ${netns}`);
+    addAddress(ifindex, c.address.split('/')[0], addr.len, c.ifname);
+    setLinkUp(ifindex, c.ifname);
+    for (const r of c.routes) {
+      const dst = parsePrefix(r.dst, 'route');
+      addRoute({ dst: r.dst.split('/')[0], dstLen: dst.len, gateway: r.gw ?? c.gateway, oif: ifindex }, c.ifname);
+    }
+  });
 }
 
 function offload(ifname: string, feature: 'gro' | 'tx', on: boolean): void {
@@ -68,13 +82,18 @@ function offload(ifname: string, feature: 'gro' | 'tx', on: boolean): void {
   if (ret < 0) throw new CniError(CODES.DATAPLANE, `ethtool -K ${ifname} ${feature} ${on ? 'on' : 'off'} failed: ${errnoName(-ret)}`);
 }
 
+function openNetns(path: string): number {
+  const fd = openRead(path);
+  if (fd < 0) throw new CniError(CODES.INVALID_ENV, `CNI_NETNS ${path} cannot be opened: ${errnoName(-fd)}`);
+  return fd;
+}
+
 /** Runs fn with this thread in the netns at path (CNI_NETNS: any nsfs path, not only a named one), then comes back. */
 function inContainer<T>(path: string, fn: () => T): T {
   const home = openRead('/proc/thread-self/ns/net');
   if (home < 0) throw new CniError(CODES.DATAPLANE, `cannot open this thread's network namespace: ${errnoName(-home)}`);
   try {
-    const fd = openRead(path);
-    if (fd < 0) throw new CniError(CODES.INVALID_ENV, `CNI_NETNS ${path} cannot be opened: ${errnoName(-fd)}`);
+    const fd = openNetns(path);
     const ret = setns(fd, CLONE_NEWNET);
     close(fd);
     if (ret < 0) throw new CniError(CODES.INVALID_ENV, `CNI_NETNS ${path} cannot be entered: ${errnoName(-ret)}`);
@@ -90,7 +109,8 @@ function inContainer<T>(path: string, fn: () => T): T {
 
 /** Deleting the host end deletes the pair; a missing one is not an error (DEL is idempotent). */
 export function deleteVeth(host: string): void {
-  if (ifNameToIndex(host)) run(['ip', 'link', 'del', host]);
+  const ifindex = ifNameToIndex(host);
+  if (ifindex) deleteLink(ifindex, host);
 }
 
 /** What CHECK compares: the container interface's MAC and addresses, and its routes. */

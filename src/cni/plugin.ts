@@ -5,12 +5,12 @@
 // CLI commands never interleave their read-modify-writes of the maps.
 import { readdirSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { addBridge, bridgeMac, delBridge, detachInterface, listBridges, listPorts, addPort, reapVanishedPorts, setPortLock } from '../dataplane/bridge.js';
+import { addBridge, bridgeMac, bridgeUsers, delBridge, detachInterface, isPort, listBridges, listPorts, addPort, reapVanishedPorts, setPortLock } from '../dataplane/bridge.js';
 import { parseLock } from '../dataplane/port-lock.js';
 import { addFdb, listFdb } from '../dataplane/fdb.js';
 import { ensureBpffs, lockFile, lockState, requirePrivileges } from '../dataplane/host.js';
 import { parsePrefix } from '../dataplane/inet.js';
-import { addPortmap, addSnat, delPortmap, delSnat, showNat } from '../dataplane/nat.js';
+import { addPortmap, addSnat, delPortmap, delSnat, listSnat, portmapTarget, showNat } from '../dataplane/nat.js';
 import { defaultDev, hostAddresses } from '../dataplane/nat-host.js';
 import { portOverlay } from '../dataplane/vxlan.js';
 import { instancePaths, type InstancePaths } from '../objects/paths.js';
@@ -158,7 +158,7 @@ export function wire(inst: InstancePaths, store: StateStore, conf: NetConf, a: A
   if (conf.ipMasq) {
     const out = defaultDev();
     if (!out) throw new CniError(CODES.DATAPLANE, 'ipMasq needs a default route: there is none to masquerade out of');
-    if (!showNat(inst).snat.some((r) => r.src === a.subnet && r.out === out)) {
+    if (!listSnat(inst).some((r) => r.src === a.subnet && r.out === out)) {
       addSnat(inst, 'masquerade', { src: a.subnet, out, in: conf.bridge });
       if (owned) store.saveBridge({ ...owned, masquerade: { src: a.subnet, out } });
     }
@@ -175,23 +175,22 @@ export function wire(inst: InstancePaths, store: StateStore, conf: NetConf, a: A
 /** Undoes an attachment; whatever is already gone is skipped (DEL is idempotent, and this also rolls back a failed ADD). */
 export function unwire(inst: InstancePaths, store: StateStore, a: Attachment): void {
   const ip = a.address.split('/')[0];
-  const mapped = showNat(inst).portmaps;
   for (const p of a.portMappings) {
     const args = mappingArgs(p);
     // only while it still leads to this container: the port may have been mapped again since
-    if (mapped.some((m) => m.proto === p.protocol && m.port === p.hostPort && m.to === `${ip}:${p.containerPort}`)) delPortmap(inst, args);
+    if (portmapTarget(inst, args) === `${ip}:${p.containerPort}`) delPortmap(inst, args);
   }
-  if (ifNameToIndex(a.hostIface)) {
-    if (listPorts(inst).some((p) => p.iface === a.hostIface)) detachInterface(inst, a.hostIface);
+  const ifindex = ifNameToIndex(a.hostIface);
+  if (ifindex) {
+    if (isPort(inst, ifindex)) detachInterface(inst, a.hostIface);
     deleteVeth(a.hostIface);
   } else if (a.ifindex) {
     reapVanishedPorts(inst, a.ifindex); // the netns went first and took the pair along
   }
   const owned = store.ownedBridge(a.bridge);
-  const users = listPorts(inst).filter((p) => p.bridge === a.bridge && !p.host);
-  if (owned && !users.length && bridgeMac(inst, a.bridge)) {
+  if (owned && !bridgeUsers(inst, a.bridge) && bridgeMac(inst, a.bridge)) {
     // the last container left a bridge the plugin made: nothing of the network stays behind
-    if (owned.masquerade && showNat(inst).snat.some((r) => r.src === owned.masquerade!.src && r.out === owned.masquerade!.out)) {
+    if (owned.masquerade && listSnat(inst).some((r) => r.src === owned.masquerade!.src && r.out === owned.masquerade!.out)) {
       delSnat(inst, 'masquerade', owned.masquerade);
     }
     delBridge(inst, a.bridge);

@@ -53,7 +53,7 @@ export interface AttachOptions {
 
 /** Every link of one interface, its primary one first (see findAttachment). */
 export function interfaceAttachments(inst: InstancePaths, ifindex: number): Attachment[] {
-  return listAttachments(inst).filter((a) => a.ifindex === ifindex).sort((a, b) => rank(a) - rank(b));
+  return listLinks(inst, 'iface', ifindex).sort((a, b) => rank(a) - rank(b));
 }
 
 /** An interface has at most one link per hook; with both, XDP is the primary one and tc its slow path. */

@@ -283,6 +283,19 @@ export function listPorts(inst: InstancePaths): PortInfo[] {
   return readMaps(inst, (m) => portInfos(inst, m)) ?? [];
 }
 
+/** Whether the interface is a bridge port: one lookup, where listPorts names every port and reads every link. */
+export function isPort(inst: InstancePaths, ifindex: number): boolean {
+  return readMaps(inst, (m) => m.ports.lookup(u32(ifindex)) !== undefined) ?? false;
+}
+
+/** How many ports of a bridge are not its host port (one read of the ports map, no names, no links). */
+export function bridgeUsers(inst: InstancePaths, bridge: string): number {
+  return readMaps(inst, (m) => {
+    const id = readBridges(m).find((b) => b.name === bridge)?.id;
+    return readPorts(m).filter((p) => p.bridge === id && !(p.flags & PORT_FLAGS.HOST)).length;
+  }) ?? 0;
+}
+
 /** The port's VLANs: untagged PVID (default 1 unless it is a trunk), then tagged trunk VLANs. */
 function portVlans(o: PortOptions): { pvid: number; vlans: VlanMembership[] } {
   const pvid = o.pvid !== undefined ? checkVlan(o.pvid, 'PVID') : o.trunk ? 0 : VLAN_MIN;
@@ -304,11 +317,13 @@ export function addPort(
   const { pvid, vlans } = portVlans(o);
   // A port record without its link is what an attach killed between the two leaves: it forwards nothing, and
   // we hold the lock, so no attach is under way. It goes, and this attach does the work again.
-  if (!findAttachment(inst, ifindex)) withMaps(inst, (m) => (readPorts(m).some((p) => p.ifindex === ifindex) ? forgetPort(inst, m, ifindex) : undefined));
+  // Ports are looked up by ifindex, never listed: an attach costs the same beside ten ports as beside a thousand.
+  if (!findAttachment(inst, ifindex)) withMaps(inst, (m) => (m.ports.lookup(u32(ifindex)) ? forgetPort(inst, m, ifindex) : undefined));
   const br = readMaps(inst, (m) => {
     const b = bridgeByName(m, bridge);
-    const owner = readPorts(m).find((p) => p.ifindex === ifindex);
-    if (owner) {
+    const v = m.ports.lookup(u32(ifindex));
+    if (v) {
+      const owner = Port.decode(v);
       const of = readBridges(m).find((x) => x.id === owner.bridge)?.name ?? `#${owner.bridge}`;
       throw new XdpnetError(`${iface} is already attached to bridge ${of}`, `detach it first: xdpnet detach ${iface}`);
     }
@@ -349,7 +364,11 @@ export function addPort(
     deleteLock(inst, ifindex);
     throw e;
   }
-  return { port: listPorts(inst).find((p) => p.ifindex === ifindex)!, attachment };
+  const port: PortInfo = {
+    iface, ifindex, bridge, pvid: pvid || null, vlans: [...vlans].sort((a, b) => a.vid - b.vid), host: Boolean(flags & PORT_FLAGS.HOST), lock: o.lock ? lockInfo(o.lock) : null,
+    hook: attachment.hook, mode: attachment.mode,
+  };
+  return { port, attachment };
 }
 
 /**
@@ -406,7 +425,12 @@ function forgetPort(inst: InstancePaths, m: Maps, ifindex: number): void {
  */
 export function detachInterface(inst: InstancePaths, iface: string, netns?: string): { attachment?: Attachment; bridge?: string } {
   const ifindex = resolveIface(iface, netns);
-  const port = listPorts(inst).find((p) => p.ifindex === ifindex);
+  const port = readMaps(inst, (m) => {
+    const v = m.ports.lookup(u32(ifindex));
+    if (!v) return undefined;
+    const p = Port.decode(v);
+    return { host: Boolean(p.flags & PORT_FLAGS.HOST), bridge: readBridges(m).find((b) => b.id === p.bridge)?.name ?? `#${p.bridge}` };
+  });
   if (port?.host) throw new XdpnetError(`${iface} is the host port of bridge ${port.bridge}`, `it goes with the bridge: xdpnet bridge del ${port.bridge}`);
   const vnis = overlay().vtepUplinks(inst).get(ifindex);
   if (vnis) throw new XdpnetError(`${iface} is the uplink of VTEP VNI ${vnis.join(', ')}`, `it goes with the VTEP: xdpnet vxlan del --vni ${vnis[0]}`);

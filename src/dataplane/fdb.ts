@@ -3,7 +3,7 @@
 // static entries, removes, ages and recounts each bridge's learned entries.
 import { readFileSync } from 'node:fs';
 import { XdpnetError, UsageError } from '../errors.js';
-import { FDB_FLAGS, FdbEntry, FdbKey } from '../objects/bridge.js';
+import { FDB_FLAGS, FdbEntry, FdbKey, Port, VlanKey } from '../objects/bridge.js';
 import { u32, numToIpv4 } from '../objects/codec.js';
 import type { InstancePaths } from '../objects/paths.js';
 import type { BpfMap } from '../sys/libbpf.js';
@@ -11,7 +11,7 @@ import { ifIndexToName } from '../sys/libc.js';
 import { checkVlan, formatMac, formatVlanList, parseMac, parseMacInto, unicastMacProblem, VLAN_MIN } from './addr.js';
 import { resolveIface } from './attach.js';
 import {
-  bridgeByName, noBridge, overlay, readBridges, readMaps, readPorts, readVlans, withMaps, writeBridge, type Maps,
+  bridgeByName, noBridge, overlay, readBridges, readMaps, readPorts, readVlans, withMaps, writeBridge, type BridgeRec, type Maps, type PortRec,
 } from './bridge-maps.js';
 
 const NS_PER_SEC = 1_000_000_000n;
@@ -99,26 +99,42 @@ export function staticRemotes(inst: InstancePaths): Array<{ bridge: number; vid:
   })) ?? [];
 }
 
-/**
- * Validates FDB rows against the bridges, ports and VLANs as they are now
- * (read once, so a bulk load checks every row cheaply) and returns the key.
- */
-/** Resolves entries' (bridge, port, VLAN); checks the MAC unless it is left out (`fdb load` checks it in place). */
-function fdbTargets(m: Maps, netns?: string): (e: Omit<FdbEntryInput, 'mac'> & { mac?: Buffer }) => { key: FdbKeyRec; ifindex: number; bridgeMac: Buffer } {
-  const bridges = new Map(readBridges(m).map((b) => [b.name, b]));
+/** What checking an entry's port asks of the bridge maps. */
+interface PortView { port(ifindex: number): PortRec | undefined; inVlan(ifindex: number, vid: number): boolean; vlans(ifindex: number): number[] }
+
+/** Every port and VLAN read once: a bulk load checks each row without a syscall. */
+function portsRead(m: Maps): PortView {
   const ports = new Map(readPorts(m).map((p) => [p.ifindex, p]));
   const vlans = readVlans(m);
+  return { port: (i) => ports.get(i), inVlan: (i, vid) => (vlans.get(i) ?? []).some((v) => v.vid === vid), vlans: (i) => (vlans.get(i) ?? []).map((v) => v.vid) };
+}
+
+/** Looked up per entry: one entry costs the same beside ten ports as beside a thousand (the maps are hashes of many buckets). */
+function portsLookedUp(m: Maps): PortView {
+  return {
+    port: (i) => { const v = m.ports.lookup(u32(i)); return v && { ...Port.decode(v), ifindex: i }; },
+    inVlan: (i, vid) => m.vlans.lookup(VlanKey.encode({ ifindex: i, vid, pad: 0 })) !== undefined,
+    vlans: (i) => (readVlans(m).get(i) ?? []).map((v) => v.vid), // for the error message only
+  };
+}
+
+/**
+ * Validates FDB rows against the bridges, ports and VLANs as they are now and
+ * returns the key. Resolves entries' (bridge, port, VLAN); checks the MAC
+ * unless it is left out (`fdb load` checks it in place).
+ */
+function fdbTargets(m: Maps, netns?: string, view: PortView = portsRead(m)): (e: Omit<FdbEntryInput, 'mac'> & { mac?: Buffer }) => { key: FdbKeyRec; ifindex: number; bridgeMac: Buffer } {
+  const bridges = new Map(readBridges(m).map((b) => [b.name, b]));
   const ifindexes = new Map<string, number>();
   return (e) => {
     const br = bridges.get(e.bridge) ?? noBridge(e.bridge);
     if (e.port === undefined) throw new UsageError('an FDB entry needs a port (--port) or a remote VTEP (--remote)');
     const ifindex = ifindexes.get(e.port) ?? ifindexes.set(e.port, resolveIface(e.port, netns)).get(e.port)!;
-    const port = ports.get(ifindex);
+    const port = view.port(ifindex);
     if (port?.bridge !== br.id) throw new XdpnetError(`${e.port} is not a port of bridge ${e.bridge}`, `make it one: xdpnet attach ${e.port} --bridge ${e.bridge}`);
     const vid = e.vlan === undefined ? port.pvid || VLAN_MIN : checkVlan(e.vlan);
-    const member = vlans.get(ifindex) ?? [];
-    if (!member.some((v) => v.vid === vid)) {
-      const err = new XdpnetError(`${e.port} is not in VLAN ${vid}`, `its VLANs: ${formatVlanList(member.map((v) => v.vid))}; name one with --vlan`);
+    if (!view.inVlan(ifindex, vid)) {
+      const err = new XdpnetError(`${e.port} is not in VLAN ${vid}`, `its VLANs: ${formatVlanList(view.vlans(ifindex))}; name one with --vlan`);
       throw e.vlan === undefined ? err : tagged('vlan', err);
     }
     if (e.mac) checkNotBridgeMac(e.mac, br.mac, e.bridge);
@@ -130,21 +146,28 @@ function checkNotBridgeMac(mac: Buffer, bridgeMac: Buffer, bridge: string): void
   if (mac.equals(bridgeMac)) throw new XdpnetError(`${formatMac(mac)} is bridge ${bridge}'s own MAC address`, 'its local entry goes with the bridge');
 }
 
-/** Adds (or replaces) a static entry: never aged, never moved by learning. */
+/**
+ * Adds (or replaces) a static entry: never aged, never moved by learning. One
+ * entry is looked up, never the whole FDB (131072 buckets a scan): a CNI ADD
+ * adds one per container.
+ */
 export function addFdb(inst: InstancePaths, e: FdbEntryInput, netns?: string): FdbRow {
   return withMaps(inst, (m) => {
     let t: { key: FdbKeyRec; ifindex: number; remote?: number; vni?: number };
-    if (e.remote === undefined) t = fdbTargets(m, netns)(e);
+    if (e.remote === undefined) t = fdbTargets(m, netns, portsLookedUp(m))(e);
     else {
       const br = bridgeByName(m, e.bridge);
       if (e.mac.equals(br.mac)) throw new XdpnetError(`${formatMac(e.mac)} is bridge ${e.bridge}'s own MAC address`, 'its local entry goes with the bridge');
       t = overlay().remoteFdbTarget(inst, br.id, e.bridge, e.mac, e.remote, e.vlan);
     }
     const key = FdbKey.encode(t.key);
-    m.fdb.update(key, FdbEntry.encode(staticEntry(t.ifindex, FDB_FLAGS.STATIC, t.remote)));
+    const old = m.fdb.lookup(key);
+    const entry = staticEntry(t.ifindex, FDB_FLAGS.STATIC, t.remote);
+    m.fdb.update(key, FdbEntry.encode(entry));
     if (t.vni !== undefined) overlay().syncPeers(inst); // decap without learning accepts the VTEP now
-    recountLearned(m); // it may have replaced a learned entry
-    return fdbRows(m).find((r) => r.key.equals(key))!.row;
+    if (old && isLearned(FdbEntry.decode(old))) recountLearned(m); // it replaced a learned entry
+    const br = readBridges(m).find((b) => b.id === t.key.bridge);
+    return fdbRow(t.key, entry, br, ifIndexToName(t.ifindex) ?? null);
   }) ?? noBridge(e.bridge);
 }
 
@@ -188,14 +211,17 @@ function rowMaker(m: Maps, now: bigint): (key: Buffer, e: FdbEntryRec) => FdbRow
   const ifname = (i: number) => (ifnames.has(i) ? ifnames.get(i)! : ifnames.set(i, ifIndexToName(i) ?? null).get(i)!);
   return (key, e) => {
     const k = FdbKey.decode(key);
-    const br = bridges.get(k.bridge);
-    const type: FdbType = e.flags & FDB_FLAGS.LOCAL ? 'local' : e.flags & FDB_FLAGS.STATIC ? 'static' : 'learned';
-    return {
-      mac: formatMac(k.mac), bridge: br?.name ?? `#${k.bridge}`, port: ifname(e.ifindex), ifindex: e.ifindex, vlan: k.vid, type,
-      age: type === 'learned' ? Number(ageNs(e, now) / NS_PER_SEC) : null,
-      expired: isExpired(e, br?.ageing_sec ?? 0, now),
-      remote: e.remote ? numToIpv4(e.remote) : null,
-    };
+    return fdbRow(k, e, bridges.get(k.bridge), ifname(e.ifindex), now);
+  };
+}
+
+function fdbRow(k: FdbKeyRec, e: FdbEntryRec, br: BridgeRec | undefined, port: string | null, now = process.hrtime.bigint()): FdbRow {
+  const type: FdbType = e.flags & FDB_FLAGS.LOCAL ? 'local' : e.flags & FDB_FLAGS.STATIC ? 'static' : 'learned';
+  return {
+    mac: formatMac(k.mac), bridge: br?.name ?? `#${k.bridge}`, port, ifindex: e.ifindex, vlan: k.vid, type,
+    age: type === 'learned' ? Number(ageNs(e, now) / NS_PER_SEC) : null,
+    expired: isExpired(e, br?.ageing_sec ?? 0, now),
+    remote: e.remote ? numToIpv4(e.remote) : null,
   };
 }
 

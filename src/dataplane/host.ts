@@ -4,7 +4,8 @@ import { execFileSync } from 'node:child_process';
 import { closeSync, readFileSync, existsSync, mkdirSync, openSync } from 'node:fs';
 import { release } from 'node:os';
 import { XdpnetError } from '../errors.js';
-import { CLONE_NEWNET, close, mount, openRead, setns, tryLockExclusive, unlock } from '../sys/libc.js';
+import { CLONE_NEWNET, close, ifIndexToName, ifNameToIndex, mount, openRead, setns, tryLockExclusive, unlock } from '../sys/libc.js';
+import { getRoute } from '../sys/rtnl.js';
 import { errnoName } from '../errors.js';
 import { bpffsRoot } from '../objects/paths.js';
 
@@ -150,10 +151,18 @@ export const instanceNetns = (instName: string): string | undefined => (instName
 
 export interface Route { dst: string; dev?: string; gateway?: string; type?: string; prefsrc?: string }
 
-/** The kernel's route to an address (`ip route get`, optionally from a source and out of an interface); undefined if none. */
+/**
+ * The kernel's route to an address (`ip route get`, optionally from a source
+ * and out of an interface), asked over rtnetlink in the current namespace;
+ * undefined if there is none (or no such interface).
+ */
 export function routeGet(dst: string, o: { from?: string; oif?: string } = {}): Route | undefined {
-  const args = ['-4', 'route', 'get', dst, ...(o.from ? ['from', o.from] : []), ...(o.oif ? ['oif', o.oif] : [])];
-  return ipJson<Route[]>(args, [])[0];
+  const oif = o.oif ? ifNameToIndex(o.oif) : 0;
+  if (o.oif && !oif) return undefined;
+  const r = getRoute(dst, { from: o.from, oif });
+  if (!r) return undefined;
+  const dev = r.oif ? ifIndexToName(r.oif) : undefined;
+  return { dst, type: r.type, ...(dev ? { dev } : {}), ...(r.gateway ? { gateway: r.gateway } : {}), ...(r.prefsrc ? { prefsrc: r.prefsrc } : {}) };
 }
 
 /**

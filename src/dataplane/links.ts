@@ -61,14 +61,20 @@ function pinName(owner: Owner, ifindex: number, hook: Hook, mode: XdpMode | null
 
 const filterId = (owner: Owner, ifindex: number): TcFilterId => ({ ifindex, handle: TC_HANDLE, priority: TC_PRIORITY[owner] });
 
-/** Every program of the instance on an interface hook (of one owner if given), read from the pins and the kernel. */
-export function listLinks(inst: InstancePaths, owner?: Owner): HookLink[] {
+/**
+ * Every program of the instance on an interface hook (of one owner, of one
+ * interface if given), read from the pins and the kernel. Pins are told apart
+ * by name before the kernel is asked about any (syscalls each), so one
+ * interface's links cost the same beside ten ports as beside a thousand.
+ */
+export function listLinks(inst: InstancePaths, owner?: Owner, only?: number): HookLink[] {
   if (!existsSync(inst.links)) return [];
   return readdirSync(inst.links).sort().flatMap((f): HookLink[] => {
     const m = PIN_RE.exec(f);
     if (!m) return [];
     const o: Owner = m[1] ? 'nat' : 'iface';
     if (owner && o !== owner) return [];
+    if (only !== undefined && Number(m[2]) !== only) return [];
     const pin = join(inst.links, f);
     const ifindex = Number(m[2]);
     const hook = m[3] as Hook;

@@ -1,25 +1,21 @@
-// What NAT needs to know of the host, as `ip` and /proc see it inside the
-// instance's namespace: its addresses, routes and the ports it uses itself.
+// What NAT needs to know of the host, as rtnetlink and /proc tell it inside
+// the instance's namespace: its addresses, routes and the ports it uses itself.
 import { readFileSync } from 'node:fs';
 import { XdpnetError } from '../errors.js';
 import { ipv4ToNum, numToIpv4 } from '../objects/codec.js';
-import { ipJson, routeGet } from './host.js';
+import { dumpAddresses } from '../sys/rtnl.js';
+import { routeGet } from './host.js';
 import type { Prefix } from './inet.js';
 
-interface IpAddr { ifindex: number; ifname: string; addr_info?: Array<{ family: string; local: string; prefixlen: number }> }
-
-
-/** The host's IPv4 addresses: address → ifindex, and each interface's addresses in order (primary first). */
+/** The host's IPv4 addresses but loopback's: address → ifindex, and each interface's addresses in the kernel's order (primary first). */
 export function hostAddresses(): { byAddr: Map<number, number>; byIf: Map<number, number[]> } {
   const byAddr = new Map<number, number>();
   const byIf = new Map<number, number[]>();
-  for (const l of ipJson<IpAddr[]>(['-4', 'addr', 'show'])) {
-    for (const a of l.addr_info ?? []) {
-      if (a.family !== 'inet' || a.local.startsWith('127.')) continue;
-      const n = ipv4ToNum(a.local);
-      byAddr.set(n, l.ifindex);
-      (byIf.get(l.ifindex) ?? byIf.set(l.ifindex, []).get(l.ifindex)!).push(n);
-    }
+  for (const a of dumpAddresses()) {
+    if (a.address.startsWith('127.')) continue;
+    const n = ipv4ToNum(a.address);
+    byAddr.set(n, a.ifindex);
+    (byIf.get(a.ifindex) ?? byIf.set(a.ifindex, []).get(a.ifindex)!).push(n);
   }
   return { byAddr, byIf };
 }

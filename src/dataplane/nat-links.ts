@@ -25,7 +25,7 @@ export function natLinks(inst: InstancePaths): NatLink[] {
  * so the peer of a tc-side veth in this namespace gets GRO.
  */
 export function ensureNatLink(inst: InstancePaths, ifindex: number, want: 'xdp' | 'tc', besideTc = false): NatLink {
-  const have = natLinks(inst).filter((l) => l.ifindex === ifindex);
+  const have = listLinks(inst, 'nat', ifindex);
   for (const l of have) if (!l.iface) unlink(inst, l); // defunct: its interface is gone and the ifindex reused
   const live = have.filter((l) => l.iface);
   // An uplink whose XDP another program holds runs NAT at tc instead: that satisfies 'xdp' there.
@@ -52,7 +52,7 @@ export function ensureNatLink(inst: InstancePaths, ifindex: number, want: 'xdp' 
   }
   claimSlot(inst, ifindex); // its drops are counted against it
   enablePeerGro(iface); // replies are XDP-redirected into the inside interface (no-op for a peer elsewhere)
-  return natLinks(inst).find((l) => l.ifindex === ifindex && l.hook === hook)!;
+  return listLinks(inst, 'nat', ifindex).find((l) => l.hook === hook)!;
 }
 
 function enablePeerGro(iface: string): void {

@@ -184,7 +184,21 @@ export function addPortmap(inst: InstancePaths, o: PortmapOptions): PortmapInfo 
   refreshAddresses(inst);
   ensureNatLink(inst, inIfindex, 'tc');
   if (outIfindex !== inIfindex) ensureNatLink(inst, outIfindex, 'xdp');
-  return { ...withNatMaps(inst, (m) => readPortmaps(m).find((p) => p.proto === proto && p.port === port && p.onIfindex === onIfindex))!, conntrack };
+  // what was written, not a read of every mapping (a CNI ADD maps ports for each container)
+  return { proto, port, onIfindex, on: onIfindex ? (ifIndexToName(onIfindex) ?? `ifindex ${onIfindex}`) : null, to: `${numToIpv4(to.addr)}:${to.port}`, conntrack };
+}
+
+/** Where a host port is mapped to ("IP:PORT"), if it is: one lookup, for callers that ask about their own mappings. */
+export function portmapTarget(inst: InstancePaths, o: { proto: string; port: string; on?: string; netns?: string }): string | undefined {
+  const onIfindex = o.on ? resolveIface(o.on, o.netns) : 0;
+  const key = PortmapKey.encode({ ifindex: onIfindex, port: parsePort(o.port, '--host-port'), proto: PROTO_NUM[parseProto(o.proto)], pad: 0 });
+  const v = withNatMaps(inst, (m) => m.portmap.lookup(key));
+  return v && `${numToIpv4(Portmap.decode(v).to_addr)}:${Portmap.decode(v).to_port}`;
+}
+
+/** The source rules (few: an LPM trie walked entry by entry), without the mappings and links showNat reads too. */
+export function listSnat(inst: InstancePaths): SnatRuleInfo[] {
+  return withNatMaps(inst, readSnat) ?? [];
 }
 
 /** Removes a port mapping; returns it as `nat show` listed it. */

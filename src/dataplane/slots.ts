@@ -30,13 +30,12 @@ function zero(stats: BpfMap, slot: number): void {
  */
 export function claimSlot(inst: InstancePaths, ifindex: number, o: { reset?: boolean } = {}): number {
   return BpfMap.usePins(inst.maps, { slots: STATS_MAPS.ifSlots, stats: STATS_MAPS.ifStats }, ({ slots, stats }) => {
-    const have = readSlots(slots);
-    const mine = have.get(ifindex);
+    const mine = slots.lookup(u32(ifindex))?.readUInt32LE(0); // looked up: only a new interface reads them all
     if (mine !== undefined) {
       if (o.reset) zero(stats, mine);
       return mine;
     }
-    const slot = freeSlot(slots, have, stats.info.maxEntries);
+    const slot = freeSlot(slots, readSlots(slots), stats.info.maxEntries);
     zero(stats, slot);
     slots.update(u32(ifindex), u32(slot));
     return slot;

@@ -20,6 +20,9 @@ const c = {
   clock_gettime: libc.func('int clock_gettime(int clk, _Out_ uint8_t *ts)'),
   socket: libc.func('int socket(int domain, int type, int protocol)'),
   getsockopt: libc.func('int getsockopt(int fd, int level, int name, _Out_ uint8_t *val, _Inout_ uint32_t *len)'),
+  setsockopt: libc.func('int setsockopt(int fd, int level, int name, const uint8_t *val, uint32_t len)'),
+  send: libc.func('long send(int fd, const uint8_t *buf, size_t len, int flags)'),
+  recv: libc.func('long recv(int fd, _Out_ uint8_t *buf, size_t len, int flags)'),
   // struct ifreq with ifr_data: the ethtool command buffer, written back by the kernel
   ioctl_ethtool: libc.func('int ioctl(int fd, unsigned long req, ifreq_ethtool *ifr)'),
 };
@@ -94,6 +97,45 @@ export function vformat(fmt: string, ap: unknown): string {
 const AF_INET = 2;
 const SOCK_DGRAM = 2;
 const SOCK_CLOEXEC = 0o2000000;
+const EINTR = constants.errno.EINTR;
+
+/** A socket of the calling thread's network namespace, close-on-exec (the IPAM plugin must not inherit it). fd or -errno. */
+export function socket(domain: number, type: number, protocol: number): number {
+  const fd = c.socket(domain, type | SOCK_CLOEXEC, protocol) as number;
+  return fd < 0 ? -koffi.errno() : fd;
+}
+
+/** setsockopt(2) with the option's bytes. 0 or -errno. */
+export function setsockopt(fd: number, level: number, name: number, value: Buffer): number {
+  return (c.setsockopt(fd, level, name, value, value.length) as number) < 0 ? -koffi.errno() : 0;
+}
+
+/** setsockopt with an int value. 0 or -errno. */
+export function setsockoptInt(fd: number, level: number, name: number, value: number): number {
+  const v = Buffer.alloc(4);
+  v.writeInt32LE(value);
+  return setsockopt(fd, level, name, v);
+}
+
+/** send(2) of the whole buffer, retried on EINTR: bytes sent or -errno. */
+export function send(fd: number, buf: Buffer): number {
+  for (;;) {
+    const n = Number(c.send(fd, buf, buf.length, 0));
+    if (n >= 0) return n;
+    const e = koffi.errno();
+    if (e !== EINTR) return -e;
+  }
+}
+
+/** recv(2) into buf, retried on EINTR: the length (with MSG_TRUNC in flags, the datagram's real length) or -errno. */
+export function recv(fd: number, buf: Buffer, flags = 0): number {
+  for (;;) {
+    const n = Number(c.recv(fd, buf, buf.length, flags));
+    if (n >= 0) return n;
+    const e = koffi.errno();
+    if (e !== EINTR) return -e;
+  }
+}
 const SOL_SOCKET = 1;
 const SO_NETNS_COOKIE = 71;
 
