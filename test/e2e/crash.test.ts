@@ -21,7 +21,7 @@ import { STATS_MAPS } from '../../src/objects/stats.js';
 import { BpfMap } from '../../src/sys/libbpf.js';
 import { CLI, cleanup, cliTimeoutMs, inNs, netns, sh, veth, xdpnet } from '../helpers/sys.js';
 
-const TRIALS = Number(process.env.XDPNET_CRASH_TRIALS ?? 10); // time-boxed in `make test`; `make crash` runs 100
+const TRIALS = Number(process.env.XDPNET_CRASH_TRIALS ?? 11); // each command once in `make test`; `make crash` runs 100
 
 describe('crash safety: kill -9 at random points of state-changing commands', () => {
   let h: string;
