@@ -83,7 +83,7 @@ export interface CliResult {
 
 /** 30 s, stretched by how overloaded the machine is (the load average per CPU), up to 5 minutes: a hung
  * command still fails, a slow machine does not fail a test that checks state, not speed. */
-export const cliTimeoutMs = (): number => Math.min(300_000, 30_000 * Math.max(1, loadavg()[0] / availableParallelism()));
+export const cliTimeoutMs = (): number => Math.round(Math.min(300_000, 30_000 * Math.max(1, loadavg()[0] / availableParallelism())));
 
 export function xdpnet(args: string[], env: Record<string, string> = {}, wrap: string[] = []): CliResult {
   const argv = [...wrap, process.execPath, CLI, ...args];
