@@ -20,6 +20,8 @@ struct xn_if_stats {
 	__u64 learned;    /* MACs learned (new or moved) on this port */
 	__u64 dropped;    /* frames received here and dropped (by reason: xn_drops) */
 	__u64 arp_replied; /* ARP requests received here that the bridge answered itself (xn_arp) */
+	__u64 learn_refused; /* source MACs not learned: the bridge at --max-learned, or the FDB full (a MAC that
+			      * keeps sending is tried again at most once a second per destination) */
 };
 
 /* Drop reasons; names live in src/objects/stats.ts (DROP_REASONS). */

@@ -177,22 +177,28 @@ __inline_fn void br_learn(__u32 bridge, __u16 vid, const __u8 *mac, __u32 ifinde
 		}
 	}
 	struct xn_bridge *br = bpf_map_lookup_elem(&xn_bridges, &bridge);
-	if (!br || (!e && br->max_learned && br->learned >= br->max_learned))
+	if (!br)
 		return;
 	/* Never the bridge's own MAC (as Linux's bridge refuses its local
 	 * addresses): a port sending from it would take the host's frames. */
 	if (mac_eq(mac, br->mac))
 		return;
+	if (!e && br->max_learned && br->learned >= br->max_learned)
+		goto refused;
 	/* New or moved: replace the whole entry, so readers see old or new, never a mix. */
 	struct xn_fdb_entry n = { .ifindex = ifindex, .remote = remote, .updated_ns = now, .ageing_sec = br->ageing_sec };
 	if (bpf_map_update_elem(&xn_fdb, &k, &n, e ? BPF_EXIST : BPF_NOEXIST))
-		return;
+		goto refused; /* the FDB is full (or the entry went meanwhile) */
 	if (!e)
 		__sync_fetch_and_add(&br->learned, 1);
 	else
 		br_moved(); /* cached decisions may send to the old port */
 	if (st)
 		st->learned++;
+	return;
+refused:
+	if (st)
+		st->learn_refused++;
 }
 
 /* The FDB entry for (bridge, vid, mac) if it is static or not aged out. Signed:

@@ -1,7 +1,14 @@
-/* Connection tracking for NAT: one LRU table holding both directions of every
+/* Connection tracking for NAT: one table holding both directions of every
  * translated flow, a loose TCP state machine, per-state idle timeouts, and
  * table counters. Flows are created by lib/nat.h; the control process lists
- * and garbage-collects them with the same timeouts. */
+ * and garbage-collects them with the same timeouts.
+ *
+ * A plain hash, not an LRU: when it is full a new flow is refused and counted
+ * (insert_failed), and no live flow is ever evicted for it, as nf_conntrack
+ * drops new connections when full. An LRU let a flood of new flows that each
+ * sent twice evict established flows sending once a second (measured:
+ * docs/reliability.md). Expired flows leave when a packet finds them expired
+ * and by the daemon's garbage collection (`xdpnet daemon`, `conntrack gc`). */
 #pragma once
 #include "common.h"
 #include "../include/nat.h"
@@ -17,7 +24,7 @@
 #define TCP_FL_ACK 0x10
 
 struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, XN_CT_MAX);
 	__type(key, struct xn_ct_key);
 	__type(value, struct xn_ct_entry);
@@ -126,7 +133,8 @@ __inline_fn int ct_expired(const struct xn_ct_entry *e, __u64 now)
 
 /* A packet hit entry e of key k. Advances the state and refreshes last_seen
  * in both entries of the pair; for an established flow that is a write at
- * most once a second, nothing otherwise. Recreates a peer the LRU evicted.
+ * most once a second, nothing otherwise. Recreates a peer that went missing
+ * (deleted alone by a control process; tables pinned by older builds were LRUs).
  * Returns 1 when the flow had expired: both entries are gone and the caller
  * handles the packet as a new flow. */
 __inline_fn int ct_hit(const struct xn_ct_key *k, struct xn_ct_entry *e, __u8 tcp, __u64 now)
@@ -179,8 +187,8 @@ struct ct_new {
 
 /* bpf_loop callback, probe i: claims a source port by inserting the reply
  * entry with BPF_NOEXIST, which is atomic, so two CPUs never get one port.
- * A lookup first: on an LRU hash even a failing insert takes (and may evict
- * for) a free node, a lookup does not. */
+ * A lookup first: a failing insert costs an element allocation, a lookup
+ * does not. A full table ends the search (-E2BIG): counted as insert_failed. */
 static long ct_probe(__u64 i, void *data)
 {
 	struct ct_new *n = data;

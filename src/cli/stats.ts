@@ -15,11 +15,11 @@ const jsonStats = (s: Stats) => ({ ...s, at: new Date(s.at).toISOString() });
 const name = (i: IfaceStats) => i.iface ?? `ifindex ${i.ifindex}`;
 
 function render(s: Stats): string {
-  const rows = s.interfaces.map((i) => [name(i), i.rxPackets, i.rxBytes, i.txPackets, i.txBytes, i.flooded, i.learned, i.arpReplied, i.dropped]);
+  const rows = s.interfaces.map((i) => [name(i), i.rxPackets, i.rxBytes, i.txPackets, i.txBytes, i.flooded, i.learned, i.learnRefused, i.arpReplied, i.dropped]);
   const drops = s.interfaces.filter((i) => Object.keys(i.drops).length)
     .map((i) => `${name(i)}: ${Object.entries(i.drops).map(([r, n]) => `${r}=${n}`).join(' ')}`);
   return [
-    rows.length ? table(['IFACE', 'RX-PACKETS', 'RX-BYTES', 'TX-PACKETS', 'TX-BYTES', 'FLOODED', 'LEARNED', 'ARP-REPLIED', 'DROPPED'], rows) : 'nothing attached',
+    rows.length ? table(['IFACE', 'RX-PACKETS', 'RX-BYTES', 'TX-PACKETS', 'TX-BYTES', 'FLOODED', 'LEARNED', 'LEARN-REFUSED', 'ARP-REPLIED', 'DROPPED'], rows) : 'nothing attached',
     `drops: ${drops.length ? drops.join('; ') : 'none'}`,
     `caches: ${cachesText(s.caches)}`,
   ].join('\n');
@@ -52,7 +52,7 @@ function ctText(c: CtCounters): string {
 export function statsCommand(program: Command): void {
   program
     .command('stats')
-    .description('per-interface counters (summed over CPUs): rx, tx, flooded, learned, ARP requests answered by the bridge, dropped; drops by reason; hit ratios of the datapath\'s caches (bridge decisions, VXLAN next hops, NAT\'s hot copy)')
+    .description('per-interface counters (summed over CPUs): rx, tx, flooded, learned, learning refused (--max-learned reached or FDB full), ARP requests answered by the bridge, dropped; drops by reason; hit ratios of the datapath\'s caches (bridge decisions, VXLAN next hops, NAT\'s hot copy)')
     .option('--json', 'machine-readable output (with --watch: one JSON object per line)')
     .option('--watch [secs]', 'refresh every SECS seconds (default 1) and show rates')
     .option('--count <n>', 'with --watch: stop after N refreshes')

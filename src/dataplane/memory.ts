@@ -23,7 +23,7 @@ const cacheBytes = (c: PerCpuCache, flows: number, cpus: number) =>
 /** Kernel memory of the maps that scale, on a host with `cpus` possible CPUs configured for `flows` flows. */
 export function footprint(cpus: number, flows: number): Footprint {
   return {
-    ct: mapBytes({ kind: 'lru-hash', keySize: CtKey.size, valueSize: CtEntry.size, maxEntries: ctEntriesFor(flows, cpus) }, cpus),
+    ct: mapBytes({ kind: 'hash', keySize: CtKey.size, valueSize: CtEntry.size, maxEntries: ctEntriesFor(flows, cpus) }, cpus),
     natHot: cacheBytes(NAT_HOT, flows, cpus),
     brCache: cacheBytes(BR_CACHE, flows, cpus),
     fdb: mapBytes({ kind: 'hash', keySize: FdbKey.size, valueSize: FdbEntry.size, maxEntries: BRIDGE.limits.fdb }, cpus),

@@ -25,6 +25,7 @@ import { UsageError, XdpnetError } from '../errors.js';
 import { u32, numToIpv4 } from '../objects/codec.js';
 import { CT_FLOWS, NAT, Portmap, PortmapKey, SNAT_FLAGS, SnatKey, SnatRule, snatKey } from '../objects/nat.js';
 import type { InstancePaths } from '../objects/paths.js';
+import type { BpfMap } from '../sys/libbpf.js';
 import { ifIndexToName } from '../sys/libc.js';
 import { removeInstanceIfIdle, resolveIface } from './attach.js';
 import { gcFlows } from './conntrack.js';
@@ -126,7 +127,7 @@ export function addSnat(inst: InstancePaths, kind: 'masquerade' | 'snat', o: Sna
     addr = [own, own];
   }
   const key = snatKey(outIfindex, src.text);
-  if (withNatMaps(inst, (m) => m.snat.lookup(key))) {
+  if (withNatMaps(inst, (m) => exactRule(m.snat, key))) {
     throw new XdpnetError(`a source rule for ${src.text} out of ${o.out} already exists`, `remove it first: xdpnet nat ${kind} del --src ${src.text} --out ${o.out}`);
   }
   const conntrack = ensureNatTable(inst, ctFlows);
@@ -143,13 +144,22 @@ export function addSnat(inst: InstancePaths, kind: 'masquerade' | 'snat', o: Sna
   return { ...withNatMaps(inst, (m) => readSnat(m).find((r) => r.outIfindex === outIfindex && r.src === src.text))!, conntrack };
 }
 
+/**
+ * The rule stored under exactly this key. A lookup in the LPM trie answers
+ * with the longest prefix covering the key: for 10.0.0.128/25 that is the
+ * rule for 10.0.0.0/24 when no /25 rule exists.
+ */
+function exactRule(snat: BpfMap, key: Buffer): Buffer | undefined {
+  return [...snat.keys()].some((k) => k.equals(key)) ? snat.lookup(key) : undefined;
+}
+
 /** Removes a source rule; returns it as `nat show` listed it. */
 export function delSnat(inst: InstancePaths, kind: 'masquerade' | 'snat', o: { src: string; out: string; netns?: string }): SnatRuleInfo {
   const src = parsePrefix(o.src);
   const outIfindex = resolveIface(o.out, o.netns);
   const key = snatKey(outIfindex, src.text);
   const found = withNatMaps(inst, (m) => {
-    const v = m.snat.lookup(key);
+    const v = exactRule(m.snat, key);
     if (!v || Boolean(SnatRule.decode(v).flags & SNAT_FLAGS.MASQUERADE) !== (kind === 'masquerade')) return undefined;
     const rule = readSnat(m).find((r) => r.outIfindex === outIfindex && r.src === src.text);
     return m.snat.delete(key) ? rule : undefined;

@@ -19,6 +19,8 @@ export interface IfaceStats {
   flooded: number;
   /** MACs learned (new or moved) on this port. */
   learned: number;
+  /** Source MACs not learned on this port: the bridge at --max-learned, or the FDB full. */
+  learnRefused: number;
   /** ARP requests received here that the bridge answered itself (xn_arp). */
   arpReplied: number;
   /** Received here and dropped, in all and by reason. */
@@ -101,7 +103,7 @@ export function readStats(inst: InstancePaths, primary = primaryAttachments(inst
       const n = (f: keyof Counters) => Number(c?.[f] ?? 0n);
       return {
         iface: a.iface, ifindex: a.ifindex, rxPackets: n('rx_packets'), rxBytes: n('rx_bytes'), txPackets: n('tx_packets'),
-        txBytes: n('tx_bytes'), flooded: n('flooded'), learned: n('learned'), dropped: n('dropped'),
+        txBytes: n('tx_bytes'), flooded: n('flooded'), learned: n('learned'), learnRefused: n('learn_refused'), dropped: n('dropped'),
         arpReplied: n('arp_replied'),
         drops: byIf.get(a.ifindex) ?? {},
       };

@@ -29,9 +29,9 @@ export const NAT = {
 
 /**
  * Conntrack capacity in flows (two entries each), as `--conntrack-max` takes it.
- * An LRU hash evicts before it is full: each CPU holds up to 128 free nodes
- * of its own and a CPU short of them evicts up to 128 at once
- * (kernel/bpf/bpf_lru_list.c), so the table gets that much room on top.
+ * The 256 entries a CPU on top were an LRU hash's headroom (it evicts before
+ * it is full); the table is a plain hash now (bpf/lib/ct.h says why) and
+ * keeps them: the size of pinned tables, and so their flow counts, stay as they were.
  */
 export const CT_FLOWS = { default: 131072, min: 1024, max: 16_777_216 } as const;
 const ctLruSlack = (cpus: number) => 256 * cpus;

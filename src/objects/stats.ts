@@ -13,6 +13,7 @@ export const IfStats = struct('xn_if_stats', {
   learned: 'u64',
   dropped: 'u64',
   arp_replied: 'u64',
+  learn_refused: 'u64',
 });
 
 /** Hits and misses of the datapath's caches (xn_cache_stats: one per-CPU entry). */

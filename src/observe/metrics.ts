@@ -54,6 +54,7 @@ export function createRegistry(o: MetricsOptions = {}): client.Registry {
     txBytes: new Family(reg, 'counter', 'xdpnet_interface_tx_bytes_total', 'Bytes xdpnet sent out of the interface.', I),
     flooded: new Family(reg, 'counter', 'xdpnet_interface_flooded_packets_total', 'Frames received on the interface and flooded.', I),
     learned: new Family(reg, 'counter', 'xdpnet_interface_learned_macs_total', 'MACs learned (new or moved) on the port.', I),
+    learnRefused: new Family(reg, 'counter', 'xdpnet_interface_learn_refused_total', 'Source MACs not learned on the port: the bridge at its max-learned, or the FDB full.', I),
     dropped: new Family(reg, 'counter', 'xdpnet_interface_dropped_packets_total', 'Frames received on the interface and dropped (any reason).', I),
     drops: new Family(reg, 'counter', 'xdpnet_drops_total', 'Frames dropped, by receiving interface and reason.', ['netns', 'interface', 'reason']),
     fdb: new Family(reg, 'gauge', 'xdpnet_fdb_entries', 'FDB entries by bridge and type (static, learned, local).', ['netns', 'bridge', 'type']),
@@ -102,6 +103,7 @@ export function createRegistry(o: MetricsOptions = {}): client.Registry {
       f.txBytes.set(l, i.txBytes);
       f.flooded.set(l, i.flooded);
       f.learned.set(l, i.learned);
+      f.learnRefused.set(l, i.learnRefused);
       f.dropped.set(l, i.dropped);
       for (const [reason, n] of Object.entries(i.drops)) f.drops.set({ netns, interface: l.interface, reason }, n);
     }

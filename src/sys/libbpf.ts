@@ -120,6 +120,7 @@ function bind() {
     map_type: so.func('int bpf_map__type(void *map)'),
     map_flags: so.func('uint32_t bpf_map__map_flags(void *map)'),
     map_set_flags: so.func('int bpf_map__set_map_flags(void *map, uint32_t flags)'),
+    map_set_type: so.func('int bpf_map__set_type(void *map, int type)'),
     btf_raw_data: so.func('void *btf__raw_data(void *btf, _Out_ uint32_t *size)'),
     obj_pin: so.func('int bpf_obj_pin(int fd, const char *path)'),
     obj_get: so.func('int bpf_obj_get(const char *path)'),
@@ -319,6 +320,11 @@ export class BpfObject {
 
   setMaxEntries(map: string, n: number): void {
     check(lib().map_set_max_entries(this.mapHandle(map), n), 'set max_entries of map', map);
+  }
+
+  /** Changes a map's type before load (BPF_MAP_TYPE_*: measuring another table kind on the same programs). */
+  setMapType(map: string, type: number): void {
+    check(lib().map_set_type(this.mapHandle(map), type), 'set type of map', map);
   }
 
   /** max_entries as compiled (or as set before load). */

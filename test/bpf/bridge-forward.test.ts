@@ -3,11 +3,11 @@
 // The bench (namespace, objects, captures, reset before each test): ./bridge-world.ts.
 import { readDropsByIface } from '../../src/dataplane/stats.js';
 import { describe, expect, it } from 'vitest';
-import { Bridge, BRIDGE, FDB_FLAGS, FdbEntry, FdbKey, XDP_NOTES } from '../../src/objects/bridge.js';
+import { Bridge, BRIDGE, BR_GEN_MAP, FDB_FLAGS, FdbEntry, FdbKey, invalidateCache, XDP_NOTES } from '../../src/objects/bridge.js';
 import { u32 } from '../../src/objects/codec.js';
 import { TC, XDP } from '../helpers/bpf.js';
 import { fromHex, hex, mac } from '../helpers/packet.js';
-import { A, B, BCAST, BR, BR_MAC, bridgeWorld, C, frame } from './bridge-world.js';
+import { A, B, BCAST, BR, BR_MAC, bridgeWorld, C, frame, PORTS } from './bridge-world.js';
 
 describe('bridge programs: forwarding', () => {
   const w = bridgeWorld();
@@ -71,6 +71,76 @@ describe('bridge programs: forwarding', () => {
       xdpSend('p1', frame(BCAST, A));
       expect(fdb(A)).toMatchObject({ ifindex: ifx.p2, flags: FDB_FLAGS.STATIC });
       expect(stats('p1')!.learned).toBe(0n);
+    });
+
+    describe('at its limits (--max-learned, a full FDB)', () => {
+      const D = '02:00:00:00:00:0d';
+      /** The FDB as (MAC, port, static/learned) rows, sorted. */
+      const table = () => map(BRIDGE.maps.fdb).entries().map(([k, v]) => {
+        const e = FdbEntry.decode(v);
+        return `${FdbKey.decode(k).mac.toString('hex')} ${PORTS.find((p) => ifx[p] === e.ifindex)} ${e.flags & FDB_FLAGS.STATIC ? 'static' : 'learned'}`;
+      }).sort();
+      const setLimit = (maxLearned: number, learned: number) => {
+        const b = Bridge.decode(map(BRIDGE.maps.bridges).lookup(u32(BR))!);
+        map(BRIDGE.maps.bridges).update(u32(BR), Bridge.encode({ ...b, max_learned: maxLearned, learned }));
+      };
+      const learnedCount = () => Bridge.decode(map(BRIDGE.maps.bridges).lookup(u32(BR))!).learned;
+
+      it('stops learning at --max-learned, counts each refusal, still forwards, and lets statics in', () => {
+        setLimit(2, 0);
+        xdpSend('p1', frame(BCAST, A));
+        xdpSend('p2', frame(BCAST, B));
+        // C is over the limit: not learned, refused and counted, its frame still flooded.
+        expect(xdpSend('p1', frame(BCAST, C))).toEqual({ p2: [hex(frame(BCAST, C))], p3: [hex(frame(BCAST, C, 1))] });
+        expect(table()).toEqual(['02000000000a p1 learned', '02000000000b p2 learned']);
+        expect(learnedCount()).toBe(2);
+        expect(stats('p1')).toMatchObject({ learned: 1n, learn_refused: 1n });
+        expect(stats('p2')).toMatchObject({ learned: 1n, learn_refused: 0n });
+        // A known MAC moving needs no room.
+        xdpSend('p3', frame(BCAST, A, 1));
+        expect(table()).toEqual(['02000000000a p3 learned', '02000000000b p2 learned']);
+        // A static entry is no learning: it goes in and forwards.
+        addStatic(C, 'p2');
+        invalidateCache(map(BR_GEN_MAP));
+        expect(xdpSend('p3', frame(C, A, 1))).toEqual({ p2: [hex(frame(C, A))] });
+        expect(table()).toEqual(['02000000000a p3 learned', '02000000000b p2 learned', '02000000000c p2 static']);
+        expect(learnedCount()).toBe(2);
+      });
+
+      it('learns again once an entry is gone (aged out or flushed, and the control process recounted)', () => {
+        setLimit(1, 0);
+        xdpSend('p1', frame(BCAST, A));
+        xdpSend('p2', frame(BCAST, D));
+        expect(table()).toEqual(['02000000000a p1 learned']);
+        expect(stats('p2')!.learn_refused).toBe(1n);
+        map(BRIDGE.maps.fdb).delete(FdbKey.encode({ bridge: BR, vid: 1, mac: mac(A) })); // as `fdb age`/`fdb flush` do,
+        setLimit(1, 0); // then recountLearned
+        invalidateCache(map(BR_GEN_MAP));
+        xdpSend('p2', frame(BCAST, D));
+        expect(table()).toEqual(['02000000000d p2 learned']);
+        expect(stats('p2')).toMatchObject({ learned: 1n, learn_refused: 1n });
+      });
+
+      it('counts a MAC it cannot learn because the FDB is full, and still floods its frame', () => {
+        const fdbMap = map(BRIDGE.maps.fdb);
+        const n = fdbMap.info.maxEntries;
+        const keys = Buffer.alloc(n * FdbKey.size);
+        const values = Buffer.alloc(n * FdbEntry.size);
+        const v = FdbEntry.encode({ ifindex: ifx.p4, remote: 0, updated_ns: 0n, flags: FDB_FLAGS.STATIC, ageing_sec: 0 });
+        for (let i = 0; i < n; i++) {
+          const m = Buffer.from([0x02, 0xee, 0, i >> 16, (i >> 8) & 0xff, i & 0xff]);
+          FdbKey.encode({ bridge: 2, vid: 1, mac: m }).copy(keys, i * FdbKey.size); // another bridge's statics fill it
+          v.copy(values, i * FdbEntry.size);
+        }
+        fdbMap.updateBatch(keys, values, n);
+        try {
+          expect(xdpSend('p1', frame(BCAST, A))).toEqual({ p2: [hex(frame(BCAST, A))], p3: [hex(frame(BCAST, A, 1))] });
+          expect(fdb(A)).toBeUndefined();
+          expect(stats('p1')).toMatchObject({ learned: 0n, learn_refused: 1n });
+        } finally {
+          fdbMap.deleteBatch(keys, n);
+        }
+      });
     });
 
     it('drops a frame whose destination is behind its ingress port', () => {

@@ -32,7 +32,7 @@ describe('map memory', () => {
       });
       expect(nat.map(NAT.maps.ct).info.maxEntries).toBe(ctEntriesFor(flows));
       expect(nat.map(NAT_HOT.map).info.maxEntries).toBe(cachePart(NAT_HOT, flows, cpus) * cpus);
-      const ct = charged(nat, NAT.maps.ct, { kind: 'lru-hash', keySize: CtKey.size, valueSize: CtEntry.size });
+      const ct = charged(nat, NAT.maps.ct, { kind: 'hash', keySize: CtKey.size, valueSize: CtEntry.size });
       expect(ct.formula).toBe(ct.kernel);
       const hot = charged(nat, NAT_HOT.map, { kind: 'array', keySize: 4, valueSize: NAT_HOT.entryBytes, mmapable: true });
       expect(hot.formula).toBe(hot.kernel);

@@ -2,6 +2,7 @@
 // is recorded and removed by cleanup(), even when a test fails.
 import { execFileSync, spawnSync, type SpawnSyncReturns } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
+import { availableParallelism, loadavg } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { expect } from 'vitest';
 import { COUNTER } from '../../src/objects/counter.js';
@@ -80,9 +81,13 @@ export interface CliResult {
   stderr: string;
 }
 
+/** 30 s, stretched by how overloaded the machine is (the load average per CPU), up to 5 minutes: a hung
+ * command still fails, a slow machine does not fail a test that checks state, not speed. */
+export const cliTimeoutMs = (): number => Math.round(Math.min(300_000, 30_000 * Math.max(1, loadavg()[0] / availableParallelism())));
+
 export function xdpnet(args: string[], env: Record<string, string> = {}, wrap: string[] = []): CliResult {
   const argv = [...wrap, process.execPath, CLI, ...args];
-  const r = spawnSync(argv[0], argv.slice(1), { encoding: 'utf8', env: { ...process.env, ...env }, timeout: 30_000, maxBuffer: 256 << 20 });
+  const r = spawnSync(argv[0], argv.slice(1), { encoding: 'utf8', env: { ...process.env, ...env }, timeout: cliTimeoutMs(), maxBuffer: 256 << 20 });
   return { code: r.status ?? -1, stdout: r.stdout, stderr: r.stderr };
 }
 
