@@ -1,6 +1,8 @@
 // The FDB (xn_fdb: (bridge, VLAN, MAC) → port or remote VTEP): this module
 // alone writes it. The datapath learns into it; the control process adds
 // static entries, removes, ages and recounts each bridge's learned entries.
+// Over 500 lines because it is the FDB's one writer (test/unit/structure.test.ts holds that):
+// static entries, learning limits, ageing, load/flush and the agent's remote entries all write here.
 import { readFileSync } from 'node:fs';
 import { XdpnetError, UsageError } from '../errors.js';
 import { FDB_FLAGS, FdbEntry, FdbKey, Port, VlanKey } from '../objects/bridge.js';
