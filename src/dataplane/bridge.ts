@@ -19,7 +19,7 @@ import { BPF_NOEXIST, numPossibleCpus } from '../sys/libbpf.js';
 import { ifIndexToName, ifNameToIndex } from '../sys/libc.js';
 import { checkVlan, formatMac, randomMac, VLAN_MIN } from './addr.js';
 import { ipJson } from './host.js';
-import { claimSlot } from './slots.js';
+import { claimSlot, releaseSlotIfUnused } from './slots.js';
 import { deleteLock, lockInfo, readLocks, writeLock, type PortLock, type PortLockInfo } from './port-lock.js';
 import {
   bridgeByName, floodMembers, noBridge, overlay, readBridges, readMaps, readPorts, readVlans, setFloodMembers, withMaps, writeBridge,
@@ -220,7 +220,15 @@ export function delBridge(inst: InstancePaths, name: string, o: { force?: boolea
     return { ports: names, id: br.id };
   }) ?? noBridge(name);
   // Deleting the port end deletes the pair; by the name we chose, never an interface we did not make.
-  if (ifNameToIndex(hostPeerName(out.id))) run('ip', ['link', 'del', hostPeerName(out.id)]);
+  const peer = ifNameToIndex(hostPeerName(out.id));
+  if (peer) {
+    // An `add --address` killed inside addPort can leave the host port's link or counter slot without
+    // its port record, which is what the loop above frees them by (found by make crash's 100 trials).
+    const a = findAttachment(inst, peer);
+    if (a) removeAttachment(inst, a);
+    run('ip', ['link', 'del', hostPeerName(out.id)]);
+    releaseSlotIfUnused(inst, peer);
+  }
   removeInstanceIfIdle(inst);
   return { ports: out.ports };
 }

@@ -123,13 +123,21 @@ describe('crash safety: kill -9 at random points of state-changing commands', ()
       expect(inNs(c1, 'ping', ['-c', '2', '-W', '2', '10.77.0.3']).status).toBe(0);
       expect(inNs(c1, 'ping', ['-c', '2', '-W', '2', '10.88.0.2']).status).toBe(0);
       // Once through each first: NAT's maps (conntrack) stay pinned after its last rule goes, by design.
-      for (const op of OPS) for (const args of [op.pre, op.do, op.undo]) if (args) expect(run(args)).toMatchObject({ code: 0, stderr: '' });
+      // Each command's own run time, so that kills land inside it on a fast machine and a slow one alike.
+      const took = new Map<string, number>();
+      for (const op of OPS) {
+        for (const args of [op.pre, op.do, op.undo]) {
+          const t0 = Date.now();
+          if (args) expect(run(args)).toMatchObject({ code: 0, stderr: '' });
+          if (args === op.do) took.set(op.name, Date.now() - t0);
+        }
+      }
       const base = snapshot();
       const failures: string[] = [];
       let kills = 0;
       for (let i = 0; i < TRIALS; i++) {
         const op = OPS[i % OPS.length];
-        const delay = 20 + Math.floor(Math.random() * 600); // node starts in ~100 ms; commands take 100-700 ms
+        const delay = 20 + Math.floor(Math.random() * Math.max(50, 0.9 * took.get(op.name)! - 20)); // within the command's run time
         if (op.pre) {
           const pre = run(op.pre);
           if (pre.code !== 0) failures.push(`#${i} ${op.name}, before: ${pre.stderr.trim()}`);
