@@ -9,7 +9,6 @@
 #define XN_NAT_ADDRS_MAX 256
 #define XN_NAT_PORT_MIN 1024  /* hairpin source ports (no rule gives a range) */
 #define XN_NAT_PORT_MAX 65535
-#define XN_NAT_PORT_TRIES 128 /* ports probed after the original one, at most (netfilter's bound) */
 
 /* xn_ct: one entry per direction of a translated flow, keyed by the tuple the
  * packet arrives with. The entry holds the tuple the packet leaves with; the

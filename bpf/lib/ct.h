@@ -204,7 +204,7 @@ static long ct_probe(__u64 i, void *data)
 
 /* Creates both entries of the flow in n: n->ent has the translation except
  * the source port, chosen in [port_min, port_max] (the original one if in
- * range and free, else from a random offset, at most XN_NAT_PORT_TRIES more).
+ * range and free, else from a random offset, every port of the range if need be).
  * A flow whose source is not translated (snat 0) passes its own port: if its
  * reply tuple is taken, that is an insert failure, not exhaustion. Returns 0
  * or a negative drop reason. */
@@ -220,7 +220,11 @@ __inline_fn int ct_create(struct ct_new *n, __u16 port_min, __u16 port_max, int 
 	n->err = -XN_EEXIST;
 	ct_peer_key(&n->key, &n->ent, &n->rkey);
 	ct_peer_entry(&n->key, &n->ent, &n->rent);
-	bpf_loop(n->range == 1 ? 1 : (n->range < XN_NAT_PORT_TRIES ? n->range : XN_NAT_PORT_TRIES) + 1, ct_probe, n, 0);
+	/* Probes 1..range cover every port of the range once (consecutive from a random
+	 * offset), so exhaustion is reported only when the range is truly used up. The
+	 * price, paid only near that point: up to `range` lookups for one new flow
+	 * (netfilter bounds its search instead, and refuses early). */
+	bpf_loop(n->range == 1 ? 1 : n->range + 1, ct_probe, n, 0);
 	__u32 taken = n->probes - (n->err != -XN_EEXIST);
 	if (taken)
 		CT_COUNT(port_retries, taken);

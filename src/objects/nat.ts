@@ -22,7 +22,7 @@ export const NAT = {
     /** XDP's cache of steady flows holds while this is unchanged: written after flows are deleted. */
     gen: 'xn_nat_gen',
   },
-  limits: { snatRules: 1024, portmaps: 4096, addrs: 256, portTries: 128 },
+  limits: { snatRules: 1024, portmaps: 4096, addrs: 256 },
   /** Source ports of hairpin flows (no rule gives a range). */
   hairpinPorts: [1024, 65535],
 } as const;

@@ -106,7 +106,6 @@ const DEFINE_MIRRORS: Record<string, number | string> = {
   XN_NAT_ADDRS_MAX: NAT.limits.addrs,
   XN_NAT_PORT_MIN: NAT.hairpinPorts[0],
   XN_NAT_PORT_MAX: NAT.hairpinPorts[1],
-  XN_NAT_PORT_TRIES: NAT.limits.portTries,
   XN_CT_DEF_TCP_SYN_SENT: timeout('tcp_syn_sent'),
   XN_CT_DEF_TCP_SYN_RECV: timeout('tcp_syn_recv'),
   XN_CT_DEF_TCP_ESTABLISHED: timeout('tcp_established'),
