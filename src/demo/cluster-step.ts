@@ -17,7 +17,7 @@ function ip(...a: string[]): void {
   if (r.status !== 0) throw new Error(`ip ${a.join(' ')}: ${r.stderr.trim()}`);
 }
 
-export async function clusterStep(tag: string, show: (args: string[], ns?: string) => void): Promise<void> {
+export async function clusterStep(tag: string, show: (args: string[], ns?: string | null) => void): Promise<void> {
   const etcd = new TestEtcd();
   try {
     await etcd.start();
@@ -50,7 +50,7 @@ export async function clusterStep(tag: string, show: (args: string[], ns?: strin
       ip('-n', h.ns, 'route', 'add', 'default', 'dev', 'up0');
     }
     console.log(`etcd ${etcd.url} (pid ${etcd.proc!.pid}); hosts ${x.ns} (${x.under}) and ${y.ns} (${y.under}) on one underlay`);
-    show(['network', 'create', NET, '--vni', String(VNI), '--cidr', '10.95.0.0/16', '--block', '/26', ...etcdArgs]);
+    show(['network', 'create', NET, '--vni', String(VNI), '--cidr', '10.95.0.0/16', '--block', '/26', ...etcdArgs], null);
     for (const h of hosts) {
       console.log(`$ xdpnet --netns ${h.ns} agent --network ${NET} --node ${h.name} --uplink-hook tc ${etcdArgs.join(' ')} &`);
       h.agent = spawn(process.execPath, [CLI, '--netns', h.ns, 'agent', '--network', NET, '--node', h.name, '--uplink-hook', 'tc', ...etcdArgs], { stdio: ['ignore', 'pipe', 'pipe'] });
@@ -72,7 +72,7 @@ export async function clusterStep(tag: string, show: (args: string[], ns?: strin
       const out = spawnSync('ip', ['netns', 'exec', from.ctr, 'ping', '-c', '3', '-i', '0.2', '-W', '2', to], { encoding: 'utf8' }).stdout;
       console.log(`${from.ctr} -> ${to} (across the overlay): ${/(\d+) received/.exec(out)?.[1] ?? 0}/3 replies`);
     }
-    show(['network', 'show', NET, ...etcdArgs]);
+    show(['network', 'show', NET, ...etcdArgs], null);
     show(['fdb', 'show', '--bridge', `xnb${VNI}`], x.ns);
     console.log(`agent ${x.name}'s log:\n${x.log.trim().split('\n').map((l) => `  ${l}`).join('\n')}`);
     for (const h of hosts) {

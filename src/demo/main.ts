@@ -47,9 +47,10 @@ function run(cmd: string, args: string[]): string {
 function step(title: string): void {
   console.log(`\n\x1b[1m== ${title}\x1b[0m`);
 }
-function xdpnet(args: string[], ns = host): void {
-  console.log(`$ xdpnet${ns === host ? '' : ` --netns ${ns}`} ${args.join(' ')}`);
-  const r = spawnSync(process.execPath, [CLI, '--netns', ns, ...args], { encoding: 'utf8' });
+/** ns null: a command that enters no namespace (`network create|show` only talk to etcd, and refuse --netns). */
+function xdpnet(args: string[], ns: string | null = host): void {
+  console.log(`$ xdpnet${ns === host || ns === null ? '' : ` --netns ${ns}`} ${args.join(' ')}`);
+  const r = spawnSync(process.execPath, [CLI, ...(ns === null ? [] : ['--netns', ns]), ...args], { encoding: 'utf8' });
   process.stdout.write(r.stdout + r.stderr);
   if (r.status !== 0) throw new Error(`xdpnet ${args.join(' ')} failed`);
 }
@@ -323,7 +324,7 @@ async function main(): Promise<void> {
     step('podman: a real container on an xdpnet network through the CNI plugin (xdpnet-cni)');
     podmanStep(host, outside, (args) => xdpnet(args));
     step('many hosts: two hosts joined through etcd, a container on each (CNI plugin, ipam xdpnet-cluster) pinging the other');
-    await clusterStep(tag, (args, ns) => xdpnet(args, ns ?? host));
+    await clusterStep(tag, (args, ns) => xdpnet(args, ns === undefined ? host : ns));
     step('clean up');
     xdpnet(['nat', 'flush']);
     xdpnet(['vxlan', 'del', '--vni', hostB.vni]);
