@@ -26,7 +26,7 @@ summarize() { # also on an interrupted run: whatever tiers finished are evidence
 }
 trap 'summarize; libvirt_stop' EXIT
 set +e
-vagrant ssh host-a -c "sudo XDPNET_TEST_DIRS='${XDPNET_TEST_DIRS:-}' /xdpnet/vagrant/guest/test.sh" 2>&1 | tee "$log"
+vagrant ssh host-a -c "sudo XDPNET_TEST_DIRS='${XDPNET_TEST_DIRS:-}' XDPNET_BPF_COMPAT='${XDPNET_BPF_COMPAT:-}' /xdpnet/vagrant/guest/test.sh" 2>&1 | tee "$log"
 rc=${PIPESTATUS[0]}
 set -e
 exit "$rc"
