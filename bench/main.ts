@@ -1,7 +1,7 @@
 // `make bench`: packet-rate scenarios side by side in one run. Each scenario
 // builds a namespace topology gen → … → sink; a generator child process sends
 // 128-byte UDP frames from the gen namespace, xn_sink counts what arrives.
-//   node dist/bench/main.js [--only a,b] [--duration s] [--reps n (5)] [--flows n] [--size bytes] [--cpu n (the last)]
+//   node dist/bench/main.js [--only a,b] [--duration s] [--reps n (5)] [--flows n] [--size bytes] [--cpu n (the last)] [--md FILE]
 //   node dist/bench/main.js --render        (latest.md again from latest.json)
 //   node dist/bench/main.js --role sink|gen --iface IF [--peer IP] …   (bench/run, vagrant)
 import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
@@ -104,6 +104,19 @@ function printTcpTable(rows: TcpRow[]): void {
   }
 }
 
+/** xdpnet's row, the peer's row of the same job (Mpps, or Gbit/s for TCP rows), the job. */
+const PEER_PAIRS: Array<[string, string, string]> = [
+  ['xdpnet-bridge', 'ovs-bridge', 'bridge, 1 flow'],
+  ['xdpnet-bridge-macs', 'ovs-bridge-macs', 'bridge, 1024 MACs'],
+  ['xdpnet-vxlan-encap', 'ovs-vxlan-encap', 'VXLAN encap'],
+  ['xdpnet-vxlan-decap', 'ovs-vxlan-decap', 'VXLAN decap'],
+  ['xdpnet-masq', 'ovs-masq', 'masquerade, 1 flow'],
+  ['xdpnet-masq-10k', 'ovs-masq-10k', 'masquerade, 10k flows'],
+  ['xdpnet-masq', 'nft-flowtable-masq', 'masquerade, 1 flow'],
+  ['xdpnet-masq-10k', 'nft-flowtable-masq-10k', 'masquerade, 10k flows'],
+  ['tcp-xdpnet-bridge', 'tcp-ovs-bridge', 'TCP over a bridge, 1 stream (Gbit/s)'],
+];
+
 /** The README's tables, from a run's report. */
 function markdown(r: { date: string; kernel: string; cpu: string; nproc: number; rows: Row[]; tcp: TcpRow[]; tcpCc?: { cc: string; note: string | null } | null; skipped?: Array<{ scenario: string; why: string }>; churn: ChurnResult | null; ctScale: CtScaleResult | null }): string {
   const out = [`Measured ${r.date.slice(0, 10)} on ${r.cpu} (${r.nproc} vCPUs), kernel ${r.kernel}; 128-byte frames, one generator core, median of the runs.`, '',
@@ -116,6 +129,14 @@ function markdown(r: { date: string; kernel: string; cpu: string; nproc: number;
     out.push('', `| TCP (iperf3, ${r.tcpCc?.cc ?? TCP_CC}) | streams | Gbit/s | vs kernel row |`, '|---|---:|---:|---:|');
     for (const x of r.tcp) out.push(`| ${x.scenario} | ${x.streams} | ${x.gbps.toFixed(2)} | ${x.ratio?.toFixed(2) ?? '-'} |`);
     if (r.tcpCc?.note) out.push('', `TCP rows: ${r.tcpCc.note}.`);
+  }
+  // The same job done by xdpnet and by a peer that leaves the kernel path (issue #17's pairs).
+  const rate = new Map<string, number>([...r.rows.map((x) => [x.scenario, x.deliveredMpps] as const),
+    ...r.tcp.filter((x) => x.streams === 1).map((x) => [x.scenario, x.gbps] as const)]);
+  const pairs = PEER_PAIRS.filter(([x, p]) => rate.has(x) && rate.has(p));
+  if (pairs.length) {
+    out.push('', '| job | xdpnet row | peer row | xdpnet / peer |', '|---|---|---|---:|');
+    for (const [x, p, job] of pairs) out.push(`| ${job} | ${x} ${rate.get(x)!.toFixed(3)} | ${p} ${rate.get(p)!.toFixed(3)} | ${(rate.get(x)! / rate.get(p)!).toFixed(2)} |`);
   }
   if (r.skipped?.length) {
     out.push('', 'Skipped here:', ...r.skipped.map((x) => `- ${x.scenario}: ${x.why}`));
@@ -152,7 +173,7 @@ async function main(): Promise<void> {
       only: { type: 'string' }, duration: { type: 'string' }, reps: { type: 'string', default: '5' },
       flows: { type: 'string', default: '1' }, size: { type: 'string', default: '128' }, 'vary-mac': { type: 'boolean', default: false },
       cpu: { type: 'string' }, role: { type: 'string' }, iface: { type: 'string' }, peer: { type: 'string' }, idle: { type: 'string', default: '3' },
-      render: { type: 'boolean', default: false },
+      render: { type: 'boolean', default: false }, md: { type: 'string' },
     },
   });
   if (a.render) { // latest.md again from latest.json (after the table's format changed)
@@ -291,6 +312,7 @@ async function main(): Promise<void> {
   };
   const file = writeResults(report, Boolean(only));
   if (!only) writeFileSync(`${RESULTS}latest.md`, markdown(report));
+  if (a.md) writeFileSync(a.md, markdown(report)); // the tables of an --only run too (make vagrant-bench)
   console.log(`results: ${file}`);
 }
 

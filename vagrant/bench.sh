@@ -4,10 +4,14 @@
 #   bridge  underlay NIC and container port in one L2 bridge (Linux bridge / xdpnet bridge)
 #   vxlan   VNI 1 overlay (kernel vxlan + Linux bridge / xdpnet VTEP, XDP decap, tc encap)
 #   masq    host-a masquerades its container out of the underlay (iptables / xdpnet nat)
+# Then the namespace bench (bench/main.ts) inside host-a, where Debian's stock kernel has Open
+# vSwitch and nftables flowtables: xdpnet's rows beside the kernel's, OVS's and the flowtable's
+# (PEER_ROWS, PEER_REPS runs of PEER_SECS each; PEER_ROWS=none skips it).
 # Writes bench/results/vagrant.md. RUNS (default 3) alternating runs per row, SECONDS each.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
-RUNS=${RUNS:-3} SECS=${SECONDS_PER_RUN:-10}
+RUNS=${RUNS:-3} SECS=${SECONDS_PER_RUN:-10} PEER_REPS=${PEER_REPS:-3} PEER_SECS=${PEER_SECS:-3}
+PEER_ROWS=${PEER_ROWS:-redirect-ceiling,linux-bridge,xdpnet-bridge,ovs-bridge,xdpnet-bridge-macs,ovs-bridge-macs,kernel-vxlan-encap,xdpnet-vxlan-encap,ovs-vxlan-encap,kernel-vxlan-decap,xdpnet-vxlan-decap,ovs-vxlan-decap,iptables-masq,xdpnet-masq,ovs-masq,nft-flowtable-masq,iptables-masq-10k,xdpnet-masq-10k,ovs-masq-10k,nft-flowtable-masq-10k,tcp-linux-bridge,tcp-xdpnet-bridge,tcp-ovs-bridge}
 . "$here/libvirt.sh"
 vagrant_deps
 libvirt_start
@@ -23,7 +27,7 @@ on() { local vm=$1; shift; ssh -F "$cfg" -o LogLevel=ERROR "$vm" sudo /xdpnet/va
 cleanup() { on host-a teardown || true; on host-b teardown || true; libvirt_stop; }
 trap cleanup EXIT
 
-for vm in host-a host-b; do ssh -F "$cfg" "$vm" 'sudo make -s -C /xdpnet all' & done; wait
+for vm in host-a host-b; do ssh -F "$cfg" "$vm" 'sudo make -s -C /xdpnet bench-deps all' & done; wait
 
 row() { # row SCENARIO PATH: one iperf3 run, prints Gbit/s
   local s=$1 p=$2 dst=10.98.0.2
@@ -51,6 +55,13 @@ for s in bridge vxlan masq; do
   done
 done
 
+peers=
+if [ "$PEER_ROWS" != none ]; then
+  echo "namespace bench inside host-a: $PEER_ROWS"
+  ssh -F "$cfg" host-a "cd /xdpnet && sudo node dist/bench/main.js --only $PEER_ROWS --reps $PEER_REPS --duration $PEER_SECS --md /tmp/xnb-peers.md" >&2 \
+    && peers=$(ssh -F "$cfg" host-a cat /tmp/xnb-peers.md) || peers="(the namespace bench failed: see the output above)"
+fi
+
 median() { tr ' ' '\n' | grep -E '^[0-9.]+$' | sort -g | awk '{a[NR]=$1} END {if (NR) print a[int((NR+1)/2)]; else print "fail"}'; }
 out=$here/../bench/results/vagrant.md
 cpu=$(ssh -F "$cfg" host-a "grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'")
@@ -76,5 +87,16 @@ kern=$(ssh -F "$cfg" host-a uname -r)
     esac
     echo "| $s | $kd | $k | $xd | $x | $ratio | ${res[$s/kernel]# }; ${res[$s/xdpnet]# } |"
   done
+  if [ -n "$peers" ]; then
+    echo
+    echo "## Inside host-a: the namespace bench with Open vSwitch and nftables flowtables"
+    echo
+    echo "\`node dist/bench/main.js --only … --reps $PEER_REPS --duration $PEER_SECS\` in host-a (docs/performance.md: the same"
+    echo "topologies as \`make bench\`, veth pairs between namespaces, one generator core), $virt."
+    echo "Debian's stock kernel has CONFIG_OPENVSWITCH and CONFIG_NF_FLOW_TABLE, which the development"
+    echo "kernel lacks. Only the ratios within this run mean anything."
+    echo
+    echo "$peers"
+  fi
 } > "$out"
 cat "$out"
