@@ -9,6 +9,7 @@ import { addBridge, bridgeMac, bridgeUsers, delBridge, detachInterface, isPort, 
 import { parseLock } from '../dataplane/port-lock.js';
 import { addFdb, listFdb } from '../dataplane/fdb.js';
 import { ensureBpffs, lockFile, lockState, requirePrivileges } from '../dataplane/host.js';
+import { claimInstance, refuseSymlinks } from '../dataplane/hygiene.js';
 import { parsePrefix } from '../dataplane/inet.js';
 import { addPortmap, addSnat, delPortmap, delSnat, listSnat, portmapTarget, showNat } from '../dataplane/nat.js';
 import { defaultDev, hostAddresses } from '../dataplane/nat-host.js';
@@ -46,6 +47,10 @@ export async function locked<T>(fn: (inst: InstancePaths, store: StateStore) => 
   const release = lockState(inst.name, { timeoutMs: 60_000 });
   if (!release) throw new CniError(CODES.TRY_AGAIN_LATER, `another xdpnet command has held ${lockFile(inst.name)} for a minute`);
   try {
+    // As every CLI command that changes state: refuse a planted symlink, drop state an earlier
+    // namespace of this name left, and record this namespace's identity.
+    refuseSymlinks(inst);
+    claimInstance(inst);
     return await fn(inst, new StateStore(inst.name));
   } catch (e) {
     if (e instanceof XdpnetError) throw new CniError(CODES.DATAPLANE, e.message, e.hint);

@@ -82,6 +82,28 @@ describe.skipIf(!hasIpam)('CNI plugin, run directly', () => {
     expect(state()).toEqual({ ports: [], allocations: [], pins: false });
   });
 
+  it('a runtime namespace made again under an old name starts from its own state, not the old one\'s', () => {
+    // The runtime's namespace holds state (a bridge), is deleted, and one of the same name is made:
+    // the state left on bpffs was the old namespace's, and the plugin must not build on it.
+    const rt = netns('crenew');
+    expect(xdpnet(['--netns', rt, 'bridge', 'add', 'old0']).code).toBe(0);
+    sh('ip', ['netns', 'del', rt]);
+    sh('ip', ['netns', 'add', rt]);
+    sh('ip', ['-n', rt, 'link', 'set', 'lo', 'up']);
+    const c = container();
+    const cfg = conf({ ipMasq: false, runtimeConfig: {} });
+    const add = runPlugin(env('ADD', c), cfg, ['nsenter', `--net=/run/netns/${rt}`]);
+    try {
+      expect(add.code, add.stdout + add.stderr).toBe(0);
+      const show = xdpnet(['--netns', rt, 'bridge', 'show', '--json']);
+      expect(show.stderr).not.toMatch(/stale/);
+      expect((JSON.parse(show.stdout) as Array<{ name: string }>).map((b) => b.name)).toEqual([NET]);
+    } finally {
+      expect(runPlugin(env('DEL', c), cfg, ['nsenter', `--net=/run/netns/${rt}`]).code).toBe(0);
+      rmSync(`/run/xdpnet/cni/ns-${rt}`, { recursive: true, force: true });
+    }
+  });
+
   it('locks each container\'s port to its MAC and address (portLock, on by default); portLock false leaves it open', () => {
     const [a, b] = [container(), container()];
     const open = conf({ portLock: false, runtimeConfig: {} }); // A has the port mapping
