@@ -6,7 +6,8 @@
 // MASQUERADE/DNAT on the same topology, and both must look the same to them.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { cleanup, CLI, inNs, netns, ok, ROOT, sh, veth, xdpnet } from '../helpers/sys.js';
+import { cleanup, CLI, inNs, ok, ROOT, sh, xdpnet } from '../helpers/sys.js';
+import { natTopology, startIn } from '../helpers/topology.js';
 
 const H = '10.99.0.1'; // the host's uplink address
 const GW = '10.99.0.254'; // the outside's end of the uplink
@@ -16,26 +17,7 @@ const C1 = '172.17.0.2';
 const C2 = '172.17.0.3';
 const PEER = `${ROOT}test/helpers/peer.mjs`;
 
-/** A long-running peer in a namespace, with its output so far. */
-interface Proc { p: ChildProcess; out: () => string }
-function start(ns: string, args: string[]): Promise<Proc> {
-  const p = spawn('ip', ['netns', 'exec', ns, process.execPath, PEER, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-  let out = '';
-  p.stdout!.on('data', (d: Buffer) => (out += d));
-  p.stderr!.on('data', (d: Buffer) => (out += d));
-  return new Promise((res, rej) => {
-    const t = setInterval(() => {
-      if (out.length) {
-        clearInterval(t);
-        res({ p, out: () => out });
-      }
-    }, 20);
-    setTimeout(() => {
-      clearInterval(t);
-      rej(new Error(`peer ${args.join(' ')} said nothing`));
-    }, 5000);
-  });
-}
+const start = (ns: string, args: string[]) => startIn(ns, PEER, args);
 /** One exchange with a peer client: the line the server answered ("from ADDR:PORT"). */
 function client(ns: string, args: string[]): string {
   const r = spawnSync('ip', ['netns', 'exec', ns, process.execPath, PEER, ...args], { encoding: 'utf8', timeout: 10_000 });
@@ -66,23 +48,9 @@ describe('NAT: containers on an xdpnet bridge and an outside namespace', () => {
   }
 
   beforeAll(async () => {
-    h = netns('nath');
-    o = netns('nato');
-    veth(h, 'up0', o, 'eth0', `${H}/24`, `${GW}/24`);
-    for (const a of [S, K]) sh('ip', ['-n', o, 'addr', 'add', `${a}/32`, 'dev', 'lo']);
-    sh('ip', ['-n', h, 'route', 'add', 'default', 'via', GW]);
-    sh('ip', ['netns', 'exec', h, 'sysctl', '-qw', 'net.ipv4.ip_forward=1']);
-    // XDP on up0 gets what the outside sends: complete checksums, as from a NIC's wire (up0 keeps TSO).
-    sh('ip', ['netns', 'exec', o, 'ethtool', '-K', 'eth0', 'tx', 'off']);
-    const containers: string[] = [];
-    for (const [i, addr] of [C1, C2].entries()) {
-      const c = netns(`natc${i + 1}`);
-      sh('ip', ['netns', 'exec', c, 'sysctl', '-qw', 'net.ipv6.conf.all.disable_ipv6=1', 'net.ipv6.conf.default.disable_ipv6=1']);
-      veth(h, `v${i + 1}`, c, 'eth0', undefined, `${addr}/16`);
-      sh('ip', ['-n', c, 'route', 'add', 'default', 'via', '172.17.0.1']);
-      containers.push(c);
-    }
-    [c1, c2] = containers;
+    ({ host: h, outside: o, containers: [c1, c2] } = natTopology({
+      tag: 'nat', uplink: { host: H, outside: GW }, outside: [S, K], gateway: '172.17.0.1', containers: [C1, C2], ipv6: false,
+    }));
     ok(['--netns', h, 'bridge', 'add', 'br0', '--address', '172.17.0.1/16']);
     ok(['--netns', h, 'attach', 'v1', '--bridge', 'br0']);
     ok(['--netns', h, 'attach', 'v2', '--bridge', 'br0']);
