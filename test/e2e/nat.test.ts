@@ -6,7 +6,8 @@
 // MASQUERADE/DNAT on the same topology, and both must look the same to them.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { cleanup, CLI, inNs, ok, ROOT, sh, xdpnet } from '../helpers/sys.js';
+import { eth, ETH_P, IPPROTO, ipv4 } from '../helpers/packet.js';
+import { cleanup, CLI, inNs, nsMac, ok, ROOT, sh, xdpnet } from '../helpers/sys.js';
 import { natTopology, startIn } from '../helpers/topology.js';
 
 const H = '10.99.0.1'; // the host's uplink address
@@ -116,6 +117,29 @@ describe('NAT: containers on an xdpnet bridge and an outside namespace', () => {
     expect(s.conntrack.created).toBeGreaterThanOrEqual(5);
     expect(s.conntrack).toMatchObject({ insertFailed: 0, portExhausted: 0 });
     expect(ok(['--netns', h, 'stats'])).toMatch(new RegExp(`conntrack: \\d+ of ${s.conntrack.max} entries .*created=\\d+ insert_failed=0 port_exhausted=0`));
+  });
+
+  it('stats: an interface NAT alone runs on has a row, with its drops (counted once, by reason) and nothing else claimed', () => {
+    type Row = { iface: string; natOnly: string | null; rxPackets: number; dropped: number; drops: Record<string, number> };
+    const rows = () => (JSON.parse(ok(['--netns', h, 'stats', '--json'])).interfaces as Row[]);
+    const natRows = () => Object.fromEntries(rows().filter((r) => r.natOnly).map((r) => [r.iface, r]));
+    const before = natRows();
+    expect(Object.fromEntries(Object.entries(before).map(([k, r]) => [k, r.natOnly]))).toEqual({ up0: 'xdp', br0: 'tc' });
+    // from the outside, a TCP packet whose IPv4 length leaves 10 bytes for the 20-byte TCP header: NAT's XDP on up0 drops it
+    const bad = eth({ dst: nsMac(h, 'up0'), src: nsMac(o, 'eth0'), type: ETH_P.IPV4 }, Buffer.concat([ipv4({ src: K, dst: H, proto: IPPROTO.TCP }, Buffer.alloc(10)), Buffer.alloc(16)]));
+    const r = inNs(o, process.execPath, [`${ROOT}test/helpers/inject.mjs`, 'eth0', bad.toString('hex'), bad.toString('hex')]);
+    expect(r.status, r.stderr).toBe(0);
+    const after = natRows();
+    expect(after.up0.dropped - before.up0.dropped).toBe(2);
+    expect((after.up0.drops['truncated-tcp'] ?? 0) - (before.up0.drops['truncated-tcp'] ?? 0)).toBe(2);
+    expect(Object.values(after.up0.drops).reduce((a, b) => a + b, 0)).toBe(after.up0.dropped);
+    expect(after.up0.rxPackets).toBe(0); // NAT counts no rx: the text table says '-'
+    expect(after.br0.dropped).toBe(before.br0.dropped);
+    const text = ok(['--netns', h, 'stats']);
+    expect(text).toMatch(new RegExp(`^up0(\\s+-){8}\\s+${after.up0.dropped}$`, 'm'));
+    expect(text).toMatch(/^br0(\s+-){8}\s+\d+$/m);
+    expect(text).toMatch(/^-: not counted \(NAT alone runs there: it counts drops\)$/m);
+    expect(text).toMatch(new RegExp(`^drops: .*up0: [^;]*truncated-tcp=${after.up0.drops['truncated-tcp']}`, 'm'));
   });
 
   it('a long-lived TCP connection survives rule changes and the control process exiting and restarting', async () => {
