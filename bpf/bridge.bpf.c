@@ -410,7 +410,7 @@ int xn_br_tc(struct __sk_buff *skb)
 		r = tagged;
 		goto drop;
 	}
-	vx_skb_flood(skb, &f, tagged, st); /* last: it encapsulates the frame in place */
+	vx_skb_flood(skb, &f, tagged); /* last: it encapsulates the frame in place */
 	return TC_ACT_SHOT; /* every copy has gone out */
 
 drop:

@@ -14,12 +14,17 @@ const jsonStats = (s: Stats) => ({ ...s, at: new Date(s.at).toISOString() });
 
 const name = (i: IfaceStats) => i.iface ?? `ifindex ${i.ifindex}`;
 
+/** NAT alone on an interface counts its drops only: the other columns say '-', not 0. */
+const counted = (i: IfaceStats, v: number | string): number | string => (i.natOnly ? '-' : v);
+const natNote = (s: Stats) => (s.interfaces.some((i) => i.natOnly) ? ['-: not counted (NAT alone runs there: it counts drops)'] : []);
+
 function render(s: Stats): string {
-  const rows = s.interfaces.map((i) => [name(i), i.rxPackets, i.rxBytes, i.txPackets, i.txBytes, i.flooded, i.learned, i.learnRefused, i.arpReplied, i.dropped]);
+  const rows = s.interfaces.map((i) => [name(i), ...[i.rxPackets, i.rxBytes, i.txPackets, i.txBytes, i.flooded, i.learned, i.learnRefused, i.arpReplied].map((v) => counted(i, v)), i.dropped]);
   const drops = s.interfaces.filter((i) => Object.keys(i.drops).length)
     .map((i) => `${name(i)}: ${Object.entries(i.drops).map(([r, n]) => `${r}=${n}`).join(' ')}`);
   return [
     rows.length ? table(['IFACE', 'RX-PACKETS', 'RX-BYTES', 'TX-PACKETS', 'TX-BYTES', 'FLOODED', 'LEARNED', 'LEARN-REFUSED', 'ARP-REPLIED', 'DROPPED'], rows) : 'nothing attached',
+    ...natNote(s),
     `drops: ${drops.length ? drops.join('; ') : 'none'}`,
     `caches: ${cachesText(s.caches)}`,
   ].join('\n');
@@ -39,9 +44,9 @@ function renderRates(prev: Stats, cur: Stats): string {
     const p = prev.interfaces.find((x) => x.ifindex === i.ifindex) ?? i;
     const rate = (f: 'rxPackets' | 'txPackets' | 'dropped') => si((i[f] - p[f]) / dt, 'pps');
     const bits = (f: 'rxBytes' | 'txBytes') => si(((i[f] - p[f]) * 8) / dt, 'bit/s');
-    return [name(i), rate('rxPackets'), bits('rxBytes'), rate('txPackets'), bits('txBytes'), rate('dropped'), i.rxPackets, i.txPackets];
+    return [name(i), ...[rate('rxPackets'), bits('rxBytes'), rate('txPackets'), bits('txBytes')].map((v) => counted(i, v)), rate('dropped'), counted(i, i.rxPackets), counted(i, i.txPackets)];
   });
-  return table(['IFACE', 'RX-RATE', 'RX-BITRATE', 'TX-RATE', 'TX-BITRATE', 'DROP-RATE', 'RX-PACKETS', 'TX-PACKETS'], rows);
+  return [table(['IFACE', 'RX-RATE', 'RX-BITRATE', 'TX-RATE', 'TX-BITRATE', 'DROP-RATE', 'RX-PACKETS', 'TX-PACKETS'], rows), ...natNote(cur)].join('\n');
 }
 
 function ctText(c: CtCounters): string {
@@ -52,7 +57,7 @@ function ctText(c: CtCounters): string {
 export function statsCommand(program: Command): void {
   program
     .command('stats')
-    .description('per-interface counters (summed over CPUs): rx, tx, flooded, learned, learning refused (--max-learned reached or FDB full), ARP requests answered by the bridge, dropped; drops by reason; hit ratios of the datapath\'s caches (bridge decisions, VXLAN next hops, NAT\'s hot copy)')
+    .description('per-interface counters (summed over CPUs): rx, tx, flooded, learned, learning refused (--max-learned reached or FDB full), ARP requests answered by the bridge, dropped (an interface NAT alone runs on: its drops only); drops by reason; hit ratios of the datapath\'s caches (bridge decisions, VXLAN next hops, NAT\'s hot copy)')
     .option('--json', 'machine-readable output (with --watch: one JSON object per line)')
     .option('--watch [secs]', 'refresh every SECS seconds (default 1) and show rates')
     .option('--count <n>', 'with --watch: stop after N refreshes')

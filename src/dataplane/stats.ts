@@ -5,6 +5,7 @@ import { CACHES, CacheStats, DROP_REASONS, DropKey, IfStats, STATS_MAPS } from '
 import { COUNTER } from '../objects/counter.js';
 import type { InstancePaths } from '../objects/paths.js';
 import { primaryAttachments } from './attach.js';
+import { listLinks, type Hook } from './links.js';
 import { readCounters } from './slots.js';
 
 export interface IfaceStats {
@@ -26,6 +27,12 @@ export interface IfaceStats {
   /** Received here and dropped, in all and by reason. */
   dropped: number;
   drops: Record<string, number>;
+  /**
+   * NAT's hook where NAT alone runs on the interface (e.g. an uplink with only
+   * `nat masquerade`), else null. NAT counts drops there (dropped, drops), not
+   * rx/tx/flooded/learned/ARP, which stay 0.
+   */
+  natOnly: Hook | null;
 }
 
 export interface CacheCount {
@@ -90,7 +97,13 @@ export function readCaches(inst: InstancePaths): Stats['caches'] {
 
 /** primary: the instance's primaryAttachments(), when the caller has read them already. */
 export function readStats(inst: InstancePaths, primary = primaryAttachments(inst)): Stats {
-  const attached = [...primary.values()].sort((a, b) => a.pin.localeCompare(b.pin)); // one row per interface
+  // one row per interface: its primary attachment, else its NAT link (XDP's if NAT has both there)
+  const rows = new Map<number, { iface: string | null; ifindex: number; pin: string; nat: Hook | null }>();
+  for (const a of primary.values()) rows.set(a.ifindex, { ...a, nat: null });
+  for (const l of listLinks(inst, 'nat').sort((a, b) => (a.hook === 'xdp' ? 0 : 1) - (b.hook === 'xdp' ? 0 : 1))) {
+    if (!rows.has(l.ifindex)) rows.set(l.ifindex, { ...l, nat: l.hook });
+  }
+  const attached = [...rows.values()].sort((a, b) => a.pin.localeCompare(b.pin));
   const counters = BpfMap.usePins(inst.maps, { slots: COUNTER.maps.ifSlots, stats: COUNTER.maps.ifStats }, (m) =>
     readCounters(m.slots, m.stats)) ?? new Map<number, Counters>();
   const byIf = BpfMap.usePin(join(inst.maps, COUNTER.maps.drops), readDropsByIface) ?? new Map<number, Record<string, number>>();
@@ -106,6 +119,7 @@ export function readStats(inst: InstancePaths, primary = primaryAttachments(inst
         txBytes: n('tx_bytes'), flooded: n('flooded'), learned: n('learned'), learnRefused: n('learn_refused'), dropped: n('dropped'),
         arpReplied: n('arp_replied'),
         drops: byIf.get(a.ifindex) ?? {},
+        natOnly: a.nat,
       };
     }),
     drops,

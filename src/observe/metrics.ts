@@ -96,7 +96,10 @@ export function createRegistry(o: MetricsOptions = {}): client.Registry {
     const hooks = primaryAttachments(inst);
     const s = readStats(inst, hooks);
     for (const i of s.interfaces) {
-      const l = { netns, interface: i.iface ?? `if${i.ifindex}`, hook: hooks.get(i.ifindex)?.hook ?? '' };
+      const l = { netns, interface: i.iface ?? `if${i.ifindex}`, hook: i.natOnly ?? hooks.get(i.ifindex)?.hook ?? '' };
+      f.dropped.set(l, i.dropped);
+      for (const [reason, n] of Object.entries(i.drops)) f.drops.set({ netns, interface: l.interface, reason }, n);
+      if (i.natOnly) continue; // NAT alone counts drops there: no series claims it saw 0 packets
       f.rxPackets.set(l, i.rxPackets);
       f.rxBytes.set(l, i.rxBytes);
       f.txPackets.set(l, i.txPackets);
@@ -104,8 +107,6 @@ export function createRegistry(o: MetricsOptions = {}): client.Registry {
       f.flooded.set(l, i.flooded);
       f.learned.set(l, i.learned);
       f.learnRefused.set(l, i.learnRefused);
-      f.dropped.set(l, i.dropped);
-      for (const [reason, n] of Object.entries(i.drops)) f.drops.set({ netns, interface: l.interface, reason }, n);
     }
     for (const [cache, n] of Object.entries(s.caches)) {
       f.cache.set({ netns, cache, result: 'hit' }, n.hits);

@@ -3,6 +3,7 @@
 // the next-hop cache, MTU and drops by reason.
 // The bench (namespace, objects, captures, reset before each test): ./vxlan-world.ts.
 import { describe, expect, it } from 'vitest';
+import { readDropsByIface } from '../../src/dataplane/stats.js';
 import { BR_GEN_MAP, invalidateCache, XDP_NOTES } from '../../src/objects/bridge.js';
 import { TC, XDP } from '../helpers/bpf.js';
 import { eth, ETH_P, hex, mac, macStr, parse, udp4 } from '../helpers/packet.js';
@@ -13,7 +14,7 @@ import {
 
 describe('VXLAN VTEP: encap', () => {
   const w = vxlanWorld();
-  const { addRemoteMac, caches, capturedRaw, checkOuter, drops, expectEncap, map, setRemotes, setVtep, stats, tcRun, xdpLive, xdpRun, xdpSend } = w;
+  const { addRemoteMac, caches, capturedRaw, checkOuter, drops, expectEncap, ifx, map, setRemotes, setVtep, stats, tcRun, xdpLive, xdpRun, xdpSend } = w;
 
   describe('encap, XDP', () => {
     it('encapsulates unicast for a remote MAC: every outer field, byte-exact', () => {
@@ -284,9 +285,25 @@ describe('VXLAN VTEP: encap', () => {
       for (const [i, daddr] of [R2, R3].entries()) {
         checkOuter(got.up0![i].data, { dst: [R2_MAC, R3_MAC][i], daddr, innerLen: f.length });
       }
-      expect(drops()).toEqual({ 'vxlan-no-route': 1, 'vxlan-no-neighbour': 1 });
       expect(stats('up0')).toMatchObject({ tx_packets: 2n });
-      expect(stats('p1')).toMatchObject({ rx_packets: 1n, flooded: 1n, dropped: 2n });
+    });
+
+    it('counts one flood frame once, as flooded, and each refused remote copy once under its reason', () => {
+      setRemotes([R2, NOROUTE, R3, R9]);
+      const f = inner(BCAST, A);
+      expect(tcRun('p1', f).retval).toBe(TC.SHOT);
+      capturedRaw(4);
+      // every counter of every interface: the frame is in rx and flooded once, in dropped never (it was flooded);
+      // the two copies that could not go (no route to NOROUTE, R9 unresolved) are one drop each by reason, under p1
+      const zero = { rx_packets: 0n, rx_bytes: 0n, tx_packets: 0n, tx_bytes: 0n, flooded: 0n, learned: 0n, dropped: 0n, arp_replied: 0n, learn_refused: 0n };
+      const tx = (n: number, len: number) => ({ ...zero, tx_packets: BigInt(n), tx_bytes: BigInt(n * len) });
+      expect(Object.fromEntries((['p1', 'p2', 'p3', 'up0'] as const).map((d) => [d, stats(d)]))).toEqual({
+        p1: { ...zero, rx_packets: 1n, rx_bytes: BigInt(f.length), flooded: 1n, learned: 1n },
+        p2: tx(1, f.length),
+        p3: tx(1, f.length), // tagged for the trunk: tc counts skb->len, the tag is in the skb's metadata
+        up0: tx(2, f.length + 50),
+      });
+      expect(Object.fromEntries(readDropsByIface(map('xn_drops')))).toEqual({ [ifx.p1]: { 'vxlan-no-route': 1, 'vxlan-no-neighbour': 1 } });
     });
 
     it('replicates a tagged flood from a trunk: untagged locally and inside VXLAN', () => {

@@ -8,6 +8,7 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { IPPROTO, ipv4 } from '../helpers/packet.js';
 import { CLI, ROOT, cleanup, inNs, netns, nsMac, ok, sh, veth } from '../helpers/sys.js';
 
 /** A port nobody listens on now (the kernel's pick). */
@@ -66,6 +67,14 @@ describe('metrics: the daemon scraped by Prometheus', () => {
     inject(c1, denied, denied, denied, unicast, unicast);
     inject(c2, `ffffffffffff${c2Mac}0800${'00'.repeat(46)}`);
     inject(c1, unicast, unicast, unicast);
+    // An uplink NAT alone runs on (XDP on up0, tc on in0): one TCP packet from outside with 10 bytes for its
+    // 20-byte header, which NAT drops there (truncated-tcp). NAT counts drops only: no rx series for up0 or in0.
+    const out = netns('meto');
+    veth(h, 'up0', out, 'eth0', '10.76.0.1/24', '10.76.0.2/24');
+    veth(h, 'in0', h, 'in0x', '172.31.0.1/16');
+    ok(['--netns', h, 'nat', 'masquerade', 'add', '--src', '172.31.0.0/16', '--out', 'up0']);
+    const ip = Buffer.concat([ipv4({ src: '10.76.0.2', dst: '10.76.0.1', proto: IPPROTO.TCP }, Buffer.alloc(10)), Buffer.alloc(16)]);
+    inject(out, `${macHex(nsMac(h, 'up0'))}${macHex(nsMac(out))}0800${ip.toString('hex')}`);
 
     tmp = mkdtempSync(join(tmpdir(), 'xdpnet-prom-'));
     metricsPort = await freePort();
@@ -108,7 +117,7 @@ describe('metrics: the daemon scraped by Prometheus', () => {
     expect(up).toHaveLength(1);
     const sel = `netns="${inst()}"`; // other instances on this host report too
     const drops = await until('drops', () => query(`xdpnet_drops_total{${sel}}`));
-    expect(drops.map((d) => [d.metric.interface, d.metric.reason, d.value])).toEqual([['p1', 'vlan-ingress-denied', 3]]);
+    expect(drops.map((d) => [d.metric.interface, d.metric.reason, d.value]).sort()).toEqual([['p1', 'vlan-ingress-denied', 3], ['up0', 'truncated-tcp', 1]]);
     const rx = await query(`xdpnet_interface_rx_packets_total{${sel}}`);
     expect(Object.fromEntries(rx!.map((x) => [`${x.metric.interface} ${x.metric.hook}`, x.value]))).toEqual({ 'p1 tc': 8, 'p2 tc': 1 });
     const rxBytes = await query(`xdpnet_interface_rx_bytes_total{${sel},interface="p1"}`);
@@ -116,7 +125,9 @@ describe('metrics: the daemon scraped by Prometheus', () => {
     const byIf = async (m: string) => Object.fromEntries((await query(`${m}{${sel}}`))!.map((x) => [x.metric.interface, x.value]));
     expect(await byIf('xdpnet_interface_flooded_packets_total')).toEqual({ p1: 2, p2: 1 });
     expect(await byIf('xdpnet_interface_tx_packets_total')).toEqual({ p1: 1, p2: 5 });
-    expect(await byIf('xdpnet_interface_dropped_packets_total')).toEqual({ p1: 3, p2: 0 });
+    expect(await byIf('xdpnet_interface_dropped_packets_total')).toEqual({ p1: 3, p2: 0, up0: 1, in0: 0 });
+    const natHooks = await query(`xdpnet_interface_dropped_packets_total{${sel},interface=~"up0|in0"}`);
+    expect(Object.fromEntries(natHooks!.map((x) => [x.metric.interface, x.metric.hook]))).toEqual({ up0: 'xdp', in0: 'tc' });
     const fdb = await query(`xdpnet_fdb_entries{${sel},bridge="br0"}`);
     expect(Object.fromEntries(fdb!.map((x) => [x.metric.type, x.value]))).toEqual({ static: 0, learned: 2, local: 0 });
     // every frame with a key looked the bridge cache up: 3 dropped, 2 + 1 flooded and the first known unicast missed
@@ -129,7 +140,7 @@ describe('metrics: the daemon scraped by Prometheus', () => {
   });
 
   it('stats shows the same cache lookups, as hit ratios and in --json', () => {
-    expect(ok(['--netns', h, 'stats'])).toMatch(/\ncaches: bridge 22\.2% hits \(2 of 9\)\n$/);
+    expect(ok(['--netns', h, 'stats'])).toMatch(/\ncaches: bridge 22\.2% hits \(2 of 9\)\nconntrack: 0 of \d+ entries/); // NAT's table: the uplink's
     expect(JSON.parse(ok(['--netns', h, 'stats', '--json'])).caches).toEqual({
       bridge: { hits: 2, misses: 7 }, 'vxlan-nexthop': { hits: 0, misses: 0 }, nat: { hits: 0, misses: 0 },
     });

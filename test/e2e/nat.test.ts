@@ -6,7 +6,9 @@
 // MASQUERADE/DNAT on the same topology, and both must look the same to them.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { cleanup, CLI, inNs, netns, ok, ROOT, sh, veth, xdpnet } from '../helpers/sys.js';
+import { eth, ETH_P, IPPROTO, ipv4 } from '../helpers/packet.js';
+import { cleanup, CLI, inNs, nsMac, ok, ROOT, sh, xdpnet } from '../helpers/sys.js';
+import { natTopology, startIn } from '../helpers/topology.js';
 
 const H = '10.99.0.1'; // the host's uplink address
 const GW = '10.99.0.254'; // the outside's end of the uplink
@@ -16,26 +18,7 @@ const C1 = '172.17.0.2';
 const C2 = '172.17.0.3';
 const PEER = `${ROOT}test/helpers/peer.mjs`;
 
-/** A long-running peer in a namespace, with its output so far. */
-interface Proc { p: ChildProcess; out: () => string }
-function start(ns: string, args: string[]): Promise<Proc> {
-  const p = spawn('ip', ['netns', 'exec', ns, process.execPath, PEER, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-  let out = '';
-  p.stdout!.on('data', (d: Buffer) => (out += d));
-  p.stderr!.on('data', (d: Buffer) => (out += d));
-  return new Promise((res, rej) => {
-    const t = setInterval(() => {
-      if (out.length) {
-        clearInterval(t);
-        res({ p, out: () => out });
-      }
-    }, 20);
-    setTimeout(() => {
-      clearInterval(t);
-      rej(new Error(`peer ${args.join(' ')} said nothing`));
-    }, 5000);
-  });
-}
+const start = (ns: string, args: string[]) => startIn(ns, PEER, args);
 /** One exchange with a peer client: the line the server answered ("from ADDR:PORT"). */
 function client(ns: string, args: string[]): string {
   const r = spawnSync('ip', ['netns', 'exec', ns, process.execPath, PEER, ...args], { encoding: 'utf8', timeout: 10_000 });
@@ -66,23 +49,9 @@ describe('NAT: containers on an xdpnet bridge and an outside namespace', () => {
   }
 
   beforeAll(async () => {
-    h = netns('nath');
-    o = netns('nato');
-    veth(h, 'up0', o, 'eth0', `${H}/24`, `${GW}/24`);
-    for (const a of [S, K]) sh('ip', ['-n', o, 'addr', 'add', `${a}/32`, 'dev', 'lo']);
-    sh('ip', ['-n', h, 'route', 'add', 'default', 'via', GW]);
-    sh('ip', ['netns', 'exec', h, 'sysctl', '-qw', 'net.ipv4.ip_forward=1']);
-    // XDP on up0 gets what the outside sends: complete checksums, as from a NIC's wire (up0 keeps TSO).
-    sh('ip', ['netns', 'exec', o, 'ethtool', '-K', 'eth0', 'tx', 'off']);
-    const containers: string[] = [];
-    for (const [i, addr] of [C1, C2].entries()) {
-      const c = netns(`natc${i + 1}`);
-      sh('ip', ['netns', 'exec', c, 'sysctl', '-qw', 'net.ipv6.conf.all.disable_ipv6=1', 'net.ipv6.conf.default.disable_ipv6=1']);
-      veth(h, `v${i + 1}`, c, 'eth0', undefined, `${addr}/16`);
-      sh('ip', ['-n', c, 'route', 'add', 'default', 'via', '172.17.0.1']);
-      containers.push(c);
-    }
-    [c1, c2] = containers;
+    ({ host: h, outside: o, containers: [c1, c2] } = natTopology({
+      tag: 'nat', uplink: { host: H, outside: GW }, outside: [S, K], gateway: '172.17.0.1', containers: [C1, C2], ipv6: false,
+    }));
     ok(['--netns', h, 'bridge', 'add', 'br0', '--address', '172.17.0.1/16']);
     ok(['--netns', h, 'attach', 'v1', '--bridge', 'br0']);
     ok(['--netns', h, 'attach', 'v2', '--bridge', 'br0']);
@@ -148,6 +117,29 @@ describe('NAT: containers on an xdpnet bridge and an outside namespace', () => {
     expect(s.conntrack.created).toBeGreaterThanOrEqual(5);
     expect(s.conntrack).toMatchObject({ insertFailed: 0, portExhausted: 0 });
     expect(ok(['--netns', h, 'stats'])).toMatch(new RegExp(`conntrack: \\d+ of ${s.conntrack.max} entries .*created=\\d+ insert_failed=0 port_exhausted=0`));
+  });
+
+  it('stats: an interface NAT alone runs on has a row, with its drops (counted once, by reason) and nothing else claimed', () => {
+    type Row = { iface: string; natOnly: string | null; rxPackets: number; dropped: number; drops: Record<string, number> };
+    const rows = () => (JSON.parse(ok(['--netns', h, 'stats', '--json'])).interfaces as Row[]);
+    const natRows = () => Object.fromEntries(rows().filter((r) => r.natOnly).map((r) => [r.iface, r]));
+    const before = natRows();
+    expect(Object.fromEntries(Object.entries(before).map(([k, r]) => [k, r.natOnly]))).toEqual({ up0: 'xdp', br0: 'tc' });
+    // from the outside, a TCP packet whose IPv4 length leaves 10 bytes for the 20-byte TCP header: NAT's XDP on up0 drops it
+    const bad = eth({ dst: nsMac(h, 'up0'), src: nsMac(o, 'eth0'), type: ETH_P.IPV4 }, Buffer.concat([ipv4({ src: K, dst: H, proto: IPPROTO.TCP }, Buffer.alloc(10)), Buffer.alloc(16)]));
+    const r = inNs(o, process.execPath, [`${ROOT}test/helpers/inject.mjs`, 'eth0', bad.toString('hex'), bad.toString('hex')]);
+    expect(r.status, r.stderr).toBe(0);
+    const after = natRows();
+    expect(after.up0.dropped - before.up0.dropped).toBe(2);
+    expect((after.up0.drops['truncated-tcp'] ?? 0) - (before.up0.drops['truncated-tcp'] ?? 0)).toBe(2);
+    expect(Object.values(after.up0.drops).reduce((a, b) => a + b, 0)).toBe(after.up0.dropped);
+    expect(after.up0.rxPackets).toBe(0); // NAT counts no rx: the text table says '-'
+    expect(after.br0.dropped).toBe(before.br0.dropped);
+    const text = ok(['--netns', h, 'stats']);
+    expect(text).toMatch(new RegExp(`^up0(\\s+-){8}\\s+${after.up0.dropped}$`, 'm'));
+    expect(text).toMatch(/^br0(\s+-){8}\s+\d+$/m);
+    expect(text).toMatch(/^-: not counted \(NAT alone runs there: it counts drops\)$/m);
+    expect(text).toMatch(new RegExp(`^drops: .*up0: [^;]*truncated-tcp=${after.up0.drops['truncated-tcp']}`, 'm'));
   });
 
   it('a long-lived TCP connection survives rule changes and the control process exiting and restarting', async () => {

@@ -18,7 +18,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BRIDGE, DevmapVal, FdbEntry } from '../../src/objects/bridge.js';
 import { decodeLayout, encodeLayout, encodeName, LAYOUT_MAP } from '../../src/objects/layout.js';
 import { BpfMap } from '../../src/sys/libbpf.js';
-import { CLI, cleanup, netns, ROOT, sh, veth, xdpnet } from '../helpers/sys.js';
+import { CLI, cleanup, ROOT, sh, xdpnet } from '../helpers/sys.js';
+import { natTopology, startIn as start, type Proc } from '../helpers/topology.js';
 
 const ROUNDS = Number(process.env.XDPNET_UPGRADE_ROUNDS ?? 100);
 const PPS = 1000;
@@ -26,25 +27,6 @@ const S = '198.51.100.8'; // a server outside
 const SEQ = `${ROOT}test/helpers/seqstream.mjs`;
 const PEER = `${ROOT}test/helpers/peer.mjs`;
 
-interface Proc { p: ChildProcess; out: () => string }
-function start(ns: string, script: string, args: string[]): Promise<Proc> {
-  const p = spawn('ip', ['netns', 'exec', ns, process.execPath, script, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-  let out = '';
-  p.stdout!.on('data', (d: Buffer) => (out += d));
-  p.stderr!.on('data', (d: Buffer) => (out += d));
-  return new Promise((res, rej) => {
-    const t = setInterval(() => {
-      if (out.length) {
-        clearInterval(t);
-        res({ p, out: () => out });
-      }
-    }, 20);
-    setTimeout(() => {
-      clearInterval(t);
-      rej(new Error(`${script} ${args.join(' ')} said nothing`));
-    }, 60_000); // a node process can take seconds to start on a loaded machine
-  });
-}
 /** Stops a stream end with SIGTERM and returns the JSON it prints last. */
 function stop(x: Proc): Promise<Record<string, number>> {
   return new Promise((res) => {
@@ -59,7 +41,7 @@ interface Report { builds: Array<{ object: string; from: string[]; to: string }>
 describe('hitless upgrade: every program replaced in place under live traffic', () => {
   let h: string;
   let o: string;
-  const c: string[] = [];
+  let c: string[] = [];
   const sinks: Record<string, Proc> = {};
   const senders: Record<string, Proc> = {};
   let tcp: Proc;
@@ -110,20 +92,10 @@ describe('hitless upgrade: every program replaced in place under live traffic', 
   const times: number[] = [];
 
   beforeAll(async () => {
-    h = netns('uph');
-    o = netns('upo');
-    veth(h, 'up0', o, 'eth0', '10.98.0.1/24', '10.98.0.254/24');
-    sh('ip', ['-n', o, 'addr', 'add', `${S}/32`, 'dev', 'lo']);
-    sh('ip', ['-n', h, 'route', 'add', 'default', 'via', '10.98.0.254']);
-    sh('ip', ['netns', 'exec', h, 'sysctl', '-qw', 'net.ipv4.ip_forward=1']);
-    sh('ip', ['netns', 'exec', o, 'ethtool', '-K', 'eth0', 'tx', 'off']); // XDP on up0 needs complete checksums
-    for (let i = 1; i <= 4; i++) {
-      const ns = netns(`upc${i}`);
-      veth(h, `v${i}`, ns, 'eth0', undefined, `172.18.0.${i + 1}/16`);
-      sh('ip', ['-n', ns, 'route', 'add', 'default', 'via', '172.18.0.1']);
-      sh('ip', ['netns', 'exec', ns, 'ethtool', '-K', 'eth0', 'tx', 'off']); // frames into an XDP port need complete checksums
-      c.push(ns);
-    }
+    ({ host: h, outside: o, containers: c } = natTopology({
+      tag: 'up', uplink: { host: '10.98.0.1', outside: '10.98.0.254' }, outside: [S], gateway: '172.18.0.1',
+      containers: [1, 2, 3, 4].map((i) => `172.18.0.${i + 1}`), txChecksum: false,
+    }));
     okRun(['bridge', 'add', 'br0', '--address', '172.18.0.1/16']);
     okRun(['attach', 'v1', '--bridge', 'br0']);
     okRun(['attach', 'v2', '--bridge', 'br0']);

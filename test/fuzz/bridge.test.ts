@@ -20,7 +20,7 @@ import { ETH_P, mac } from '../helpers/packet.js';
 import { cleanup, netns, sh, veth } from '../helpers/sys.js';
 import { bridgeRef, egressTag, fdbKey, retagged, type Outcome, type RefPort, type RefSwitch } from './bridge-ref.js';
 import { FRAMES, frame, l3, mutate, Rng, runSeed, type Addrs } from './gen.js';
-import { progress, replay, report, Runner, started, stopRequested, type Epoch } from './harness.js';
+import { Mismatches, Runner, runBatches, started } from './harness.js';
 import { canon, checkEncap, diff, fdbNow, tcBytes } from './switch-maps.js';
 
 const MACS = {
@@ -133,18 +133,11 @@ describe('fuzz: bridge programs', () => {
     const r = new Rng(seed);
     const ref = configure();
     const runner = new Runner(br.program(hook === 'xdp' ? BRIDGE.programs.xdp : BRIDGE.programs.tc), hook);
-    const mismatches: string[] = [];
+    const mismatches = new Mismatches(seed);
+    const fail = mismatches.fail.bind(mismatches);
     const want = { rx: {} as Record<string, number>, tx: {} as Record<string, number>, flooded: {} as Record<string, number>, learned: {} as Record<string, number>, drops: {} as Record<string, Record<string, number>> };
     const add = (o: Record<string, number>, k: string, n = 1) => void (o[k] = (o[k] ?? 0) + n);
-    let run = 0;
-    let refused = 0;
     const classes: Record<string, number> = {}; // how many frames the reference saw of each outcome
-    let replaying = false; // a batch's replay: its frames' failures were counted the first time
-    const fail = (i: number, f: Buffer, how: string[], what: string) => {
-      if (replaying) return;
-      if (mismatches.length < 5) mismatches.push(`frame ${i} (seed ${seed}, ${how.join(' + ') || 'unmutated'}): ${what}\n  ${f.toString('hex')}`);
-      else mismatches.push('');
-    };
     /** Maps and reference afresh: the start of an epoch. */
     const reset = () => {
       ref.fdb = configure().fdb;
@@ -217,35 +210,12 @@ describe('fuzz: bridge programs', () => {
       return { frame: f, how, ran: true };
     };
 
-    const BATCH = 2000;
-    let epoch: Epoch = { i: 0, rng: r.state };
-    let batchStart = 0;
-    for (let i = 0; run < FRAMES; i++) { // FRAMES run, not counting what the kernel refuses
-      if (step(i).ran) run++;
-      else refused++;
-      if ((i + 1) % BATCH !== 0 && run < FRAMES) continue;
-      const bad = checkMaps();
-      if (bad) {
-        replaying = true;
-        const first = replay({ rng: r, epoch, first: batchStart, last: i, reset, step, check: checkMaps });
-        replaying = false;
-        fail(i, Buffer.alloc(0), [], `maps after frames ${batchStart}..${i}: ${bad}\n  ${first}`);
-        break; // the maps are the replay's now
-      }
-      batchStart = i + 1;
-      // the FDB fills with learned junk MACs only as fast as mutations make them: reset now and then, reference too
-      if (ref.fdb.size > 4000) {
-        reset();
-        epoch = { i: i + 1, rng: r.state };
-      }
-      progress(`bridge ${hook}`, seed, run, mismatches.length, refused, since);
-      if (stopRequested()) break;
-    }
+    // the FDB fills with learned junk MACs only as fast as mutations make them: reset now and then, reference too
+    const { run } = runBatches({ program: `bridge ${hook}`, rng: r, frames: FRAMES, since, mismatches, step, checkMaps, reset, needsReset: () => ref.fdb.size > 4000 });
     runner.close();
-    report(`bridge ${hook}`, seed, run, mismatches.length, refused, since);
     console.log(`  ${canon(classes)}`);
     for (const cls of Object.keys(VERDICT[hook])) expect(classes[cls] ?? 0, `${cls} frames`).toBeGreaterThan(run / 200); // every rule reached
-    expect(mismatches.filter(Boolean), `seed ${seed}: ${mismatches.length} mismatches`).toEqual([]);
+    expect(mismatches.list.filter(Boolean), `seed ${seed}: ${mismatches.list.length} mismatches`).toEqual([]);
   }
 
   it('XDP (xn_br_xdp) agrees with the reference on every frame', () => fuzz('xdp'), 600_000);

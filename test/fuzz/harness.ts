@@ -85,6 +85,71 @@ export function replay(o: {
 export interface Epoch { i: number; rng: number }
 
 /**
+ * A run's mismatches: the first five in full, the rest only counted. While a
+ * batch is replayed its frames' failures were counted the first time, so
+ * `muted` drops them.
+ */
+export class Mismatches {
+  readonly list: string[] = [];
+  muted = false;
+  constructor(private readonly seed: number) {}
+
+  fail(i: number, f: Buffer, how: string[], what: string): void {
+    if (this.muted) return;
+    this.list.push(this.list.length < 5 ? `frame ${i} (seed ${this.seed}, ${how.join(' + ') || 'unmutated'}): ${what}\n  ${f.toString('hex')}` : '');
+  }
+}
+
+/**
+ * The loop every fuzzed program runs: frames until `frames` have run (what the
+ * kernel refuses does not count), the maps checked every BATCH frames; on the
+ * first batch whose maps disagree it replays the batch (replay()) to name the
+ * first bad frame, records that as a mismatch and stops, as the maps are then
+ * the replay's. After a good batch, `needsReset()` may start a new epoch. Ends
+ * with report() and returns the frames run and refused.
+ */
+export function runBatches(o: {
+  program: string; // as report() names it: 'bridge xdp'
+  rng: Rng;
+  frames: number;
+  since: ReturnType<typeof started>;
+  mismatches: Mismatches;
+  step(i: number): { frame: Buffer; how: string[]; ran: boolean };
+  checkMaps(): string;
+  reset(): void;
+  needsReset(): boolean;
+}): { run: number; refused: number } {
+  const BATCH = 2000;
+  const { rng: r, mismatches: m } = o;
+  let run = 0;
+  let refused = 0;
+  let epoch: Epoch = { i: 0, rng: r.state };
+  let batchStart = 0;
+  for (let i = 0; run < o.frames; i++) {
+    if (o.step(i).ran) run++;
+    else refused++;
+    if ((i + 1) % BATCH !== 0 && run < o.frames) continue;
+    const bad = o.checkMaps();
+    if (bad) {
+      m.muted = true;
+      const first = replay({ rng: r, epoch, first: batchStart, last: i, reset: o.reset, step: o.step, check: o.checkMaps });
+      m.muted = false;
+      m.fail(i, Buffer.alloc(0), [], `maps after frames ${batchStart}..${i}: ${bad}\n  ${first}`);
+      break;
+    }
+    batchStart = i + 1;
+    if (o.needsReset()) {
+      o.reset();
+      epoch = { i: i + 1, rng: r.state };
+    }
+    progress(o.program, r.seed, run, m.list.length, refused, o.since);
+    if (stopRequested()) break;
+  }
+  report(o.program, r.seed, run, m.list.length, refused, o.since);
+  return { run, refused };
+}
+
+/**
  * Runs one program on frame after frame through a FrameRunner (one FFI call a
  * frame, nothing allocated): the result, or undefined if the kernel refuses
  * the frame (EINVAL). The output is a view, valid until the next run.

@@ -17,7 +17,7 @@ import { ifNameToIndex } from '../../src/sys/libc.js';
 import { builtObject, PinRoot, TC, XDP } from '../helpers/bpf.js';
 import { ETH_P, IPPROTO, parse, type Parsed } from '../helpers/packet.js';
 import { cleanup, netns, sh } from '../helpers/sys.js';
-import { progress, replay, report, Runner, started, stopRequested, type Epoch } from './harness.js';
+import { Mismatches, Runner, runBatches, started } from './harness.js';
 import { FRAMES, frame, l3, mutate, Rng, runSeed, type Addrs } from './gen.js';
 import { natRef } from './nat-ref.js';
 
@@ -111,13 +111,8 @@ describe('fuzz: NAT programs', () => {
     const r = new Rng(seed);
     configure();
     const runner = new Runner(nat.program(NAT.programs[hook]), hook);
-    const mismatches: string[] = [];
-    let replaying = false; // a batch's replay: its frames' failures were counted the first time
-    const fail = (i: number, f: Buffer, how: string[], what: string) => {
-      if (!replaying) mismatches.push(mismatches.length < 5 ? `frame ${i} (seed ${seed}, ${how.join(' + ') || 'unmutated'}): ${what}\n  ${f.toString('hex')}` : '');
-    };
-    let run = 0;
-    let refused = 0;
+    const mismatches = new Mismatches(seed);
+    const fail = mismatches.fail.bind(mismatches);
     let translated = 0; // frames that left changed: the checksum check had something to check
     let dropVerdicts: Record<string, number> = {};
     let malformedDrops: Record<string, Record<string, number>> = {};
@@ -180,34 +175,11 @@ describe('fuzz: NAT programs', () => {
       return bad.join('; ');
     };
 
-    const BATCH = 2000;
-    let epoch: Epoch = { i: 0, rng: r.state };
-    let batchStart = 0;
-    for (let i = 0; run < FRAMES; i++) { // FRAMES run, not counting what the kernel refuses
-      if (step(i).ran) run++;
-      else refused++;
-      if ((i + 1) % BATCH !== 0 && run < FRAMES) continue;
-      const bad = checkDrops();
-      if (bad) {
-        replaying = true;
-        const first = replay({ rng: r, epoch, first: batchStart, last: i, reset, step, check: checkDrops });
-        replaying = false;
-        fail(i, Buffer.alloc(0), [], `maps after frames ${batchStart}..${i}: ${bad}\n  ${first}`);
-        break; // the maps are the replay's now
-      }
-      batchStart = i + 1;
-      if (map(NAT.maps.ct).count() > 20_000) {
-        reset();
-        epoch = { i: i + 1, rng: r.state };
-      }
-      progress(`nat ${hook}`, seed, run, mismatches.length, refused, since);
-      if (stopRequested()) break;
-    }
+    const { run } = runBatches({ program: `nat ${hook}`, rng: r, frames: FRAMES, since, mismatches, step, checkMaps: checkDrops, reset, needsReset: () => map(NAT.maps.ct).count() > 20_000 });
     runner.close();
-    report(`nat ${hook}`, seed, run, mismatches.length, refused, since);
     console.log(`  ${translated} left translated`);
     expect(translated).toBeGreaterThan(run / 20); // the generator must keep reaching translation
-    expect(mismatches.filter(Boolean), `seed ${seed}: ${mismatches.length} mismatches`).toEqual([]);
+    expect(mismatches.list.filter(Boolean), `seed ${seed}: ${mismatches.list.length} mismatches`).toEqual([]);
   }
 
   it('XDP (xn_nat_xdp): malformed frames dropped by reason, no entry; checksums kept', () => fuzz('xdp'), 600_000);

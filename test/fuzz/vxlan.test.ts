@@ -22,7 +22,7 @@ import { eth, ETH_P, mac } from '../helpers/packet.js';
 import { cleanup, netns, sh, veth } from '../helpers/sys.js';
 import { egressTag, fdbKey, retagged, type Outcome, type RefPort, type RefSwitch } from './bridge-ref.js';
 import { FRAMES, frame, l3, mutate, Rng, runSeed, vxlanPacket, type Addrs } from './gen.js';
-import { progress, replay, report, Runner, started, stopRequested, type Epoch } from './harness.js';
+import { Mismatches, Runner, runBatches, started } from './harness.js';
 import { canon, diff, fdbNow, tcBytes } from './switch-maps.js';
 import { vxlanRef, type RefVtep } from './vxlan-ref.js';
 
@@ -135,11 +135,8 @@ describe('fuzz: VXLAN uplink programs', () => {
     const r = new Rng(seed);
     let ref = configure();
     const runner = new Runner(br.program(hook === 'xdp' ? VXLAN.programs.uplink : VXLAN.programs.uplinkTc), hook);
-    const mismatches: string[] = [];
-    let replaying = false; // a batch's replay: its frames' failures were counted the first time
-    const fail = (i: number, f: Buffer, how: string[], what: string) => {
-      if (!replaying) mismatches.push(mismatches.length < 5 ? `frame ${i} (seed ${seed}, ${how.join(' + ') || 'unmutated'}): ${what}\n  ${f.toString('hex')}` : '');
-    };
+    const mismatches = new Mismatches(seed);
+    const fail = mismatches.fail.bind(mismatches);
     type Counts = Record<string, Record<string, number>>;
     let want: Counts = {};
     const add = (port: string, what: string) => void ((want[port] ??= {})[what] = (want[port][what] ?? 0) + 1);
@@ -147,8 +144,6 @@ describe('fuzz: VXLAN uplink programs', () => {
       ref = configure();
       want = {};
     };
-    let run = 0;
-    let refused = 0;
     let decapped = 0;
 
     /** Frame i: drawn, run, checked against the reference and accounted in `want`. */
@@ -201,34 +196,11 @@ describe('fuzz: VXLAN uplink programs', () => {
       return bad.join('; ');
     };
 
-    const BATCH = 2000;
-    let epoch: Epoch = { i: 0, rng: r.state };
-    let batchStart = 0;
-    for (let i = 0; run < FRAMES; i++) { // FRAMES run, not counting what the kernel refuses
-      if (step(i).ran) run++;
-      else refused++;
-      if ((i + 1) % BATCH !== 0 && run < FRAMES) continue;
-      const bad = checkMaps();
-      if (bad) {
-        replaying = true;
-        const first = replay({ rng: r, epoch, first: batchStart, last: i, reset, step, check: checkMaps });
-        replaying = false;
-        fail(i, Buffer.alloc(0), [], `maps after frames ${batchStart}..${i}: ${bad}\n  ${first}`);
-        break; // the maps are the replay's now
-      }
-      batchStart = i + 1;
-      if (ref.fdb.size > 4000) {
-        reset();
-        epoch = { i: i + 1, rng: r.state };
-      }
-      progress(`vxlan uplink ${hook}`, seed, run, mismatches.length, refused, since);
-      if (stopRequested()) break;
-    }
+    const { run } = runBatches({ program: `vxlan uplink ${hook}`, rng: r, frames: FRAMES, since, mismatches, step, checkMaps, reset, needsReset: () => ref.fdb.size > 4000 });
     runner.close();
-    report(`vxlan uplink ${hook}`, seed, run, mismatches.length, refused, since);
     console.log(`  ${decapped} decapsulated`);
     expect(decapped).toBeGreaterThan(run / 20); // the generator must keep reaching decapsulation
-    expect(mismatches.filter(Boolean), `seed ${seed}: ${mismatches.length} mismatches`).toEqual([]);
+    expect(mismatches.list.filter(Boolean), `seed ${seed}: ${mismatches.list.length} mismatches`).toEqual([]);
   }
 
   it('XDP (xn_vx_uplink) agrees with the reference on every frame', () => fuzz('xdp'), 600_000);
