@@ -235,8 +235,6 @@ __loop_fn long ct_search(struct ct_new *n)
 {
 	if (!n)
 		return 0;
-	n->probes = 0;
-	n->err = -XN_EEXIST;
 	xn_loop(n->range == 1 ? 1 : n->range + 1, XN_CT_PROBES, ct_probe, n);
 	return (long)((__u64)n->probes << 32 | (__u32)n->err);
 }
@@ -256,13 +254,18 @@ __inline_fn int ct_create(struct ct_new *n, __u16 port_min, __u16 port_max, int 
 	n->range = (__u32)port_max - port_min + 1;
 	n->first = orig >= port_min && orig <= port_max ? orig - port_min : bpf_get_prandom_u32();
 	n->rnd = bpf_get_prandom_u32();
+	n->err = -XN_EEXIST;
 	ct_peer_key(&n->key, &n->ent, &n->rkey);
 	ct_peer_entry(&n->key, &n->ent, &n->rent);
-	__u64 res = ct_search(n);
+#ifdef XN_COMPAT
+	__u64 res = ct_search(n); /* n's state rebuilt from the result: see ct_search */
 	n->probes = res >> 32;
 	n->err = (int)res;
 	if (n->probes)
 		ct_probe_port(n, n->probes - 1);
+#else
+	ct_search(n);
+#endif
 	__u32 taken = n->probes - (n->err != -XN_EEXIST);
 	if (taken)
 		CT_COUNT(port_retries, taken);

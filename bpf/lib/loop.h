@@ -7,8 +7,9 @@
 #pragma once
 #include "common.h"
 
-/* cb(i, data) for i = 0, 1, ... while i < n and i < max, until cb returns
- * nonzero; cb is `static long cb(__u64 i, void *data)`, a bpf_loop callback. */
+/* cb(i, data) for i = 0, 1, ... while i < n (and i < max, a constant: the
+ * compat loop's bound), until cb returns nonzero; cb is
+ * `static long cb(__u64 i, void *data)`, a bpf_loop callback. */
 #ifdef XN_COMPAT
 #define xn_loop(n, max, cb, data)                                              \
 	do {                                                                   \
@@ -26,6 +27,7 @@
  * pointer argument for NULL. */
 #define __loop_fn __noinline
 #else
-#define xn_loop(n, max, cb, data) bpf_loop((n) < (max) ? (n) : (max), cb, data, 0)
+/* max is the compat loop's bound: callers keep n within it. */
+#define xn_loop(n, max, cb, data) bpf_loop(n, cb, data, 0)
 #define __loop_fn __inline_fn
 #endif
