@@ -7,6 +7,8 @@
 import { fileURLToPath } from 'node:url';
 import { existsSync, readdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
+import { UsageError } from '../errors.js';
+import { missingNormalOnly, type ObjectSet, type Probes } from './features.js';
 
 /** The package root: the nearest folder up with a package.json (from dist/ or from source). */
 const PKG_ROOT = (() => {
@@ -20,8 +22,38 @@ export function bpffsRoot(): string {
   return process.env.XDPNET_BPFFS ?? '/sys/fs/bpf';
 }
 
+/** Which object set this process loads, and why. */
+export interface ObjectChoice { set: ObjectSet; why: string }
+
+let choice: ObjectChoice | undefined;
+
+/**
+ * The one place that decides between the normal objects (build/bpf) and the
+ * compat ones (build/bpf-compat: no bpf_loop, no bpf_xdp_load_bytes or
+ * bpf_xdp_get_buff_len): the normal set where the kernel has all three
+ * (probed, not guessed from the version), else compat. XDPNET_BPF_COMPAT=1
+ * forces compat, =0 the normal set. Decided once per process.
+ */
+export function objectSet(probes?: Probes): ObjectChoice {
+  if (choice && !probes) return choice;
+  const env = process.env.XDPNET_BPF_COMPAT;
+  let c: ObjectChoice;
+  if (env === '1') c = { set: 'compat', why: 'XDPNET_BPF_COMPAT=1' };
+  else if (env === '0') c = { set: 'normal', why: 'XDPNET_BPF_COMPAT=0' };
+  else if (env !== undefined && env !== '') throw new UsageError(`XDPNET_BPF_COMPAT must be 1 (compat objects) or 0 (normal objects), not "${env}"`);
+  else {
+    const lacks = missingNormalOnly(probes);
+    c = lacks.length
+      ? { set: 'compat', why: `no ${lacks.map((h) => h.name).join(', ')}: kernel before ${lacks.map((h) => h.since).sort()[0]}` }
+      : { set: 'normal', why: 'the kernel has bpf_loop and the 5.18 XDP helpers' };
+  }
+  if (!probes) choice = c;
+  return c;
+}
+
 export function objectPath(name: string): string {
-  return join(process.env.XDPNET_BPF_DIR ?? join(PKG_ROOT, 'build/bpf'), `${name}.bpf.o`);
+  const dir = objectSet().set === 'compat' ? 'build/bpf-compat' : 'build/bpf';
+  return join(process.env.XDPNET_BPF_DIR ?? join(PKG_ROOT, dir), `${name}.bpf.o`);
 }
 
 export function instanceName(netns?: string): string {
