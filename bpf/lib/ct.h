@@ -231,10 +231,32 @@ static long ct_probe(__u64 i, void *data)
  * what it wrote into n is not used: older verifiers may not see a global
  * function's writes through its pointer argument, so the caller rebuilds its
  * state from the returned value. */
+#ifdef XN_COMPAT
+/* ct_search's copy of the flow under XN_COMPAT: kernels before 6.3 take a map
+ * key or value only from the stack or a map value, not from a global
+ * function's argument, and this global function's own stack must stay small
+ * (the NAT programs' frames leave it 32 bytes on kernels before 6.8). Per CPU,
+ * not pinned. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct ct_new);
+} xn_ct_scratch SEC(".maps");
+static const __u32 xn_ct_scratch_key = 0;
+#endif
+
 __loop_fn long ct_search(struct ct_new *n)
 {
 	if (!n)
 		return 0;
+#ifdef XN_COMPAT
+	struct ct_new *s = bpf_map_lookup_elem(&xn_ct_scratch, &xn_ct_scratch_key);
+	if (!s)
+		return (__u32)-XN_EEXIST; /* no probe made: counted as exhaustion */
+	__builtin_memcpy(s, n, sizeof(*s));
+	n = s;
+#endif
 	xn_loop(n->range == 1 ? 1 : n->range + 1, XN_CT_PROBES, ct_probe, n);
 	return (long)((__u64)n->probes << 32 | (__u32)n->err);
 }

@@ -70,8 +70,9 @@ _Static_assert((XN_EV_CAP & (XN_EV_CAP - 1)) == 0, "XN_EV_CAP must be a power of
 #ifdef XN_COMPAT
 /* No bpf_xdp_load_bytes before 5.18: direct packet access, a byte at a time
  * (each one bounds-checked, a loop the verifier walks XN_EV_CAP times). A
- * frame is one buffer there (no XDP multi-buffer before 5.18). */
-static __noinline int mon_copy_xdp(struct xdp_md *ctx, struct xn_event *e)
+ * frame is one buffer there (no XDP multi-buffer before 5.18). Inlined: before
+ * 6.8 each frame of a call chain counts at least 32 bytes against the 512. */
+__inline_fn int mon_copy_xdp(struct xdp_md *ctx, struct xn_event *e)
 {
 	__u8 *p = (void *)(long)ctx->data, *end = (void *)(long)ctx->data_end;
 	__u32 i;
@@ -112,7 +113,11 @@ __inline_fn __u32 mon_xdp_len(struct xdp_md *ctx)
 }
 #endif
 
+#ifdef XN_COMPAT
+__inline_fn int mon_copy_skb(struct __sk_buff *skb, struct xn_event *e) /* inlined: see mon_copy_xdp */
+#else
 static __noinline int mon_copy_skb(struct __sk_buff *skb, struct xn_event *e)
+#endif
 {
 	__u32 n = mon_cap(e->len);
 	if (!n)

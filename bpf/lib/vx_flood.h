@@ -28,19 +28,28 @@ __loop_fn int vx_flood_to(struct __sk_buff *skb, const struct xn_vtep *v, struct
 {
 	if (!v || !a)
 		return 0;
-	struct bpf_fib_lookup fib;
-	int r = vx_route(skb, v, a->remote, a->fib_len, &fib);
+	/* The outer Ethernet and IPv4 headers are written over the route's
+	 * answer once its egress is kept: they end before its MACs (checked
+	 * below), which they take. A second buffer put this frame past the stack
+	 * that kernels before 6.8 leave it (they count frames in steps of 32). */
+	union {
+		struct bpf_fib_lookup fib;
+		struct vx_outer h;
+	} u;
+	_Static_assert(ETH_HLEN + sizeof(struct iphdr) <= __builtin_offsetof(struct bpf_fib_lookup, smac),
+		       "the outer headers must end before the MACs they are made from");
+	int r = vx_route(skb, v, a->remote, a->fib_len, &u.fib);
 	if (r) { /* a clone cannot wait for the neighbour: count it, go on */
 		count_drop(skb, HOOK_TC, skb->ifindex, st, r == VX_ROUTE_NEIGH ? -XN_DROP_VX_NO_NEIGH : r);
 		return 0;
 	}
-	struct vx_outer h;
-	vx_fill_eth(&h, &fib);
-	vx_fill_ip(&h, v->local, a->remote, a->inner_len);
-	if (bpf_skb_store_bytes(skb, 0, &h, ETH_HLEN + sizeof(struct iphdr), 0) == 0 &&
-	    bpf_clone_redirect(skb, fib.ifindex, 0) == 0) {
-		count_tx(fib.ifindex, skb->len);
-		mon_trace(skb, HOOK_TC, XN_EV_ENCAP, skb->ifindex, fib.ifindex, a->vni);
+	__u32 out = u.fib.ifindex;
+	vx_fill_eth(&u.h, &u.fib);
+	vx_fill_ip(&u.h, v->local, a->remote, a->inner_len);
+	if (bpf_skb_store_bytes(skb, 0, &u.h, ETH_HLEN + sizeof(struct iphdr), 0) == 0 &&
+	    bpf_clone_redirect(skb, out, 0) == 0) {
+		count_tx(out, skb->len);
+		mon_trace(skb, HOOK_TC, XN_EV_ENCAP, skb->ifindex, out, a->vni);
 	}
 	return 0;
 }
