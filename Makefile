@@ -5,6 +5,7 @@ BPF_CFLAGS := -target bpf -O2 -g -mcpu=v3 -Wall -Werror \
 	-I/usr/include/x86_64-linux-gnu -Ibpf
 BPF_SRC := $(wildcard bpf/*.bpf.c)
 BPF_OBJ := $(patsubst bpf/%.bpf.c,build/bpf/%.bpf.o,$(BPF_SRC))
+BPF_COMPAT_OBJ := $(patsubst build/bpf/%,build/bpf-compat/%,$(BPF_OBJ))
 BPF_HDR := $(wildcard bpf/lib/*.h bpf/include/*.h)
 # Objects only tests load (e.g. one the verifier must reject).
 FIXTURE_OBJ := $(patsubst test/fixtures/%.bpf.c,build/fixtures/%.bpf.o,$(wildcard test/fixtures/*.bpf.c))
@@ -37,11 +38,17 @@ node_modules/.installed: package.json package-lock.json
 bpffs:
 	@mountpoint -q /sys/fs/bpf || mount -t bpf bpf /sys/fs/bpf
 
-bpf: $(BPF_OBJ) $(FIXTURE_OBJ)
+bpf: $(BPF_OBJ) $(BPF_COMPAT_OBJ) $(FIXTURE_OBJ)
 
 build/bpf/%.bpf.o: bpf/%.bpf.c $(BPF_HDR)
 	@mkdir -p $(@D)
 	$(CLANG) $(BPF_CFLAGS) -c $< -o $@
+
+# The same sources without bpf_loop and the 5.18 XDP helpers, for kernels
+# 5.12-5.16 (Ubuntu 22.04's 5.15); the loader picks the set (docs/kernels.md).
+build/bpf-compat/%.bpf.o: bpf/%.bpf.c $(BPF_HDR)
+	@mkdir -p $(@D)
+	$(CLANG) $(BPF_CFLAGS) -DXN_COMPAT -c $< -o $@
 
 # Objects with counting compiled out: bench/moncost.ts's baselines (never loaded otherwise).
 bench-objects: $(patsubst build/bpf/%,build/bpf-nomon/%,$(BPF_OBJ)) $(patsubst build/bpf/%,build/bpf-nocache/%,$(BPF_OBJ))

@@ -7,6 +7,7 @@
 #include "lib/arp.h"
 #include "lib/vlan.h"
 #include "lib/vxlan.h"
+#include "lib/loop.h"
 
 /* Makes a known-unicast frame carry its VLAN as the egress port wants it (tag,
  * untag or rewrite), noting the egress port's slot and tagging in f for the
@@ -273,7 +274,7 @@ struct flood_ctx {
 };
 
 /* One member of the flood domain: clone the frame to it if its egress tagging
- * is want_tag. A bpf_loop callback: verified once, whatever XN_FLOOD_MAX is. */
+ * is want_tag. An xn_loop callback (lib/loop.h). */
 static long flood_one(__u64 i, void *data)
 {
 	struct flood_ctx *c = data;
@@ -299,8 +300,10 @@ static long flood_one(__u64 i, void *data)
  * at most twice. Whether the frame carries a tag afterwards, or a negative
  * drop reason: the domain does not exist, or the tag will not come off (the
  * kernel's pop also pulls the next tag of a stack, and fails on a cut one). */
-__inline_fn int flood_local(struct __sk_buff *skb, const struct br_frame *f, __u32 ingress, struct xn_if_stats *st)
+__loop_fn int flood_local(struct __sk_buff *skb, const struct br_frame *f, __u32 ingress, struct xn_if_stats *st)
 {
+	if (!f) /* as a global function (loop.h), its pointers are checked */
+		return -XN_DROP_UNKNOWN;
 	struct xn_flood_key fk = { .bridge = f->bridge, .vid = f->vid };
 	struct xn_flood *fl = bpf_map_lookup_elem(&xn_flood, &fk);
 	if (!fl)
@@ -311,12 +314,12 @@ __inline_fn int flood_local(struct __sk_buff *skb, const struct br_frame *f, __u
 		st->flooded++;
 	struct flood_ctx c = { .skb = skb, .fl = fl, .ingress = ingress, .vid = f->vid };
 	int tagged = 0;
-	bpf_loop(XN_FLOOD_MAX, flood_one, &c, 0);
+	xn_loop(XN_FLOOD_MAX, XN_FLOOD_MAX, flood_one, &c);
 	if (c.others && skb_vlan_set(skb, 0, 1, f->vid) == 0) {
 		tagged = 1;
 		c.want_tag = 1;
 		c.others = 0;
-		bpf_loop(XN_FLOOD_MAX, flood_one, &c, 0);
+		xn_loop(XN_FLOOD_MAX, XN_FLOOD_MAX, flood_one, &c);
 	}
 	return tagged;
 }

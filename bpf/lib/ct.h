@@ -11,6 +11,7 @@
  * and by the daemon's garbage collection (`xdpnet daemon`, `conntrack gc`). */
 #pragma once
 #include "common.h"
+#include "loop.h"
 #include "../include/nat.h"
 
 #define NSEC_PER_SEC 1000000000ULL
@@ -185,21 +186,79 @@ struct ct_new {
 	long err;
 };
 
-/* bpf_loop callback, probe i: claims a source port by inserting the reply
+/* How many source ports one new flow may try: probe 0 (the original port or
+ * the first random one) and then every port of the largest range (65536).
+ * Without bpf_loop (XN_COMPAT) the verifier walks each probe, so the search
+ * stops after 256 like netfilter's, which tries 128 + 64 + 32 + 16 = 240
+ * before it refuses: exhaustion may then be reported while a few ports of a
+ * nearly full range are still free, and counts as port_exhausted all the same. */
+#ifdef XN_COMPAT
+#define XN_CT_PROBES 256
+#else
+#define XN_CT_PROBES 65537
+#endif
+
+/* Puts probe i's source port into n's reply key. */
+__inline_fn void ct_probe_port(struct ct_new *n, __u32 i)
+{
+	__be16 port = bpf_htons((__u16)(n->min + (i ? n->rnd + i : n->first) % n->range));
+	n->rkey.dport = port;
+	if (n->key.proto == IPPROTO_ICMP)
+		n->rkey.sport = port; /* the echo identifier stands for both ports */
+}
+
+/* xn_loop callback (loop.h), probe i: claims a source port by inserting the reply
  * entry with BPF_NOEXIST, which is atomic, so two CPUs never get one port.
  * A lookup first: a failing insert costs an element allocation, a lookup
  * does not. A full table ends the search (-E2BIG): counted as insert_failed. */
 static long ct_probe(__u64 i, void *data)
 {
 	struct ct_new *n = data;
-	__be16 port = bpf_htons((__u16)(n->min + (i ? n->rnd + (__u32)i : n->first) % n->range));
-	n->rkey.dport = port;
-	if (n->key.proto == IPPROTO_ICMP)
-		n->rkey.sport = port; /* the echo identifier stands for both ports */
+	ct_probe_port(n, i);
 	n->probes = i + 1;
 	n->err = bpf_map_lookup_elem(&xn_ct, &n->rkey) ? -XN_EEXIST
 						       : bpf_map_update_elem(&xn_ct, &n->rkey, &n->rent, BPF_NOEXIST);
 	return n->err != -XN_EEXIST; /* 1 stops the loop: claimed, or an error other than "taken" */
+}
+
+/* The source-port search: probes made << 32 | the last probe's error (0: that
+ * port is claimed). Probes 1..range cover every port of the range once
+ * (consecutive from a random offset), so exhaustion is reported only when the
+ * range is truly used up. The price, paid only near that point: up to `range`
+ * lookups for one new flow (netfilter bounds its search instead, and refuses
+ * early). The compat objects stop after XN_CT_PROBES, in a global function
+ * (loop.h) that the verifier checks once instead of once per caller state;
+ * what it wrote into n is not used: older verifiers may not see a global
+ * function's writes through its pointer argument, so the caller rebuilds its
+ * state from the returned value. */
+#ifdef XN_COMPAT
+/* ct_search's copy of the flow under XN_COMPAT: kernels before 6.3 take a map
+ * key or value only from the stack or a map value, not from a global
+ * function's argument, and this global function's own stack must stay small
+ * (the NAT programs' frames leave it 32 bytes on kernels before 6.8). Per CPU,
+ * not pinned. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct ct_new);
+} xn_ct_scratch SEC(".maps");
+static const __u32 xn_ct_scratch_key = 0;
+#endif
+
+__loop_fn long ct_search(struct ct_new *n)
+{
+	if (!n)
+		return 0;
+#ifdef XN_COMPAT
+	struct ct_new *s = bpf_map_lookup_elem(&xn_ct_scratch, &xn_ct_scratch_key);
+	if (!s)
+		return (__u32)-XN_EEXIST; /* no probe made: counted as exhaustion */
+	__builtin_memcpy(s, n, sizeof(*s));
+	n = s;
+#endif
+	xn_loop(n->range == 1 ? 1 : n->range + 1, XN_CT_PROBES, ct_probe, n);
+	return (long)((__u64)n->probes << 32 | (__u32)n->err);
 }
 
 /* Creates both entries of the flow in n: n->ent has the translation except
@@ -220,11 +279,15 @@ __inline_fn int ct_create(struct ct_new *n, __u16 port_min, __u16 port_max, int 
 	n->err = -XN_EEXIST;
 	ct_peer_key(&n->key, &n->ent, &n->rkey);
 	ct_peer_entry(&n->key, &n->ent, &n->rent);
-	/* Probes 1..range cover every port of the range once (consecutive from a random
-	 * offset), so exhaustion is reported only when the range is truly used up. The
-	 * price, paid only near that point: up to `range` lookups for one new flow
-	 * (netfilter bounds its search instead, and refuses early). */
-	bpf_loop(n->range == 1 ? 1 : n->range + 1, ct_probe, n, 0);
+#ifdef XN_COMPAT
+	__u64 res = ct_search(n); /* n's state rebuilt from the result: see ct_search */
+	n->probes = res >> 32;
+	n->err = (int)res;
+	if (n->probes)
+		ct_probe_port(n, n->probes - 1);
+#else
+	ct_search(n);
+#endif
 	__u32 taken = n->probes - (n->err != -XN_EEXIST);
 	if (taken)
 		CT_COUNT(port_retries, taken);

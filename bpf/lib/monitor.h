@@ -67,6 +67,33 @@ __inline_fn __u32 mon_cap(__u32 len)
  * which then still saw a size of 0 ("invalid access to memory ... size=0") and
  * refused the whole object. */
 _Static_assert((XN_EV_CAP & (XN_EV_CAP - 1)) == 0, "XN_EV_CAP must be a power of two");
+#ifdef XN_COMPAT
+/* No bpf_xdp_load_bytes before 5.18: direct packet access, a byte at a time
+ * (each one bounds-checked, a loop the verifier walks XN_EV_CAP times). A
+ * frame is one buffer there (no XDP multi-buffer before 5.18). Inlined: before
+ * 6.8 each frame of a call chain counts at least 32 bytes against the 512. */
+__inline_fn int mon_copy_xdp(struct xdp_md *ctx, struct xn_event *e)
+{
+	__u8 *p = (void *)(long)ctx->data, *end = (void *)(long)ctx->data_end;
+	__u32 i;
+	for (i = 0; i < XN_EV_CAP; i++) {
+		if (p + i + 1 > end)
+			break;
+		e->data[i] = p[i];
+	}
+	e->cap_len = i;
+	return 0;
+}
+
+/* data_end - data, subtracted in asm: computed in C, clang may keep (and
+ * spill) the two pointers in 32 bits, which the verifier refuses. */
+__inline_fn __u32 mon_xdp_len(struct xdp_md *ctx)
+{
+	__u64 d = ctx->data, end = ctx->data_end;
+	asm volatile("%0 -= %1" : "+r"(end) : "r"(d));
+	return end;
+}
+#else
 static __noinline int mon_copy_xdp(struct xdp_md *ctx, struct xn_event *e)
 {
 	__u32 n = mon_cap(e->len);
@@ -78,7 +105,19 @@ static __noinline int mon_copy_xdp(struct xdp_md *ctx, struct xn_event *e)
 	return 0;
 }
 
+/* A helper, not data_end - data: clang spills such a difference's pointers in
+ * 32 bits, which the verifier refuses. */
+__inline_fn __u32 mon_xdp_len(struct xdp_md *ctx)
+{
+	return bpf_xdp_get_buff_len(ctx);
+}
+#endif
+
+#ifdef XN_COMPAT
+__inline_fn int mon_copy_skb(struct __sk_buff *skb, struct xn_event *e) /* inlined: see mon_copy_xdp */
+#else
 static __noinline int mon_copy_skb(struct __sk_buff *skb, struct xn_event *e)
+#endif
 {
 	__u32 n = mon_cap(e->len);
 	if (!n)
@@ -91,8 +130,7 @@ static __noinline int mon_copy_skb(struct __sk_buff *skb, struct xn_event *e)
 
 static __noinline int mon_emit_xdp(struct xdp_md *ctx, __u32 type, __u32 in, __u32 out, __u32 info)
 {
-	/* a helper, not data_end - data: clang spills such a difference's pointers in 32 bits, which the verifier refuses */
-	struct xn_event *e = mon_reserve(type, HOOK_XDP, in, out, (__u32)bpf_xdp_get_buff_len(ctx), info);
+	struct xn_event *e = mon_reserve(type, HOOK_XDP, in, out, mon_xdp_len(ctx), info);
 	if (!e)
 		return 0;
 	mon_copy_xdp(ctx, e);

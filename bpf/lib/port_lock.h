@@ -66,6 +66,10 @@ static __noinline int port_lock_check(void *data, void *data_end, __u32 ifindex,
 	if (proto != bpf_htons(ETH_P_ARP))
 		return -XN_DROP_LOCK_PROTO;
 	struct arp_eth4 *a = cursor_pull(&c, sizeof(*a));
+	/* l->mac read again, not kept from the Ethernet check: kept, its bytes
+	 * took 40 bytes of stack, which put xn_br_xdp's call chain past 512 on
+	 * kernels before 6.8 (they count each frame in steps of 32). */
+	asm volatile("" ::: "memory");
 	if (!a || !arp_is_eth4(a) || !mac_eq(a->sha, l->mac))
 		return -XN_DROP_LOCK_ARP;
 	__be32 spa;

@@ -15,7 +15,8 @@ import { ctFlowsOf, pinnedCtEntries } from '../objects/nat.js';
 import { listVteps, portOverlay, vtepUplinks } from '../dataplane/vxlan.js';
 import { UsageError, XdpnetError } from '../errors.js';
 import { instanceNetns, withNetns } from '../dataplane/host.js';
-import { listInstances, type InstancePaths } from '../objects/paths.js';
+import { listInstances, objectSet, type InstancePaths } from '../objects/paths.js';
+import { runningSets } from '../objects/builds.js';
 import { context } from './context.js';
 import { ago, ibytes, json, table, vlansText } from './format.js';
 
@@ -23,8 +24,8 @@ function describe(a: Attachment): string {
   return `${hookName(a)}${a.mode ? ` ${a.mode}` : ''}, program ${a.progId}`;
 }
 
-function toJson(a: Attachment, p?: PortInfo, vnis?: number[], nat = false) {
-  return { iface: a.iface, ifindex: a.ifindex, hook: a.hook, tc: a.tc, mode: a.mode, progId: a.progId, linkId: a.linkId,
+function toJson(a: Attachment, objects: string, p?: PortInfo, vnis?: number[], nat = false) {
+  return { iface: a.iface, ifindex: a.ifindex, hook: a.hook, tc: a.tc, objects, mode: a.mode, progId: a.progId, linkId: a.linkId,
     since: a.since.toISOString(), defunct: a.iface === null, nat,
     bridge: p?.bridge ?? null, pvid: p?.pvid ?? null, vlans: p?.vlans ?? null, hostPort: p?.host ?? false, lock: p?.lock ?? null,
     vtepUplink: vnis ?? null };
@@ -99,7 +100,7 @@ Examples:
       if (!o.bridge) {
         const a = attach(ctx.inst, iface, { hook: o.hook ?? 'xdp', mode: o.mode, netns: ctx.netns });
         const notes = prepareRedirectTarget(iface, a.hook, { gro: false });
-        if (o.json) return console.log(json({ ...toJson(a), notes }));
+        if (o.json) return console.log(json({ ...toJson(a, objectsText(ctx.inst).set), notes }));
         console.log(`attached ${iface} (${describe(a)})`);
         for (const n of notes) console.log(n.startsWith('warning:') ? n : `note: ${n}`);
         return;
@@ -113,7 +114,7 @@ Examples:
       }
       // XDP ports and the uplink redirect into every port: a veth drops those frames unless its far end runs NAPI
       notes.push(...prepareRedirectTarget(iface, attachment.hook));
-      if (o.json) return console.log(json({ ...toJson(attachment, port), notes }));
+      if (o.json) return console.log(json({ ...toJson(attachment, objectsText(ctx.inst).set, port), notes }));
       console.log(`attached ${iface} to bridge ${port.bridge} (${describe(attachment)}; VLAN ${vlansText(port)}` +
         `${port.lock ? `; locked to ${port.lock.mac} ${port.lock.ips.join(',')}` : ''})`);
       for (const n of notes) console.log(n.startsWith('warning:') ? n : `note: ${n}`);
@@ -205,7 +206,22 @@ Examples:
     });
 }
 
+/**
+ * The BPF object set the instance runs (normal or compat, docs/kernels.md),
+ * from its pinned programs' builds, and why: the reason this process would
+ * pick that set, or that it would pick the other one (then `xdpnet upgrade`
+ * switches).
+ */
+function objectsText(inst: InstancePaths): { set: string; text: string } {
+  const running = runningSets(inst);
+  const chosen = objectSet();
+  if (!running.length) return { set: chosen.set, text: `${chosen.set} (${chosen.why})` };
+  const set = running.join('+');
+  return { set, text: set === chosen.set ? `${set} (${chosen.why})` : `${set} (this kernel gets ${chosen.set}: ${chosen.why}; \`xdpnet upgrade\` switches)` };
+}
+
 interface Status {
+  objects: { set: string; text: string };
   rows: ReturnType<typeof toJson>[];
   table: Array<Array<string | number>>;
   ctFlows?: number;
@@ -223,8 +239,10 @@ function statusOf(inst: InstancePaths): Status {
   const natSet = new Set(nat);
   const ctEntries = nat.length ? pinnedCtEntries(inst) : undefined; // its size only: counting a big table takes a while
   const maps = instanceMemory(inst);
+  const objects = objectsText(inst);
   return {
-    rows: [...all.map((a) => toJson(a, ports.get(a.ifindex), uplinks.get(a.ifindex))), ...nat.map((a) => toJson(a, undefined, undefined, true))],
+    objects,
+    rows: [...all.map((a) => toJson(a, objects.set, ports.get(a.ifindex), uplinks.get(a.ifindex))), ...nat.map((a) => toJson(a, objects.set, undefined, undefined, true))],
     table: [...all, ...nat].map((a) => {
       const p = ports.get(a.ifindex);
       const role = natSet.has(a) ? 'NAT' : p ? `bridge ${p.bridge}${p.host ? ' (host)' : ''}${p.lock ? ' (locked)' : ''}`
@@ -244,7 +262,8 @@ function renderStatus(s: Status): string {
   if (!s.table.length) return 'nothing attached';
   return table(['IFACE', 'HOOK', 'MODE', 'PROG', 'ROLE', 'VLANS', 'SINCE'], s.table) +
     (s.ctFlows ? `\nNAT conntrack table: room for ${s.ctFlows} flows (fill: xdpnet nat show)` : '') +
-    `\nMaps: ${s.mapCount} pinned, ${ibytes(s.mapBytes)} of kernel memory (each: xdpnet status --memory)`;
+    `\nMaps: ${s.mapCount} pinned, ${ibytes(s.mapBytes)} of kernel memory (each: xdpnet status --memory)` +
+    `\nObjects: ${s.objects.text}`;
 }
 
 function printStatus(s: Status, asJson?: boolean): void {

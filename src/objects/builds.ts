@@ -16,9 +16,9 @@ import { release } from 'node:os';
 import { basename, join } from 'node:path';
 import { XdpnetError } from '../errors.js';
 import { BpfMap, BpfObject, BpfProgram, objPin } from '../sys/libbpf.js';
-import { requireKernelFeatures } from './features.js';
+import { requireKernelFeatures, type ObjectSet } from './features.js';
 import { checkLayouts, objectLayouts, recordLayouts } from './layout.js';
-import { objectPath, type InstancePaths } from './paths.js';
+import { objectPath, objectSet, type InstancePaths } from './paths.js';
 
 /** Tests only: mixed into every build id, so that the same object counts as a new build (forces replacements). */
 export const BUILD_SALT_ENV = 'XDPNET_BUILD_SALT';
@@ -88,7 +88,8 @@ interface Prepared {
 }
 
 function prepare(inst: InstancePaths, object: string, configure?: Configure, programs?: string[]): Prepared {
-  requireKernelFeatures(release()); // a clear error naming what is missing, not a verifier log
+  const { set } = objectSet();
+  requireKernelFeatures(release(), set); // a clear error naming what is missing, not a verifier log
   const path = objectPath(object);
   const obj = BpfObject.open(path, { pinRoot: inst.maps, programs });
   try {
@@ -99,14 +100,16 @@ function prepare(inst: InstancePaths, object: string, configure?: Configure, pro
       if (m.initial && !m.pinPath) h.update(m.initial); // .rodata: load-time consts
     }
     const config = h.digest('hex');
-    return { obj, names: programs ?? obj.programNames(), config, build: buildId(obj, config) };
+    return { obj, names: programs ?? obj.programNames(), config, build: buildId(obj, config, set) };
   } catch (e) {
     obj.close();
     throw e;
   }
 }
 
-function buildId(obj: BpfObject, config: string): string | undefined {
+// Compat builds are named compat-<hash>: never the id of a normal build, and `status` tells which set runs.
+
+function buildId(obj: BpfObject, config: string, set: ObjectSet): string | undefined {
   const h = createHash('sha256').update(config);
   for (const m of obj.mapSpecs()) {
     if (!m.pinPath) continue;
@@ -114,7 +117,15 @@ function buildId(obj: BpfObject, config: string): string | undefined {
     if (id === undefined) return undefined;
     h.update(`${basename(m.pinPath)}=${id}\0`);
   }
-  return h.digest('hex').slice(0, 16);
+  return `${set === 'compat' ? 'compat-' : ''}${h.digest('hex').slice(0, 16)}`;
+}
+
+/** The object sets the instance's pinned programs come from. */
+export function runningSets(inst: InstancePaths): ObjectSet[] {
+  if (!existsSync(inst.progs)) return [];
+  const sets = new Set<ObjectSet>();
+  for (const d of readdirSync(inst.progs)) if (!TMP.test(d)) sets.add(/-compat-[0-9a-f]{16}$/.test(d) ? 'compat' : 'normal');
+  return [...sets].sort();
 }
 
 const complete = (dir: string, names: string[]) => names.every((n) => existsSync(join(dir, n)));
@@ -141,7 +152,7 @@ export function openPrograms(inst: InstancePaths, object: string, configure?: Co
     checkLayouts(inst, object, layouts);
     obj.load();
     recordLayouts(inst, layouts);
-    const build = p.build ?? buildId(obj, p.config)!;
+    const build = p.build ?? buildId(obj, p.config, objectSet().set)!;
     const dir = buildDir(inst, object, build);
     const tmp = `${dir}-tmp${process.pid}`;
     rmSync(tmp, { recursive: true, force: true });

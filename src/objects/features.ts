@@ -75,8 +75,18 @@ export const HELPERS: Record<number, Feature & { progs: ProgKind[] }> = {
   189: { name: 'bpf_xdp_load_bytes', since: '5.18', progs: ['xdp'] },
 };
 
-/** The oldest kernel with every feature above. */
-export const MIN_KERNEL = '5.18';
+/**
+ * Helpers only the normal objects (build/bpf) call; the compat objects
+ * (build/bpf-compat, compiled with -DXN_COMPAT) do without them, so a kernel
+ * that lacks one gets those (objects/paths.ts objectSet).
+ */
+export const NORMAL_ONLY: readonly number[] = [181, 188, 189];
+
+/** The oldest kernel the compat objects load on (bpf_check_mtu), and the normal ones. */
+export const MIN_KERNEL = '5.12';
+export const MIN_KERNEL_NORMAL = '5.18';
+
+export type ObjectSet = 'normal' | 'compat';
 
 export interface Probes {
   prog(type: number): boolean;
@@ -95,8 +105,13 @@ const KERNEL: Probes = {
   helper: (prog, id) => prog === PROG_TYPES.tracing || probeHelper(prog, id),
 };
 
-/** Every needed feature the kernel lacks, as "what (Linux N)". */
-export function missingFeatures(p: Probes = KERNEL): string[] {
+/** The normal objects' helpers this kernel lacks (by name, oldest first), for the program types that call them. */
+export function missingNormalOnly(p: Probes = KERNEL): Feature[] {
+  return NORMAL_ONLY.filter((id) => HELPERS[id].progs.some((k) => !p.helper(PROG_TYPES[k], id))).map((id) => HELPERS[id]);
+}
+
+/** Every feature the object set needs that the kernel lacks, as "what (Linux N)". */
+export function missingFeatures(p: Probes = KERNEL, set: ObjectSet = 'normal'): string[] {
   const out: string[] = [];
   const progOk = new Map<number, boolean>();
   for (const [t, f] of Object.entries(PROGS)) {
@@ -106,23 +121,26 @@ export function missingFeatures(p: Probes = KERNEL): string[] {
   for (const [t, f] of Object.entries(MAPS)) if (!p.map(Number(t))) out.push(`${f.name} (Linux ${f.since})`);
   for (const [flag, f] of Object.entries(MAP_FLAGS)) if (!p.mapFlags(2 /* ARRAY */, Number(flag))) out.push(`${f.name} (Linux ${f.since})`);
   for (const [id, h] of Object.entries(HELPERS)) {
+    if (set === 'compat' && NORMAL_ONLY.includes(Number(id))) continue;
     const lacking = h.progs.filter((k) => progOk.get(PROG_TYPES[k]) && !p.helper(PROG_TYPES[k], Number(id)));
     if (lacking.length) out.push(`helper ${h.name} for ${lacking.join(' and ')} programs (Linux ${h.since})`);
   }
   return out;
 }
 
-let checked = false;
+let checked: ObjectSet | undefined;
 
-/** Throws naming every missing feature; probes once per process. */
-export function requireKernelFeatures(release: string, p: Probes = KERNEL): void {
-  if (checked && p === KERNEL) return;
-  const missing = missingFeatures(p);
+/** Throws naming every feature the object set needs and the kernel lacks; probes once per process. */
+export function requireKernelFeatures(release: string, set: ObjectSet, p: Probes = KERNEL): void {
+  if (checked === set && p === KERNEL) return;
+  const missing = missingFeatures(p, set);
   if (missing.length) {
     throw new XdpnetError(
       `kernel ${release} lacks what xdpnet's BPF programs need: ${missing.join('; ')}`,
-      `xdpnet needs Linux ${MIN_KERNEL} or newer with BPF enabled (see docs/kernels.md)`,
+      set === 'compat'
+        ? `xdpnet needs Linux ${MIN_KERNEL} or newer with BPF enabled (see docs/kernels.md)`
+        : `these are the normal objects' (XDPNET_BPF_COMPAT=0); without the variable, kernels from ${MIN_KERNEL} on get the compat objects (see docs/kernels.md)`,
     );
   }
-  if (p === KERNEL) checked = true;
+  if (p === KERNEL) checked = set;
 }

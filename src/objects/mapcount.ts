@@ -13,7 +13,7 @@ import { release } from 'node:os';
 import { BpfObject, type BpfIter, type BpfMap } from '../sys/libbpf.js';
 import { Btf } from './btf.js';
 import { requireKernelFeatures } from './features.js';
-import { objectPath } from './paths.js';
+import { objectPath, objectSet } from './paths.js';
 
 export const MAPCOUNT = {
   object: 'mapcount',
@@ -49,7 +49,7 @@ export class MapCounter {
 
   private static load(method: CountMethod): MapCounter {
     if (method === 'batch') return new MapCounter(method);
-    requireKernelFeatures(release());
+    requireKernelFeatures(release(), objectSet().set);
     const obj = BpfObject.open(objectPath(MAPCOUNT.object), { programs: [MAPCOUNT.programs[method]] });
     try {
       const at = new Btf(obj.btf()).variable('.bss', 'xn_cnt_target');

@@ -7,6 +7,9 @@
 import { fileURLToPath } from 'node:url';
 import { existsSync, readdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
+import { BpfError, UsageError } from '../errors.js';
+import { BpfObject } from '../sys/libbpf.js';
+import { missingNormalOnly, type ObjectSet, type Probes } from './features.js';
 
 /** The package root: the nearest folder up with a package.json (from dist/ or from source). */
 const PKG_ROOT = (() => {
@@ -20,8 +23,54 @@ export function bpffsRoot(): string {
   return process.env.XDPNET_BPFFS ?? '/sys/fs/bpf';
 }
 
+/** Which object set this process loads, and why. */
+export interface ObjectChoice { set: ObjectSet; why: string }
+
+let choice: ObjectChoice | undefined;
+
+/**
+ * The one place that decides between the normal objects (build/bpf) and the
+ * compat ones (build/bpf-compat: no bpf_loop, no bpf_xdp_load_bytes or
+ * bpf_xdp_get_buff_len): the normal set where the kernel has all three
+ * and its verifier counts a call chain's stack in 16-byte steps (6.8+: the
+ * normal NAT programs need it), else compat; probed, not guessed from the
+ * version. XDPNET_BPF_COMPAT=1 forces compat, =0 the normal set. Decided once
+ * per process.
+ */
+export function objectSet(probes?: Probes, stack16?: () => boolean): ObjectChoice {
+  if (choice && !probes) return choice;
+  const env = process.env.XDPNET_BPF_COMPAT;
+  let c: ObjectChoice;
+  if (env === '1') c = { set: 'compat', why: 'XDPNET_BPF_COMPAT=1' };
+  else if (env === '0') c = { set: 'normal', why: 'XDPNET_BPF_COMPAT=0' };
+  else if (env !== undefined && env !== '') throw new UsageError(`XDPNET_BPF_COMPAT must be 1 (compat objects) or 0 (normal objects), not "${env}"`);
+  else {
+    const lacks = missingNormalOnly(probes);
+    if (lacks.length) c = { set: 'compat', why: `no ${lacks.map((h) => h.name).join(', ')}: kernel before ${lacks.map((h) => h.since).sort()[0]}` };
+    else if (!(stack16 ?? stackIn16ByteSteps)()) c = { set: 'compat', why: 'the verifier counts stack in 32-byte steps: kernel before 6.8' };
+    else c = { set: 'normal', why: 'the kernel has bpf_loop and the 5.18 XDP helpers' };
+  }
+  if (!probes) choice = c;
+  return c;
+}
+
+/** Loads build/bpf/stackprobe.bpf.o (bpf/stackprobe.bpf.c says what it tells): false when the verifier refuses it. */
+function stackIn16ByteSteps(): boolean {
+  const o = BpfObject.open(join(PKG_ROOT, 'build/bpf/stackprobe.bpf.o'));
+  try {
+    o.load();
+    return true;
+  } catch (e) {
+    if (e instanceof BpfError) return false;
+    throw e;
+  } finally {
+    o.close();
+  }
+}
+
 export function objectPath(name: string): string {
-  return join(process.env.XDPNET_BPF_DIR ?? join(PKG_ROOT, 'build/bpf'), `${name}.bpf.o`);
+  const dir = objectSet().set === 'compat' ? 'build/bpf-compat' : 'build/bpf';
+  return join(process.env.XDPNET_BPF_DIR ?? join(PKG_ROOT, dir), `${name}.bpf.o`);
 }
 
 export function instanceName(netns?: string): string {

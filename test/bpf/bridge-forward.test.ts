@@ -3,10 +3,12 @@
 // The bench (namespace, objects, captures, reset before each test): ./bridge-world.ts.
 import { readDropsByIface } from '../../src/dataplane/stats.js';
 import { describe, expect, it } from 'vitest';
-import { Bridge, BRIDGE, BR_GEN_MAP, FDB_FLAGS, FdbEntry, FdbKey, invalidateCache, XDP_NOTES } from '../../src/objects/bridge.js';
+import { Bridge, BRIDGE, BR_GEN_MAP, FDB_FLAGS, FdbEntry, FdbKey, floodList, FloodKey, invalidateCache, Port, PORT_FLAGS, Vlan, VlanKey, XDP_NOTES } from '../../src/objects/bridge.js';
 import { u32 } from '../../src/objects/codec.js';
-import { TC, XDP } from '../helpers/bpf.js';
+import { giveSlots, TC, XDP } from '../helpers/bpf.js';
 import { fromHex, hex, mac } from '../helpers/packet.js';
+import { sh } from '../helpers/sys.js';
+import { ifNameToIndex } from '../../src/sys/libc.js';
 import { A, B, BCAST, BR, BR_MAC, bridgeWorld, C, frame, PORTS } from './bridge-world.js';
 
 describe('bridge programs: forwarding', () => {
@@ -222,6 +224,35 @@ describe('bridge programs: forwarding', () => {
       expect(captured()).toEqual({ p2: [hex(f)], p3: [hex(frame(BCAST, A, 1))] });
       expect(fdb(A)).toMatchObject({ ifindex: ifx.p1 });
       expect(stats('p1')).toMatchObject({ rx_packets: 1n, flooded: 1n, learned: 1n });
+    });
+
+    it('floods to a full flood domain (64 members, untagged and tagged): one clone each, tagged as each member wants', () => {
+      // 61 more ports in VLAN 1 beside p1, p2, p3: every other one a tagged trunk member. The
+      // copies are counted by the kernel at each veth's far end (the test process is in the namespace).
+      const extra = Array.from({ length: BRIDGE.limits.floodMax - 3 }, (_, i) => `q${i}`);
+      if (!sh('ip', ['-o', 'link', 'show']).includes(' q0@')) { // one shell: 61 veths by spawnSync take seconds on a loaded machine
+        sh('bash', ['-ec', extra.map((q) => `ip link add ${q} up type veth peer name ${q}x; ip link set ${q}x up
+          ethtool -K ${q} txvlan off`).join('\n')]); // the tag in the frame, so the far end's byte count shows it
+      }
+      const qx = extra.map((q) => ifNameToIndex(q));
+      const slots = giveSlots(w.br, [...PORTS.map((p) => ifx[p]), ...qx]);
+      qx.forEach((ifindex, i) => {
+        map(BRIDGE.maps.ports).update(u32(ifindex), Port.encode({ bridge: BR, pvid: i % 2 ? 0 : 1, flags: PORT_FLAGS.LEARNING, slot: slots.get(ifindex)! }));
+        map(BRIDGE.maps.vlans).update(VlanKey.encode({ ifindex, vid: 1, pad: 0 }), Vlan.encode({ untagged: i % 2 ? 0 : 1 }));
+      });
+      const members = [ifx.p1, ifx.p2, ifx.p3, ...qx];
+      expect(members.length).toBe(BRIDGE.limits.floodMax);
+      map(BRIDGE.maps.flood).update(FloodKey.encode({ bridge: BR, vid: 1, pad: 0 }), floodList(members));
+      const rx = () => new Map((JSON.parse(sh('ip', ['-j', '-s', 'link', 'show'])) as Array<{ ifname: string; stats64: { rx: { packets: number; bytes: number } } }>)
+        .map((l) => [l.ifname, l.stats64.rx]));
+      const before = rx();
+      const f = frame(BCAST, A);
+      expect(tcRun('p1', f).retval).toBe(TC.SHOT);
+      expect(captured()).toEqual({ p2: [hex(f)], p3: [hex(frame(BCAST, A, 1))] });
+      const after = rx();
+      const got = extra.map((q) => [after.get(`${q}x`)!.packets - before.get(`${q}x`)!.packets, after.get(`${q}x`)!.bytes - before.get(`${q}x`)!.bytes]);
+      expect(got).toEqual(extra.map((_, i) => [1, f.length + (i % 2 ? 4 : 0)]));
+      expect(stats('p1')).toMatchObject({ rx_packets: 1n, flooded: 1n });
     });
 
     it('pops the tag from trunk to access port', () => {

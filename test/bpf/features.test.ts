@@ -3,11 +3,15 @@
 import { execFileSync } from 'node:child_process';
 import { readdirSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { HELPERS, MAP_FLAGS, MAPS, missingFeatures, PROG_TYPES, type ProgKind } from '../../src/objects/features.js';
+import { HELPERS, MAP_FLAGS, MAPS, MIN_KERNEL, missingFeatures, NORMAL_ONLY, PROG_TYPES, type ProgKind } from '../../src/objects/features.js';
 import { BpfObject, probeHelper, probeMapFlags, probeMapType } from '../../src/sys/libbpf.js';
 import { ROOT } from '../helpers/sys.js';
 
-const OBJECTS = readdirSync(`${ROOT}build/bpf`).filter((f) => f.endsWith('.bpf.o')).map((f) => `${ROOT}build/bpf/${f}`);
+const objects = (dir: string) => readdirSync(`${ROOT}${dir}`).filter((f) => f.endsWith('.bpf.o')).map((f) => `${ROOT}${dir}/${f}`);
+const NORMAL = objects('build/bpf');
+const COMPAT = objects('build/bpf-compat');
+const OBJECTS = [...NORMAL, ...COMPAT];
+const version = (v: string) => v.split('.').map(Number).reduce((a, n) => a * 1000 + n, 0);
 
 /**
  * Helper ids each program kind calls in an object: `call` with src_reg 0 (a
@@ -40,6 +44,29 @@ describe('kernel feature tables', () => {
     expect(missing).toEqual([]);
   });
 
+  it('the compat objects need nothing newer than 5.15 (Ubuntu 22.04): no bpf_loop, no 5.18 XDP helper', () => {
+    expect(COMPAT.map((p) => p.split('/').pop())).toEqual(NORMAL.map((p) => p.split('/').pop()));
+    const since = new Map<string, string>();
+    for (const path of COMPAT) {
+      for (const c of helperCalls(path)) since.set(`${path.split('/').pop()}: helper ${HELPERS[c.id]?.name ?? c.id}`, HELPERS[c.id]?.since ?? '99');
+      const o = BpfObject.open(path);
+      try {
+        for (const m of o.mapDefs()) {
+          since.set(`${path.split('/').pop()}: map ${m.name}`, MAPS[m.type]?.since ?? '99');
+          for (const [bit, f] of Object.entries(MAP_FLAGS)) if (m.flags & Number(bit)) since.set(`${path.split('/').pop()}: map ${m.name} flag ${f.name}`, f.since);
+        }
+      } finally {
+        o.close();
+      }
+    }
+    expect(since.size).toBeGreaterThan(50);
+    expect([...since].filter(([, v]) => version(v) > version('5.15')).map(([k, v]) => `${k} (${v})`)).toEqual([]);
+    expect([...since.values()].sort((x, y) => version(y) - version(x))[0]).toBe(MIN_KERNEL);
+    // The normal objects still call what the compat ones do without: the split is real.
+    const normal = new Set(NORMAL.flatMap(helperCalls).map((c) => c.id));
+    expect(NORMAL_ONLY.filter((id) => !normal.has(id))).toEqual([]);
+  });
+
   it('list every map type and map flag the objects define', () => {
     for (const path of OBJECTS) {
       const o = BpfObject.open(path);
@@ -58,7 +85,7 @@ describe('kernel feature tables', () => {
 
 describe('kernel feature probes on this kernel', () => {
   it('find everything xdpnet needs', () => {
-    expect(missingFeatures()).toEqual([]);
+    expect(missingFeatures(undefined, 'normal')).toEqual([]);
   });
   it('say no where the kernel says no', () => {
     // A helper the kernel does not know (what an older kernel says of a newer helper). Not one that

@@ -13,7 +13,7 @@ import { enterNetns } from '../../src/dataplane/host.js';
 import { ipv4ToNum, sumPerCpu, u32 } from '../../src/objects/codec.js';
 import { NAT_HOT, sizeCache } from '../../src/objects/memory.js';
 import { CtEntry, CtKey, CtStats, ctEntriesFor, NAT, SNAT_FLAGS, SnatRule, snatKey } from '../../src/objects/nat.js';
-import type { InstancePaths } from '../../src/objects/paths.js';
+import { objectSet, type InstancePaths } from '../../src/objects/paths.js';
 import { numPossibleCpus, type BpfObject } from '../../src/sys/libbpf.js';
 import { ifNameToIndex } from '../../src/sys/libc.js';
 import { builtObject, PinRoot, TC, XDP } from '../helpers/bpf.js';
@@ -257,7 +257,10 @@ describe('NAT exhaustion', () => {
       `${seen.size} distinct translated tuples, port_exhausted ${stats.port_exhausted} (flow ${N + 1} to a full destination), port_retries ${stats.port_retries}`);
   }, 300_000);
 
-  it('a range wider than a bounded search: every one of 4000 ports is handed out before the range counts as exhausted', () => {
+  // The compat objects (no bpf_loop, docs/kernels.md) search 256 ports at most (XN_CT_PROBES).
+  const COMPAT = objectSet().set === 'compat';
+  it(COMPAT ? 'compat objects: the bounded search (256 probes) hands out most of a 4000-port range, and counts each early refusal as exhaustion'
+    : 'a range wider than a bounded search: every one of 4000 ports is handed out before the range counts as exhausted', () => {
     // A bounded search (netfilter's: 128 tries) refused 66 of 4000 flows here while ports were still free.
     const PORTS: [number, number] = [30000, 33999];
     const N = PORTS[1] - PORTS[0] + 1;
@@ -265,10 +268,21 @@ describe('NAT exhaustion', () => {
     const send = runner(o);
     const sports = new Set<number>();
     let refused = 0;
+    let firstRefused = 0;
     for (let k = 0; k < N; k++) {
       const r = send('tc', ifx.ct0, fromC(`172.17.${k >> 8}.${k & 0xff}`, 5000, 53, '198.18.9.9'));
-      if (!r.ok) refused++;
+      if (!r.ok) firstRefused ||= k + 1, refused++;
       else sports.add(r.frame.readUInt16BE(34));
+    }
+    if (COMPAT) {
+      console.log(`compat snat: ${sports.size} of ${N} ports handed out, first refusal at flow ${firstRefused}, ${refused} refused`);
+      expect(sports.size).toBe(N - refused); // each flow admitted got a port of its own
+      // Consecutive probes from a random offset refuse only once a run of 256 taken ports covers
+      // the offset: late, and rarely (one probe per flow would refuse a third of the flows).
+      expect(sports.size).toBeGreaterThan(N * 0.95);
+      expect(sumPerCpu(CtStats, o.map(NAT.maps.ctStats).lookup(u32(0))!)).toMatchObject({
+        created: BigInt(sports.size), port_exhausted: BigInt(refused), insert_failed: 0n });
+      return;
     }
     expect(refused).toBe(0);
     expect(sports.size).toBe(N); // every port of the range, once

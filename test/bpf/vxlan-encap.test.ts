@@ -4,12 +4,12 @@
 // The bench (namespace, objects, captures, reset before each test): ./vxlan-world.ts.
 import { describe, expect, it } from 'vitest';
 import { readDropsByIface } from '../../src/dataplane/stats.js';
-import { BR_GEN_MAP, invalidateCache, XDP_NOTES } from '../../src/objects/bridge.js';
+import { BR_GEN_MAP, BRIDGE, floodList, FloodKey, invalidateCache, VXLAN, XDP_NOTES } from '../../src/objects/bridge.js';
 import { TC, XDP } from '../helpers/bpf.js';
 import { eth, ETH_P, hex, mac, macStr, parse, udp4 } from '../helpers/packet.js';
 import { inNs, onCpu0, sh, sleep } from '../helpers/sys.js';
 import {
-  A, arp, B, BCAST, C_MAC, encapsulated, inner, inner6, LOCAL, NOROUTE, R2, R2_MAC, R3, R3_MAC, R9, vxlanWorld, X, xdpSport, Y,
+  A, arp, B, BCAST, BR, C_MAC, encapsulated, inner, inner6, LOCAL, NOROUTE, R2, R2_MAC, R3, R3_MAC, R9, vxlanWorld, X, xdpSport, Y,
 } from './vxlan-world.js';
 
 describe('VXLAN VTEP: encap', () => {
@@ -304,6 +304,27 @@ describe('VXLAN VTEP: encap', () => {
         up0: tx(2, f.length + 50),
       });
       expect(Object.fromEntries(readDropsByIface(map('xn_drops')))).toEqual({ [ifx.p1]: { 'vxlan-no-route': 1, 'vxlan-no-neighbour': 1 } });
+    });
+
+    it('replicates a flood to as many remote VTEPs as a VNI may have (64): each copy byte-exact', () => {
+      const remotes = Array.from({ length: VXLAN.limits.remotesMax }, (_, i) => [`192.0.2.${100 + i}`, `02:00:00:00:03:${i.toString(16).padStart(2, '0')}`] as const);
+      const neigh = (cmd: (ip: string, m: string) => string) => sh('bash', ['-ec', remotes.map(([ip, m]) => `ip neigh ${cmd(ip, m)}`).join('\n')]);
+      neigh((ip, m) => `replace ${ip} lladdr ${m} dev up0 nud permanent`); // in this process's namespace
+      try {
+        setRemotes(remotes.map(([ip]) => ip));
+        // p1 alone in the flood domain: the 64 copies fill the capture's 64 slots
+        map(BRIDGE.maps.flood).update(FloodKey.encode({ bridge: BR, vid: 1, pad: 0 }), floodList([w.ifx.p1]));
+        const f = inner(BCAST, A);
+        expect(tcRun('p1', f).retval).toBe(TC.SHOT);
+        const got = capturedRaw(remotes.length);
+        expect(Object.keys(got)).toEqual(['up0']);
+        const sport = got.up0![0].data.readUInt16BE(34);
+        expect(got.up0!.map((x) => hex(x.data)).sort()).toEqual(remotes.map(([ip, m]) => expectEncap(f, ip, m, sport)).sort());
+        expect(stats('up0')).toMatchObject({ tx_packets: BigInt(remotes.length) });
+        expect(drops()).toEqual({});
+      } finally {
+        neigh((ip) => `del ${ip} dev up0`);
+      }
     });
 
     it('replicates a tagged flood from a trunk: untagged locally and inside VXLAN', () => {

@@ -6,6 +6,7 @@ import { ensureBpffs } from '../../src/dataplane/host.js';
 import { readCounters } from '../../src/dataplane/slots.js';
 import { u32 } from '../../src/objects/codec.js';
 import { STATS_MAPS } from '../../src/objects/stats.js';
+import { objectPath } from '../../src/objects/paths.js';
 import { BPF_TCX_INGRESS, BpfObject, clsactCreate, linkCreate, tcFilterAttach, tcFilterDetach } from '../../src/sys/libbpf.js';
 import { close } from '../../src/sys/libc.js';
 import { ROOT, tcFlavour } from './sys.js';
@@ -13,8 +14,9 @@ import { ROOT, tcFlavour } from './sys.js';
 export const XDP = { ABORTED: 0, DROP: 1, PASS: 2, TX: 3, REDIRECT: 4 } as const;
 export const TC = { OK: 0, SHOT: 2, REDIRECT: 7 } as const;
 
+/** The built object the loader would pick: build/bpf, or build/bpf-compat (XDPNET_BPF_COMPAT=1, or a kernel without bpf_loop). */
 export function builtObject(name: string): string {
-  return join(ROOT, 'build/bpf', `${name}.bpf.o`);
+  return objectPath(name);
 }
 export function fixtureObject(name: string): string {
   return join(ROOT, 'build/fixtures', `${name}.bpf.o`);
