@@ -48,7 +48,7 @@ export function objectSet(probes?: Probes, stack16?: () => boolean): ObjectChoic
     const lacks = missingNormalOnly(probes);
     if (lacks.length) c = { set: 'compat', why: `no ${lacks.map((h) => h.name).join(', ')}: kernel before ${lacks.map((h) => h.since).sort()[0]}` };
     else if (!(stack16 ?? stackIn16ByteSteps)()) c = { set: 'compat', why: 'the verifier counts stack in 32-byte steps: kernel before 6.8' };
-    else c = { set: 'normal', why: 'the kernel has bpf_loop and the 5.18 XDP helpers' };
+    else c = { set: 'normal', why: "the kernel has bpf_loop, the 5.18 XDP helpers and 6.8's stack accounting" };
   }
   if (!probes) choice = c;
   return c;

@@ -35,7 +35,7 @@ describe('kernel feature check', () => {
     const env = process.env.XDPNET_BPF_COMPAT;
     delete process.env.XDPNET_BPF_COMPAT;
     try {
-      expect(objectSet(kernel({}), () => true)).toEqual({ set: 'normal', why: 'the kernel has bpf_loop and the 5.18 XDP helpers' });
+      expect(objectSet(kernel({}), () => true)).toEqual({ set: 'normal', why: "the kernel has bpf_loop, the 5.18 XDP helpers and 6.8's stack accounting" });
       // 6.1-6.7: every helper, but the normal NAT programs' call chains do not fit the verifier's 32-byte stack steps
       expect(objectSet(kernel({}), () => false)).toEqual({ set: 'compat', why: 'the verifier counts stack in 32-byte steps: kernel before 6.8' });
       expect(objectSet(kernel({ helper: (_t, id) => id < 181 }))).toEqual({
