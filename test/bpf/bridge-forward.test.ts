@@ -255,6 +255,27 @@ describe('bridge programs: forwarding', () => {
       expect(stats('p1')).toMatchObject({ rx_packets: 1n, flooded: 1n });
     });
 
+    // bpf_clone_redirect fails for a member that no longer exists (-EINVAL) and for one without carrier
+    // (its qdisc is the kernel's noop while the link is down: NET_XMIT_CN); the other members still get theirs.
+    it('counts each copy the kernel refuses (a member gone, one without carrier) under the ingress port, not as a dropped frame', () => {
+      const gone = 0x7ffffff0; // an ifindex no interface has: a port the control process has not removed yet
+      map(BRIDGE.maps.ports).update(u32(gone), Port.encode({ bridge: BR, pvid: 1, flags: PORT_FLAGS.LEARNING | PORT_FLAGS.ACCESS, slot: 0 }));
+      map(BRIDGE.maps.vlans).update(VlanKey.encode({ ifindex: gone, vid: 1, pad: 0 }), Vlan.encode({ untagged: 1 }));
+      map(BRIDGE.maps.flood).update(FloodKey.encode({ bridge: BR, vid: 1, pad: 0 }), floodList([ifx.p1, gone, ifx.p2, ifx.p3]));
+      sh('ip', ['link', 'set', 'p2x', 'down']); // p2 loses its carrier (the test process is in the namespace)
+      try {
+        const f = frame(BCAST, A);
+        expect(tcRun('p1', f).retval).toBe(TC.SHOT);
+        expect(captured()).toEqual({ p3: [hex(frame(BCAST, A, 1))] });
+        expect(Object.fromEntries(readDropsByIface(map('xn_drops')))).toEqual({ [ifx.p1]: { 'flood-copy-refused': 2 } });
+        expect(stats('p1')).toMatchObject({ rx_packets: 1n, flooded: 1n, dropped: 0n });
+        expect(stats('p2')).toMatchObject({ tx_packets: 0n });
+        expect(stats('p3')).toMatchObject({ tx_packets: 1n });
+      } finally {
+        sh('ip', ['link', 'set', 'p2x', 'up']);
+      }
+    });
+
     it('pops the tag from trunk to access port', () => {
       expect(tcRun('p3', frame(BCAST, C, 10)).retval).toBe(TC.SHOT);
       expect(captured()).toEqual({ p4: [hex(frame(BCAST, C))] });
