@@ -270,7 +270,8 @@ struct flood_ctx {
 	__u32 ingress;
 	__u16 vid;
 	__u16 want_tag;
-	int others; /* a member wants the other tagging */
+	__u16 others;  /* a member wants the other tagging */
+	__u16 refused; /* copies the kernel would not take: counted by flood_local, whose frame has room to */
 };
 
 /* One member of the flood domain: clone the frame to it if its egress tagging
@@ -292,6 +293,8 @@ static long flood_one(__u64 i, void *data)
 	}
 	if (bpf_clone_redirect(c->skb, out, 0) == 0)
 		stats_tx(slot_stats(port->slot), c->skb->len);
+	else /* the port gone, down, without carrier (any nonzero: a qdisc's NET_XMIT_* too) */
+		c->refused++;
 	return 0;
 }
 
@@ -315,12 +318,18 @@ __loop_fn int flood_local(struct __sk_buff *skb, const struct br_frame *f, __u32
 	struct flood_ctx c = { .skb = skb, .fl = fl, .ingress = ingress, .vid = f->vid };
 	int tagged = 0;
 	xn_loop(XN_FLOOD_MAX, XN_FLOOD_MAX, flood_one, &c);
-	if (c.others && skb_vlan_set(skb, 0, 1, f->vid) == 0) {
-		tagged = 1;
-		c.want_tag = 1;
-		c.others = 0;
-		xn_loop(XN_FLOOD_MAX, XN_FLOOD_MAX, flood_one, &c);
+	if (c.others) {
+		if (skb_vlan_set(skb, 0, 1, f->vid) == 0) {
+			tagged = 1;
+			c.want_tag = 1;
+			c.others = 0;
+			xn_loop(XN_FLOOD_MAX, XN_FLOOD_MAX, flood_one, &c);
+		} else { /* the tagged members' copies: counted once, not in dropped (a frame count) */
+			count_drop(skb, HOOK_TC, ingress, 0, -XN_DROP_VLAN_OP);
+		}
 	}
+	if (c.refused) /* each refused copy, not in dropped */
+		mon_drop(skb, HOOK_TC, ingress, count_drops_only(ingress, 0, -XN_DROP_COPY_REFUSED, c.refused));
 	return tagged;
 }
 

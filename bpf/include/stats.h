@@ -56,14 +56,17 @@ enum xn_drop_reason {
 	XN_DROP_VX_TOO_BIG = 28,   /* encapsulated, it would exceed the route's MTU: never fragmented */
 	XN_DROP_VX_NO_ROUTE = 29,  /* no usable route to the remote VTEP */
 	XN_DROP_VX_NO_NEIGH = 30,  /* next hop to the remote VTEP unresolved where the kernel cannot resolve it for us */
-	XN_DROP_VX_ENCAP = 31,     /* growing the frame for the outer headers failed */
+	XN_DROP_VX_ENCAP = 31,     /* growing the frame for the outer headers, or writing a flood copy's, failed */
 	XN_DROP_REDIRECT = 32,     /* handed on by an XDP redirect, then refused by the kernel (target without XDP/GRO, gone) */
 	/* 33..36: a locked port (XN_PORT_LOCKED) sending from what is not its own */
 	XN_DROP_LOCK_MAC = 33,     /* source MAC is not the port's */
 	XN_DROP_LOCK_ARP = 34,     /* ARP whose sender MAC or IPv4 address is not the port's (or not Ethernet/IPv4 ARP) */
 	XN_DROP_LOCK_IP = 35,      /* IPv4 whose source address is not one of the port's */
 	XN_DROP_LOCK_PROTO = 36,   /* neither IPv4 nor ARP (IPv6 included: a lock lists IPv4 addresses only) */
-	XN_DROP_MAX = 37,
+	XN_DROP_COPY_REFUSED = 37, /* a copy of a flood, to a member port or a remote VTEP, that bpf_clone_redirect could not
+				    * hand on (the port gone, down or without carrier): counted per copy under the ingress
+				    * interface, but not in its `dropped`, which counts frames (the frame was flooded) */
+	XN_DROP_MAX = 38,
 };
 
 /* xn_drops key: drops are counted per receiving interface and reason. */

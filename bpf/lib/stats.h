@@ -110,12 +110,13 @@ __inline_fn void count_tx(__u32 ifindex, __u32 len)
 	stats_tx(if_stats(ifindex), len);
 }
 
-/* Counts a drop of a frame received on ifindex, for callers without the
- * frame (the kernel refused it after xdpnet handed it on); the reason it was
- * counted under. reason is negative (as helpers return it); rx is that
- * interface's counters, or NULL. Drops are the slow path: a hash insert on an
- * interface's first drop of a reason is fine. */
-__inline_fn __u32 count_drop_only(__u32 ifindex, struct xn_if_stats *rx, int reason)
+/* Counts n drops of frames (or copies) received on ifindex, for callers
+ * without the frame (the kernel refused it after xdpnet handed it on); the
+ * reason they were counted under. reason is negative (as helpers return it);
+ * rx is that interface's counters, or NULL (copies: not in `dropped`). Drops
+ * are the slow path: a hash insert on an interface's first drop of a reason
+ * is fine. */
+__inline_fn __u32 count_drops_only(__u32 ifindex, struct xn_if_stats *rx, int reason, __u32 n)
 {
 	struct xn_drop_key k = { .ifindex = ifindex, .reason = (__u32)(-reason) };
 	if (k.reason >= XN_DROP_MAX || k.reason == 0)
@@ -127,10 +128,15 @@ __inline_fn __u32 count_drop_only(__u32 ifindex, struct xn_if_stats *rx, int rea
 		c = bpf_map_lookup_elem(&xn_drops, &k);
 	}
 	if (c)
-		*c += 1;
+		*c += n;
 	if (rx)
-		rx->dropped++;
+		rx->dropped += n;
 	return k.reason;
+}
+
+__inline_fn __u32 count_drop_only(__u32 ifindex, struct xn_if_stats *rx, int reason)
+{
+	return count_drops_only(ifindex, rx, reason, 1);
 }
 
 /* Counts a drop of the frame in ctx (hook h) and shows it to a monitor. */

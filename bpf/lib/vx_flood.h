@@ -48,11 +48,16 @@ __loop_fn int vx_flood_to(struct __sk_buff *skb, const struct xn_vtep *v, const 
 	__u32 out = u.fib.ifindex;
 	vx_fill_eth(&u.h, &u.fib);
 	vx_fill_ip(&u.h, v->local, a->remote, a->inner_len);
-	if (bpf_skb_store_bytes(skb, 0, &u.h, ETH_HLEN + sizeof(struct iphdr), 0) == 0 &&
-	    bpf_clone_redirect(skb, out, 0) == 0) {
-		count_tx(out, skb->len);
-		mon_trace(skb, HOOK_TC, XN_EV_ENCAP, skb->ifindex, out, a->vni);
+	if (bpf_skb_store_bytes(skb, 0, &u.h, ETH_HLEN + sizeof(struct iphdr), 0)) {
+		count_drop(skb, HOOK_TC, skb->ifindex, 0, -XN_DROP_VX_ENCAP);
+		return 0;
 	}
+	if (bpf_clone_redirect(skb, out, 0)) { /* the uplink gone, down, without carrier: this copy is lost */
+		count_drop(skb, HOOK_TC, skb->ifindex, 0, -XN_DROP_COPY_REFUSED);
+		return 0;
+	}
+	count_tx(out, skb->len);
+	mon_trace(skb, HOOK_TC, XN_EV_ENCAP, skb->ifindex, out, a->vni);
 	return 0;
 }
 

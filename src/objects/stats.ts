@@ -66,5 +66,6 @@ export const DROP_REASONS: Record<number, string> = {
   34: 'port-lock-arp',
   35: 'port-lock-ip',
   36: 'port-lock-proto',
+  37: 'flood-copy-refused',
 };
-export const DROP_MAX = 37;
+export const DROP_MAX = 38;

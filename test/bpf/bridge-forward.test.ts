@@ -5,6 +5,9 @@ import { readDropsByIface } from '../../src/dataplane/stats.js';
 import { describe, expect, it } from 'vitest';
 import { Bridge, BRIDGE, BR_GEN_MAP, FDB_FLAGS, FdbEntry, FdbKey, floodList, FloodKey, invalidateCache, Port, PORT_FLAGS, Vlan, VlanKey, XDP_NOTES } from '../../src/objects/bridge.js';
 import { u32 } from '../../src/objects/codec.js';
+import { EVENT_HOOKS, EVENT_TYPES, MON_FLAGS, openEvents, type RawEvent, setMonitor } from '../../src/objects/monitor.js';
+import type { InstancePaths } from '../../src/objects/paths.js';
+import { DROP_REASONS } from '../../src/objects/stats.js';
 import { giveSlots, TC, XDP } from '../helpers/bpf.js';
 import { fromHex, hex, mac } from '../helpers/packet.js';
 import { sh } from '../helpers/sys.js';
@@ -253,6 +256,37 @@ describe('bridge programs: forwarding', () => {
       const got = extra.map((q) => [after.get(`${q}x`)!.packets - before.get(`${q}x`)!.packets, after.get(`${q}x`)!.bytes - before.get(`${q}x`)!.bytes]);
       expect(got).toEqual(extra.map((_, i) => [1, f.length + (i % 2 ? 4 : 0)]));
       expect(stats('p1')).toMatchObject({ rx_packets: 1n, flooded: 1n });
+    });
+
+    // bpf_clone_redirect fails for a member that no longer exists (-EINVAL) and for one without carrier
+    // (its qdisc is the kernel's noop while the link is down: NET_XMIT_CN); the other members still get theirs.
+    it('counts each copy the kernel refuses (a member gone, one without carrier) under the ingress port, not as a dropped frame', () => {
+      const gone = 0x7ffffff0; // an ifindex no interface has: a port the control process has not removed yet
+      map(BRIDGE.maps.ports).update(u32(gone), Port.encode({ bridge: BR, pvid: 1, flags: PORT_FLAGS.LEARNING | PORT_FLAGS.ACCESS, slot: 0 }));
+      map(BRIDGE.maps.vlans).update(VlanKey.encode({ ifindex: gone, vid: 1, pad: 0 }), Vlan.encode({ untagged: 1 }));
+      map(BRIDGE.maps.flood).update(FloodKey.encode({ bridge: BR, vid: 1, pad: 0 }), floodList([ifx.p1, gone, ifx.p2, ifx.p3]));
+      sh('ip', ['link', 'set', 'p2x', 'down']); // p2 loses its carrier (the test process is in the namespace)
+      const inst = { maps: w.pins.dir } as InstancePaths;
+      const events: RawEvent[] = [];
+      const ev = openEvents(inst, (e) => events.push(e))!;
+      setMonitor(inst, MON_FLAGS.DROPS);
+      try {
+        const f = frame(BCAST, A);
+        expect(tcRun('p1', f).retval).toBe(TC.SHOT);
+        expect(captured()).toEqual({ p3: [hex(frame(BCAST, A, 1))] });
+        expect(Object.fromEntries(readDropsByIface(map('xn_drops')))).toEqual({ [ifx.p1]: { 'flood-copy-refused': 2 } });
+        expect(stats('p1')).toMatchObject({ rx_packets: 1n, flooded: 1n, dropped: 0n });
+        expect(stats('p2')).toMatchObject({ tx_packets: 0n });
+        expect(stats('p3')).toMatchObject({ tx_packets: 1n });
+        ev.poll(100);
+        // one drop event for the frame's refused local copies (the counter says how many), with the frame
+        expect(events.map((e) => [EVENT_TYPES[e.type], EVENT_HOOKS[e.hook], e.ifindex, DROP_REASONS[e.info], hex(e.data.subarray(0, e.cap_len))]))
+          .toEqual([['drop', 'tc', ifx.p1, 'flood-copy-refused', hex(f)]]);
+      } finally {
+        setMonitor(inst, 0);
+        ev.close();
+        sh('ip', ['link', 'set', 'p2x', 'up']);
+      }
     });
 
     it('pops the tag from trunk to access port', () => {

@@ -306,6 +306,24 @@ describe('VXLAN VTEP: encap', () => {
       expect(Object.fromEntries(readDropsByIface(map('xn_drops')))).toEqual({ [ifx.p1]: { 'vxlan-no-route': 1, 'vxlan-no-neighbour': 1 } });
     });
 
+    // The route and the permanent neighbours stay while up0 has no carrier, so each copy is made and
+    // encapsulated; bpf_clone_redirect then meets the kernel's noop qdisc (NET_XMIT_CN) and the copy is lost.
+    it('counts each remote copy the kernel refuses (the uplink without carrier) once, and the local copies still go', () => {
+      setRemotes([R2, R3]);
+      sh('ip', ['link', 'set', 'up0x', 'down']); // the test process is in the namespace
+      try {
+        const f = inner(BCAST, A);
+        expect(tcRun('p1', f).retval).toBe(TC.SHOT);
+        const got = capturedRaw(2);
+        expect(Object.fromEntries(Object.entries(got).map(([k, v]) => [k, v.length]))).toEqual({ p2: 1, p3: 1 });
+        expect(Object.fromEntries(readDropsByIface(map('xn_drops')))).toEqual({ [ifx.p1]: { 'flood-copy-refused': 2 } });
+        expect(stats('p1')).toMatchObject({ rx_packets: 1n, flooded: 1n, dropped: 0n });
+        expect(stats('up0')).toMatchObject({ tx_packets: 0n });
+      } finally {
+        sh('ip', ['link', 'set', 'up0x', 'up']);
+      }
+    });
+
     it('replicates a flood to as many remote VTEPs as a VNI may have (64): each copy byte-exact', () => {
       const remotes = Array.from({ length: VXLAN.limits.remotesMax }, (_, i) => [`192.0.2.${100 + i}`, `02:00:00:00:03:${i.toString(16).padStart(2, '0')}`] as const);
       const neigh = (cmd: (ip: string, m: string) => string) => sh('bash', ['-ec', remotes.map(([ip, m]) => `ip neigh ${cmd(ip, m)}`).join('\n')]);
