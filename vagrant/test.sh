@@ -12,12 +12,14 @@ virt=$(virt_kind)
 echo "virtualisation: $virt"
 vagrant up --provision host-a
 vagrant rsync host-a
+# the tree the guest tests: the host's checkout as rsynced now (it may move on during the run)
+tree="$(git -C "$here/.." rev-parse --short HEAD)$(git -C "$here/.." diff --quiet || echo +dirty)"
 log=$here/../build/vagrant-test.log out=$here/../bench/results/vagrant-test.txt
 mkdir -p "$(dirname "$log")"
-rc=interrupted
+rc=interrupted tree=unknown
 summarize() { # also on an interrupted run: whatever tiers finished are evidence too
   {
-    echo "# make vagrant-test, $(date -u +%Y-%m-%dT%H:%MZ), tree $(git -C "$here/.." rev-parse --short HEAD)$(git -C "$here/.." diff --quiet || echo +dirty)"
+    echo "# make vagrant-test, $(date -u +%Y-%m-%dT%H:%MZ), tree $tree"
     echo "# host: $(uname -r), VMs under $virt"
     grep -E '^(==|FILE|FAILED|PASS|FAIL|[0-9]+ passed, [0-9]+ failed)|^ *(Test Files|Tests|Duration) ' "$log" | tr -d '\r'
     echo "# exit status $rc"
