@@ -16,7 +16,7 @@ vagrant rsync host-a
 tree="$(git -C "$here/.." rev-parse --short HEAD)$(git -C "$here/.." diff --quiet || echo +dirty)"
 log=$here/../build/vagrant-test.log out=$here/../bench/results/vagrant-test.txt
 mkdir -p "$(dirname "$log")"
-rc=interrupted tree=unknown
+rc=interrupted
 summarize() { # also on an interrupted run: whatever tiers finished are evidence too
   {
     echo "# make vagrant-test, $(date -u +%Y-%m-%dT%H:%MZ), tree $tree"
