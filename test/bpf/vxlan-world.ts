@@ -16,11 +16,12 @@ import {
   BR_GEN_MAP, Bridge, BRIDGE, invalidateCache, DevmapVal, FDB_FLAGS, FdbEntry, FdbKey, floodList, FloodKey, Port, PORT_FLAGS, remoteList, Vlan, VlanKey, Vtep, VTEP_FLAGS, VXLAN, VxPeerKey, VxPortKey,
 } from '../../src/objects/bridge.js';
 import { u32, ipv4ToNum } from '../../src/objects/codec.js';
-import { BPF_F_TEST_XDP_LIVE_FRAMES, BPF_XDP, BpfMap, BpfObject, linkCreate, XDP_FLAGS_DRV_MODE } from '../../src/sys/libbpf.js';
+import { BPF_XDP, BpfMap, BpfObject, linkCreate, XDP_FLAGS_DRV_MODE } from '../../src/sys/libbpf.js';
 import { close, ifNameToIndex } from '../../src/sys/libc.js';
 import { builtObject, fixtureObject, giveSlots, ifCounters, PinRoot, tcIngress } from '../helpers/bpf.js';
 import { eth, ETH_P, hex, ip4, IPPROTO, mac, parse, udp, udp4, vxlan } from '../helpers/packet.js';
 import { cleanup, netns, sh, sleep, veth } from '../helpers/sys.js';
+import { XdpSender } from '../helpers/xdp-send.js';
 
 export const BR = 1;
 export const BR_MAC = '02:b0:00:00:00:01';
@@ -110,6 +111,7 @@ export function vxlanWorld() {
   let pins: PinRoot;
   let br: BpfObject;
   let cap: BpfObject;
+  let sender: XdpSender;
   let upMac: string;
   const ifx = {} as Record<Iface, number>;
   /** Capture programs by the ifindex they run on → the name frames are filed under. */
@@ -144,12 +146,14 @@ export function vxlanWorld() {
     for (const p of IFACES) ifx[p] = ifNameToIndex(p);
     br = pins.open(builtObject(BRIDGE.object));
     cap = pins.open(fixtureObject('capture'));
+    sender = new XdpSender(pins);
     for (const p of IFACES) links.push(capture(`${p}x`, p));
     // XDP ports of an overlay bridge carry the tc program too: XDP hands it
     // the floods that need a copy per remote VTEP.
     for (const p of PORTS) tcOff.push(tcIngress(br.program(BRIDGE.programs.tc).fd, ifx[p], `tc on ${p}`));
   });
   afterAll(() => {
+    sender?.close();
     tcOff.forEach((off) => off());
     links.forEach(close);
     pins?.cleanup();
@@ -252,9 +256,9 @@ export function vxlanWorld() {
   const progFor = (dev: string) => br.program(dev.startsWith('up') ? VXLAN.programs.uplink : BRIDGE.programs.xdp);
   /** The XDP verdict and output, without sending anything. */
   const xdpRun = (dev: Iface, f: Buffer) => progFor(dev).testRun({ data: f, ctx: xdpCtx(ifx[dev], f) });
-  /** Sends the frame through XDP for real; returns what came out where. */
+  /** Sends the frame through XDP for real (helpers/xdp-send.ts). */
   function xdpLive(dev: string, f: Buffer) {
-    progFor(dev).testRun({ data: f, ctx: xdpCtx(ifNameToIndex(dev), f), flags: BPF_F_TEST_XDP_LIVE_FRAMES, repeat: 1 });
+    sender.send(progFor(dev), dev, f);
   }
   function xdpSend(dev: string, f: Buffer, min = 0) {
     xdpLive(dev, f);
