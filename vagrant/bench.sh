@@ -19,7 +19,7 @@ cd "$here"
 virt=$(virt_kind)
 echo "virtualisation: $virt"
 vagrant_ensure_box
-vagrant up --provision
+vagrant up --no-parallel # a new VM is provisioned; a running one keeps its set-up (make all below rebuilds the tree)
 vagrant rsync
 cfg=$here/../build/vagrant-ssh.cfg; mkdir -p "$(dirname "$cfg")"
 vagrant ssh-config host-a host-b > "$cfg"

@@ -33,6 +33,8 @@ libvirt_stop() {
   local i
   for ((i = ${#started_pids[@]} - 1; i >= 0; i--)); do
     kill "${started_pids[i]}" 2>/dev/null && echo "stopped pid ${started_pids[i]}"
+    # gone before we return: a next target that still saw it exiting would not start its own
+    for _ in $(seq 100); do kill -0 "${started_pids[i]}" 2>/dev/null || break; sleep 0.1; done
   done
   started_pids=()
 }

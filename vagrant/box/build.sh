@@ -64,6 +64,10 @@ echo "UseDNS no" > "$root/etc/ssh/sshd_config.d/vagrant.conf"
 printf '127.0.0.1 localhost\n127.0.1.1 debian\n' > "$root/etc/hosts"
 ln -sf /run/systemd/resolve/stub-resolv.conf "$root/etc/resolv.conf" 2>/dev/null || true
 rm -f "$root/etc/ssh/ssh_host_"*   # regenerated per VM at first boot, below
+# Each VM its own machine ID, made by systemd at first boot: networkd's DHCP client ID derives
+# from it, and two VMs sharing one got one lease between them from libvirt's dnsmasq (each
+# renewal took the other's address, and vagrant lost the first VM as "inaccessible").
+: > "$root/etc/machine-id"; rm -f "$root/var/lib/dbus/machine-id"
 cat > "$root/etc/systemd/system/ssh-hostkeys.service" <<'EOF'
 [Unit]
 Description=Generate this VM's own SSH host keys
