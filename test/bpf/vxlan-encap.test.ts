@@ -46,17 +46,23 @@ describe('VXLAN VTEP: encap', () => {
         addRemoteMac(X, R2);
         const f = inner(X, A);
         const out = (dport: number) => hex(encapsulated({ dst: R2_MAC, src: w.upMac, saddr: LOCAL, daddr: R2, sport: xdpSport(f), dport }, f));
-        // Cached: a VTEP written behind the cache's back is not seen within the 20 ms (a few
-        // tries, in case the machine paused for longer between the two runs).
+        // Cached: a VTEP written behind the cache's back is not seen within the 20 ms. Only a
+        // try whose two runs came well within that (10 ms, the coarse clock's ticks being up to
+        // 4 ms) proves anything: an emulated VM can take longer for every pair.
         let cached = false;
-        for (let i = 0; i < 5 && !cached; i++) {
+        let quick = 0;
+        for (let i = 0; i < 20 && !cached; i++) {
           setVtep({});
           invalidateCache(map(BR_GEN_MAP));
+          const t0 = process.hrtime.bigint();
           expect(hex(xdpRun('p1', f).data)).toBe(out(4789));
           setVtep({ port: 8472 });
-          cached = hex(xdpRun('p1', f).data) === out(4789);
+          const hit = hex(xdpRun('p1', f).data) === out(4789);
+          if (process.hrtime.bigint() - t0 < 10_000_000n) quick++;
+          cached ||= hit;
         }
-        expect(cached).toBe(true);
+        if (quick) expect(cached).toBe(true);
+        else console.warn('encap cache: no two runs within 10 ms on this machine, its 20 ms validity not checked');
         setVtep({});
         invalidateCache(map(BR_GEN_MAP));
         expect(hex(xdpRun('p1', f).data)).toBe(out(4789)); // cached for 20 ms
