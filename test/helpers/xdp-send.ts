@@ -21,6 +21,7 @@ import { fixtureObject, type PinRoot } from './bpf.js';
 export function xdpSendMode(): 'wire' | 'live' {
   const forced = process.env.XDPNET_TEST_XDP;
   if (forced === 'wire' || forced === 'live') return forced;
+  if (forced) throw new Error(`XDPNET_TEST_XDP=${forced}: wire or live`);
   const [major, minor] = release().split('.').map((n) => parseInt(n, 10));
   return major < 6 || (major === 6 && minor < 3) ? 'wire' : 'live';
 }
