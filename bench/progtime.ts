@@ -1,6 +1,6 @@
 // Program time per frame of packet-rate rows, for comparing code: two (or
-// more) built trees take turns (A B, B A, ...) running the same rows through
-// their own bench (`node TREE/dist/bench/main.js --only ROWS --reps 1`), while
+// more) built trees take turns (A B, B A, ...) running the same row through
+// their own bench (`node TREE/dist/bench/main.js --only ROW --reps 1`), while
 // this process samples run_time_ns / run_cnt of every program attached in the
 // bench's forwarding and sink namespaces. The kernel keeps those figures only
 // while stats are on: held on here with BPF_ENABLE_STATS for this process's
@@ -63,9 +63,9 @@ function attached(ns: string): Array<{ id: number; where: string }> {
   return res;
 }
 
-async function benchRun(tree: string, pair: number): Promise<RowRun[]> {
+async function benchRun(tree: string, pair: number, only: string[]): Promise<RowRun[]> {
   const [dir, objs] = tree.split('@');
-  const args = [`${dir}/dist/bench/main.js`, '--only', rows.join(','), '--reps', '1', '--duration', a.duration!,
+  const args = [`${dir}/dist/bench/main.js`, '--only', only.join(','), '--reps', '1', '--duration', a.duration!,
     ...(a.cpu ? ['--cpu', a.cpu] : []), ...a['bench-args']!.split(' ').filter(Boolean)];
   const env = objs ? { ...process.env, XDPNET_BPF_DIR: objs } : process.env;
   const child = spawn(process.execPath, args, { cwd: dir, env, stdio: ['ignore', 'pipe', 'pipe'] });
@@ -131,15 +131,18 @@ const sinkNs = (r: RowRun) => r.progs.find((p) => p.where.startsWith('sink:'))?.
 const statsFd = saved ? -1 : enableRunTimeStats();
 const all: RowRun[] = saved?.runs ?? [];
 for (let pair = 0; pair < Number(a.pairs); pair++) {
-  const order = pair % 2 ? [...trees].reverse() : trees; // A B, B A, ...: drift falls on both alike
-  for (const tree of order) {
-    const got = await benchRun(tree, pair);
-    const ceil = got.find((r) => r.row === 'redirect-ceiling')?.mpps;
-    for (const r of got) {
-      process.stdout.write(`pair ${pair + 1} ${tree} ${r.row}: ${r.mpps.toFixed(3)} Mpps${ceil ? ` (${(r.mpps / ceil).toFixed(2)} of ceiling)` : ''}; ` +
-        `${r.progs.map((p) => `${p.name}@${p.where} ${p.nsPerRun.toFixed(1)} ns x ${p.frames}`).join(', ')}\n`);
+  // Row by row, the trees back to back (A B, then B A): the machine's load
+  // drifts over minutes, and what runs seconds apart sees the same.
+  for (const [i, row] of rows.entries()) {
+    const order = (pair + i) % 2 ? [...trees].reverse() : trees;
+    for (const tree of order) {
+      const got = await benchRun(tree, pair, [row]);
+      for (const r of got) {
+        process.stdout.write(`pair ${pair + 1} ${tree} ${r.row}: ${r.mpps.toFixed(3)} Mpps; ` +
+          `${r.progs.map((p) => `${p.name}@${p.where} ${p.nsPerRun.toFixed(1)} ns x ${p.frames}`).join(', ')}\n`);
+      }
+      all.push(...got);
     }
-    all.push(...got);
   }
 }
 void statsFd; // closed at exit, which ends the accounting
