@@ -65,7 +65,10 @@ export class Topology {
   }
 
   veth(a: End, b: End): void {
-    ip('link', 'add', a.name, 'netns', this.nsName(a.ns), 'type', 'veth', 'peer', 'name', b.name, 'netns', this.nsName(b.ns));
+    // Made from inside a's namespace: Debian's 6.1 looks for an existing link of the new name in
+    // the caller's namespace, so `ip link add eth0 netns X` failed (EEXIST) in a VM with its own
+    // eth0 (6.18 looks in X).
+    ip('-n', this.nsName(a.ns), 'link', 'add', a.name, 'type', 'veth', 'peer', 'name', b.name, 'netns', this.nsName(b.ns));
     for (const e of [a, b]) {
       if (e.addr) ip('-n', this.nsName(e.ns), 'addr', 'add', e.addr, 'dev', e.name);
       ip('-n', this.nsName(e.ns), 'link', 'set', e.name, 'up');

@@ -11,7 +11,7 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 RUNS=${RUNS:-3} SECS=${SECONDS_PER_RUN:-10} PEER_REPS=${PEER_REPS:-3} PEER_SECS=${PEER_SECS:-3}
-PEER_ROWS=${PEER_ROWS:-redirect-ceiling,linux-bridge,xdpnet-bridge,ovs-bridge,xdpnet-bridge-macs,ovs-bridge-macs,kernel-vxlan-encap,xdpnet-vxlan-encap,ovs-vxlan-encap,kernel-vxlan-decap,xdpnet-vxlan-decap,ovs-vxlan-decap,iptables-masq,xdpnet-masq,ovs-masq,nft-flowtable-masq,iptables-masq-10k,xdpnet-masq-10k,ovs-masq-10k,nft-flowtable-masq-10k,tcp-linux-bridge,tcp-xdpnet-bridge,tcp-ovs-bridge}
+PEER_ROWS=${PEER_ROWS:-redirect-ceiling,linux-bridge,xdpnet-bridge,ovs-bridge,xdpnet-bridge-macs,ovs-bridge-macs,kernel-vxlan-encap,xdpnet-vxlan-encap,ovs-vxlan-encap,kernel-vxlan-decap,xdpnet-vxlan-decap,ovs-vxlan-decap,iptables-masq,xdpnet-masq,ovs-masq,nft-flowtable-masq,iptables-masq-10k,xdpnet-masq-10k,xdpnet-masq-xdp,xdpnet-masq-xdp-10k,ovs-masq-10k,nft-flowtable-masq-10k,tcp-linux-bridge,tcp-xdpnet-bridge,tcp-ovs-bridge}
 . "$here/libvirt.sh"
 vagrant_deps
 libvirt_start
@@ -21,6 +21,8 @@ echo "virtualisation: $virt"
 vagrant_ensure_box
 vagrant up --no-parallel # a new VM is provisioned; a running one keeps its set-up (make all below rebuilds the tree)
 vagrant rsync
+# the tree the guests run: the host's checkout as rsynced now (it may move on during the run)
+tree="$(git -C "$here/.." rev-parse --short HEAD)$(git -C "$here/.." diff --quiet || echo +dirty)"
 cfg=$here/../build/vagrant-ssh.cfg; mkdir -p "$(dirname "$cfg")"
 vagrant ssh-config host-a host-b > "$cfg"
 on() { local vm=$1; shift; ssh -F "$cfg" -o LogLevel=ERROR "$vm" sudo /xdpnet/vagrant/guest/bench.sh "$@"; }
@@ -69,7 +71,7 @@ kern=$(ssh -F "$cfg" host-a uname -r)
 {
   echo "# Cross-VM TCP: xdpnet against the kernel path (make vagrant-bench)"
   echo
-  echo "$(date -u +%Y-%m-%d), tree $(git -C "$here/.." rev-parse --short HEAD). Two Debian 12 VMs (kernel $kern, 2 vCPUs,"
+  echo "$(date -u +%Y-%m-%d), tree $tree. Two Debian 12 VMs (kernel $kern, 2 vCPUs,"
   echo "virtio-net underlay on an isolated libvirt network), **$virt**, guest CPU \"$cpu\"."
   echo "iperf3, one TCP stream (cubic) container → container, $SECS s per run, median of $RUNS runs per row,"
   echo "kernel and xdpnet runs alternating. Under emulation every figure is set by qemu's TCG"
