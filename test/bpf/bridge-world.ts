@@ -16,7 +16,7 @@ import { BR_CACHE, sizeCache } from '../../src/objects/memory.js';
 import type { InstancePaths } from '../../src/objects/paths.js';
 import { BPF_XDP, BpfMap, BpfObject, linkCreate, numPossibleCpus, XDP_FLAGS_DRV_MODE } from '../../src/sys/libbpf.js';
 import { close, ifNameToIndex } from '../../src/sys/libc.js';
-import { builtObject, fixtureObject, giveSlots, ifCounters, PinRoot } from '../helpers/bpf.js';
+import { builtObject, fixtureObject, giveSlots, ifCounters, PinRoot, skbMd, xdpMd } from '../helpers/bpf.js';
 import { eth, ETH_P, hex, mac, udp4 } from '../helpers/packet.js';
 import { cleanup, netns, sh, veth } from '../helpers/sys.js';
 import { XdpSender } from '../helpers/xdp-send.js';
@@ -135,12 +135,7 @@ export function bridgeWorld() {
     resetCaptures();
     return out;
   }
-  const xdpCtx = (p: PortName, f: Buffer) => {
-    const ctx = Buffer.alloc(24); // struct xdp_md
-    ctx.writeUInt32LE(f.length, 4); // data_end: the kernel wants the frame's length
-    ctx.writeUInt32LE(ifx[p], 12); // ingress_ifindex
-    return ctx;
-  };
+  const xdpCtx = (p: PortName, f: Buffer) => xdpMd(ifx[p], f.length);
   /** The XDP verdict, without sending anything. */
   const xdpVerdict = (p: PortName, f: Buffer) => br.program(BRIDGE.programs.xdp).testRun({ data: f, ctx: xdpCtx(p, f) }).retval;
   /** Sends the frame through the XDP path for real and returns what came out where. */
@@ -155,9 +150,7 @@ export function bridgeWorld() {
     return captured();
   }
   function tcRun(p: PortName, f: Buffer) {
-    const ctx = Buffer.alloc(44); // struct __sk_buff up to ifindex
-    ctx.writeUInt32LE(ifx[p], 40);
-    return br.program(BRIDGE.programs.tc).testRun({ data: f, ctx });
+    return br.program(BRIDGE.programs.tc).testRun({ data: f, ctx: skbMd(ifx[p]) });
   }
   function fdb(m: string, vid = 1) {
     const v = map(BRIDGE.maps.fdb).lookup(FdbKey.encode({ bridge: BR, vid, mac: mac(m) }));

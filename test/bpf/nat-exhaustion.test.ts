@@ -16,7 +16,7 @@ import { CtEntry, CtKey, CtStats, ctEntriesFor, NAT, SNAT_FLAGS, SnatRule, snatK
 import { objectSet, type InstancePaths } from '../../src/objects/paths.js';
 import { numPossibleCpus, type BpfObject } from '../../src/sys/libbpf.js';
 import { ifNameToIndex } from '../../src/sys/libc.js';
-import { builtObject, PinRoot, TC, XDP } from '../helpers/bpf.js';
+import { builtObject, PinRoot, skbMd, TC, XDP, xdpMd } from '../helpers/bpf.js';
 import { eth, IPPROTO, parse, udp4 } from '../helpers/packet.js';
 import { cleanup, netns, sh } from '../helpers/sys.js';
 
@@ -77,21 +77,10 @@ describe('NAT exhaustion', () => {
   const roots: PinRoot[] = [];
   afterAll(() => roots.forEach((r) => r.cleanup()));
 
-  const xdpCtx = (ifindex: number, f: Buffer) => {
-    const ctx = Buffer.alloc(24);
-    ctx.writeUInt32LE(f.length, 4);
-    ctx.writeUInt32LE(ifindex, 12);
-    return ctx;
-  };
-  const skbCtx = (ifindex: number) => {
-    const ctx = Buffer.alloc(44);
-    ctx.writeUInt32LE(ifindex, 40);
-    return ctx;
-  };
   function runner(o: BpfObject) {
     const prog = { xdp: o.program(NAT.programs.xdp), tc: o.program(NAT.programs.tc) };
     return (hook: 'xdp' | 'tc', ifindex: number, f: Buffer) => {
-      const r = prog[hook].testRun({ data: f, ctx: hook === 'xdp' ? xdpCtx(ifindex, f) : skbCtx(ifindex) });
+      const r = prog[hook].testRun({ data: f, ctx: hook === 'xdp' ? xdpMd(ifindex, f.length) : skbMd(ifindex) });
       return { ok: r.retval === (hook === 'xdp' ? XDP.REDIRECT : TC.REDIRECT), frame: r.data };
     };
   }

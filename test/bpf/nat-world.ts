@@ -18,7 +18,7 @@ import { NAT_HOT, sizeCache } from '../../src/objects/memory.js';
 import type { InstancePaths } from '../../src/objects/paths.js';
 import { numPossibleCpus, type BpfMap, type BpfObject } from '../../src/sys/libbpf.js';
 import { ifNameToIndex, monotonicCoarseNs } from '../../src/sys/libc.js';
-import { builtObject, PinRoot, TC, XDP } from '../helpers/bpf.js';
+import { builtObject, PinRoot, skbMd, TC, XDP, xdpMd } from '../helpers/bpf.js';
 import { eth, hex, IPPROTO, parse, tcp4, type Parsed } from '../helpers/packet.js';
 import { cleanup, netns, sh } from '../helpers/sys.js';
 
@@ -158,17 +158,8 @@ export function natWorld() {
     map(NAT.maps.config).update(u32(0), NatConfig.encode({ ...ZERO_CONFIG, ...c }));
   }
 
-  function xdpCtx(port: Port, f: Buffer): Buffer {
-    const ctx = Buffer.alloc(24); // struct xdp_md
-    ctx.writeUInt32LE(f.length, 4); // data_end: the frame's length
-    ctx.writeUInt32LE(ifx[port], 12); // ingress_ifindex
-    return ctx;
-  }
-  function skbCtx(port: Port): Buffer {
-    const ctx = Buffer.alloc(44); // struct __sk_buff up to ifindex
-    ctx.writeUInt32LE(ifx[port], 40);
-    return ctx;
-  }
+  const xdpCtx = (port: Port, f: Buffer) => xdpMd(ifx[port], f.length);
+  const skbCtx = (port: Port) => skbMd(ifx[port]);
   /** Runs a frame received on `port` through the hook's program: its verdict and the frame after it. */
   function send(hook: Hook, port: Port, f: Buffer): { verdict: string; out: string; frame: Buffer } {
     const prog = nat.program(NAT.programs[hook]);

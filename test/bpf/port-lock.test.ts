@@ -12,7 +12,7 @@ import {
 import { ipv4ToNum, u32 } from '../../src/objects/codec.js';
 import { BpfMap, BpfObject } from '../../src/sys/libbpf.js';
 import { ifNameToIndex } from '../../src/sys/libc.js';
-import { builtObject, giveSlots, ifCounters, PinRoot, TC, XDP } from '../helpers/bpf.js';
+import { builtObject, giveSlots, ifCounters, PinRoot, skbMd, TC, XDP, xdpMd } from '../helpers/bpf.js';
 import { eth, ETH_P, ip4, mac, udp4 } from '../helpers/packet.js';
 import { cleanup, netns, onCpu0, sh, veth } from '../helpers/sys.js';
 
@@ -89,14 +89,9 @@ describe('port lock', () => {
 
   function run(hook: Hook, p: PortName, f: Buffer) {
     if (hook === 'xdp') {
-      const ctx = Buffer.alloc(24); // struct xdp_md
-      ctx.writeUInt32LE(f.length, 4);
-      ctx.writeUInt32LE(ifx[p], 12);
-      return br.program(BRIDGE.programs.xdp).testRun({ data: f, ctx });
+      return br.program(BRIDGE.programs.xdp).testRun({ data: f, ctx: xdpMd(ifx[p], f.length) });
     }
-    const ctx = Buffer.alloc(44); // struct __sk_buff up to ifindex
-    ctx.writeUInt32LE(ifx[p], 40);
-    return br.program(BRIDGE.programs.tc).testRun({ data: f, ctx });
+    return br.program(BRIDGE.programs.tc).testRun({ data: f, ctx: skbMd(ifx[p]) });
   }
   const drops = () => readDrops(map('xn_drops'));
   const stats = (p: PortName) => ifCounters(br, ifx[p]);

@@ -4,7 +4,7 @@
 import { describe, expect, it } from 'vitest';
 import { BR_GEN_MAP, invalidateCache, VXLAN, VxPortKey } from '../../src/objects/bridge.js';
 import { u32, ipv4ToNum } from '../../src/objects/codec.js';
-import { TC, XDP } from '../helpers/bpf.js';
+import { skbMd, TC, XDP } from '../helpers/bpf.js';
 import { eth, ETH_P, hex, IPPROTO, ipv4, tcp4, udp, udp4, vxlan } from '../helpers/packet.js';
 import { onCpu0 } from '../helpers/sys.js';
 import { A, arp, B, BCAST, inner, inner6, LOCAL, R2, R2_MAC, R3, VNI, vxlanWorld, X, xdpSport, Y } from './vxlan-world.js';
@@ -194,9 +194,7 @@ describe('VXLAN VTEP: decap', () => {
 
   describe('decap (tc on the uplink, vxlan add --hook tc)', () => {
     const tcUp = (f: Buffer) => {
-      const ctx = Buffer.alloc(44); // struct __sk_buff up to ifindex
-      ctx.writeUInt32LE(ifx.up0, 40);
-      return w.br.program(VXLAN.programs.uplinkTc).testRun({ data: f, ctx });
+      return w.br.program(VXLAN.programs.uplinkTc).testRun({ data: f, ctx: skbMd(ifx.up0) });
     };
 
     it('decapsulates to the port of the inner destination, byte-exact, learning the sender VTEP', () => {

@@ -18,7 +18,7 @@ import {
 import { u32, ipv4ToNum } from '../../src/objects/codec.js';
 import { BPF_XDP, BpfMap, BpfObject, linkCreate, XDP_FLAGS_DRV_MODE } from '../../src/sys/libbpf.js';
 import { close, ifNameToIndex } from '../../src/sys/libc.js';
-import { builtObject, fixtureObject, giveSlots, ifCounters, PinRoot, tcIngress } from '../helpers/bpf.js';
+import { builtObject, fixtureObject, giveSlots, ifCounters, PinRoot, skbMd, tcIngress, xdpMd } from '../helpers/bpf.js';
 import { eth, ETH_P, hex, ip4, IPPROTO, mac, parse, udp, udp4, vxlan } from '../helpers/packet.js';
 import { cleanup, netns, sh, sleep, veth } from '../helpers/sys.js';
 import { XdpSender } from '../helpers/xdp-send.js';
@@ -247,12 +247,7 @@ export function vxlanWorld() {
   function captured(min = 0): Record<string, string[]> {
     return Object.fromEntries(Object.entries(capturedRaw(min)).map(([k, v]) => [k, v.map((f) => hex(f.data))]));
   }
-  const xdpCtx = (ifindex: number, f: Buffer) => {
-    const ctx = Buffer.alloc(24); // struct xdp_md
-    ctx.writeUInt32LE(f.length, 4);
-    ctx.writeUInt32LE(ifindex, 12);
-    return ctx;
-  };
+  const xdpCtx = (ifindex: number, f: Buffer) => xdpMd(ifindex, f.length);
   const progFor = (dev: string) => br.program(dev.startsWith('up') ? VXLAN.programs.uplink : BRIDGE.programs.xdp);
   /** The XDP verdict and output, without sending anything. */
   const xdpRun = (dev: Iface, f: Buffer) => progFor(dev).testRun({ data: f, ctx: xdpCtx(ifx[dev], f) });
@@ -265,9 +260,7 @@ export function vxlanWorld() {
     return captured(min);
   }
   function tcRun(dev: string, f: Buffer) {
-    const ctx = Buffer.alloc(44); // struct __sk_buff up to ifindex
-    ctx.writeUInt32LE(ifNameToIndex(dev), 40);
-    return br.program(BRIDGE.programs.tc).testRun({ data: f, ctx });
+    return br.program(BRIDGE.programs.tc).testRun({ data: f, ctx: skbMd(ifNameToIndex(dev)) });
   }
   function fdb(m: string, bridge = BR, vid = 1) {
     const v = map(BRIDGE.maps.fdb).lookup(FdbKey.encode({ bridge, vid, mac: mac(m) }));

@@ -14,6 +14,20 @@ import { ROOT, tcFlavour } from './sys.js';
 export const XDP = { ABORTED: 0, DROP: 1, PASS: 2, TX: 3, REDIRECT: 4 } as const;
 export const TC = { OK: 0, SHOT: 2, REDIRECT: 7 } as const;
 
+/** A struct xdp_md for BPF_PROG_RUN: a frame of len bytes received on ifindex. */
+export function xdpMd(ifindex: number, len: number): Buffer {
+  const ctx = Buffer.alloc(24);
+  ctx.writeUInt32LE(len, 4); // data_end: the kernel wants the frame's length
+  ctx.writeUInt32LE(ifindex, 12); // ingress_ifindex
+  return ctx;
+}
+/** A struct __sk_buff for BPF_PROG_RUN, up to ifindex: a frame received on ifindex. */
+export function skbMd(ifindex: number): Buffer {
+  const ctx = Buffer.alloc(44);
+  ctx.writeUInt32LE(ifindex, 40);
+  return ctx;
+}
+
 /** The built object the loader would pick: build/bpf, or build/bpf-compat (XDPNET_BPF_COMPAT=1, or a kernel without bpf_loop). */
 export function builtObject(name: string): string {
   return objectPath(name);

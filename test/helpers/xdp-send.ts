@@ -5,7 +5,7 @@ import { release } from 'node:os';
 import { u32 } from '../../src/objects/codec.js';
 import { BPF_F_TEST_XDP_LIVE_FRAMES, BPF_XDP, BpfObject, BpfProgram, linkCreate, XDP_FLAGS_DRV_MODE } from '../../src/sys/libbpf.js';
 import { close, ifNameToIndex } from '../../src/sys/libc.js';
-import { fixtureObject, type PinRoot } from './bpf.js';
+import { fixtureObject, type PinRoot, xdpMd } from './bpf.js';
 
 /**
  * Before Linux 6.3 a live-frame test run keeps its xdp_frame in front of the
@@ -44,10 +44,7 @@ export class XdpSender {
     const ifindex = ifNameToIndex(dev);
     const peer = this.mode === 'wire' ? ifNameToIndex(`${dev}x`) : 0; // 0: no such device here
     if (!peer) {
-      const ctx = Buffer.alloc(24); // struct xdp_md
-      ctx.writeUInt32LE(f.length, 4); // data_end: the kernel wants the frame's length
-      ctx.writeUInt32LE(ifindex, 12); // ingress_ifindex
-      prog.testRun({ data: f, ctx, flags: BPF_F_TEST_XDP_LIVE_FRAMES, repeat: 1 });
+      prog.testRun({ data: f, ctx: xdpMd(ifindex, f.length), flags: BPF_F_TEST_XDP_LIVE_FRAMES, repeat: 1 });
       return;
     }
     const had = this.links.get(dev);
