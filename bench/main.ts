@@ -2,6 +2,7 @@
 // builds a namespace topology gen → … → sink; a generator child process sends
 // 128-byte UDP frames from the gen namespace, xn_sink counts what arrives.
 //   node dist/bench/main.js [--only a,b] [--duration s] [--reps n (5)] [--flows n] [--size bytes] [--cpu n (the last)] [--md FILE]
+//   node dist/bench/main.js --only a,b --layout split|spread   (packet rows on more than one CPU: bench/multicore.ts)
 //   node dist/bench/main.js --render        (latest.md again from latest.json)
 //   node dist/bench/main.js --role sink|gen --iface IF [--peer IP] …   (bench/run, vagrant)
 import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
@@ -34,13 +35,24 @@ const RESULTS = fileURLToPath(new URL('../../bench/results/', import.meta.url));
 const CHURN = 'fdb-churn';
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
-interface RunOptions { seconds: number; reps: number; flows: number; size: number; varyMac: boolean; cpu?: string }
+/**
+ * Where the work runs. one: the generator and the whole path in its softirq on
+ * one CPU. split: the generator alone on its CPU, every other namespace's veth
+ * receive work (the forwarder, the sink) in NAPI threads on another. spread:
+ * a generator on each CPU, veths with a queue per CPU, so each CPU carries its
+ * own share of the path end to end.
+ */
+const LAYOUTS = ['one', 'split', 'spread'] as const;
+type Layout = (typeof LAYOUTS)[number];
+interface RunOptions { seconds: number; reps: number; flows: number; size: number; varyMac: boolean; cpu?: string; layout: Layout }
 
 /** Builds the scenario, attaches the sink; returns how to run the generator and read the sink. */
 function prepare(t: Topology, s: Scenario, o: RunOptions) {
   const e = s.build(t);
   const sink = t.attachXdp(e.sink.ns, e.sink.iface, 'sink');
-  const gen = (seconds: number): Promise<GenResult> => {
+  const cpus = availableParallelism();
+  if (o.layout === 'split') t.threadNapi(e.gen.ns, o.cpu === '0' ? 1 : 0);
+  const gen1 = (seconds: number, cpu: string | undefined): Promise<GenResult> => {
     const spec: GenOptions = {
       netns: t.nsName(e.gen.ns), iface: e.gen.iface, srcMac: t.mac(e.gen.ns, e.gen.iface),
       dstMac: e.gen.dstMac ?? t.mac(e.sink.ns, e.sink.iface), srcIp: e.gen.ip, dstIp: e.sink.ip,
@@ -50,14 +62,19 @@ function prepare(t: Topology, s: Scenario, o: RunOptions) {
     // The whole path runs in the generator's softirq context on its CPU, so
     // pinning it (--cpu) steadies the figures on a machine that is not idle.
     const argv = [process.execPath, GEN_JS, JSON.stringify(spec)];
-    if (o.cpu !== undefined) argv.unshift('taskset', '-c', o.cpu);
+    if (cpu !== undefined) argv.unshift('taskset', '-c', cpu);
     return t.run('generator', argv[0], argv.slice(1)).then((out) => JSON.parse(out) as GenResult);
+  };
+  const gen = async (seconds: number): Promise<GenResult> => {
+    if (o.layout !== 'spread') return gen1(seconds, o.cpu);
+    const rs = await Promise.all(Array.from({ length: cpus }, (_, i) => gen1(seconds, String(i))));
+    return { packets: rs.reduce((s, r) => s + r.packets, 0), seconds: Math.max(...rs.map((r) => r.seconds)) };
   };
   return { gen, delivered: () => Number(sink.count().packets), deliveredBytes: () => Number(sink.count().bytes) };
 }
 
 async function measure(s: Scenario, o: RunOptions, label = (i: number) => `${i + 1}/${o.reps}`): Promise<Row> {
-  const t = new Topology();
+  const t = new Topology(o.layout === 'spread' ? availableParallelism() : 1);
   try {
     const { gen, delivered, deliveredBytes } = prepare(t, s, o);
     const runs: Row['runs'] = [];
@@ -119,7 +136,7 @@ const PEER_PAIRS: Array<[string, string, string]> = [
 
 /** The README's tables, from a run's report. */
 function markdown(r: { date: string; kernel: string; cpu: string; nproc: number; rows: Row[]; tcp: TcpRow[]; tcpCc?: { cc: string; note: string | null } | null; skipped?: Array<{ scenario: string; why: string }>; churn: ChurnResult | null; ctScale: CtScaleResult | null }): string {
-  const out = [`Measured ${r.date.slice(0, 10)} on ${r.cpu} (${r.nproc} vCPUs), kernel ${r.kernel}; 128-byte frames, one generator core, median of the runs.`, '',
+  const out = [`Measured ${r.date.slice(0, 10)} on ${r.cpu} (${r.nproc} vCPUs), kernel ${r.kernel}; 128-byte frames, one generator core, median of the runs (vs ceiling: of each run over the ceiling's run in the same rep).`, '',
     '| scenario | delivered Mpps | vs ceiling | vs Linux bridge |', '|---|---:|---:|---:|'];
   const br = r.rows.find((x) => x.scenario === 'linux-bridge')?.deliveredMpps;
   for (const x of r.rows) {
@@ -173,7 +190,7 @@ async function main(): Promise<void> {
       only: { type: 'string' }, duration: { type: 'string' }, reps: { type: 'string', default: '5' },
       flows: { type: 'string', default: '1' }, size: { type: 'string', default: '128' }, 'vary-mac': { type: 'boolean', default: false },
       cpu: { type: 'string' }, role: { type: 'string' }, iface: { type: 'string' }, peer: { type: 'string' }, idle: { type: 'string', default: '3' },
-      render: { type: 'boolean', default: false }, md: { type: 'string' },
+      render: { type: 'boolean', default: false }, md: { type: 'string' }, layout: { type: 'string', default: 'one' },
     },
   });
   if (a.render) { // latest.md again from latest.json (after the table's format changed)
@@ -210,7 +227,12 @@ async function main(): Promise<void> {
   reapCongestionHolds();
   // The generator on the last CPU by default: the run's other processes keep off it, and rows vary less.
   const genCpu = a.cpu ?? (availableParallelism() > 1 ? String(availableParallelism() - 1) : undefined);
-  const opts: RunOptions = { seconds: duration ?? 3, reps: num(a.reps, 'reps'), cpu: genCpu, ...frame };
+  const layout = a.layout as Layout;
+  if (!LAYOUTS.includes(layout)) throw new Error(`--layout must be one of ${LAYOUTS.join(', ')}, got ${a.layout}`);
+  if (layout !== 'one' && availableParallelism() < 2) throw new Error(`--layout ${layout} needs at least 2 CPUs`);
+  const packetRows = SCENARIOS.map((s) => s.name);
+  if (layout !== 'one' && !only?.every((n) => packetRows.includes(n))) throw new Error(`--layout ${layout} takes packet-rate rows only (--only ${packetRows.slice(0, 2).join(',')},...)`);
+  const opts: RunOptions = { seconds: duration ?? 3, reps: num(a.reps, 'reps'), cpu: genCpu, layout, ...frame };
   const skipped: Array<{ scenario: string; why: string }> = [];
   const scenarios = SCENARIOS.filter((x) => !only || only.includes(x.name)).filter((s) => {
     const skip = s.unavailable?.();
@@ -233,8 +255,12 @@ async function main(): Promise<void> {
   const rows: Row[] = [...byName.values()].map((r) => ({
     ...r, deliveredMpps: median(r.runs.map((x) => x.deliveredMpps)), generatedMpps: median(r.runs.map((x) => x.generatedMpps)),
   }));
-  const ceiling = rows.find((r) => r.scenario === CEILING)?.deliveredMpps;
-  for (const r of rows) r.ratio = ceiling ? r.deliveredMpps / ceiling : null;
+  // A row's ratio is the median of its runs each over the ceiling's run of the
+  // same rep (minutes apart, not the whole bench): slow drift cancels.
+  const ceiling = rows.find((r) => r.scenario === CEILING)?.runs;
+  for (const r of rows) {
+    r.ratio = ceiling?.length === r.runs.length ? median(r.runs.map((x, i) => x.deliveredMpps / ceiling[i].deliveredMpps)) : null;
+  }
   if (rows.length) printTable(rows);
 
   // TCP varies more from run to run than the bridges differ: scenarios take
@@ -307,7 +333,7 @@ async function main(): Promise<void> {
   const cpu = /^model name\s*:\s*(.*)$/m.exec(readFileSync('/proc/cpuinfo', 'utf8'))?.[1] ?? 'unknown';
   const report = {
     date: new Date().toISOString(), kernel: release(), cpu, nproc: availableParallelism(),
-    frameSize: opts.size, flows: opts.flows, varyMac: opts.varyMac, seconds: opts.seconds, reps: opts.reps,
+    frameSize: opts.size, flows: opts.flows, varyMac: opts.varyMac, seconds: opts.seconds, reps: opts.reps, layout: opts.layout,
     genCpu: opts.cpu ?? null, rows, tcp, tcpCc: tcpCc && { cc: tcpCc.cc ?? 'host default', note: tcpCc.note ?? null }, skipped, churn, ctScale,
   };
   const file = writeResults(report, Boolean(only));

@@ -39,7 +39,8 @@ export class Topology {
   private xdpnetRoles = new Set<string>(); // namespaces whose xdpnet state destroy() removes
   private stops: Array<() => void> = []; // daemons started in our namespaces (e.g. Open vSwitch), stopped before they go
 
-  constructor() {
+  /** queues: rx and tx queues of every veth (a veth redirect picks the peer's queue by CPU). */
+  constructor(readonly queues = 1) {
     installCleanup();
     live.add(this);
   }
@@ -68,7 +69,8 @@ export class Topology {
     // Made from inside a's namespace: Debian's 6.1 looks for an existing link of the new name in
     // the caller's namespace, so `ip link add eth0 netns X` failed (EEXIST) in a VM with its own
     // eth0 (6.18 looks in X).
-    ip('-n', this.nsName(a.ns), 'link', 'add', a.name, 'type', 'veth', 'peer', 'name', b.name, 'netns', this.nsName(b.ns));
+    const q = this.queues > 1 ? ['numtxqueues', String(this.queues), 'numrxqueues', String(this.queues)] : [];
+    ip('-n', this.nsName(a.ns), 'link', 'add', a.name, ...q, 'type', 'veth', 'peer', 'name', b.name, ...q, 'netns', this.nsName(b.ns));
     for (const e of [a, b]) {
       if (e.addr) ip('-n', this.nsName(e.ns), 'addr', 'add', e.addr, 'dev', e.name);
       ip('-n', this.nsName(e.ns), 'link', 'set', e.name, 'up');
@@ -156,6 +158,31 @@ export class Topology {
         else reject(new Error(`${what} failed (${signal ?? `exit ${code}`})`));
       });
     });
+  }
+
+  /**
+   * Moves the receive work of every veth outside the role's namespace to its own
+   * kernel thread (threaded NAPI) pinned to cpu: what each device's XDP and
+   * stack do then runs there, not in the sender's softirq. Call once the
+   * programs are attached (a veth has NAPI only with XDP or GRO on).
+   */
+  threadNapi(exceptRole: string, cpu: number): void {
+    const napiThreads = () => new Set(execFileSync('pgrep', ['^napi/'], { encoding: 'utf8' }).split('\n').filter(Boolean));
+    let before: Set<string>;
+    try {
+      before = napiThreads();
+    } catch {
+      before = new Set(); // pgrep exits 1 when there is none
+    }
+    const where = this.namespaces.filter((ns) => ns !== this.nsName(exceptRole));
+    for (const ns of where) {
+      for (const l of JSON.parse(ip('-n', ns, '-j', 'link', 'show', 'type', 'veth')) as Array<{ ifname: string }>) {
+        execFileSync('ip', ['netns', 'exec', ns, 'sh', '-c', `echo 1 > /sys/class/net/${l.ifname}/threaded`]);
+      }
+    }
+    const mine = [...napiThreads()].filter((p) => !before.has(p));
+    if (!mine.length) throw new Error(`no NAPI threads appeared in ${where.join(', ')}`);
+    for (const pid of mine) execFileSync('taskset', ['-p', '-c', String(cpu), pid], { stdio: 'ignore' });
   }
 
   /** Runs fn on destroy(), before the namespaces are deleted (last registered, first run). */
