@@ -3,7 +3,7 @@
 // 128-byte UDP frames from the gen namespace, xn_sink counts what arrives.
 //   node dist/bench/main.js [--only a,b] [--duration s] [--reps n (5)] [--flows n] [--size bytes] [--cpu n (the last)] [--md FILE]
 //   node dist/bench/main.js --only a,b --layout split|spread   (packet rows on more than one CPU: bench/multicore.ts)
-//   node dist/bench/main.js --render        (latest.md again from latest.json)
+//   node dist/bench/main.js --render        (latest.md and the README's table again from latest.json)
 //   node dist/bench/main.js --role sink|gen --iface IF [--peer IP] …   (bench/run, vagrant)
 import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { availableParallelism, release } from 'node:os';
@@ -175,6 +175,43 @@ function markdown(r: { date: string; kernel: string; cpu: string; nproc: number;
   return `${out.join('\n')}\n`;
 }
 
+/** The README's summary (between its bench markers): each job, xdpnet against the kernel path. */
+const README_JOBS: Array<[string, string, string]> = [
+  ['xdpnet-bridge', 'linux-bridge', 'bridge, 1 flow'],
+  ['xdpnet-bridge-macs', 'linux-bridge-macs', 'bridge, 1024 source MACs'],
+  ['xdpnet-vxlan-encap', 'kernel-vxlan-encap', 'VXLAN encap'],
+  ['xdpnet-vxlan-decap', 'kernel-vxlan-decap', 'VXLAN decap'],
+  ['xdpnet-masq-10k', 'iptables-masq-10k', 'masquerade, 10k flows'],
+  ['xdpnet-masq-xdp-10k', 'iptables-masq-10k', 'masquerade, 10k flows, `--in-hook xdp`'],
+];
+const README = fileURLToPath(new URL('../../README.md', import.meta.url));
+const README_BEGIN = '<!-- bench table: node dist/bench/main.js --render -->';
+const README_END = '<!-- end of bench table -->';
+
+function readmeTable(r: { date: string; kernel: string; cpu: string; nproc: number; rows: Row[]; tcp: TcpRow[] }): string {
+  const rate = new Map(r.rows.map((x) => [x.scenario, x] as const));
+  const out = [`Packet rate, 128-byte frames, one core (\`make bench\`, ${r.date.slice(0, 10)}, ${r.cpu}, ${r.nproc} vCPUs, kernel ${r.kernel}):`, '',
+    '| job | xdpnet Mpps | kernel path Mpps | xdpnet / kernel | xdpnet vs bare XDP redirect |', '|---|---:|---:|---:|---:|'];
+  for (const [x, k, job] of README_JOBS) {
+    const a = rate.get(x), b = rate.get(k);
+    if (a && b) out.push(`| ${job} | ${a.deliveredMpps.toFixed(2)} | ${b.deliveredMpps.toFixed(2)} (${k}) | ${(a.deliveredMpps / b.deliveredMpps).toFixed(1)}× | ${a.ratio?.toFixed(2) ?? '-'} |`);
+  }
+  const tcp = (s: string, n: number) => r.tcp.find((x) => x.scenario === s && x.streams === n);
+  for (const n of [1, 4]) {
+    const a = tcp('tcp-xdpnet-bridge', n), b = tcp(TCP_REFERENCE, n);
+    if (a && b) out.push(`| TCP over the bridge, ${n} stream${n > 1 ? 's' : ''} (Gbit/s) | ${a.gbps.toFixed(1)} | ${b.gbps.toFixed(1)} (Linux bridge) | ${(a.gbps / b.gbps).toFixed(2)}× | |`);
+  }
+  return out.join('\n');
+}
+
+/** Replaces the README's summary between its markers (a full run, or --render). */
+function writeReadme(report: Parameters<typeof readmeTable>[0]): void {
+  const text = readFileSync(README, 'utf8');
+  const i = text.indexOf(README_BEGIN), j = text.indexOf(README_END);
+  if (i < 0 || j < i) throw new Error(`README.md has no bench table markers (${README_BEGIN} … ${README_END})`);
+  writeFileSync(README, `${text.slice(0, i + README_BEGIN.length)}\n${readmeTable(report)}\n${text.slice(j)}`);
+}
+
 /** A full run replaces latest.json (the README's table); an --only run writes partial.json. */
 function writeResults(report: object, partial: boolean): string {
   mkdirSync(RESULTS, { recursive: true });
@@ -194,7 +231,9 @@ async function main(): Promise<void> {
     },
   });
   if (a.render) { // latest.md again from latest.json (after the table's format changed)
-    writeFileSync(`${RESULTS}latest.md`, markdown(JSON.parse(readFileSync(`${RESULTS}latest.json`, 'utf8'))));
+    const latest = JSON.parse(readFileSync(`${RESULTS}latest.json`, 'utf8'));
+    writeFileSync(`${RESULTS}latest.md`, markdown(latest));
+    writeReadme(latest);
     return;
   }
   const num = (v: string | undefined, name: string) => {
@@ -337,7 +376,10 @@ async function main(): Promise<void> {
     genCpu: opts.cpu ?? null, rows, tcp, tcpCc: tcpCc && { cc: tcpCc.cc ?? 'host default', note: tcpCc.note ?? null }, skipped, churn, ctScale,
   };
   const file = writeResults(report, Boolean(only));
-  if (!only) writeFileSync(`${RESULTS}latest.md`, markdown(report));
+  if (!only) {
+    writeFileSync(`${RESULTS}latest.md`, markdown(report));
+    writeReadme(report);
+  }
   if (a.md) writeFileSync(a.md, markdown(report)); // the tables of an --only run too (make vagrant-bench)
   console.log(`results: ${file}`);
 }

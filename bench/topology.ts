@@ -72,6 +72,12 @@ export class Topology {
     const q = this.queues > 1 ? ['numtxqueues', String(this.queues), 'numrxqueues', String(this.queues)] : [];
     ip('-n', this.nsName(a.ns), 'link', 'add', a.name, ...q, 'type', 'veth', 'peer', 'name', b.name, ...q, 'netns', this.nsName(b.ns));
     for (const e of [a, b]) {
+      // A veth passes an skb to its peer's receive queue of the same number as
+      // the transmit queue it picked: XPS makes that the sending CPU's, so each
+      // CPU keeps its own queue end to end, as a NIC's RSS and XPS would.
+      for (let i = 0; i < this.queues; i++) {
+        execFileSync('ip', ['netns', 'exec', this.nsName(e.ns), 'sh', '-c', `echo ${(1 << i).toString(16)} > /sys/class/net/${e.name}/queues/tx-${i}/xps_cpus`]);
+      }
       if (e.addr) ip('-n', this.nsName(e.ns), 'addr', 'add', e.addr, 'dev', e.name);
       ip('-n', this.nsName(e.ns), 'link', 'set', e.name, 'up');
     }
@@ -177,7 +183,11 @@ export class Topology {
     const where = this.namespaces.filter((ns) => ns !== this.nsName(exceptRole));
     for (const ns of where) {
       for (const l of JSON.parse(ip('-n', ns, '-j', 'link', 'show', 'type', 'veth')) as Array<{ ifname: string }>) {
-        execFileSync('ip', ['netns', 'exec', ns, 'sh', '-c', `echo 1 > /sys/class/net/${l.ifname}/threaded`]);
+        try {
+          execFileSync('ip', ['netns', 'exec', ns, 'sh', '-c', `echo 1 > /sys/class/net/${l.ifname}/threaded`], { stdio: 'ignore' });
+        } catch {
+          /* no NAPI (no XDP, no GRO): its frames are received where they are sent */
+        }
       }
     }
     const mine = [...napiThreads()].filter((p) => !before.has(p));
