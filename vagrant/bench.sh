@@ -66,6 +66,8 @@ fi
 
 median() { tr ' ' '\n' | grep -E '^[0-9.]+$' | sort -g | awk '{a[NR]=$1} END {if (NR) print a[int((NR+1)/2)]; else print "fail"}'; }
 out=$here/../bench/results/vagrant.md
+# PEER_ROWS=none reruns the cross-VM rows only: the namespace bench's section of the last run stays.
+kept=; [ "$PEER_ROWS" = none ] && [ -f "$out" ] && kept=$(sed -n '/^## Inside host-a/,$p' "$out")
 cpu=$(ssh -F "$cfg" host-a "grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'")
 kern=$(ssh -F "$cfg" host-a uname -r)
 {
@@ -99,6 +101,11 @@ kern=$(ssh -F "$cfg" host-a uname -r)
     echo "kernel lacks. Only the ratios within this run mean anything."
     echo
     echo "$peers"
+  elif [ -n "$kept" ]; then
+    echo
+    echo "(This section is from an earlier run: this one ran with PEER_ROWS=none.)"
+    echo
+    echo "$kept" | grep -v '^(This section is from an earlier run'
   fi
-} > "$out"
+} > "$out.tmp" && mv "$out.tmp" "$out"
 cat "$out"
