@@ -46,6 +46,8 @@ function line(t: Topology): Endpoints {
 
 /** The row every ratio is taken against. */
 export const CEILING = 'redirect-ceiling';
+/** The tc hook's ceiling on the NAT rows' path, beside CEILING (bench/main.ts reads those rows against it too). */
+export const TC_CEILING = 'tc-redirect-ceiling';
 
 export const SCENARIOS: Scenario[] = [
   {
@@ -143,7 +145,7 @@ function routed(t: Topology, nat: 'none' | 'iptables' | 'xdpnet' | 'xdpnet-xdp' 
 SCENARIOS.push(
   { name: 'kernel-routing', about: 'plain kernel IPv4 forwarding f0 → f1, no NAT', build: (t) => routed(t, 'none') },
   {
-    name: 'tc-redirect-ceiling',
+    name: TC_CEILING,
     about: 'xdpnet-masq\'s skb path with a bare tc redirect f0 → f1 where its NAT runs (XDP_PASS on f0, tc ingress on f0): the ceiling for any tc forwarder',
     build: (t) => routed(t, 'tc-redirect'),
   },
