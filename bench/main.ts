@@ -12,7 +12,7 @@ import { parseArgs } from 'node:util';
 import { requirePrivileges } from '../src/dataplane/host.js';
 import type { GenOptions, GenResult } from './gen.js';
 import { genRole, sinkRole } from './remote.js';
-import { CEILING, SCENARIOS, type Scenario } from './scenarios.js';
+import { CEILING, SCENARIOS, TC_CEILING, type Scenario } from './scenarios.js';
 import { isAlive, Topology, reapStale } from './topology.js';
 import { reapStaleOvs } from './peers.js';
 import { measureTcp, TCP_CC, TCP_REFERENCE, TCP_SCENARIOS, tcpReference, type TcpRow } from './tcp.js';
@@ -103,6 +103,30 @@ async function measure(s: Scenario, o: RunOptions, label = (i: number) => `${i +
   }
 }
 
+/**
+ * Rows on the NAT rows' routed path, read against the tc hook's own ceiling
+ * (the same skb path with a bare tc redirect where xdpnet's NAT runs): how
+ * much of a tc row's cost is its program, and what the skb path leaves for
+ * any program that runs on skbs (the kernel's, OVS's, the flowtable's).
+ */
+const TC_CEILING_ROWS = ['redirect-ceiling', 'kernel-routing', 'iptables-masq', 'iptables-masq-10k', 'xdpnet-masq', 'xdpnet-masq-10k',
+  'xdpnet-masq-xdp', 'xdpnet-masq-xdp-10k', 'ovs-masq', 'ovs-masq-10k', 'nft-flowtable-masq', 'nft-flowtable-masq-10k'];
+
+/** Each row's runs over the reference row's runs of the same rep, the median (null: not both in the run). */
+function perRep(r: Pick<Row, 'runs'>, ref: Pick<Row, 'runs'> | undefined): number | null {
+  return ref?.runs.length === r.runs.length ? median(r.runs.map((x, i) => x.deliveredMpps / ref.runs[i].deliveredMpps)) : null;
+}
+
+function tcCeilingRatios(rows: Row[]): Array<{ scenario: string; deliveredMpps: number; ratio: number }> {
+  const ref = rows.find((r) => r.scenario === TC_CEILING);
+  if (!ref) return [];
+  return TC_CEILING_ROWS.flatMap((name) => {
+    const r = rows.find((x) => x.scenario === name);
+    const ratio = r ? perRep(r, ref) : null;
+    return r && ratio !== null ? [{ scenario: name, deliveredMpps: r.deliveredMpps, ratio }] : [];
+  });
+}
+
 function printTable(rows: Row[]): void {
   const w = Math.max(8, ...rows.map((r) => r.scenario.length));
   console.log(`${'scenario'.padEnd(w)}  delivered Mpps  generated Mpps  vs ceiling`);
@@ -110,6 +134,8 @@ function printTable(rows: Row[]): void {
     console.log(`${r.scenario.padEnd(w)}  ${r.deliveredMpps.toFixed(3).padStart(14)}  ${r.generatedMpps.toFixed(3).padStart(14)}  ${
       r.ratio === null ? '         -' : r.ratio.toFixed(2).padStart(10)}`);
   }
+  const tc = tcCeilingRatios(rows);
+  if (tc.length) console.log(`\nvs ${TC_CEILING}: ${tc.map((x) => `${x.scenario} ${x.ratio.toFixed(2)}`).join(', ')}`);
 }
 
 function printTcpTable(rows: TcpRow[]): void {
@@ -141,6 +167,11 @@ function markdown(r: { date: string; kernel: string; cpu: string; nproc: number;
   const br = r.rows.find((x) => x.scenario === 'linux-bridge')?.deliveredMpps;
   for (const x of r.rows) {
     out.push(`| ${x.scenario} | ${x.deliveredMpps.toFixed(3)} | ${x.ratio?.toFixed(2) ?? '-'} | ${br ? (x.deliveredMpps / br).toFixed(2) : '-'} |`);
+  }
+  const tc = tcCeilingRatios(r.rows);
+  if (tc.length) {
+    out.push('', `| on the tc hook's path | delivered Mpps | vs ${TC_CEILING} |`, '|---|---:|---:|');
+    for (const x of tc) out.push(`| ${x.scenario} | ${x.deliveredMpps.toFixed(3)} | ${x.ratio.toFixed(2)} |`);
   }
   if (r.tcp.length) {
     out.push('', `| TCP (iperf3, ${r.tcpCc?.cc ?? TCP_CC}) | streams | Gbit/s | vs kernel row |`, '|---|---:|---:|---:|');
@@ -296,10 +327,8 @@ async function main(): Promise<void> {
   }));
   // A row's ratio is the median of its runs each over the ceiling's run of the
   // same rep (minutes apart, not the whole bench): slow drift cancels.
-  const ceiling = rows.find((r) => r.scenario === CEILING)?.runs;
-  for (const r of rows) {
-    r.ratio = ceiling?.length === r.runs.length ? median(r.runs.map((x, i) => x.deliveredMpps / ceiling[i].deliveredMpps)) : null;
-  }
+  const ceiling = rows.find((r) => r.scenario === CEILING);
+  for (const r of rows) r.ratio = perRep(r, ceiling);
   if (rows.length) printTable(rows);
 
   // TCP varies more from run to run than the bridges differ: scenarios take

@@ -46,6 +46,8 @@ function line(t: Topology): Endpoints {
 
 /** The row every ratio is taken against. */
 export const CEILING = 'redirect-ceiling';
+/** The tc hook's ceiling on the NAT rows' path, beside CEILING (bench/main.ts reads those rows against it too). */
+export const TC_CEILING = 'tc-redirect-ceiling';
 
 export const SCENARIOS: Scenario[] = [
   {
@@ -113,8 +115,10 @@ const NAT_FLOWS = 10_000;
  * routed by fwd, which masquerades 10.99.0.0/24 out of f1 with xdpnet (tc on
  * f0, XDP on f1, as `nat masquerade add` attaches them), iptables or nothing.
  * XDP_PASS on f0 takes the generator's redirected frames into f0 for all three.
+ * tc-redirect: xdpnet's place taken by a bare tc redirect f0 → f1 (the tc hook's
+ * ceiling on this path).
  */
-function routed(t: Topology, nat: 'none' | 'iptables' | 'xdpnet' | 'xdpnet-xdp', natArgs: string[] = []): Endpoints {
+function routed(t: Topology, nat: 'none' | 'iptables' | 'xdpnet' | 'xdpnet-xdp' | 'tc-redirect', natArgs: string[] = []): Endpoints {
   for (const role of ['gen', 'fwd', 'sink']) t.addNs(role);
   t.veth({ ns: 'gen', name: 'g0', addr: '10.99.0.1/24' }, { ns: 'fwd', name: 'f0', addr: '10.99.0.254/24' });
   t.veth({ ns: 'fwd', name: 'f1', addr: '10.99.1.254/24' }, { ns: 'sink', name: 's0', addr: '10.99.1.2/24' });
@@ -125,6 +129,14 @@ function routed(t: Topology, nat: 'none' | 'iptables' | 'xdpnet' | 'xdpnet-xdp',
   if (nat === 'iptables') {
     execFileSync('ip', ['netns', 'exec', t.nsName('fwd'), 'iptables', '-t', 'nat', '-A', 'POSTROUTING', '-s', '10.99.0.0/24', '-o', 'f1', '-j', 'MASQUERADE']);
   }
+  if (nat === 'tc-redirect') {
+    // Where xdpnet-masq's NAT runs, with the hook it gets (tcx or clsact, as xdpnet picks),
+    // sending on as NAT's tc program does once its FIB lookup answers: bpf_redirect to f1's egress.
+    t.attachTc('fwd', 'f0', 'tcRedirect', { redirectIfindex: t.ifindex('fwd', 'f1') });
+    // NAT's XDP program for replies sits on f1 there. It never runs for these frames, but
+    // attaching XDP changes a veth's features (GRO on f1, GSO off at s0): keep the devices alike.
+    t.attachXdp('fwd', 'f1', 'pass');
+  }
   if (nat === 'xdpnet') t.xdpnet('fwd', 'nat', 'masquerade', 'add', '--src', '10.99.0.0/24', '--out', 'f1');
   if (nat === 'xdpnet-xdp') t.xdpnet('fwd', 'nat', 'masquerade', 'add', '--src', '10.99.0.0/24', '--out', 'f1', '--in-hook', 'xdp', ...natArgs);
   return { gen: { ns: 'gen', iface: 'g0', ip: '10.99.0.1', dstMac: t.mac('fwd', 'f0') }, sink: { ns: 'sink', iface: 's0', ip: '10.99.1.2' } };
@@ -132,6 +144,11 @@ function routed(t: Topology, nat: 'none' | 'iptables' | 'xdpnet' | 'xdpnet-xdp',
 
 SCENARIOS.push(
   { name: 'kernel-routing', about: 'plain kernel IPv4 forwarding f0 → f1, no NAT', build: (t) => routed(t, 'none') },
+  {
+    name: TC_CEILING,
+    about: 'xdpnet-masq\'s skb path with a bare tc redirect f0 → f1 where its NAT runs (XDP_PASS on f0, tc ingress on f0): the ceiling for any tc forwarder',
+    build: (t) => routed(t, 'tc-redirect'),
+  },
   { name: 'iptables-masq', about: 'kernel forwarding with iptables MASQUERADE (nf_conntrack), 1 flow', build: (t) => routed(t, 'iptables') },
   { name: 'iptables-masq-10k', about: `the same with ${NAT_FLOWS} flows`, flows: NAT_FLOWS, build: (t) => routed(t, 'iptables') },
   { name: 'xdpnet-masq', about: 'xdpnet masquerade (tc on f0, XDP on f1), 1 flow', build: (t) => routed(t, 'xdpnet') },

@@ -2,13 +2,16 @@
 // named xnb-<pid>-<role>, so runs never collide and nothing outside them is
 // touched; interfaces are created directly inside their namespaces. destroy()
 // (also run on SIGINT/SIGTERM and at exit) kills our children by PID, detaches
-// our XDP links and deletes the namespaces, which deletes their veths.
+// our XDP and tc programs and deletes the namespaces, which deletes their veths.
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { enterNetns } from '../src/dataplane/host.js';
 import { BenchObject, type BenchConsts, type BenchProgram } from '../src/objects/bench.js';
-import { BPF_XDP, XDP_FLAGS_DRV_MODE, linkCreate } from '../src/sys/libbpf.js';
+import { tcFlavour } from '../src/dataplane/links.js';
+import {
+  BPF_TCX_INGRESS, BPF_XDP, XDP_FLAGS_DRV_MODE, clsactCreate, clsactDestroy, linkCreate, tcFilterAttach, tcFilterDetach,
+} from '../src/sys/libbpf.js';
 import { CLONE_NEWNET, close as closeFd, ifNameToIndex, openRead, setns } from '../src/sys/libc.js';
 
 const PREFIX = 'xnb-';
@@ -38,6 +41,7 @@ export class Topology {
   private children = new Set<ChildProcess>();
   private xdpnetRoles = new Set<string>(); // namespaces whose xdpnet state destroy() removes
   private stops: Array<() => void> = []; // daemons started in our namespaces (e.g. Open vSwitch), stopped before they go
+  private tcFilters: Array<() => void> = []; // clsact filters (and the qdiscs we added), removed in their namespace
 
   /** queues: rx and tx queues of every veth (a veth redirect picks the peer's queue by CPU). */
   constructor(readonly queues = 1) {
@@ -147,6 +151,39 @@ export class Topology {
   }
 
   /**
+   * Loads one bench program with its consts and attaches it to iface's tc
+   * ingress as xdpnet attaches its own tc programs (src/dataplane/links.ts):
+   * a tcx link where the kernel has tcx, else a direct-action filter on a
+   * clsact qdisc; XDPNET_TC=tcx|clsact forces one (the xdpnet rows inherit it).
+   */
+  attachTc(role: string, iface: string, program: BenchProgram, consts: BenchConsts = {}): BenchObject {
+    const obj = BenchObject.load(program, consts);
+    this.objects.push(obj);
+    const what = `${program} to ${iface} (tc ingress)`;
+    this.inNs(role, () => {
+      const ifindex = ifNameToIndex(iface);
+      if (!ifindex) throw new Error(`no interface ${iface} in ${this.nsName(role)}`);
+      if (tcFlavour(obj.prog) === 'tcx') {
+        this.links.push(linkCreate(obj.prog.fd, ifindex, BPF_TCX_INGRESS, 0, what));
+        return;
+      }
+      const added = clsactCreate(ifindex, what);
+      const f = { ifindex, handle: 1, priority: 1 };
+      try {
+        tcFilterAttach(obj.prog.fd, f, what);
+      } catch (e) {
+        if (added) clsactDestroy(ifindex, what);
+        throw e;
+      }
+      this.tcFilters.push(() => this.inNs(role, () => {
+        tcFilterDetach(f, what);
+        if (added) clsactDestroy(ifindex, what);
+      }));
+    });
+    return obj;
+  }
+
+  /**
    * Runs a command to completion as a tracked child; resolves with its stdout.
    * It leads its own process group, and destroy() kills the group by the
    * child's PID: whatever the command started goes with it.
@@ -225,6 +262,13 @@ export class Topology {
       }
     }
     this.xdpnetRoles.clear();
+    for (const off of this.tcFilters.splice(0)) {
+      try {
+        off();
+      } catch (e) {
+        console.error(`warning: ${(e as Error).message}`);
+      }
+    }
     for (const fd of this.links.splice(0)) closeFd(fd); // closing the link detaches the program
     for (const o of this.objects.splice(0)) o.close();
     for (const ns of this.namespaces.splice(0).reverse()) {

@@ -1,6 +1,6 @@
 /* Benchmark programs, attached by bench/ only: a live-frames packet generator,
- * a counting sink, a bare redirect (the ceiling for any XDP forwarder) and
- * XDP_PASS for veth peers that must hand redirected frames to the stack. */
+ * a counting sink, bare redirects (the ceilings for any XDP or tc forwarder)
+ * and XDP_PASS for veth peers that must hand redirected frames to the stack. */
 #include "lib/common.h"
 #include "include/bench.h"
 
@@ -8,7 +8,7 @@
 const volatile __u32 xn_gen_ifindex = 0;      /* egress interface of xn_gen */
 const volatile __u32 xn_gen_flows = 1;        /* UDP flows cycled through (source ports, then destination ports) */
 const volatile __u8 xn_gen_vary_mac = 0;      /* also vary the source MAC per flow */
-const volatile __u32 xn_redirect_ifindex = 0; /* target of xn_redirect */
+const volatile __u32 xn_redirect_ifindex = 0; /* target of xn_redirect and xn_tc_redirect */
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
@@ -96,6 +96,14 @@ int xn_sink(struct xdp_md *ctx)
 
 SEC("xdp")
 int xn_redirect(struct xdp_md *ctx)
+{
+	return bpf_redirect(xn_redirect_ifindex, 0);
+}
+
+/* The same at tc: out of xn_redirect_ifindex's egress, as xdpnet's tc
+ * programs send a forwarded skb (bpf_redirect, flags 0). */
+SEC("tc")
+int xn_tc_redirect(struct __sk_buff *skb)
 {
 	return bpf_redirect(xn_redirect_ifindex, 0);
 }

@@ -6,12 +6,13 @@
 #   masq    host-a masquerades its container out of the underlay (iptables / xdpnet nat)
 # Then the namespace bench (bench/main.ts) inside host-a, where Debian's stock kernel has Open
 # vSwitch and nftables flowtables: xdpnet's rows beside the kernel's, OVS's and the flowtable's
-# (PEER_ROWS, PEER_REPS runs of PEER_SECS each; PEER_ROWS=none skips it).
+# (PEER_ROWS, PEER_REPS runs of PEER_SECS each; PEER_ROWS=none skips it); tc-redirect-ceiling is the
+# masquerade rows' own ceiling on the tc hook (clsact there: 6.1 has no tcx).
 # Writes bench/results/vagrant.md. RUNS (default 3) alternating runs per row, SECONDS each.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 RUNS=${RUNS:-3} SECS=${SECONDS_PER_RUN:-10} PEER_REPS=${PEER_REPS:-3} PEER_SECS=${PEER_SECS:-3}
-PEER_ROWS=${PEER_ROWS:-redirect-ceiling,linux-bridge,xdpnet-bridge,ovs-bridge,xdpnet-bridge-macs,ovs-bridge-macs,kernel-vxlan-encap,xdpnet-vxlan-encap,ovs-vxlan-encap,kernel-vxlan-decap,xdpnet-vxlan-decap,ovs-vxlan-decap,iptables-masq,xdpnet-masq,ovs-masq,nft-flowtable-masq,iptables-masq-10k,xdpnet-masq-10k,xdpnet-masq-xdp,xdpnet-masq-xdp-10k,ovs-masq-10k,nft-flowtable-masq-10k,tcp-linux-bridge,tcp-xdpnet-bridge,tcp-ovs-bridge}
+PEER_ROWS=${PEER_ROWS:-redirect-ceiling,linux-bridge,xdpnet-bridge,ovs-bridge,xdpnet-bridge-macs,ovs-bridge-macs,kernel-vxlan-encap,xdpnet-vxlan-encap,ovs-vxlan-encap,kernel-vxlan-decap,xdpnet-vxlan-decap,ovs-vxlan-decap,tc-redirect-ceiling,iptables-masq,xdpnet-masq,ovs-masq,nft-flowtable-masq,iptables-masq-10k,xdpnet-masq-10k,xdpnet-masq-xdp,xdpnet-masq-xdp-10k,ovs-masq-10k,nft-flowtable-masq-10k,tcp-linux-bridge,tcp-xdpnet-bridge,tcp-ovs-bridge}
 . "$here/libvirt.sh"
 vagrant_deps
 libvirt_start

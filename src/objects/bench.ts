@@ -1,4 +1,4 @@
-// bpf/bench.bpf.c: packet generator, counting sink, bare redirect and XDP_PASS
+// bpf/bench.bpf.c: packet generator, counting sink, bare redirects (XDP, tc) and XDP_PASS
 // programs. Only bench/ loads them; nothing is pinned.
 import { BpfObject, type BpfMap, type BpfProgram } from '../sys/libbpf.js';
 import { setConsts } from './btf.js';
@@ -7,7 +7,7 @@ import { objectPath } from './paths.js';
 
 export const BENCH = {
   object: 'bench',
-  programs: { gen: 'xn_gen', sink: 'xn_sink', redirect: 'xn_redirect', pass: 'xn_pass' },
+  programs: { gen: 'xn_gen', sink: 'xn_sink', redirect: 'xn_redirect', tcRedirect: 'xn_tc_redirect', pass: 'xn_pass' },
   maps: { template: 'xn_gen_tmpl', stats: 'xn_bench_stats' },
 } as const;
 
