@@ -21,7 +21,7 @@ virt=$(virt_kind)
 echo "virtualisation: $virt"
 vagrant_ensure_box
 vagrant up --no-parallel # a new VM is provisioned; a running one keeps its set-up (make all below rebuilds the tree)
-vagrant rsync
+vagrant_rsync host-a host-b
 # the tree the guests run: the host's checkout as rsynced now (it may move on during the run)
 tree="$(git -C "$here/.." rev-parse --short HEAD)$(git -C "$here/.." diff --quiet || echo +dirty)"
 cfg=$here/../build/vagrant-ssh.cfg; mkdir -p "$(dirname "$cfg")"
@@ -58,17 +58,18 @@ for s in bridge vxlan masq; do
   done
 done
 
-peers=
+peers= why=
 if [ "$PEER_ROWS" != none ]; then
   echo "namespace bench inside host-a: $PEER_ROWS"
   ssh -F "$cfg" host-a "cd /xdpnet && sudo node dist/bench/main.js --only $PEER_ROWS --reps $PEER_REPS --duration $PEER_SECS --md /tmp/xnb-peers.md" >&2 \
-    && peers=$(ssh -F "$cfg" host-a cat /tmp/xnb-peers.md) || peers="(the namespace bench failed: see the output above)"
+    && peers=$(ssh -F "$cfg" host-a cat /tmp/xnb-peers.md) || { peers=; why="this run's namespace bench failed (see its output)"; }
 fi
 
 median() { tr ' ' '\n' | grep -E '^[0-9.]+$' | sort -g | awk '{a[NR]=$1} END {if (NR) print a[int((NR+1)/2)]; else print "fail"}'; }
 out=$here/../bench/results/vagrant.md
-# PEER_ROWS=none reruns the cross-VM rows only: the namespace bench's section of the last run stays.
-kept=; [ "$PEER_ROWS" = none ] && [ -f "$out" ] && kept=$(sed -n '/^## Inside host-a/,$p' "$out")
+# PEER_ROWS=none reruns the cross-VM rows only; then, or if the namespace bench failed, the last
+# run's section of it stays (marked as such).
+kept=; [ -z "$peers" ] && [ -f "$out" ] && kept=$(sed -n '/^## Inside host-a/,$p' "$out")
 cpu=$(ssh -F "$cfg" host-a "grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'")
 kern=$(ssh -F "$cfg" host-a uname -r)
 {
@@ -104,7 +105,7 @@ kern=$(ssh -F "$cfg" host-a uname -r)
     echo "$peers"
   elif [ -n "$kept" ]; then
     echo
-    echo "(This section is from an earlier run: this one ran with PEER_ROWS=none.)"
+    echo "(This section is from an earlier run: ${why:-this one ran with PEER_ROWS=none}.)"
     echo
     echo "$kept" | grep -v '^(This section is from an earlier run'
   fi

@@ -49,6 +49,19 @@ vagrant_ensure_box() {
   fi
 }
 
+# vagrant_rsync VM...: the checkout into the VMs' /xdpnet, and their builds dropped when the tree
+# differs from the one they were built from: rsync keeps the host's mtimes, so a source changed
+# before the guest's last build looks older than its object and make would keep the stale one.
+vagrant_rsync() {
+  vagrant rsync "$@"
+  local stamp vm
+  stamp="$(git -C "$here/.." rev-parse HEAD)-$(git -C "$here/.." diff HEAD | sha1sum | cut -c1-12)"
+  for vm in "$@"; do
+    vagrant ssh "$vm" -c "cd /xdpnet && [ \"\$(cat build/.tree 2>/dev/null)\" = $stamp ] ||
+      { sudo rm -rf build dist && sudo mkdir -p build && echo $stamp | sudo tee build/.tree >/dev/null; }"
+  done
+}
+
 # Every VM target's start: the packages, libvirt's daemons for this run (stopped on exit), the box.
 vagrant_prepare() {
   vagrant_deps

@@ -11,7 +11,7 @@ cd "$here"
 virt=$(virt_kind)
 echo "virtualisation: $virt"
 vagrant up --provision host-a
-vagrant rsync host-a
+vagrant_rsync host-a
 # the tree the guest tests: the host's checkout as rsynced now (it may move on during the run)
 tree="$(git -C "$here/.." rev-parse --short HEAD)$(git -C "$here/.." diff --quiet || echo +dirty)"
 log=$here/../build/vagrant-test.log out=$here/../bench/results/vagrant-test.txt
