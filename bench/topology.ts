@@ -79,7 +79,7 @@ export class Topology {
       // A veth passes an skb to its peer's receive queue of the same number as
       // the transmit queue it picked: XPS makes that the sending CPU's, so each
       // CPU keeps its own queue end to end, as a NIC's RSS and XPS would.
-      for (let i = 0; i < this.queues; i++) {
+      for (let i = 0; this.queues > 1 && i < this.queues; i++) {
         execFileSync('ip', ['netns', 'exec', this.nsName(e.ns), 'sh', '-c', `echo ${(1 << i).toString(16)} > /sys/class/net/${e.name}/queues/tx-${i}/xps_cpus`]);
       }
       if (e.addr) ip('-n', this.nsName(e.ns), 'addr', 'add', e.addr, 'dev', e.name);
