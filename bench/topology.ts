@@ -4,7 +4,7 @@
 // (also run on SIGINT/SIGTERM and at exit) kills our children by PID, detaches
 // our XDP and tc programs and deletes the namespaces, which deletes their veths.
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { enterNetns } from '../src/dataplane/host.js';
 import { BenchObject, type BenchConsts, type BenchProgram } from '../src/objects/bench.js';
@@ -218,16 +218,19 @@ export class Topology {
       before = new Set(); // pgrep exits 1 when there is none
     }
     const where = this.namespaces.filter((ns) => ns !== this.nsName(exceptRole));
+    const devs = new Set<string>();
     for (const ns of where) {
       for (const l of JSON.parse(ip('-n', ns, '-j', 'link', 'show', 'type', 'veth')) as Array<{ ifname: string }>) {
         try {
           execFileSync('ip', ['netns', 'exec', ns, 'sh', '-c', `echo 1 > /sys/class/net/${l.ifname}/threaded`], { stdio: 'ignore' });
+          devs.add(l.ifname);
         } catch {
           /* no NAPI (no XDP, no GRO): its frames are received where they are sent */
         }
       }
     }
-    const mine = [...napiThreads()].filter((p) => !before.has(p));
+    // New since we started and named for one of our devices (napi/DEV-ID): not another run's.
+    const mine = [...napiThreads()].filter((p) => !before.has(p) && devs.has(/^napi\/(.+)-\d+$/.exec(readFileSync(`/proc/${p}/comm`, 'utf8').trim())?.[1] ?? ''));
     if (!mine.length) throw new Error(`no NAPI threads appeared in ${where.join(', ')}`);
     for (const pid of mine) execFileSync('taskset', ['-p', '-c', String(cpu), pid], { stdio: 'ignore' });
   }
