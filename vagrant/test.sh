@@ -2,7 +2,8 @@
 # make vagrant-test: the test tiers inside host-a (Debian 12's stock 6.1 kernel, so the classic
 # tc path where tcx is missing) and native XDP on its virtio-net NIC, pinging the libvirt
 # host's end of the isolated underlay (192.168.56.1): one VM is enough, which matters under emulation.
-# The summary goes to bench/results/vagrant-test.txt as evidence; full log next to it in build/.
+# The summary goes to bench/results/vagrant-test.txt as evidence (vagrant-test-TIER.txt for a run
+# of one tier, XDPNET_TEST_DIRS=test/TIER, so it does not overwrite the other's); full log in build/.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/libvirt.sh"
@@ -14,7 +15,9 @@ vagrant up --provision host-a
 vagrant_rsync host-a
 # the tree the guest tests: the host's checkout as rsynced now (it may move on during the run)
 tree="$(git -C "$here/.." rev-parse --short HEAD)$(git -C "$here/.." diff --quiet || echo +dirty)"
-log=$here/../build/vagrant-test.log out=$here/../bench/results/vagrant-test.txt
+name=vagrant-test
+[[ ${XDPNET_TEST_DIRS:-} =~ ^test/([a-z0-9]+)/?$ ]] && name=vagrant-test-${BASH_REMATCH[1]}
+log=$here/../build/$name.log out=$here/../bench/results/$name.txt
 mkdir -p "$(dirname "$log")"
 rc=interrupted
 summarize() { # also on an interrupted run: whatever tiers finished are evidence too
