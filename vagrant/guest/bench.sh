@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Inside host-a or host-b, as root: builds or removes one side of a cross-VM TCP scenario.
 #   bench.sh setup SCENARIO PATH   SCENARIO: bridge | vxlan | masq; PATH: kernel | xdpnet
+#                                  (bridge also xdpnet-tc: the uplink on the tc hook)
 #   bench.sh teardown              removes everything setup made (also after a failed setup)
 #   bench.sh client DST SECONDS    iperf3 from the container, one stream, prints Gbit/s
 # The container is netns xb-ctr (eth0) with its host end xbh; the underlay is eth1
@@ -59,6 +60,14 @@ setup() {
       ip link set "$UP" promisc on
       x bridge add br0
       x attach "$UP" --bridge br0 --hook xdp --mode native
+      x attach xbh --bridge br0 --hook tc ;;
+    bridge/xdpnet-tc)
+      # The uplink on tc: virtio-net keeps its receive offloads (native XDP turns them off), so
+      # the host's tap hands over 64 KB TCP segments, as to the Linux bridge.
+      ctr "10.98.0.$n/24"
+      ip link set "$UP" promisc on
+      x bridge add br0
+      x attach "$UP" --bridge br0 --hook tc
       x attach xbh --bridge br0 --hook tc ;;
     vxlan/kernel)
       ctr "10.98.0.$n/24" 1450
