@@ -18,7 +18,7 @@ import { constants } from 'node:os';
 import { BpfError, UsageError, XdpnetError } from '../errors.js';
 import {
   BPF_TCX_INGRESS, BPF_XDP, XDP_FLAGS_DRV_MODE, XDP_FLAGS_SKB_MODE, clsactCreate, clsactDestroy, linkCreate, linkUpdate, objGet, objPin,
-  pinnedLinkInfo, probeTcx, progId, tcFilterAttach, tcFilterDetach, tcFilterProgId, type BpfProgram, type TcFilterId,
+  pinnedLinkInfo, probeTcx, progId, progInfo, tcFilterAttach, tcFilterDetach, tcFilterProgId, BpfProgram, type TcFilterId,
 } from '../sys/libbpf.js';
 import { close as closeFd, ifIndexToName } from '../sys/libc.js';
 import type { InstancePaths } from '../objects/paths.js';
@@ -101,6 +101,20 @@ function pinnedProgId(pin: string): number {
     return progId(fd, pin);
   } finally {
     closeFd(fd);
+  }
+}
+
+/** The kernel's name of a running program (its first 15 characters), undefined when it is gone. */
+export function programName(id: number): string | undefined {
+  try {
+    const p = BpfProgram.fromId(id);
+    try {
+      return progInfo(p.fd, `program ${id}`).name;
+    } finally {
+      p.close();
+    }
+  } catch {
+    return undefined; // gone meanwhile
   }
 }
 

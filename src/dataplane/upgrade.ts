@@ -17,10 +17,10 @@ import { COUNTER_BUILD } from '../objects/counter.js';
 import { MONITOR, OBSERVER_BUILD, replaceObservers } from '../objects/monitor.js';
 import { NAT_BUILD } from '../objects/nat.js';
 import type { InstancePaths } from '../objects/paths.js';
-import { BpfProgram, progId, progInfo } from '../sys/libbpf.js';
+import { progId } from '../sys/libbpf.js';
 import { ifIndexToName } from '../sys/libc.js';
 import { repointEgress } from './bridge-maps.js';
-import { hookName, listLinks, replaceProgram } from './links.js';
+import { hookName, listLinks, programName, replaceProgram } from './links.js';
 
 const BUILDS: BuildSpec[] = [COUNTER_BUILD, BRIDGE_BUILD, NAT_BUILD, OBSERVER_BUILD];
 
@@ -48,19 +48,6 @@ function ownerOf(kernelName: string): { spec: BuildSpec; program: string } | und
     if (program) return { spec, program };
   }
   return undefined;
-}
-
-function programName(id: number): string | undefined {
-  try {
-    const p = BpfProgram.fromId(id);
-    try {
-      return progInfo(p.fd, `program ${id}`).name;
-    } finally {
-      p.close();
-    }
-  } catch {
-    return undefined; // gone meanwhile
-  }
 }
 
 /** Objects the instance uses: pinned builds, or programs running on its hooks (an instance made before builds were pinned). */

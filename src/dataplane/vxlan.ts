@@ -18,11 +18,13 @@ import type { InstancePaths } from '../objects/paths.js';
 import { BPF_NOEXIST, BpfMap } from '../sys/libbpf.js';
 import { ifIndexToName } from '../sys/libc.js';
 import { checkVlan, formatMac, VLAN_MIN } from './addr.js';
-import { addLink, attach, findAttachment, removeAttachment, removeInstanceIfIdle, removeLink, resolveIface } from './attach.js';
+import { addLink, attach, findAttachment, interfaceAttachments, removeAttachment, removeInstanceIfIdle, removeLink, resolveIface } from './attach.js';
+import { releaseSlotIfUnused } from './slots.js';
 import { forwardingChanged, listBridges, listPorts } from './bridge.js';
 import { readBridges, readMaps, registerOverlay } from './bridge-maps.js';
 import { deleteRemoteEntries, staticRemotes } from './fdb.js';
 import { ipJson, routeGet } from './host.js';
+import { programName } from './links.js';
 import { parsePort, parseUnicastIp } from './inet.js';
 
 export const VXLAN_PORT = 4789;
@@ -243,7 +245,11 @@ export function addVtep(inst: InstancePaths, o: VtepOptions): AddVtepResult {
   }
   pinBridgeMaps(inst); // adopts the pinned maps, creates overlay maps an older instance lacks
   const uplinks = vtepUplinks(inst);
-  const attached = findAttachment(inst, ifindex);
+  let attached = findAttachment(inst, ifindex);
+  if (attached && !uplinks.has(ifindex) && orphanUplink(inst, ifindex)) {
+    removeAttachment(inst, attached);
+    attached = undefined;
+  }
   if (attached && !uplinks.has(ifindex)) {
     throw new XdpnetError(`${o.dev} is already attached (${attached.hook}${attached.mode ? ` ${attached.mode}` : ''}, program ${attached.progId})`,
       `detach it first: xdpnet detach ${o.dev}`);
@@ -306,36 +312,58 @@ export function addVtep(inst: InstancePaths, o: VtepOptions): AddVtepResult {
   return { vtep, notes };
 }
 
+/**
+ * Uplink programs with no VTEP on the interface: what a `vxlan add` killed between linking the uplink
+ * and writing the VTEP leaves. Nothing else runs these programs, so they go.
+ */
+function orphanUplink(inst: InstancePaths, ifindex: number): boolean {
+  const uplink = Object.values(VXLAN.programs) as string[];
+  return interfaceAttachments(inst, ifindex).every((a) => uplink.includes(programName(a.progId) ?? ''));
+}
+
 function bridgeTc(inst: InstancePaths) {
   const l = loadBridge(inst, 'tc');
   return { prog: l.prog, close: l.close };
 }
 
-/** Removes a VTEP; its uplink link goes with the last VTEP on it, XDP ports' tc slow paths with the bridge's last VTEP. */
+/**
+ * Removes a VTEP; its uplink link goes with the last VTEP on it, XDP ports' tc slow paths with the bridge's
+ * last VTEP. The VTEP's record goes last: a run killed before it leaves the VTEP listed, and running the
+ * command again finishes the work (every step before is idempotent; the port count is recomputed, not
+ * decremented), so nothing is left that no command would find.
+ */
 export function delVtep(inst: InstancePaths, vni: number): VtepInfo {
   const info = listVteps(inst).find((v) => v.vni === vni) ?? noVtep(vni);
-  const left = withVx(inst, (m) => {
-    const v = Vtep.decode(m.vteps.lookup(u32(vni))!);
+  const { v, uplinkUsed, bridgeUsed, sharing } = withVx(inst, (m) => {
+    const all = readVteps(m);
+    const v = all.get(vni)!;
+    all.delete(vni);
+    const others = [...all.values()];
     // the encap index first: nothing is sent to the overlay any more
     const vk = vlanKey(v.bridge, v.vid);
     if (m.vlans.lookup(vk)?.readUInt32LE(0) === vni) m.vlans.delete(vk);
-    m.remotes.delete(u32(vni));
-    m.vteps.delete(u32(vni));
-    const pk = portKey(v.local, v.port);
-    const n = (m.ports.lookup(pk)?.readUInt32LE(0) ?? 1) - 1;
-    if (n > 0) m.ports.update(pk, u32(n));
-    else m.ports.delete(pk);
-    deleteRemoteEntries(inst, v.bridge, v.vid); // remote MACs of that VLAN lead nowhere now
     forwardingChanged(inst);
-    const all = readVteps(m);
-    return { uplinkUsed: [...all.values()].some((x) => x.ifindex === v.ifindex), bridgeUsed: [...all.values()].some((x) => x.bridge === v.bridge), v };
+    return {
+      v, uplinkUsed: others.some((x) => x.ifindex === v.ifindex), bridgeUsed: others.some((x) => x.bridge === v.bridge),
+      sharing: others.filter((x) => x.local === v.local && x.port === v.port).length,
+    };
   })!;
-  syncPeers(inst);
-  if (!left.bridgeUsed) for (const p of xdpPorts(inst, info.bridge)) removeLink(inst, p, 'tc');
-  if (!left.uplinkUsed) {
-    const a = findAttachment(inst, left.v.ifindex);
+  if (!bridgeUsed) for (const p of xdpPorts(inst, info.bridge)) removeLink(inst, p, 'tc');
+  if (!uplinkUsed) {
+    const a = findAttachment(inst, v.ifindex);
     if (a) removeAttachment(inst, a);
+    else releaseSlotIfUnused(inst, v.ifindex); // a run killed inside removeAttachment
   }
+  deleteRemoteEntries(inst, v.bridge, v.vid); // remote MACs of that VLAN lead nowhere now
+  withVx(inst, (m) => {
+    m.remotes.delete(u32(vni));
+    const pk = portKey(v.local, v.port);
+    if (sharing) m.ports.update(pk, u32(sharing));
+    else m.ports.delete(pk);
+  });
+  syncPeers(inst); // drops the VNI's senders (its remotes and static entries are gone)
+  withVx(inst, (m) => m.vteps.delete(u32(vni)));
+  forwardingChanged(inst);
   removeInstanceIfIdle(inst);
   return info;
 }

@@ -16,6 +16,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Bridge, BRIDGE, FdbEntry, VXLAN } from '../../src/objects/bridge.js';
+import { u32 } from '../../src/objects/codec.js';
 import { NAT } from '../../src/objects/nat.js';
 import { STATS_MAPS } from '../../src/objects/stats.js';
 import { BpfMap } from '../../src/sys/libbpf.js';
@@ -168,4 +169,30 @@ describe('crash safety: kill -9 at random points of state-changing commands', ()
       out.kill('SIGTERM');
     }
   }, (60_000 + TRIALS * 6_000) * Math.max(1, cliTimeoutMs() / 30_000));
+
+  // The two windows of the overlay commands, made on purpose rather than hit by chance: what a kill
+  // leaves there, and that the next command finds it and finishes.
+  const uplinkPins = () => readdirSync(join(dir(), 'links')).filter((f) => f.startsWith(`${ifindexOf('up1')}-`));
+  const ifindexOf = (dev: string) => (JSON.parse(sh('ip', ['-n', h, '-j', 'link', 'show', dev])) as Array<{ ifindex: number }>)[0].ifindex;
+  const ok = (args: string[]) => expect(run(args)).toMatchObject({ code: 0, stderr: '' });
+
+  it('vxlan add killed between linking the uplink and writing the VTEP: the next add takes the uplink over', () => {
+    const base = snapshot();
+    ok(['vxlan', 'add', ...vx]);
+    for (const [name, key] of [[VXLAN.maps.vteps, u32(4242)], [VXLAN.maps.vlans, null], [VXLAN.maps.ports, null]] as const) {
+      BpfMap.usePin(join(dir(), 'maps', name), (m) => (key ? m.delete(key) : [...m.keys()].forEach((k) => m.delete(k))));
+    }
+    expect(uplinkPins()).toHaveLength(1); // the uplink's link, with no VTEP on it
+    ok(['vxlan', 'add', ...vx]);
+    ok(['vxlan', 'del', '--vni', '4242']);
+    expect(snapshot()).toEqual(base);
+  });
+
+  it('vxlan del killed after removing the uplink\'s link: running it again frees the counter slot too', () => {
+    const base = snapshot();
+    ok(['vxlan', 'add', ...vx]);
+    for (const f of uplinkPins()) rmSync(join(dir(), 'links', f)); // the link gone, its slot not yet
+    ok(['vxlan', 'del', '--vni', '4242']);
+    expect(snapshot()).toEqual(base);
+  });
 });
