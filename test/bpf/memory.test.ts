@@ -1,13 +1,12 @@
 // The formulas behind docs/memory.md against the kernel's own charge for the
 // maps as the loaders size them (memlock in their fdinfo), byte for byte.
-import { readFileSync } from 'node:fs';
 import { afterAll, describe, expect, it } from 'vitest';
 import { BRIDGE, FdbEntry, FdbKey } from '../../src/objects/bridge.js';
-import { BR_CACHE, cachePart, mapBytes, mapMemlock, NAT_HOT, sizeCache, type MapShape } from '../../src/objects/memory.js';
+import { BR_CACHE, cachePart, mapMemlock, NAT_HOT, sizeCache, type MapShape } from '../../src/objects/memory.js';
 import { CtEntry, CtKey, ctEntriesFor, NAT } from '../../src/objects/nat.js';
 import type { InstancePaths } from '../../src/objects/paths.js';
 import { numPossibleCpus, type BpfObject } from '../../src/sys/libbpf.js';
-import { builtObject, PinRoot } from '../helpers/bpf.js';
+import { builtObject, kernelCharge, PinRoot } from '../helpers/bpf.js';
 
 describe('map memory', () => {
   const cpus = numPossibleCpus();
@@ -19,18 +18,9 @@ describe('map memory', () => {
   };
   afterAll(() => roots.forEach((r) => r.cleanup()));
 
-  // Kernels before 6.4 (no map_mem_usage: array_map_mem_usage is its array map op) put an estimate in memlock instead of the real use:
-  // max_entries x (key + value, rounded to 8), rounded to a page (bpf_map_memory_footprint).
-  // The formulas (and docs/memory.md) are the real use; on those kernels the estimate is checked.
-  const realUsage = /^\S+ \S+ array_map_mem_usage$/m.test(readFileSync('/proc/kallsyms', 'utf8'));
-  const up = (x: number, to: number) => Math.ceil(x / to) * to;
   const charged = (o: BpfObject, map: string, shape: Omit<MapShape, 'maxEntries'>) => {
     const m = o.map(map);
-    return {
-      kernel: mapMemlock(m),
-      formula: realUsage ? mapBytes({ ...shape, maxEntries: m.info.maxEntries }, cpus)
-        : up(m.info.maxEntries * up(shape.keySize + shape.valueSize, 8), 4096),
-    };
+    return { kernel: mapMemlock(m), formula: kernelCharge({ ...shape, maxEntries: m.info.maxEntries }, cpus) };
   };
 
   for (const flows of [1000, 50_000]) {

@@ -13,8 +13,9 @@ import {
 import { cString } from '../../src/objects/codec.js';
 import { STATS_MAPS } from '../../src/objects/stats.js';
 import { LOCK_DIR, lockFile } from '../../src/dataplane/host.js';
-import { BR_CACHE, cachePart, mapBytes } from '../../src/objects/memory.js';
+import { BR_CACHE, cachePart } from '../../src/objects/memory.js';
 import { BpfMap, numPossibleCpus } from '../../src/sys/libbpf.js';
+import { kernelCharge } from '../helpers/bpf.js';
 import { macStr, mac } from '../helpers/packet.js';
 import { CLI, cleanup, cliIn, netns, nsIfindex, sh, tcFlavour, veth, xdpnet } from '../helpers/sys.js';
 
@@ -95,7 +96,7 @@ describe('bridge control plane', () => {
     ok('bridge', 'add', 'br0', '--flows', '1');
     const part = cachePart(BR_CACHE, 1, cpus);
     expect(cache()).toEqual({ map: BR_CACHE.map, type: 'array', keySize: 4, valueSize: 64, maxEntries: part * cpus,
-      bytes: mapBytes({ kind: 'array', keySize: 4, valueSize: 64, maxEntries: part * cpus, mmapable: true }, cpus) });
+      bytes: kernelCharge({ kind: 'array', keySize: 4, valueSize: 64, maxEntries: part * cpus, mmapable: true }, cpus) });
     const all = okJson<Array<{ map: string; bytes: number }>>('status', '--memory');
     expect(all.map((m) => m.map).sort()).toEqual(readdirSync(join(dir(), 'maps')).sort());
     expect(all.every((m) => m.bytes > 0)).toBe(true);
@@ -178,10 +179,15 @@ describe('bridge control plane', () => {
 
   it('waits while another command holds the state lock, and says so; reading commands do not wait', async () => {
     mkdirSync(LOCK_DIR, { recursive: true });
-    const holder = spawn('flock', [lockFile(`ns-${ns}`), 'sleep', '3'], { stdio: 'ignore' });
+    // The lock is held for 3 s, or longer where one CLI run takes long (emulated VMs: several
+    // seconds), so that it is still held when the second command starts.
+    let t0 = Date.now();
+    expect(run('bridge', 'show')).toMatchObject({ code: 0, stderr: '' });
+    const hold = Math.max(3, Math.ceil((3 * (Date.now() - t0)) / 1000));
+    const holder = spawn('flock', [lockFile(`ns-${ns}`), 'sleep', String(hold)], { stdio: 'ignore' });
     const released = new Promise((resolve) => holder.on('exit', resolve));
     await new Promise((r) => setTimeout(r, 200));
-    const t0 = Date.now();
+    t0 = Date.now();
     expect(run('bridge', 'show')).toMatchObject({ code: 0, stderr: '' }); // no "waiting": it did not wait (no wall-clock check: the CPU is shared)
     expect(run('bridge', 'add', 'brw')).toMatchObject({ code: 0, stderr: 'xdpnet: waiting for another xdpnet command to finish\n' });
     expect(Date.now() - t0).toBeGreaterThan(1000);

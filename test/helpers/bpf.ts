@@ -1,15 +1,31 @@
 // Loading objects for BPF_PROG_RUN tests: a private pin root on bpffs per
 // test file, removed afterwards.
-import { mkdirSync, rmSync } from 'node:fs';
+import { mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { ensureBpffs } from '../../src/dataplane/host.js';
 import { readCounters } from '../../src/dataplane/slots.js';
 import { u32 } from '../../src/objects/codec.js';
+import { mapBytes, type MapShape } from '../../src/objects/memory.js';
 import { STATS_MAPS } from '../../src/objects/stats.js';
 import { objectPath } from '../../src/objects/paths.js';
 import { BPF_TCX_INGRESS, BpfObject, clsactCreate, linkCreate, tcFilterAttach, tcFilterDetach } from '../../src/sys/libbpf.js';
 import { close } from '../../src/sys/libc.js';
 import { ROOT, tcFlavour } from './sys.js';
+
+/**
+ * What the kernel charges a map of this shape (memlock in its fdinfo). Kernels before 6.4 (no
+ * map_mem_usage ops: array_map_mem_usage is the array map's) put an estimate there instead of the real
+ * use: max_entries x (key + value, value per CPU for per-CPU maps, rounded to 8), rounded to a page
+ * (bpf_map_memory_footprint). mapBytes (and docs/memory.md) is the real use.
+ */
+export function kernelCharge(shape: MapShape, cpus: number): number {
+  realUsage ??= /^\S+ \S+ array_map_mem_usage$/m.test(readFileSync('/proc/kallsyms', 'utf8'));
+  if (realUsage) return mapBytes(shape, cpus);
+  const up = (x: number, to: number) => Math.ceil(x / to) * to;
+  const value = shape.kind === 'percpu-array' ? up(shape.valueSize, 8) * cpus : shape.valueSize;
+  return up(shape.maxEntries * up(shape.keySize + value, 8), 4096);
+}
+let realUsage: boolean | undefined;
 
 export const XDP = { ABORTED: 0, DROP: 1, PASS: 2, TX: 3, REDIRECT: 4 } as const;
 export const TC = { OK: 0, SHOT: 2, REDIRECT: 7 } as const;
