@@ -19,13 +19,13 @@ import { BPF_NOEXIST, BpfMap } from '../sys/libbpf.js';
 import { ifIndexToName } from '../sys/libc.js';
 import { checkVlan, formatMac, VLAN_MIN } from './addr.js';
 import { addLink, attach, findAttachment, interfaceAttachments, removeAttachment, removeInstanceIfIdle, removeLink, resolveIface } from './attach.js';
-import { releaseSlotIfUnused } from './slots.js';
 import { forwardingChanged, listBridges, listPorts } from './bridge.js';
 import { readBridges, readMaps, registerOverlay } from './bridge-maps.js';
 import { deleteRemoteEntries, staticRemotes } from './fdb.js';
 import { ipJson, routeGet } from './host.js';
-import { programName } from './links.js';
 import { parsePort, parseUnicastIp } from './inet.js';
+import { programName } from './links.js';
+import { releaseSlotIfUnused } from './slots.js';
 
 export const VXLAN_PORT = 4789;
 
