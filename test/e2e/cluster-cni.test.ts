@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TestEtcd } from '../../bench/etcd.js';
 import { CODES } from '../../src/cni/spec.js';
 import { expectCniError, expectValidResult, runPlugin, type PluginRun } from '../helpers/cni.js';
-import { CLI, cleanup, inNs, netns, ROOT, sh, veth, xdpnet } from '../helpers/sys.js';
+import { cleanup, CLI, inNs, netns, ROOT, sh, slow, veth, xdpnet } from '../helpers/sys.js';
 
 const NET = 'cnie2e';
 const VNI = 4343;
@@ -19,7 +19,7 @@ type H = (typeof HOSTS)[number];
 const UNDERLAY: Record<H, string> = { h1: '192.168.78.1', h2: '192.168.78.2' };
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-async function waitFor(what: string, cond: () => boolean, ms = 60_000): Promise<void> {
+async function waitFor(what: string, cond: () => boolean, ms = slow(60_000)): Promise<void> {
   const start = Date.now();
   while (!cond()) {
     if (Date.now() - start > ms) throw new Error(`timed out waiting for ${what}`);
@@ -67,7 +67,7 @@ describe('cluster: containers through the CNI plugin', { timeout: 180_000 }, () 
     expect(xdpnet(['network', 'create', NET, '--vni', String(VNI), '--cidr', '10.93.0.0/16', '--block', '/28', '--etcd-endpoints', etcd.url]).code).toBe(0);
     for (const h of HOSTS) startAgent(h);
     for (const h of HOSTS) await waitFor(`agent ${h} to serve the plugin`, () => logs[h].includes('"msg":"joined"') && logs[h].includes('serving the CNI plugin'));
-  }, 300_000);
+  }, slow(300_000));
 
   afterAll(async () => {
     for (const h of HOSTS) if (logs[h]) console.log(`--- agent ${h}\n${logs[h].split('\n').slice(-12).join('\n')}`);
@@ -77,7 +77,7 @@ describe('cluster: containers through the CNI plugin', { timeout: 180_000 }, () 
     }
     await etcd.stop();
     cleanup();
-  }, 180_000);
+  }, slow(180_000));
 
   it('ADD takes an address of the host\'s block from its agent and publishes the endpoint', () => {
     for (const h of HOSTS) {

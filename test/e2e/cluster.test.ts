@@ -7,7 +7,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TestEtcd } from '../../bench/etcd.js';
-import { CLI, cleanup, inNs, netns, nsMac, ROOT, sh, veth, xdpnet } from '../helpers/sys.js';
+import { cleanup, CLI, inNs, netns, nsMac, ROOT, sh, slow, veth, xdpnet } from '../helpers/sys.js';
 
 /** Like sys.ts's ok(), but the state lock is machine-wide: a wait for another engineer's command is no failure. */
 function ok(args: string[]): string {
@@ -32,7 +32,7 @@ interface IfStats { iface: string; flooded: number; arpReplied: number; rxPacket
 const quiet = (ns: string) => sh('ip', ['netns', 'exec', ns, 'sysctl', '-qw', 'net.ipv6.conf.all.disable_ipv6=1', 'net.ipv6.conf.default.disable_ipv6=1']);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-async function waitFor(what: string, cond: () => boolean, ms = 60_000): Promise<number> {
+async function waitFor(what: string, cond: () => boolean, ms = slow(60_000)): Promise<number> {
   const start = Date.now();
   for (;;) {
     if (cond()) return Date.now() - start;
@@ -123,7 +123,7 @@ describe('cluster: three hosts through etcd', { timeout: 180_000 }, () => {
       sh('ip', ['-n', c, 'route', 'add', 'default', 'via', GW]);
     }
     for (const h of HOSTS) await waitFor(`${h} to learn the others from etcd`, () => converged(h, HOSTS));
-  }, 300_000);
+  }, slow(300_000));
   afterAll(() => {
     for (const h of HOSTS) if (logs[h]) console.log(`--- agent ${h}\n${logs[h].split('\n').slice(-15).join('\n')}`);
   });
@@ -132,7 +132,7 @@ describe('cluster: three hosts through etcd', { timeout: 180_000 }, () => {
     for (const h of HOSTS) await killAgent(h, 'SIGKILL');
     await etcd.stop();
     cleanup();
-  }, 180_000);
+  }, slow(180_000));
 
   it('gives each host its own block and each container a unique address of the flat subnet', () => {
     const show = JSON.parse(ok(['network', 'show', NET, '--json', ...etcdArgs()])) as { blocks: Record<string, string>; endpoints: Array<{ ip: string; node: string }> };

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CODES } from '../../src/cni/spec.js';
 import { expectCniError, expectValidResult, PLUGIN, runPlugin, type PluginRun } from '../helpers/cni.js';
-import { cleanup, netns, sh, sleep, veth, xdpnet, CLI } from '../helpers/sys.js';
+import { cleanup, CLI, netns, sh, sleep, slow, veth, xdpnet } from '../helpers/sys.js';
 
 const hasIpam = existsSync('/usr/lib/cni/host-local');
 let host = '';
@@ -53,7 +53,7 @@ describe.skipIf(!hasIpam)('CNI plugin, run directly', () => {
     // the records of attachments whose DEL never came (the vanished netns) went with "the host" namespace
     rmSync(`/run/xdpnet/cni/ns-${host}`, { recursive: true, force: true });
     rmSync(dir, { recursive: true, force: true });
-  }, 180_000);
+  }, slow(180_000));
 
   it('ADD wires the container; CHECK passes, then names what is missing; DEL twice succeeds', () => {
     const c = container();
@@ -209,5 +209,5 @@ describe.skipIf(!hasIpam)('CNI plugin, run directly', () => {
     const dels = await Promise.all(cs.map((c) => call('DEL', c)));
     for (const d of dels) expect(d.code, d.stdout).toBe(0);
     expect(state()).toEqual({ ports: [], allocations: [], pins: false });
-  }, 300_000);
+  }, slow(300_000));
 });

@@ -7,7 +7,7 @@ import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, readdirSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { podman, podmanMissing, RUN_FLAGS, IMAGE, type Podman } from '../helpers/podman.js';
-import { cleanup, netns, ROOT, sh, veth, xdpnet } from '../helpers/sys.js';
+import { cleanup, netns, ROOT, sh, slow, veth, xdpnet } from '../helpers/sys.js';
 
 const missing = podmanMissing();
 const HOST_UP = '10.213.0.1';
@@ -100,13 +100,13 @@ describe.skipIf(missing)('CNI plugin under podman', () => {
         ipam: { type: 'host-local', ranges: [[{ subnet: '10.90.0.0/24' }]], routes: [{ dst: '0.0.0.0/0' }], dataDir: `${pod.dir}/ipam` } },
       { type: 'portmap', capabilities: { portMappings: true } },
     ]);
-  }, 120_000);
+  }, slow(120_000));
 
   afterAll(() => {
     server?.kill();
     pod?.close();
     cleanup();
-  }, 180_000);
+  }, slow(180_000));
 
   it('two containers reach each other, an outside server (masqueraded) and are reached through -p, like bridge+portmap', () => {
     const ours = scenario(XNET, 8080);
@@ -117,13 +117,13 @@ describe.skipIf(missing)('CNI plugin under podman', () => {
     const fdb = JSON.parse(xdpnet(['--netns', host, 'fdb', 'show', '--bridge', XNET, '--json']).stdout) as Array<{ mac: string; type: string }>;
     const macs = [`${XNET}-web`, `${XNET}-cli`].map((c) => pod.run(['inspect', '-f', `{{(index .NetworkSettings.Networks "${XNET}").MacAddress}}`, c]).trim());
     for (const m of macs) expect(fdb).toContainEqual(expect.objectContaining({ mac: m, type: 'static' }));
-  }, 240_000);
+  }, slow(240_000));
 
   it('podman rm -f leaves no port, FDB entry, mapping, veth, pin or IP allocation', () => {
     pod.run(['rm', '-f', '-t', '0', `${XNET}-web`, `${XNET}-cli`, `${REF}-web`, `${REF}-cli`]);
     expect(leftovers()).toEqual({ ...CLEAN, links: [REF] }); // the reference plugin keeps its Linux bridge
     sh('ip', ['-n', host, 'link', 'del', REF]);
-  }, 120_000);
+  }, slow(120_000));
 
   it('20 containers started in parallel all get working networking, and go without a trace', async () => {
     const names = Array.from({ length: 20 }, (_, i) => `${XNET}-p${i}`);
@@ -140,5 +140,5 @@ describe.skipIf(missing)('CNI plugin under podman', () => {
     const removed = await Promise.all(names.map((n) => pod.start(['rm', '-f', '-t', '0', n])));
     for (const r of removed) expect(r.code, r.out).toBe(0);
     expect(leftovers()).toEqual(CLEAN);
-  }, 600_000);
+  }, slow(600_000));
 });

@@ -20,7 +20,7 @@ import { u32 } from '../../src/objects/codec.js';
 import { NAT } from '../../src/objects/nat.js';
 import { STATS_MAPS } from '../../src/objects/stats.js';
 import { BpfMap } from '../../src/sys/libbpf.js';
-import { CLI, cleanup, cliTimeoutMs, inNs, netns, sh, veth, xdpnet } from '../helpers/sys.js';
+import { cleanup, CLI, cliTimeoutMs, inNs, netns, sh, slow, veth, xdpnet } from '../helpers/sys.js';
 
 const TRIALS = Number(process.env.XDPNET_CRASH_TRIALS ?? 11); // each command once in `make test`; `make crash` runs 100
 
@@ -100,7 +100,7 @@ describe('crash safety: kill -9 at random points of state-changing commands', ()
     const rows = Array.from({ length: 3000 }, (_, i) => ({ mac: `02:30:00:00:${(i >> 8).toString(16).padStart(2, '0')}:${(i & 0xff).toString(16).padStart(2, '0')}`, bridge: 'br0', port: 's2' }));
     writeFileSync(join(tmp, 'fdb.json'), JSON.stringify(rows));
     for (const op of OPS) op.do = op.do.map((a) => (a === 'FDB' ? join(tmp, 'fdb.json') : a));
-  }, 600_000); // a dozen CLI runs, each allowed cliTimeoutMs() on a loaded machine
+  }, slow(600_000)); // a dozen CLI runs, each allowed cliTimeoutMs() on a loaded machine
   afterAll(() => {
     cleanup();
     rmSync(tmp, { recursive: true, force: true });

@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { IPPROTO, ipv4 } from '../helpers/packet.js';
-import { CLI, ROOT, cleanup, inNs, netns, nsMac, ok, sh, veth } from '../helpers/sys.js';
+import { cleanup, CLI, inNs, netns, nsMac, ok, ROOT, sh, slow, veth } from '../helpers/sys.js';
 
 /** A port nobody listens on now (the kernel's pick). */
 function freePort(): Promise<number> {
@@ -20,7 +20,7 @@ function freePort(): Promise<number> {
     });
   });
 }
-async function until<T>(what: string, fn: () => Promise<T | undefined>, ms = 20_000): Promise<T> {
+async function until<T>(what: string, fn: () => Promise<T | undefined>, ms = slow(20_000)): Promise<T> {
   const end = Date.now() + ms;
   for (;;) {
     const v = await fn().catch(() => undefined);

@@ -4,7 +4,7 @@
 // the victim's traffic flows; without it the same attacks work, which is what
 // lets these tests fail.
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { cleanup, cliIn, inNs, netns, nsMac, sh, sleep, veth } from '../helpers/sys.js';
+import { cleanup, cliIn, inNs, netns, nsMac, sh, sleep, slow, veth } from '../helpers/sys.js';
 
 const NET = '10.89.0';
 const VICTIM = `${NET}.12`;
@@ -48,7 +48,7 @@ describe('port lock against a container spoofing its neighbours', () => {
     cli.ok('bridge', 'add', 'br0', '--address', `${NET}.1/24`);
     cli.ok('attach', 'vv', '--bridge', 'br0', '--lock', '--lock-ip', VICTIM); // the MAC: eth0's behind vv
     cli.ok('attach', 'vo', '--bridge', 'br0', '--lock', '--lock-ip', OBSERVER);
-  }, 180_000);
+  }, slow(180_000));
   afterAll(() => cleanup(), 180_000);
 
   /** The attacker as it came: its own address and MAC, nobody's neighbour entries, the victim known to the observer. */

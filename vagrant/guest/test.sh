@@ -15,7 +15,8 @@ timeouts=()
 if [ "$(systemd-detect-virt)" = qemu ]; then
   timeouts=(--testTimeout=1800000 --hookTimeout=1800000)
   export XDPNET_UPGRADE_ROUNDS=${XDPNET_UPGRADE_ROUNDS:-5}
-  echo "== emulated: timeouts 30 min, upgrade rounds $XDPNET_UPGRADE_ROUNDS (100 on a host)"
+  export XDPNET_TIMEOUT_SCALE=${XDPNET_TIMEOUT_SCALE:-10}   # limits tests set themselves (test/helpers/sys.ts slow())
+  echo "== emulated: timeouts 30 min, the tests' own limits x$XDPNET_TIMEOUT_SCALE, upgrade rounds $XDPNET_UPGRADE_ROUNDS (100 on a host)"
 fi
 [ -n "${XDPNET_BPF_COMPAT:-}" ] && echo "== XDPNET_BPF_COMPAT=$XDPNET_BPF_COMPAT (object set forced)"
 rc=0
