@@ -4,7 +4,7 @@
 // (also run on SIGINT/SIGTERM and at exit) kills our children by PID, detaches
 // our XDP and tc programs and deletes the namespaces, which deletes their veths.
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { enterNetns } from '../src/dataplane/host.js';
 import { BenchObject, type BenchConsts, type BenchProgram } from '../src/objects/bench.js';
@@ -210,12 +210,13 @@ export class Topology {
    * programs are attached (a veth has NAPI only with XDP or GRO on).
    */
   threadNapi(exceptRole: string, cpu: number): void {
-    const napiThreads = () => new Set(execFileSync('pgrep', ['^napi/'], { encoding: 'utf8' }).split('\n').filter(Boolean));
-    let before: Set<string>;
+    // PID → name (napi/DEV-ID), from one pgrep: no reading /proc of a thread that may be gone meanwhile
+    const napiThreads = () => new Map(execFileSync('pgrep', ['-l', '^napi/'], { encoding: 'utf8' }).split('\n').filter(Boolean).map((l) => l.split(' ') as [string, string]));
+    let before: Map<string, string>;
     try {
       before = napiThreads();
     } catch {
-      before = new Set(); // pgrep exits 1 when there is none
+      before = new Map(); // pgrep exits 1 when there is none
     }
     const where = this.namespaces.filter((ns) => ns !== this.nsName(exceptRole));
     const devs = new Set<string>();
@@ -230,7 +231,7 @@ export class Topology {
       }
     }
     // New since we started and named for one of our devices (napi/DEV-ID): not another run's.
-    const mine = [...napiThreads()].filter((p) => !before.has(p) && devs.has(/^napi\/(.+)-\d+$/.exec(readFileSync(`/proc/${p}/comm`, 'utf8').trim())?.[1] ?? ''));
+    const mine = [...napiThreads()].filter(([p, name]) => !before.has(p) && devs.has(/^napi\/(.+)-\d+$/.exec(name)?.[1] ?? '')).map(([p]) => p);
     if (!mine.length) throw new Error(`no NAPI threads appeared in ${where.join(', ')}`);
     for (const pid of mine) execFileSync('taskset', ['-p', '-c', String(cpu), pid], { stdio: 'ignore' });
   }

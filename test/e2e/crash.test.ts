@@ -20,7 +20,7 @@ import { u32 } from '../../src/objects/codec.js';
 import { NAT } from '../../src/objects/nat.js';
 import { STATS_MAPS } from '../../src/objects/stats.js';
 import { BpfMap } from '../../src/sys/libbpf.js';
-import { cleanup, CLI, cliTimeoutMs, inNs, netns, sh, slow, veth, xdpnet } from '../helpers/sys.js';
+import { cleanup, CLI, cliTimeoutMs, inNs, netns, nsIfindex, sh, slow, veth, xdpnet } from '../helpers/sys.js';
 
 const TRIALS = Number(process.env.XDPNET_CRASH_TRIALS ?? 11); // each command once in `make test`; `make crash` runs 100
 
@@ -172,8 +172,7 @@ describe('crash safety: kill -9 at random points of state-changing commands', ()
 
   // The two windows of the overlay commands, made on purpose rather than hit by chance: what a kill
   // leaves there, and that the next command finds it and finishes.
-  const uplinkPins = () => readdirSync(join(dir(), 'links')).filter((f) => f.startsWith(`${ifindexOf('up1')}-`));
-  const ifindexOf = (dev: string) => (JSON.parse(sh('ip', ['-n', h, '-j', 'link', 'show', dev])) as Array<{ ifindex: number }>)[0].ifindex;
+  const uplinkPins = () => readdirSync(join(dir(), 'links')).filter((f) => f.startsWith(`${nsIfindex(h, 'up1')}-`));
   const ok = (args: string[]) => expect(run(args)).toMatchObject({ code: 0, stderr: '' });
 
   it('vxlan add killed between linking the uplink and writing the VTEP: the next add takes the uplink over', () => {
