@@ -216,7 +216,6 @@ export function delBridge(inst: InstancePaths, name: string, o: { force?: boolea
     }
     deleteFdb(m, (k) => k.bridge === br.id);
     for (const k of m.flood.keys()) if (FloodKey.decode(k).bridge === br.id) m.flood.delete(k);
-    m.bridges.delete(u32(br.id));
     return { ports: names, id: br.id };
   }) ?? noBridge(name);
   // Deleting the port end deletes the pair; by the name we chose, never an interface we did not make.
@@ -226,9 +225,12 @@ export function delBridge(inst: InstancePaths, name: string, o: { force?: boolea
     // its port record, which is what the loop above frees them by (found by make crash's 100 trials).
     const a = findAttachment(inst, peer);
     if (a) removeAttachment(inst, a);
-    run('ip', ['link', 'del', hostPeerName(out.id)]);
     releaseSlotIfUnused(inst, peer);
+    run('ip', ['link', 'del', hostPeerName(out.id)]);
   }
+  // The record last: a run killed before here still finds the bridge, and running it again finishes
+  // (a record deleted first left the host interface behind for good: make test's crash trials).
+  withMaps(inst, (m) => m.bridges.delete(u32(out.id)));
   removeInstanceIfIdle(inst);
   return { ports: out.ports };
 }
