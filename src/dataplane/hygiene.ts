@@ -6,7 +6,7 @@
 // which the kernel never reuses; the nsfs inode is reused at once) is
 // recorded next to its lock, and state recorded for another namespace of the
 // same name is stale: a new namespace never inherits it.
-import { chmodSync, existsSync, lstatSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, lstatSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { errnoName, XdpnetError } from '../errors.js';
 import { listInstances, type InstancePaths } from '../objects/paths.js';
@@ -34,8 +34,9 @@ export function staleReason(inst: InstancePaths): string | undefined {
   const name = inst.name.slice(3);
   const id = netnsId(name);
   if (id === undefined) return `network namespace ${name} no longer exists`;
-  const recorded = existsSync(idFile(inst.name)) ? readFileSync(idFile(inst.name), 'utf8').trim() : undefined;
-  if (recorded !== undefined && recorded !== id) return `network namespace ${name} was deleted and made again; this state was the old one's`;
+  const recorded = existsSync(idFile(inst.name)) ? readFileSync(idFile(inst.name), 'utf8').trim() : '';
+  // no record, or an empty one (an older xdpnet killed while writing it): nothing says it is another namespace's
+  if (recorded && recorded !== id) return `network namespace ${name} was deleted and made again; this state was the old one's`;
   return undefined;
 }
 
@@ -62,7 +63,12 @@ export function claimInstance(inst: InstancePaths): void {
   const id = netnsId(inst.name.slice(3));
   if (id === undefined) return; // entering it fails next, with its own error
   if (staleReason(inst)) removeStale(inst);
-  writeFileSync(idFile(inst.name), `${id}\n`, { mode: 0o600 });
+  const file = idFile(inst.name);
+  if (existsSync(file) && readFileSync(file, 'utf8').trim() === id) return;
+  // Whole or not at all: a record a kill left empty would make the next command take this
+  // namespace's state for another's and remove it (make test's crash trials did).
+  writeFileSync(`${file}.new`, `${id}\n`, { mode: 0o600 });
+  renameSync(`${file}.new`, file);
 }
 
 /** Refuses to work through a symlink anywhere in xdpnet's state tree (one planted there could redirect pins). */

@@ -2,9 +2,10 @@
 // a network namespace that was deleted (reported, removed by the daemon, not
 // inherited by a new namespace of the same name).
 import { spawn } from 'node:child_process';
-import { existsSync, readdirSync, statSync, symlinkSync, unlinkSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, statSync, symlinkSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { LOCK_DIR } from '../../src/dataplane/host.js';
 import { CLI, cleanup, netns, sh, veth, xdpnet } from '../helpers/sys.js';
 
 const mode = (p: string) => statSync(p).mode & 0o777;
@@ -43,6 +44,15 @@ describe('state hygiene', () => {
       unlinkSync(evil);
     }
     expect(run('bridge', 'add', 'br1')).toMatchObject({ code: 0, stderr: '' });
+  });
+
+  it('an empty identity record (a command killed while writing it) is not another namespace\'s: the state stays', () => {
+    expect(run('bridge', 'add', 'brid')).toMatchObject({ code: 0, stderr: '' });
+    writeFileSync(join(LOCK_DIR, `ns-${ns}.netns`), ''); // what a kill between truncating and writing left
+    expect(run('bridge', 'add', 'brid2')).toMatchObject({ code: 0, stderr: '' });
+    expect(JSON.parse(run('bridge', 'show', '--json').stdout).map((b: { name: string }) => b.name).sort()).toEqual(['br0', 'br1', 'brid', 'brid2']);
+    expect(readFileSync(join(LOCK_DIR, `ns-${ns}.netns`), 'utf8')).toMatch(/^cookie:\d+\n$/); // recorded again, whole
+    for (const b of ['brid', 'brid2']) expect(run('bridge', 'del', b)).toMatchObject({ code: 0 });
   });
 
   it('the state of a deleted namespace: status reports it, a new namespace of the same name does not inherit it, the daemon removes it', async () => {
