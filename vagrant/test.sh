@@ -3,7 +3,7 @@
 # tc path where tcx is missing) and native XDP on its virtio-net NIC, pinging the libvirt
 # host's end of the isolated underlay (192.168.56.1): one VM is enough, which matters under emulation.
 # The summary goes to bench/results/vagrant-test.txt as evidence (vagrant-test-TIER.txt for a run
-# of one tier, XDPNET_TEST_DIRS=test/TIER, so it does not overwrite the other's); full log in build/.
+# of one tier or of files of one tier, XDPNET_TEST_DIRS=test/TIER..., so it does not overwrite the other's); full log in build/.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/libvirt.sh"
@@ -16,7 +16,9 @@ vagrant_rsync host-a
 # the tree the guest tests: the host's checkout as rsynced now (it may move on during the run)
 tree="$(git -C "$here/.." rev-parse --short HEAD)$(git -C "$here/.." diff --quiet || echo +dirty)"
 name=vagrant-test
-[[ ${XDPNET_TEST_DIRS:-} =~ ^test/([a-z0-9]+)/?$ ]] && name=vagrant-test-${BASH_REMATCH[1]}
+# one tier, or files of one tier: named by it
+tiers=$(for d in ${XDPNET_TEST_DIRS:-}; do [[ $d =~ ^test/([a-z0-9]+)(/|$) ]] && echo "${BASH_REMATCH[1]}" || echo other; done | sort -u)
+[[ -n $tiers && $tiers != *$'\n'* && $tiers != other ]] && name=vagrant-test-$tiers
 log=$here/../build/$name.log out=$here/../bench/results/$name.txt
 mkdir -p "$(dirname "$log")"
 rc=interrupted
