@@ -2,7 +2,7 @@
 // useful error: privileges, then the namespace, then bpffs.
 import type { Command } from 'commander';
 import { ensureBpffs, enterNetns, lockState, requirePrivileges } from '../dataplane/host.js';
-import { claimInstance, refuseSymlinks, staleReason, tightenModes } from '../dataplane/hygiene.js';
+import { claimInstance, forgetIfGone, refuseSymlinks, staleReason, tightenModes } from '../dataplane/hygiene.js';
 import { instanceName, instancePaths, type InstancePaths } from '../objects/paths.js';
 
 export interface GlobalOptions {
@@ -33,7 +33,20 @@ export function context(cmd: Command): Context {
   const { netns } = globals(cmd);
   requirePrivileges();
   const changes = !UNLOCKED.has(commandPath(cmd));
-  if (changes) lockState(instanceName(netns)); // held until the process exits
+  let claimed: InstancePaths | undefined;
+  if (changes) {
+    lockState(instanceName(netns)); // held until the process exits
+    process.once('exit', () => {
+      try {
+        if (claimed) tightenModes(claimed);
+      } catch { /* the command's own outcome stands */ }
+      try {
+        // The holder's last act, however the command ended (a namespace that does not exist
+        // included): an instance with no state leaves no files in /run.
+        forgetIfGone(instancePaths(netns));
+      } catch { /* as above */ }
+    });
+  }
   if (netns) enterNetns(netns);
   ensureBpffs();
   let inst = instancePaths(netns);
@@ -45,11 +58,7 @@ export function context(cmd: Command): Context {
   }
   if (changes) {
     claimInstance(inst);
-    process.once('exit', () => {
-      try {
-        tightenModes(inst);
-      } catch { /* the command's own outcome stands */ }
-    });
+    claimed = inst;
   }
   return { inst, netns };
 }

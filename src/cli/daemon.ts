@@ -5,7 +5,7 @@ import { Command } from 'commander';
 import { reapVanishedPorts } from '../dataplane/bridge.js';
 import { ageFdb } from '../dataplane/fdb.js';
 import { instanceNetns, lockState, requirePrivileges, withNetns } from '../dataplane/host.js';
-import { removeStale, staleInstances } from '../dataplane/hygiene.js';
+import { forgetIfGone, removeStale, staleInstances } from '../dataplane/hygiene.js';
 import { natHousekeeping } from '../dataplane/nat.js';
 import { instancePaths, listInstances, type InstancePaths } from '../objects/paths.js';
 import { createRegistry } from '../observe/metrics.js';
@@ -56,6 +56,7 @@ Examples:
         for (const { inst, reason } of netns ? [] : staleInstances()) {
           const release = lockState(inst.name);
           removeStale(inst);
+          forgetIfGone(inst);
           release();
           done.push(`${inst.name} removed: ${reason}`);
         }

@@ -9,7 +9,7 @@ import { addBridge, bridgeMac, bridgeUsers, delBridge, detachInterface, isPort, 
 import { parseLock } from '../dataplane/port-lock.js';
 import { addFdb, listFdb } from '../dataplane/fdb.js';
 import { ensureBpffs, lockFile, lockState, requirePrivileges } from '../dataplane/host.js';
-import { claimInstance, refuseSymlinks } from '../dataplane/hygiene.js';
+import { claimInstance, forgetIfGone, refuseSymlinks } from '../dataplane/hygiene.js';
 import { parsePrefix } from '../dataplane/inet.js';
 import { addPortmap, addSnat, delPortmap, delSnat, listSnat, portmapTarget, showNat } from '../dataplane/nat.js';
 import { defaultDev, hostAddresses } from '../dataplane/nat-host.js';
@@ -56,7 +56,11 @@ export async function locked<T>(fn: (inst: InstancePaths, store: StateStore) => 
     if (e instanceof XdpnetError) throw new CniError(CODES.DATAPLANE, e.message, e.hint);
     throw e;
   } finally {
-    release();
+    try {
+      forgetIfGone(inst);
+    } finally {
+      release();
+    }
   }
 }
 

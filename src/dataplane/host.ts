@@ -1,7 +1,7 @@
 // Preconditions every privileged command checks first, each with an error
 // that says what is wrong and what to do: root, kernel, bpffs, netns.
 import { execFileSync } from 'node:child_process';
-import { closeSync, readFileSync, existsSync, mkdirSync, openSync } from 'node:fs';
+import { closeSync, readFileSync, existsSync, fstatSync, mkdirSync, openSync, statSync } from 'node:fs';
 import { release } from 'node:os';
 import { XdpnetError } from '../errors.js';
 import { CLONE_NEWNET, close, ifIndexToName, ifNameToIndex, mount, openRead, setns, tryLockExclusive, unlock } from '../sys/libc.js';
@@ -47,19 +47,28 @@ export function lockState(instance: string): () => void;
 export function lockState(instance: string, o: { timeoutMs: number }): (() => void) | undefined;
 export function lockState(instance: string, o?: { timeoutMs: number }): (() => void) | undefined {
   const file = lockFile(instance);
-  let fd: number;
-  try {
-    mkdirSync(LOCK_DIR, { recursive: true, mode: 0o700 });
-    fd = openSync(file, 'a', 0o600);
-  } catch (e) {
-    throw new XdpnetError(`cannot open ${file}: ${(e as Error).message}`);
-  }
+  const open = () => {
+    try {
+      mkdirSync(LOCK_DIR, { recursive: true, mode: 0o700 });
+      return openSync(file, 'a', 0o600);
+    } catch (e) {
+      throw new XdpnetError(`cannot open ${file}: ${(e as Error).message}`);
+    }
+  };
+  let fd = open();
   const nap = new Int32Array(new SharedArrayBuffer(4));
   const start = Date.now();
   let said = false;
   for (;;) {
     const r = tryLockExclusive(fd);
-    if (r === true) return () => { unlock(fd); closeSync(fd); };
+    if (r === true && isAtPath(fd, file)) return () => { unlock(fd); closeSync(fd); };
+    if (r === true) {
+      // The holder removed the file as its last act (its instance was gone, see forgetIfGone):
+      // a lock on that file excludes no one any more, the one at the path now does.
+      closeSync(fd);
+      fd = open();
+      continue;
+    }
     if (r !== false) throw new XdpnetError(`cannot lock ${file}: ${errnoName(-r)}`);
     if (o && Date.now() - start > o.timeoutMs) {
       closeSync(fd);
@@ -70,6 +79,15 @@ export function lockState(instance: string, o?: { timeoutMs: number }): (() => v
       said = true;
     }
     Atomics.wait(nap, 0, 0, 5);
+  }
+}
+
+function isAtPath(fd: number, file: string): boolean {
+  try {
+    const [a, b] = [fstatSync(fd), statSync(file)];
+    return a.ino === b.ino && a.dev === b.dev;
+  } catch {
+    return false; // removed
   }
 }
 

@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { errnoName, XdpnetError } from '../errors.js';
 import { listInstances, type InstancePaths } from '../objects/paths.js';
 import { netnsCookie } from '../sys/libc.js';
-import { bpffsRoot, LOCK_DIR, withNetns } from './host.js';
+import { bpffsRoot, LOCK_DIR, lockFile, withNetns } from './host.js';
 
 const idFile = (instance: string) => join(LOCK_DIR, `${instance}.netns`);
 
@@ -51,6 +51,17 @@ export function staleInstances(): Array<{ inst: InstancePaths; reason: string }>
 export function removeStale(inst: InstancePaths): void {
   rmSync(inst.dir, { recursive: true, force: true });
   rmSync(idFile(inst.name), { force: true });
+}
+
+/**
+ * The last act of a lock holder: an instance whose state is gone leaves neither its identity
+ * record nor its lock file in /run (otherwise two files stay for every namespace ever used).
+ * Only while holding the lock, at the end: a locker that finds its file unlinked locks the new one.
+ */
+export function forgetIfGone(inst: InstancePaths): void {
+  if (existsSync(inst.dir)) return;
+  rmSync(idFile(inst.name), { force: true });
+  rmSync(lockFile(inst.name), { force: true });
 }
 
 /**

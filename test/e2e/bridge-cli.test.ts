@@ -192,6 +192,7 @@ describe('bridge control plane', () => {
     expect(run('bridge', 'add', 'brw')).toMatchObject({ code: 0, stderr: 'xdpnet: waiting for another xdpnet command to finish\n' });
     expect(Date.now() - t0).toBeGreaterThan(1000);
     expect(xdpnet(['--netns', `${ns}-other`, 'bridge', 'del', 'nope'])).toMatchObject({ code: 1, stderr: expect.stringMatching(/^xdpnet: error: /) }); // another instance's lock: no wait
+    expect(existsSync(lockFile(`ns-${ns}-other`))).toBe(false); // no namespace, no state: its lock file goes with the command
     await released;
     ok('bridge', 'del', 'brw');
   });

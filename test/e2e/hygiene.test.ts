@@ -6,7 +6,7 @@ import { existsSync, readdirSync, readFileSync, statSync, symlinkSync, unlinkSyn
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { LOCK_DIR } from '../../src/dataplane/host.js';
-import { CLI, cleanup, netns, sh, veth, xdpnet } from '../helpers/sys.js';
+import { CLI, cleanup, netns, sh, slow, veth, xdpnet } from '../helpers/sys.js';
 
 const mode = (p: string) => statSync(p).mode & 0o777;
 
@@ -55,6 +55,45 @@ describe('state hygiene', () => {
     for (const b of ['brid', 'brid2']) expect(run('bridge', 'del', b)).toMatchObject({ code: 0 });
   });
 
+  it('a namespace whose state is gone leaves no lock or identity record in /run', () => {
+    const ns2 = netns('hygrun');
+    const files = () => ['lock', 'netns'].filter((x) => existsSync(join(LOCK_DIR, `ns-${ns2}.${x}`)));
+    expect(xdpnet(['--netns', ns2, 'bridge', 'add', 'b0'])).toMatchObject({ code: 0, stderr: '' });
+    expect(files()).toEqual(['lock', 'netns']); // state, so both stay
+    expect(xdpnet(['--netns', ns2, 'bridge', 'del', 'b0'])).toMatchObject({ code: 0, stderr: '' });
+    expect(existsSync(`/sys/fs/bpf/xdpnet/ns-${ns2}`)).toBe(false);
+    expect(files()).toEqual([]);
+  });
+
+  it('a command waiting on a lock file that its holder removed waits again, for the file now at the path', async () => {
+    const ns3 = netns('hyglk');
+    const file = join(LOCK_DIR, `ns-${ns3}.lock`);
+    writeFileSync(file, '', { mode: 0o600 });
+    const exited = (p: ReturnType<typeof spawn>) => new Promise<number>((resolve) => p.on('exit', () => resolve(Date.now())));
+    // flock(1) hands the locked fd to its command too: the holder is killed as a process group
+    const holder = spawn('flock', [file, 'sleep', '600'], { stdio: 'ignore', detached: true });
+    const holderExit = exited(holder);
+    try {
+      await new Promise((r) => setTimeout(r, 200));
+      const w = spawn(process.execPath, [CLI, '--netns', ns3, 'bridge', 'add', 'b0'], { stdio: ['ignore', 'ignore', 'pipe'] });
+      const wExit = exited(w);
+      await new Promise<void>((resolve) => w.stderr!.on('data', (d) => String(d).includes('waiting for another') && resolve())); // w holds the old file open
+      unlinkSync(file); // what a holder whose instance is gone does last
+      const newcomer = spawn('flock', [file, 'sleep', String(slow(2000) / 1000)], { stdio: 'ignore' }); // locks the new file at once
+      const newcomerExit = exited(newcomer);
+      await new Promise((r) => setTimeout(r, 200));
+      process.kill(-holder.pid!, 'SIGTERM');
+      await holderExit;
+      // w may take the lock only once the newcomer is done: a lock on the removed file excludes no one
+      const [tw, tn] = await Promise.all([wExit, newcomerExit]);
+      expect(tw).toBeGreaterThanOrEqual(tn);
+    } finally {
+      try { process.kill(-holder.pid!, 'SIGKILL'); } catch { /* gone */ }
+    }
+    expect(xdpnet(['--netns', ns3, 'bridge', 'show', '--json'])).toMatchObject({ code: 0, stdout: expect.stringContaining('"b0"') });
+    expect(xdpnet(['--netns', ns3, 'bridge', 'del', 'b0'])).toMatchObject({ code: 0 });
+  }, slow(60_000));
+
   it('the state of a deleted namespace: status reports it, a new namespace of the same name does not inherit it, the daemon removes it', async () => {
     sh('ip', ['netns', 'del', ns]);
     const st = xdpnet(['status']);
@@ -73,6 +112,7 @@ describe('state hygiene', () => {
     d.kill('SIGTERM');
     await new Promise((resolve) => d.on('exit', resolve));
     expect(existsSync(dir())).toBe(false);
+    expect(['lock', 'netns'].filter((x) => existsSync(join(LOCK_DIR, `ns-${ns}.${x}`)))).toEqual([]); // nor its files in /run
     expect(run('bridge', 'add', 'br0')).toMatchObject({ code: 0, stderr: '' }); // a fresh start
     expect(run('bridge', 'show', '--json')).toMatchObject({ code: 0, stderr: '' });
   });
