@@ -121,8 +121,8 @@ export function tightenModes(inst: InstancePaths): void {
     for (const f of readdirSync(dir)) {
       const p = join(dir, f);
       const s = lstatSync(p);
-      if (s.isDirectory()) continue;
-      if (!s.isSymbolicLink()) chmodSync(p, 0o600);
+      if (s.isDirectory()) chmodSync(p, 0o700); // a build's programs, a clsact qdisc's mark
+      else if (!s.isSymbolicLink()) chmodSync(p, 0o600);
     }
   }
 }

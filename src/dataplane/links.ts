@@ -149,7 +149,7 @@ export function linkOn(inst: InstancePaths, owner: Owner, ifindex: number, hook:
   mkdirSync(inst.links, { recursive: true });
   const pin = join(inst.links, pinName(owner, ifindex, hook, mode, tc));
   if (tc === 'clsact') {
-    if (clsactCreate(ifindex, iface)) mkdirSync(join(inst.links, QDISC_MARK(ifindex)), { recursive: true });
+    if (clsactCreate(ifindex, iface)) mkdirSync(join(inst.links, QDISC_MARK(ifindex)), { recursive: true, mode: 0o700 });
     try {
       tcFilterAttach(prog.fd, filterId(owner, ifindex), what);
       if (existsSync(pin)) unlinkSync(pin);

@@ -145,4 +145,5 @@ if (kernelTc === 'tcx') {
   await import('./bridge-cli.test.js');
   await import('./nat.test.js');
   await import('./vxlan.test.js');
+  await import('./hygiene.test.js'); // the qdisc's mark folder among the pins
 }
