@@ -27,7 +27,7 @@ async function waitFor(what: string, cond: () => boolean, ms = slow(60_000)): Pr
   }
 }
 
-describe('cluster: containers through the CNI plugin', { timeout: 180_000 }, () => {
+describe('cluster: containers through the CNI plugin', { timeout: slow(180_000) }, () => {
   const etcd = new TestEtcd();
   const host = {} as Record<H, string>;
   const ctr = {} as Record<H, string>;

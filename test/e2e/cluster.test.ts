@@ -54,7 +54,7 @@ function pingRun(ns: string, ip: string, count: number, interval = 0.02): Promis
   });
 }
 
-describe('cluster: three hosts through etcd', { timeout: 180_000 }, () => {
+describe('cluster: three hosts through etcd', { timeout: slow(180_000) }, () => {
   const etcd = new TestEtcd();
   let under: string;
   const host = {} as Record<H, string>;

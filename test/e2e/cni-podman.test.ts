@@ -22,7 +22,7 @@ let pod: Podman;
 let server: ChildProcess | undefined;
 
 function inContainer(c: string, cmd: string): string {
-  return pod.run(['exec', c, 'sh', '-c', cmd], 30_000);
+  return pod.run(['exec', c, 'sh', '-c', cmd], slow(30_000));
 }
 
 const pings = (c: string, dst: string) => {
