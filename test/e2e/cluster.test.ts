@@ -210,7 +210,7 @@ describe('cluster: three hosts through etcd', { timeout: slow(180_000) }, () => 
     expect(got, `h1 -> h2 during the restart (${t} ms to reconcile)`).toBe(sent);
     expect(remoteMacs('h2')).not.toContain(`02:de:ad:00:00:01@${UNDERLAY.h3}`);
     for (const h of HOSTS) expect(converged(h, HOSTS), h).toBe(true);
-    await waitFor('h2\'s "joined" log line', () => logs.h2.includes('"msg":"joined"'), 5000); // stdout may trail the maps
+    await waitFor('h2\'s "joined" log line', () => logs.h2.includes('"msg":"joined"'), slow(5000)); // stdout may trail the maps
   });
 
   it('etcd down and back mid-traffic: forwarding goes on, agents reconcile on return', async () => {
@@ -239,7 +239,7 @@ describe('cluster: three hosts through etcd', { timeout: slow(180_000) }, () => 
     // when each agent wrote its maps, by its own log (polling through the CLI would add its own delay)
     for (const h of ['h1', 'h2'] as const) {
       const dropped = (l: string) => /"vtepsRemoved":\[[^\]]*"192\.168\.77\.3"/.test(l);
-      await waitFor(`${h}'s log line`, () => logs[h].split('\n').some(dropped), 5000); // stdout may trail the maps
+      await waitFor(`${h}'s log line`, () => logs[h].split('\n').some(dropped), slow(5000)); // stdout may trail the maps
       const line = logs[h].split('\n').filter(dropped).pop()!;
       const t = Date.parse((JSON.parse(line) as { ts: string }).ts) - killed;
       expect(t, `${h} dropped h3 after ${t} ms`).toBeLessThanOrEqual((TTL + 2) * 1000);
