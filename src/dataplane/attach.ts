@@ -10,7 +10,7 @@ import { BRIDGE } from '../objects/bridge.js';
 import { loadCounter } from '../objects/counter.js';
 import { ensureObserver, isObserverPin } from '../objects/monitor.js';
 import type { InstancePaths } from '../objects/paths.js';
-import { hookName, linkOn, listLinks, unlink, type Hook, type HookLink, type XdpMode } from './links.js';
+import { forgetUnusedQdiscs, hookName, linkOn, listLinks, unlink, type Hook, type HookLink, type XdpMode } from './links.js';
 import { claimSlot, releaseSlotIfUnused } from './slots.js';
 import { withInstalledBuild } from './upgrade.js';
 
@@ -143,6 +143,7 @@ export function removeAttachment(inst: InstancePaths, a: Attachment): void {
 
 /** Leaves nothing of an instance on bpffs once it has no links and no bridges (configuration lives in maps). */
 export function removeInstanceIfIdle(inst: InstancePaths): void {
+  forgetUnusedQdiscs(inst);
   if (existsSync(inst.links) && readdirSync(inst.links).some((f) => !isObserverPin(f))) return; // the observer's pins go with the last other link
   if (BpfMap.usePin(join(inst.maps, BRIDGE.maps.bridges), (m) => !m.keys().next().done)) return;
   rmSync(inst.dir, { recursive: true, force: true });

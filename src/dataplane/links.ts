@@ -43,7 +43,7 @@ export interface HookLink {
 }
 
 const PIN_RE = /^(nat-)?(\d+)-(xdp|tc)(?:-(native|generic|clsact))?$/;
-const QDISC_MARK = (ifindex: number) => `clsact-${ifindex}`; // a folder: xdpnet created this interface's clsact qdisc
+const QDISC_MARK = (ifindex: number) => `clsact-${ifindex}`; // a folder: xdpnet created this interface's clsact qdisc (forgetUnusedQdiscs parses it)
 
 /**
  * Fixed filter priorities, one per owner (cls_bpf handles are per priority):
@@ -211,6 +211,19 @@ export function unlink(inst: InstancePaths, l: HookLink): void {
   }
   if (existsSync(l.pin)) unlinkSync(l.pin);
   if (l.tc === 'clsact') forgetQdiscIfUnused(inst, l.ifindex);
+}
+
+/**
+ * Every mark whose interface has no xdpnet filter left: a run killed between adding the qdisc and
+ * pinning its filter leaves one, and once the interface is gone nothing else would remove it (the
+ * instance would never be idle).
+ */
+export function forgetUnusedQdiscs(inst: InstancePaths): void {
+  if (!existsSync(inst.links)) return;
+  for (const f of readdirSync(inst.links)) {
+    const m = /^clsact-(\d+)$/.exec(f);
+    if (m) forgetQdiscIfUnused(inst, Number(m[1]));
+  }
 }
 
 /** Once no xdpnet filter is left on an interface: deletes the clsact qdisc xdpnet added if no one else's filter is on it. */

@@ -84,4 +84,10 @@ describe('bridge del after a bridge add killed inside its host port\'s addPort',
       expect([...slots().keys()]).toEqual([nsIfindex(ns, 'k1')]);
     });
   }
+
+  it('then the last detach leaves nothing of the instance (on clsact: no qdisc mark of the deleted host port)', () => {
+    ok('detach', 'k1');
+    expect(existsSync(dir()) ? readdirSync(join(dir(), 'links')) : []).toEqual([]);
+    expect(existsSync(dir())).toBe(false);
+  });
 });
