@@ -14,10 +14,9 @@ import { instanceMemory, MAP_TYPE_NAMES, type MapMemory } from '../objects/memor
 import { ctFlowsOf, pinnedCtEntries } from '../objects/nat.js';
 import { listVteps, portOverlay, vtepUplinks } from '../dataplane/vxlan.js';
 import { UsageError, XdpnetError } from '../errors.js';
-import { instanceNetns, withNetns } from '../dataplane/host.js';
-import { listInstances, objectSet, type InstancePaths } from '../objects/paths.js';
+import { objectSet, type InstancePaths } from '../objects/paths.js';
 import { runningSets } from '../objects/builds.js';
-import { context } from './context.js';
+import { context, eachInstance } from './context.js';
 import { ago, ibytes, json, table, vlansText } from './format.js';
 
 function describe(a: Attachment): string {
@@ -192,14 +191,7 @@ Examples:
         return console.log(maps.length ? memoryTable(maps) : 'no maps');
       }
       if (!o.allNamespaces) return printStatus(statusOf(ctx.inst), o.json);
-      const all = listInstances().flatMap((inst) => {
-        try {
-          return [{ netns: inst.name, ...withNetns(instanceNetns(inst.name), () => statusOf(inst)) }];
-        } catch (e) {
-          console.error(`xdpnet: ${inst.name}: ${(e as Error).message}`); // a namespace deleted under us: the rest still show
-          return [];
-        }
-      });
+      const all = eachInstance(statusOf);
       if (o.json) return console.log(json(all.flatMap((s) => s.rows.map((r) => ({ netns: s.netns, ...r })))));
       if (!all.length) return console.log('no instances');
       console.log(all.map((s) => `${s.netns}:\n${renderStatus(s).replace(/^/gm, '  ')}`).join('\n'));

@@ -1,9 +1,9 @@
 // What every privileged command does first, in an order that gives the most
 // useful error: privileges, then the namespace, then bpffs.
 import type { Command } from 'commander';
-import { ensureBpffs, enterNetns, lockState, requirePrivileges } from '../dataplane/host.js';
+import { ensureBpffs, enterNetns, instanceNetns, lockState, requirePrivileges, withNetns } from '../dataplane/host.js';
 import { claimInstance, forgetIfGone, refuseSymlinks, staleReason, tightenModes } from '../dataplane/hygiene.js';
-import { instanceName, instancePaths, type InstancePaths } from '../objects/paths.js';
+import { instanceName, instancePaths, listInstances, type InstancePaths } from '../objects/paths.js';
 
 export interface GlobalOptions {
   netns?: string;
@@ -61,4 +61,24 @@ export function context(cmd: Command): Context {
     claimed = inst;
   }
   return { inst, netns };
+}
+
+/**
+ * fn in each instance's own namespace (--all-namespaces). State whose namespace is gone gets the
+ * note status gives it, a namespace deleted while this runs an error line; the rest still show.
+ */
+export function eachInstance<T>(fn: (inst: InstancePaths) => T): Array<{ netns: string } & T> {
+  return listInstances().flatMap((inst) => {
+    const stale = staleReason(inst);
+    if (stale) {
+      console.error(`note: stale state ${inst.dir}: ${stale} (\`xdpnet daemon\` removes it)`);
+      return [];
+    }
+    try {
+      return [{ netns: inst.name, ...withNetns(instanceNetns(inst.name), () => fn(inst)) }];
+    } catch (e) {
+      console.error(`xdpnet: ${inst.name}: ${(e as Error).message}`);
+      return [];
+    }
+  });
 }

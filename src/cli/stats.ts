@@ -4,9 +4,7 @@ import { ctCounters, type CtCounters } from '../dataplane/conntrack.js';
 import { readStats, type IfaceStats, type Stats } from '../dataplane/stats.js';
 import { UsageError } from '../errors.js';
 import { positive } from './args.js';
-import { instanceNetns, withNetns } from '../dataplane/host.js';
-import { listInstances } from '../objects/paths.js';
-import { context } from './context.js';
+import { context, eachInstance } from './context.js';
 import { json, si, table } from './format.js';
 
 /** JSON times are ISO 8601 strings everywhere (status' since, monitor's time): `at` too. */
@@ -76,14 +74,7 @@ Examples:
       const ctx = context(cmd);
       if (o.allNamespaces) {
         if (ctx.netns) throw new UsageError('--all-namespaces and --netns exclude each other');
-        const all = listInstances().flatMap((inst) => {
-          try {
-            return [withNetns(instanceNetns(inst.name), () => ({ netns: inst.name, stats: readStats(inst), ct: ctCounters(inst) }))];
-          } catch (e) {
-            console.error(`xdpnet: ${inst.name}: ${(e as Error).message}`); // a namespace deleted under us: the rest still show
-            return [];
-          }
-        });
+        const all = eachInstance((inst) => ({ stats: readStats(inst), ct: ctCounters(inst) }));
         if (o.json) return console.log(json(all.map((x) => ({ netns: x.netns, ...jsonStats(x.stats), ...(x.ct ? { conntrack: x.ct } : {}) }))));
         return console.log(all.length ? all.map((x) => `${x.netns}:\n${(render(x.stats) + (x.ct ? `\n${ctText(x.ct)}` : '')).replace(/^/gm, '  ')}`).join('\n') : 'no instances');
       }

@@ -100,6 +100,13 @@ describe('state hygiene', () => {
     const st = xdpnet(['status']);
     expect(st.code).toBe(0);
     expect(st.stderr).toContain(`note: stale state ${dir()}: network namespace ${ns} no longer exists (\`xdpnet daemon\` removes it)\n`);
+    for (const cmd of ['status', 'stats']) { // every instance: the stale one is the same note, not an error, and not shown
+      const all = xdpnet([cmd, '--all-namespaces', '--json']);
+      expect(all.code).toBe(0);
+      expect(all.stderr).toContain(`note: stale state ${dir()}: network namespace ${ns} no longer exists (\`xdpnet daemon\` removes it)\n`);
+      expect(all.stderr).not.toContain(`xdpnet: ns-${ns}`);
+      expect(JSON.parse(all.stdout).some((r: { netns: string }) => r.netns === `ns-${ns}`)).toBe(false);
+    }
     sh('ip', ['netns', 'add', ns]); // same name, another namespace
     const show = run('bridge', 'show');
     expect(show).toMatchObject({ code: 0, stdout: 'no bridges\n' });
