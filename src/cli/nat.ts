@@ -72,10 +72,15 @@ Examples:
   xdpnet --netns host1 nat masquerade add --src 10.88.0.0/24 --out up0 --in br0
 
 The NAT program goes on tc ingress of --in (keeps GSO/TSO) and on XDP of --out
-(tc there when another XDP program holds it).` : `
+(tc there when another XDP program holds it).
+
+IPv4 forwarding is turned on for --in and --out where it is off (a note says so):
+nothing is routed in from an interface that does not forward.` : `
 Examples:
   xdpnet nat snat add --src 172.17.0.0/16 --out eth0 --to 203.0.113.5
-  xdpnet nat snat add --src 172.17.0.0/16 --out eth0 --to 203.0.113.5-203.0.113.8 --ports 1024-65535`)
+  xdpnet nat snat add --src 172.17.0.0/16 --out eth0 --to 203.0.113.5-203.0.113.8 --ports 1024-65535
+
+IPv4 forwarding is turned on for --in and --out where it is off (a note says so).`)
     .action((o: { src: string; out: string; to?: string; ports?: string; in?: string; conntrackMax?: string; inHook?: 'tc' | 'xdp'; json?: boolean }, cmd: Command) => {
       parsePrefix(o.src);
       if (o.ports) parsePortRange(o.ports);
@@ -86,6 +91,7 @@ Examples:
       const r = addSnat(ctx.inst, kind, { ...args, netns: ctx.netns });
       if (asJson) return console.log(json(r));
       console.log(`${kind} ${r.src} out of ${r.out} as ${r.to}, ports ${r.ports}\n${ctLine(r.conntrack)}`);
+      for (const n of r.notes) console.log(`note: ${n}`);
     });
   group
     .command('del')
@@ -135,7 +141,10 @@ Examples:
     .addHelpText('after', `
 Examples:
   xdpnet nat portmap add --proto tcp --host-port 8080 --to 172.17.0.2:80
-  xdpnet nat portmap add --proto udp --host-port 5353 --to 172.17.0.3:53 --out eth0`)
+  xdpnet nat portmap add --proto udp --host-port 5353 --to 172.17.0.3:53 --out eth0
+
+IPv4 forwarding is turned on for the outside interface and the one routing --to where
+it is off (a note says so).`)
     .action((o: { proto: string; hostPort: string; to: string; out?: string; conntrackMax?: string; json?: boolean }, cmd: Command) => {
       parseProto(o.proto);
       parsePort(o.hostPort, '--host-port');
@@ -145,6 +154,7 @@ Examples:
       const p = addPortmap(ctx.inst, { proto: o.proto, port: o.hostPort, to: o.to, on: o.out, conntrackMax: o.conntrackMax, netns: ctx.netns });
       if (o.json) return console.log(json(p));
       console.log(`mapped ${p.proto} port ${p.port}${p.on ? ` on ${p.on}` : ''} to ${p.to}\n${ctLine(p.conntrack)}`);
+      for (const n of p.notes) console.log(`note: ${n}`);
     });
   deprecatedAlias(deprecatedAlias(pm.command('del')
     .description('remove a port mapping (established connections keep going until they end)')

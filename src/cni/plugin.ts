@@ -3,12 +3,12 @@
 // it; it has no datapath logic of its own. Every state change runs under the
 // same per-instance lock (/run/xdpnet/NAME.lock) as the CLI's commands, so parallel runtime calls and
 // CLI commands never interleave their read-modify-writes of the maps.
-import { readdirSync, statSync, writeFileSync } from 'node:fs';
+import { readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { addBridge, bridgeMac, bridgeUsers, delBridge, detachInterface, isPort, listBridges, listPorts, addPort, reapVanishedPorts, setPortLock } from '../dataplane/bridge.js';
 import { parseLock } from '../dataplane/port-lock.js';
 import { addFdb, listFdb } from '../dataplane/fdb.js';
-import { ensureBpffs, lockFile, lockState, requirePrivileges } from '../dataplane/host.js';
+import { enableForwarding, ensureBpffs, lockFile, lockState, requirePrivileges } from '../dataplane/host.js';
 import { claimInstance, forgetIfGone, refuseSymlinks } from '../dataplane/hygiene.js';
 import { parsePrefix } from '../dataplane/inet.js';
 import { addPortmap, addSnat, delPortmap, delSnat, listSnat, portmapTarget, showNat } from '../dataplane/nat.js';
@@ -65,8 +65,7 @@ export async function locked<T>(fn: (inst: InstancePaths, store: StateStore) => 
 }
 
 function setForwarding(iface: string): void {
-  // Per interface, not the global ip_forward: only what enters these two is routed.
-  writeFileSync(`/proc/sys/net/ipv4/conf/${iface}/forwarding`, '1');
+  if (enableForwarding(iface) === 'failed') throw new CniError(CODES.DATAPLANE, `cannot set net.ipv4.conf.${iface}.forwarding=1`);
 }
 
 export const prefixOf = (cidr: string) => parsePrefix(cidr, 'address').text;

@@ -1,7 +1,7 @@
 // Preconditions every privileged command checks first, each with an error
 // that says what is wrong and what to do: root, kernel, bpffs, netns.
 import { execFileSync } from 'node:child_process';
-import { closeSync, readFileSync, existsSync, fstatSync, mkdirSync, openSync, statSync } from 'node:fs';
+import { closeSync, readFileSync, existsSync, fstatSync, mkdirSync, openSync, statSync, writeFileSync } from 'node:fs';
 import { release } from 'node:os';
 import { XdpnetError } from '../errors.js';
 import { CLONE_NEWNET, close, ifIndexToName, ifNameToIndex, mount, openRead, setns, tryLockExclusive, unlock } from '../sys/libc.js';
@@ -88,6 +88,23 @@ function isAtPath(fd: number, file: string): boolean {
     return a.ino === b.ino && a.dev === b.dev;
   } catch {
     return false; // removed
+  }
+}
+
+/**
+ * Turns IPv4 forwarding on for one interface (in the current namespace): neither bpf_fib_lookup
+ * nor the kernel routes a packet that arrived on an interface that does not forward. Per
+ * interface, not the global ip_forward: only what enters the datapath's own interfaces is routed.
+ * 'set' when it was off, 'on' when it already was, 'failed' when it cannot be written.
+ */
+export function enableForwarding(dev: string): 'set' | 'on' | 'failed' {
+  const path = `/proc/sys/net/ipv4/conf/${dev}/forwarding`;
+  try {
+    if (readFileSync(path, 'utf8').trim() === '1') return 'on';
+    writeFileSync(path, '1');
+    return 'set';
+  } catch {
+    return 'failed';
   }
 }
 

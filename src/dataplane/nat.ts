@@ -28,6 +28,7 @@ import type { InstancePaths } from '../objects/paths.js';
 import type { BpfMap } from '../sys/libbpf.js';
 import { ifIndexToName } from '../sys/libc.js';
 import { removeInstanceIfIdle, resolveIface } from './attach.js';
+import { enableForwarding } from './host.js';
 import { gcFlows } from './conntrack.js';
 import { parseAddrRange, parseHostPort, parsePort, parsePortRange, parsePrefix, parseProto, PROTO_NAME, PROTO_NUM, type Proto } from './inet.js';
 import { defaultDev, defaultPortRange, hostAddresses, routeDev } from './nat-host.js';
@@ -106,7 +107,7 @@ export interface SnatOptions {
 }
 
 /** `nat masquerade add` / `nat snat add`: validates everything, writes the rule, attaches the programs it needs. */
-export function addSnat(inst: InstancePaths, kind: 'masquerade' | 'snat', o: SnatOptions): SnatRuleInfo & { conntrack: CtTable } {
+export function addSnat(inst: InstancePaths, kind: 'masquerade' | 'snat', o: SnatOptions): SnatRuleInfo & { conntrack: CtTable; notes: string[] } {
   const src = parsePrefix(o.src);
   const ctFlows = o.conntrackMax !== undefined ? parseCtFlows(o.conntrackMax) : undefined;
   const range = kind === 'snat' ? parseAddrRange(o.to ?? '') : undefined;
@@ -141,7 +142,22 @@ export function addSnat(inst: InstancePaths, kind: 'masquerade' | 'snat', o: Sna
   ensureNatLink(inst, inIfindex, 'tc'); // with --in-hook xdp too: it takes what XDP cannot forward (unresolved next hops)
   if (o.inHook === 'xdp') ensureNatLink(inst, inIfindex, 'xdp', true);
   ensureNatLink(inst, outIfindex, 'xdp');
-  return { ...withNatMaps(inst, (m) => readSnat(m).find((r) => r.outIfindex === outIfindex && r.src === src.text))!, conntrack };
+  const notes = forwardBetween(inside, o.out);
+  return { ...withNatMaps(inst, (m) => readSnat(m).find((r) => r.outIfindex === outIfindex && r.src === src.text))!, conntrack, notes };
+}
+
+/**
+ * Forwarding on for the two interfaces NAT routes between (a stock host has ip_forward=0, and
+ * then nothing the rule translates goes anywhere); what it did, for the user to know.
+ */
+function forwardBetween(...devs: string[]): string[] {
+  return [...new Set(devs)].flatMap((d) => {
+    const r = enableForwarding(d);
+    if (r === 'on') return [];
+    return r === 'set'
+      ? [`set net.ipv4.conf.${d}.forwarding=1 (NAT routes through it)`]
+      : [`could not set net.ipv4.conf.${d}.forwarding=1: set it, or translated packets are dropped (nat-cannot-forward)`];
+  });
 }
 
 /**
@@ -171,7 +187,7 @@ export function delSnat(inst: InstancePaths, kind: 'masquerade' | 'snat', o: { s
 
 export interface PortmapOptions { proto: string; port: string; to: string; on?: string; conntrackMax?: string; netns?: string }
 
-export function addPortmap(inst: InstancePaths, o: PortmapOptions): PortmapInfo & { conntrack: CtTable } {
+export function addPortmap(inst: InstancePaths, o: PortmapOptions): PortmapInfo & { conntrack: CtTable; notes: string[] } {
   const proto = parseProto(o.proto);
   const ctFlows = o.conntrackMax !== undefined ? parseCtFlows(o.conntrackMax) : undefined;
   const port = parsePort(o.port, '--host-port');
@@ -195,7 +211,8 @@ export function addPortmap(inst: InstancePaths, o: PortmapOptions): PortmapInfo 
   ensureNatLink(inst, inIfindex, 'tc');
   if (outIfindex !== inIfindex) ensureNatLink(inst, outIfindex, 'xdp');
   // what was written, not a read of every mapping (a CNI ADD maps ports for each container)
-  return { proto, port, onIfindex, on: onIfindex ? (ifIndexToName(onIfindex) ?? `ifindex ${onIfindex}`) : null, to: `${numToIpv4(to.addr)}:${to.port}`, conntrack };
+  const notes = forwardBetween(outside, inside);
+  return { proto, port, onIfindex, on: onIfindex ? (ifIndexToName(onIfindex) ?? `ifindex ${onIfindex}`) : null, to: `${numToIpv4(to.addr)}:${to.port}`, conntrack, notes };
 }
 
 /** Where a host port is mapped to ("IP:PORT"), if it is: one lookup, for callers that ask about their own mappings. */

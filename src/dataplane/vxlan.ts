@@ -8,7 +8,6 @@
 // xn_br_xdp on XDP ports of overlay bridges. Every command validates all its
 // input before it writes.
 import { spawnSync } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
 import { UsageError, XdpnetError } from '../errors.js';
 import {
   decodeRemoteList, FloodKey, loadBridge, loadVxlanUplink, pinBridgeMaps, remoteList, Vtep, VTEP_FLAGS, VXLAN, VxPeerKey, VxPortKey,
@@ -22,7 +21,7 @@ import { addLink, attach, findAttachment, interfaceAttachments, removeAttachment
 import { forwardingChanged, listBridges, listPorts } from './bridge.js';
 import { readBridges, readMaps, registerOverlay } from './bridge-maps.js';
 import { deleteRemoteEntries, staticRemotes } from './fdb.js';
-import { ipJson, routeGet } from './host.js';
+import { enableForwarding, ipJson, routeGet } from './host.js';
 import { parsePort, parseUnicastIp } from './inet.js';
 import { programName } from './links.js';
 import { releaseSlotIfUnused } from './slots.js';
@@ -105,17 +104,6 @@ export function linkMtu(dev: string): number | null {
 }
 
 export const innerMtuOf = (mtu: number | null) => (mtu === null ? null : mtu - VXLAN.headerLen);
-
-/** bpf_fib_lookup returns FWD_DISABLED (every encap dropped as vxlan-no-route) unless the uplink forwards. */
-function enableForwarding(dev: string): boolean {
-  const path = `/proc/sys/net/ipv4/conf/${dev}/forwarding`;
-  try {
-    writeFileSync(path, '1');
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 /**
  * Keeps the next hops towards remote VTEPs resolved (managed neighbour
@@ -304,7 +292,8 @@ export function addVtep(inst: InstancePaths, o: VtepOptions): AddVtepResult {
     }
     throw e;
   }
-  notes.push(enableForwarding(o.dev)
+  // bpf_fib_lookup returns FWD_DISABLED (every encap dropped as vxlan-no-route) unless the uplink forwards
+  notes.push(enableForwarding(o.dev) !== 'failed'
     ? `set net.ipv4.conf.${o.dev}.forwarding=1 (the datapath's route lookups need it)`
     : `could not set net.ipv4.conf.${o.dev}.forwarding=1: set it, or every encapsulated frame is dropped (vxlan-no-route)`);
   const vtep = listVteps(inst).find((v) => v.vni === o.vni)!;

@@ -7,7 +7,7 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { eth, ETH_P, IPPROTO, ipv4 } from '../helpers/packet.js';
-import { cleanup, CLI, inNs, nsMac, ok, ROOT, sh, xdpnet } from '../helpers/sys.js';
+import { cleanup, CLI, inNs, netns, nsMac, ok, ROOT, sh, veth, xdpnet } from '../helpers/sys.js';
 import { natTopology, startIn } from '../helpers/topology.js';
 
 const H = '10.99.0.1'; // the host's uplink address
@@ -323,5 +323,41 @@ describe('NAT: containers on an xdpnet bridge and an outside namespace', () => {
       readdress(H);
       ok(['--netns', h, 'nat', 'flush']);
     }
+  });
+});
+
+// A stock host forwards nothing (ip_forward=0: Debian's default; this machine's namespaces inherit
+// the host's 1, the 6.1 VM's do not): the NAT commands turn forwarding on for the two interfaces
+// they route between, say so, and the translated traffic flows.
+describe('NAT on a namespace that does not forward', () => {
+  let h: string;
+  let c: string;
+  let o: string;
+  const fwd = (dev: string) => sh('ip', ['netns', 'exec', h, 'sysctl', '-n', `net.ipv4.conf.${dev}.forwarding`]).trim();
+  beforeAll(() => {
+    h = netns('nfh');
+    c = netns('nfc');
+    o = netns('nfo');
+    veth(h, 'up0', o, 'eth0', '10.67.0.1/24', '10.67.0.2/24');
+    veth(h, 'k1', c, 'eth0', undefined, '10.66.0.2/24');
+    sh('ip', ['-n', c, 'route', 'add', 'default', 'via', '10.66.0.1']);
+    ok(['--netns', h, 'bridge', 'add', 'br0', '--address', '10.66.0.1/24']);
+    ok(['--netns', h, 'attach', 'k1', '--bridge', 'br0']);
+    sh('ip', ['netns', 'exec', h, 'sysctl', '-qw', 'net.ipv4.ip_forward=0']); // every interface's forwarding off
+  });
+  afterAll(() => cleanup());
+
+  it('masquerade add turns forwarding on where it routes, says so, and the container reaches the outside', () => {
+    expect(['br0', 'up0'].map(fwd)).toEqual(['0', '0']);
+    expect(inNs(c, 'ping', ['-c', '1', '-W', '1', '10.67.0.2']).status).not.toBe(0); // nothing is routed yet
+    const out = ok(['--netns', h, 'nat', 'masquerade', 'add', '--src', '10.66.0.0/24', '--out', 'up0']);
+    expect(out).toContain('note: set net.ipv4.conf.br0.forwarding=1 (NAT routes through it)\nnote: set net.ipv4.conf.up0.forwarding=1 (NAT routes through it)\n');
+    expect(['br0', 'up0'].map(fwd)).toEqual(['1', '1']);
+    expect(inNs(c, 'ping', ['-c', '3', '-W', '2', '10.67.0.2']).status).toBe(0);
+  });
+
+  it('a rule that finds forwarding on says nothing about it', () => {
+    const p = JSON.parse(ok(['--netns', h, 'nat', 'portmap', 'add', '--proto', 'tcp', '--host-port', '8080', '--to', '10.66.0.2:80', '--out', 'up0', '--json']));
+    expect(p.notes).toEqual([]);
   });
 });
