@@ -71,16 +71,24 @@ export function sizeCache(o: BpfObject, inst: InstancePaths, c: PerCpuCache, flo
   return part;
 }
 
-/** The kernel's charge for a map (memlock in its fdinfo: bpf_map_memory_usage()), in bytes. */
+const RINGBUF = 27; // BPF_MAP_TYPE_RINGBUF
+
+/**
+ * The kernel's charge for a map (memlock in its fdinfo: bpf_map_memory_usage()), in bytes. Before
+ * 6.4 that figure is an estimate, (key + value) × entries, which is 0 for a ring buffer: there the
+ * ring's own formula (6.4's ringbuf_map_mem_usage) stands in.
+ */
 export function mapMemlock(m: BpfMap): number {
   const line = /^memlock:\s*(\d+)/m.exec(readFileSync(`/proc/self/fdinfo/${m.fd}`, 'utf8'));
   if (!line) throw new XdpnetError(`no memlock in the fdinfo of map ${m.name}`);
-  return Number(line[1]);
+  const bytes = Number(line[1]);
+  if (bytes === 0 && m.info.type === RINGBUF) return mapBytes({ kind: 'ringbuf', keySize: 0, valueSize: 0, maxEntries: m.info.maxEntries }, 0);
+  return bytes;
 }
 
 /** bpf_map_type names of the maps xdpnet makes. */
 export const MAP_TYPE_NAMES: Record<number, string> = {
-  1: 'hash', 2: 'array', 5: 'percpu_hash', 6: 'percpu_array', 9: 'lru_hash', 11: 'lpm_trie', 25: 'devmap_hash',
+  1: 'hash', 2: 'array', 5: 'percpu_hash', 6: 'percpu_array', 9: 'lru_hash', 11: 'lpm_trie', 25: 'devmap_hash', [RINGBUF]: 'ringbuf',
 };
 
 export interface MapMemory {
@@ -110,11 +118,13 @@ const HTAB_HEAD = 832; // struct bpf_htab
 const HTAB_BUCKET = 16; // struct bucket
 const HTAB_ELEM = 48; // struct htab_elem without key and value
 const HTAB_LOCKS = 8 * 4; // HASHTAB_MAP_LOCK_COUNT ints a CPU
+const RINGBUF_HEAD = 304; // struct bpf_ringbuf_map
+const RINGBUF_META_PAGES = 3; // RINGBUF_NR_META_PAGES: the header, the consumer's and the producer's page
 const up8 = (n: number) => Math.ceil(n / 8) * 8;
 const pageUp = (n: number) => Math.ceil(n / PAGE) * PAGE;
 
 export interface MapShape {
-  kind: 'array' | 'percpu-array' | 'hash' | 'lru-hash';
+  kind: 'array' | 'percpu-array' | 'hash' | 'lru-hash' | 'ringbuf';
   keySize: number;
   valueSize: number;
   maxEntries: number;
@@ -136,6 +146,11 @@ export function mapBytes(s: MapShape, cpus: number): number {
       const elems = s.maxEntries + (lru ? 0 : cpus);
       return HTAB_HEAD + HTAB_BUCKET * pow2ceil(s.maxEntries) + HTAB_LOCKS * cpus
         + (HTAB_ELEM + up8(s.keySize) + v) * elems + (lru ? 0 : 8 * cpus);
+    }
+    case 'ringbuf': {
+      // its pages, and page pointers for them with the data pages mapped twice (wrap-around reads)
+      const data = s.maxEntries / PAGE;
+      return RINGBUF_HEAD + (RINGBUF_META_PAGES + data) * PAGE + (RINGBUF_META_PAGES + 2 * data) * 8;
     }
   }
 }

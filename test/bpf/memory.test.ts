@@ -2,7 +2,7 @@
 // maps as the loaders size them (memlock in their fdinfo), byte for byte.
 import { afterAll, describe, expect, it } from 'vitest';
 import { BRIDGE, FdbEntry, FdbKey } from '../../src/objects/bridge.js';
-import { BR_CACHE, cachePart, mapMemlock, NAT_HOT, sizeCache, type MapShape } from '../../src/objects/memory.js';
+import { BR_CACHE, cachePart, mapBytes, mapMemlock, NAT_HOT, sizeCache, type MapShape } from '../../src/objects/memory.js';
 import { CtEntry, CtKey, ctEntriesFor, NAT } from '../../src/objects/nat.js';
 import type { InstancePaths } from '../../src/objects/paths.js';
 import { numPossibleCpus, type BpfObject } from '../../src/sys/libbpf.js';
@@ -50,4 +50,11 @@ describe('map memory', () => {
       expect(cache.formula).toBe(cache.kernel);
     });
   }
+
+  it('matches for the monitor\'s ring buffer (the figure status --memory shows before 6.4, whose fdinfo says 0 for it)', () => {
+    const br = fresh('ring').open(builtObject(BRIDGE.object));
+    const m = br.map('xn_events');
+    expect(m.info.maxEntries).toBe(1 << 20);
+    expect(mapMemlock(m)).toBe(mapBytes({ kind: 'ringbuf', keySize: 0, valueSize: 0, maxEntries: m.info.maxEntries }, cpus));
+  });
 });
