@@ -82,13 +82,16 @@ export class Agent {
     const { client, network, node } = this.o;
     this.cfg = await readConfig(client, network);
     const k = keys(network);
+    // The bridge and VTEP before the lease: making them is synchronous (BPF loads, ip) and took 12 s
+    // in an emulated VM, during which no keepalive went out and etcd expired a 10 s lease with the
+    // host key on it. A restarted agent finds both and only checks (its keys are renewed just after).
+    this.ensureDataplane();
     const lease: Lease = client.lease(this.o.ttl);
     let watcher: Watcher | undefined;
     try {
       // membership first: a restarted agent must renew its keys before the old lease expires (its endpoints follow the snapshot, ~1 s later)
       await lease.grant();
       await lease.put(k.host(node)).value(JSON.stringify({ node, underlay: this.o.underlay, port: this.cfg.port } satisfies HostRecord));
-      this.ensureDataplane();
       const snap = await readPrefix(client, k.base);
       await this.publishLocal(lease, snap.kvs); // from the snapshot: a second read of every endpoint cost ~1 s at 50 000
       this.hosts.clear();
