@@ -102,10 +102,17 @@ describe('monitor on a bridge: drops by reason, traces, pcapng', () => {
   });
 
   it('status and stats --all-namespaces show every instance, each read in its own namespace', () => {
-    const status = JSON.parse(ok(['status', '--all-namespaces', '--json'])) as Array<{ netns: string; iface: string; bridge: string }>;
+    // every instance on a shared machine: another run's leftovers are noted (never this suite's); nothing else on stderr
+    const okAll = (args: string[]) => {
+      const r = xdpnet(args);
+      expect(r.stderr.replace(/^note: stale state .*\n/gm, (l) => (l.includes(`/ns-${h}:`) ? l : '')), `xdpnet ${args.join(' ')}`).toBe('');
+      expect(r.code).toBe(0);
+      return r.stdout;
+    };
+    const status = JSON.parse(okAll(['status', '--all-namespaces', '--json'])) as Array<{ netns: string; iface: string; bridge: string }>;
     expect(status.filter((r) => r.netns === `ns-${h}`).map((r) => `${r.iface} ${r.bridge}`)).toEqual(['p1 br0', 'p2 br0']);
-    expect(ok(['status', '-A'])).toMatch(new RegExp(`^ns-${h}:\n  IFACE .*\n  p1 +tc `, 'm'));
-    const stats = JSON.parse(ok(['stats', '--all-namespaces', '--json'])) as Array<{ netns: string; drops: Record<string, number> }>;
+    expect(okAll(['status', '-A'])).toMatch(new RegExp(`^ns-${h}:\n  IFACE .*\n  p1 +tc `, 'm'));
+    const stats = JSON.parse(okAll(['stats', '--all-namespaces', '--json'])) as Array<{ netns: string; drops: Record<string, number> }>;
     expect(stats.find((x) => x.netns === `ns-${h}`)?.drops).toEqual({ 'vlan-ingress-denied': 1, 'invalid-source-mac': 1 });
     expect(xdpnet(['--netns', h, 'stats', '-A']).stderr).toContain('--all-namespaces and --netns exclude each other');
   });
