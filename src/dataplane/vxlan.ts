@@ -293,9 +293,9 @@ export function addVtep(inst: InstancePaths, o: VtepOptions): AddVtepResult {
     throw e;
   }
   // bpf_fib_lookup returns FWD_DISABLED (every encap dropped as vxlan-no-route) unless the uplink forwards
-  notes.push(enableForwarding(o.dev) !== 'failed'
-    ? `set net.ipv4.conf.${o.dev}.forwarding=1 (the datapath's route lookups need it)`
-    : `could not set net.ipv4.conf.${o.dev}.forwarding=1: set it, or every encapsulated frame is dropped (vxlan-no-route)`);
+  const fwd = enableForwarding(o.dev);
+  if (fwd === 'set') notes.push(`set net.ipv4.conf.${o.dev}.forwarding=1 (the datapath's route lookups need it)`);
+  if (fwd === 'failed') notes.push(`could not set net.ipv4.conf.${o.dev}.forwarding=1: set it, or every encapsulated frame is dropped (vxlan-no-route)`);
   const vtep = listVteps(inst).find((v) => v.vni === o.vni)!;
   if (vtep.innerMtu !== null) notes.push(`inner MTU ${vtep.innerMtu} (${o.dev} MTU ${vtep.innerMtu + VXLAN.headerLen} − ${VXLAN.headerLen}): give the containers of bridge ${o.bridge} this MTU`);
   return { vtep, notes };
