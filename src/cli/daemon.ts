@@ -8,7 +8,6 @@ import { instanceNetns, lockState, requirePrivileges, withNetns } from '../datap
 import { forgetIfGone, removeStale, staleInstances } from '../dataplane/hygiene.js';
 import { natHousekeeping } from '../dataplane/nat.js';
 import { instancePaths, listInstances, type InstancePaths } from '../objects/paths.js';
-import { createRegistry } from '../observe/metrics.js';
 import { parseListenAddr, serveMetrics } from '../observe/server.js';
 import { positive } from './args.js';
 import { context, globals } from './context.js';
@@ -39,7 +38,9 @@ Examples:
       const { verbose, netns } = globals(cmd);
       // listening before context() enters --netns: the address is the host's (a socket keeps its namespace)
       requirePrivileges();
-      const server = addr && await serveMetrics(createRegistry({ instances: netns ? () => [instancePaths(netns)] : undefined }), addr);
+      // prom-client is loaded only when metrics are served: a quarter of every other command's start-up
+      const createRegistry = addr && (await import('../observe/metrics.js')).createRegistry;
+      const server = addr && createRegistry && await serveMetrics(createRegistry({ instances: netns ? () => [instancePaths(netns)] : undefined }), addr);
       if (server) console.error(`serving metrics at http://${o.metricsAddr}/metrics`);
       const ctx = context(cmd);
       let timer: NodeJS.Timeout | undefined;
