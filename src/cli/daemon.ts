@@ -39,8 +39,7 @@ Examples:
       // listening before context() enters --netns: the address is the host's (a socket keeps its namespace)
       requirePrivileges();
       // prom-client is loaded only when metrics are served: a quarter of every other command's start-up
-      const createRegistry = addr && (await import('../observe/metrics.js')).createRegistry;
-      const server = addr && createRegistry && await serveMetrics(createRegistry({ instances: netns ? () => [instancePaths(netns)] : undefined }), addr);
+      const server = addr && await serveMetrics((await import('../observe/metrics.js')).createRegistry({ instances: netns ? () => [instancePaths(netns)] : undefined }), addr);
       if (server) console.error(`serving metrics at http://${o.metricsAddr}/metrics`);
       const ctx = context(cmd);
       let timer: NodeJS.Timeout | undefined;

@@ -108,6 +108,16 @@ export function enableForwarding(dev: string): 'set' | 'on' | 'failed' {
   }
 }
 
+/**
+ * enableForwarding as the note a command prints: nothing when it was already on, else what it
+ * did (why: what needs it) or what the user must do (unless: what is dropped without it).
+ */
+export function forwardingNotes(dev: string, why: string, unless: string): string[] {
+  const r = enableForwarding(dev);
+  if (r === 'on') return [];
+  return [r === 'set' ? `set net.ipv4.conf.${dev}.forwarding=1 (${why})` : `could not set net.ipv4.conf.${dev}.forwarding=1: set it, or ${unless}`];
+}
+
 export function kernelRelease(): string {
   return release();
 }

@@ -28,7 +28,7 @@ import type { InstancePaths } from '../objects/paths.js';
 import type { BpfMap } from '../sys/libbpf.js';
 import { ifIndexToName } from '../sys/libc.js';
 import { removeInstanceIfIdle, resolveIface } from './attach.js';
-import { enableForwarding } from './host.js';
+import { forwardingNotes } from './host.js';
 import { gcFlows } from './conntrack.js';
 import { parseAddrRange, parseHostPort, parsePort, parsePortRange, parsePrefix, parseProto, PROTO_NAME, PROTO_NUM, type Proto } from './inet.js';
 import { defaultDev, defaultPortRange, hostAddresses, routeDev } from './nat-host.js';
@@ -151,13 +151,7 @@ export function addSnat(inst: InstancePaths, kind: 'masquerade' | 'snat', o: Sna
  * then nothing the rule translates goes anywhere); what it did, for the user to know.
  */
 function forwardBetween(...devs: string[]): string[] {
-  return [...new Set(devs)].flatMap((d) => {
-    const r = enableForwarding(d);
-    if (r === 'on') return [];
-    return r === 'set'
-      ? [`set net.ipv4.conf.${d}.forwarding=1 (NAT routes through it)`]
-      : [`could not set net.ipv4.conf.${d}.forwarding=1: set it, or translated packets are dropped (nat-cannot-forward)`];
-  });
+  return [...new Set(devs)].flatMap((d) => forwardingNotes(d, 'NAT routes through it', 'translated packets are dropped (nat-cannot-forward)'));
 }
 
 /**

@@ -21,7 +21,7 @@ import { addLink, attach, findAttachment, interfaceAttachments, removeAttachment
 import { forwardingChanged, listBridges, listPorts } from './bridge.js';
 import { readBridges, readMaps, registerOverlay } from './bridge-maps.js';
 import { deleteRemoteEntries, staticRemotes } from './fdb.js';
-import { enableForwarding, ipJson, routeGet } from './host.js';
+import { forwardingNotes, ipJson, routeGet } from './host.js';
 import { parsePort, parseUnicastIp } from './inet.js';
 import { programName } from './links.js';
 import { releaseSlotIfUnused } from './slots.js';
@@ -293,9 +293,7 @@ export function addVtep(inst: InstancePaths, o: VtepOptions): AddVtepResult {
     throw e;
   }
   // bpf_fib_lookup returns FWD_DISABLED (every encap dropped as vxlan-no-route) unless the uplink forwards
-  const fwd = enableForwarding(o.dev);
-  if (fwd === 'set') notes.push(`set net.ipv4.conf.${o.dev}.forwarding=1 (the datapath's route lookups need it)`);
-  if (fwd === 'failed') notes.push(`could not set net.ipv4.conf.${o.dev}.forwarding=1: set it, or every encapsulated frame is dropped (vxlan-no-route)`);
+  notes.push(...forwardingNotes(o.dev, "the datapath's route lookups need it", 'every encapsulated frame is dropped (vxlan-no-route)'));
   const vtep = listVteps(inst).find((v) => v.vni === o.vni)!;
   if (vtep.innerMtu !== null) notes.push(`inner MTU ${vtep.innerMtu} (${o.dev} MTU ${vtep.innerMtu + VXLAN.headerLen} − ${VXLAN.headerLen}): give the containers of bridge ${o.bridge} this MTU`);
   return { vtep, notes };
