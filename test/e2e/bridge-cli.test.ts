@@ -309,6 +309,7 @@ describe('bridge control plane', () => {
       expect(learned('--all')).toContainEqual(expect.objectContaining({ mac: '02:00:00:00:02:02', expired: true, age: expect.any(Number) }));
       const expired = /02:00:00:00:02:02\s+1\s+br0\s+p3\s+learned \(expired\)\s+(\d+)s/.exec(ok('fdb', 'show', '--all'));
       expect(Number(expired?.[1])).toBeGreaterThanOrEqual(2 * AGEING);
+      expect(Number(expired?.[1])).toBeLessThan(3 * AGEING); // learned 2 × ageing ago, not some other clock
 
       expect(ok('fdb', 'age')).toBe('aged out 1 learned entry, 3 left\n');
       expect(fdbInMap().map((e) => e.mac).sort()).toEqual([S1, '02:00:00:00:02:01', '02:00:00:00:02:03'].sort());

@@ -128,6 +128,7 @@ export function cleanup(): void {
     for (const b of bridges.code ? [] : (JSON.parse(bridges.stdout) as Array<{ name: string }>)) xdpnet(['--netns', ns, 'bridge', 'del', b.name, '--force']);
     spawnSync('ip', ['netns', 'del', ns]);
     rmSync(`/run/xdpnet/agent/ns-${ns}`, { recursive: true, force: true }); // a killed agent's socket
+    rmSync(`/run/xdpnet/cni/ns-${ns}`, { recursive: true, force: true }); // the CNI plugin's records of containers whose DEL never came
   }
 }
 
