@@ -1,7 +1,9 @@
 // A real etcd (Debian's etcd-server) for the e2e tests and the agent bench: 127.0.0.1 only, free
-// ports, a temporary data dir; stop() kills it by PID and removes the dir.
+// ports, a temporary data dir; stop() kills it by PID and removes the dir. The dir is on tmpfs
+// where there is one: every write waits for a WAL fsync, and a busy disk's fsync latency would
+// read in the tests as the agents' delay.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -19,7 +21,7 @@ export async function freePort(): Promise<number> {
 
 export class TestEtcd {
   proc?: ChildProcess;
-  readonly dir = mkdtempSync(join(tmpdir(), 'xdpnet-etcd-'));
+  readonly dir = mkdtempSync(join(existsSync('/dev/shm') ? '/dev/shm' : tmpdir(), 'xdpnet-etcd-'));
   log = '';
   clientPort = 0;
   peerPort = 0;
