@@ -2,7 +2,7 @@
 # make vagrant-bench: TCP (iperf3, one stream, cubic) from a container on host-a to one on
 # host-b across the VMs' virtio-net underlay, the kernel path and xdpnet in the same run:
 #   bridge  underlay NIC and container port in one L2 bridge (Linux bridge / xdpnet bridge)
-#   vxlan   VNI 1 overlay (kernel vxlan + Linux bridge / xdpnet VTEP, XDP decap, tc encap)
+#   vxlan   VNI 1 overlay (kernel vxlan + Linux bridge / xdpnet VTEP, tc encap, decap in XDP or tc)
 #   masq    host-a masquerades its container out of the underlay (iptables / xdpnet nat)
 # Then the namespace bench (bench/main.ts) inside host-a, where Debian's stock kernel has Open
 # vSwitch and nftables flowtables: xdpnet's rows beside the kernel's, OVS's and the flowtable's
@@ -39,9 +39,9 @@ wait "$a"; wait "$b" # a build that failed stops the bench here, not as a row of
 row() { # row SCENARIO PATH: one iperf3 run, prints Gbit/s
   local s=$1 p=$2 dst=10.98.0.2
   on host-a setup "$s" "$p" >&2; on host-b setup "$s" "$p" >&2
-  if [ "$s/$p" = vxlan/xdpnet ]; then   # static FDB: xdpnet VTEPs do not learn by default
+  case $s/$p in vxlan/xdpnet*)   # static FDB: xdpnet VTEPs do not learn by default
     on host-a fdb "$(on host-b mac)" >&2; on host-b fdb "$(on host-a mac)" >&2
-  fi
+  esac
   [ "$s" = masq ] && dst=192.168.56.12
   on host-b server "$dst"
   sleep 1
@@ -49,9 +49,9 @@ row() { # row SCENARIO PATH: one iperf3 run, prints Gbit/s
   on host-a teardown >&2; on host-b teardown >&2
 }
 
-# bridge has a second xdpnet path, the uplink on tc instead of native XDP (docs/vagrant.md: native
-# XDP turns virtio-net's receive offloads off)
-paths_of() { if [ "$1" = bridge ]; then echo kernel xdpnet xdpnet-tc; else echo kernel xdpnet; fi; }
+# bridge and vxlan have a second xdpnet path, the uplink on tc instead of XDP (docs/vagrant.md:
+# native XDP turns virtio-net's receive offloads off)
+paths_of() { if [ "$1" = masq ]; then echo kernel xdpnet; else echo kernel xdpnet xdpnet-tc; fi; }
 declare -A res
 for s in bridge vxlan masq; do
   for r in $(seq "$RUNS"); do
@@ -90,14 +90,15 @@ kern=$(ssh -F "$cfg" host-a uname -r)
   echo
   echo "| scenario | kernel path | Gbit/s | xdpnet | Gbit/s | xdpnet / kernel | runs (kernel; xdpnet) |"
   echo "|---|---|---:|---|---:|---:|---|"
-  for sp in bridge/xdpnet bridge/xdpnet-tc vxlan/xdpnet masq/xdpnet; do
+  for sp in bridge/xdpnet bridge/xdpnet-tc vxlan/xdpnet vxlan/xdpnet-tc masq/xdpnet; do
     s=${sp%/*} p=${sp#*/}
     k=$(echo ${res[$s/kernel]} | median) x=$(echo ${res[$sp]} | median)
     ratio=$(awk -v k="$k" -v x="$x" 'BEGIN { if (k + 0 > 0 && x + 0 > 0) printf "%.2f", x / k; else print "-" }')
     case $sp in
       bridge/xdpnet) kd="Linux bridge (eth1 + port)" xd="bridge: XDP native on eth1, tc on port" ;;
       bridge/xdpnet-tc) kd="Linux bridge (eth1 + port)" xd="bridge: tc on eth1 and port" ;;
-      vxlan/*) kd="vxlan dev + Linux bridge" xd="VTEP: XDP decap on eth1, tc encap" ;;
+      vxlan/xdpnet) kd="vxlan dev + Linux bridge" xd="VTEP: XDP decap on eth1, tc encap" ;;
+      vxlan/xdpnet-tc) kd="vxlan dev + Linux bridge" xd="VTEP: tc decap on eth1, tc encap" ;;
       masq/*) kd="iptables MASQUERADE" xd="nat masquerade" ;;
     esac
     echo "| $s | $kd | $k | $xd | $x | $ratio | ${res[$s/kernel]# }; ${res[$sp]# } |"

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Inside host-a or host-b, as root: builds or removes one side of a cross-VM TCP scenario.
 #   bench.sh setup SCENARIO PATH   SCENARIO: bridge | vxlan | masq; PATH: kernel | xdpnet
-#                                  (bridge also xdpnet-tc: the uplink on the tc hook)
+#                                  (bridge and vxlan also xdpnet-tc: the uplink on the tc hook)
 #   bench.sh teardown              removes everything setup made (also after a failed setup)
 #   bench.sh client DST SECONDS    iperf3 from the container, one stream, prints Gbit/s
 # The container is netns xb-ctr (eth0) with its host end xbh; the underlay is eth1
@@ -80,6 +80,13 @@ setup() {
       x attach xbh --bridge br0 --hook tc
       x vxlan add --bridge br0 --vni 1 --local "$local" --dev "$UP" --hook xdp
       x vxlan remote add --vni 1 "$remote" ;;
+    vxlan/xdpnet-tc)
+      # decap on eth1's tc ingress: virtio-net keeps GRO, as for the bridge's tc row
+      ctr "10.98.0.$n/24" 1450
+      x bridge add br0
+      x attach xbh --bridge br0 --hook tc
+      x vxlan add --bridge br0 --vni 1 --local "$local" --dev "$UP" --hook tc
+      x vxlan remote add --vni 1 "$remote" ;;
     masq/kernel|masq/xdpnet)
       [ "$me" = host-b ] && return 0   # host-b only answers on its underlay address
       ctr 10.99.0.1/24
@@ -96,10 +103,10 @@ case ${1:-} in
   setup) setup "$2" "$3" ;;
   teardown) teardown ;;
   mac) in_ctr cat /sys/class/net/eth0/address ;;
-  fdb) x fdb add "$2" --bridge br0 --remote "$remote" ;;   # vxlan/xdpnet: the far container
+  fdb) x fdb add "$2" --bridge br0 --remote "$remote" ;;   # vxlan/xdpnet*: the far container
   server) # server BIND: one iperf3 run, in the container unless BIND is the underlay address
     if [ "$2" = "$local" ]; then iperf3 -s -1 -D -B "$2"; else in_ctr iperf3 -s -1 -D -B "$2"; fi ;;
   client)
     in_ctr iperf3 -c "$2" -t "$3" -J | node -e 'let s="";process.stdin.on("data",(d)=>s+=d).on("end",()=>{const j=JSON.parse(s);if(j.error){console.error(j.error);process.exit(1)}console.log((j.end.sum_received.bits_per_second/1e9).toFixed(3))})' ;;
-  *) echo "usage: bench.sh setup SCENARIO kernel|xdpnet | teardown | mac | fdb MAC | server BIND | client DST SECONDS" >&2; exit 2 ;;
+  *) echo "usage: bench.sh setup SCENARIO kernel|xdpnet|xdpnet-tc | teardown | mac | fdb MAC | server BIND | client DST SECONDS" >&2; exit 2 ;;
 esac
