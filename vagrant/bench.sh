@@ -50,7 +50,7 @@ row() { # row SCENARIO PATH: one iperf3 run, prints Gbit/s
 }
 
 # bridge and vxlan have a second xdpnet path, the uplink on tc instead of XDP (docs/vagrant.md:
-# native XDP turns virtio-net's receive offloads off)
+# native XDP turns virtio-net's receive offloads off; for VXLAN, "The seventh run")
 paths_of() { if [ "$1" = masq ]; then echo kernel xdpnet; else echo kernel xdpnet xdpnet-tc; fi; }
 declare -A res
 for s in bridge vxlan masq; do
@@ -94,12 +94,13 @@ kern=$(ssh -F "$cfg" host-a uname -r)
     s=${sp%/*} p=${sp#*/}
     k=$(echo ${res[$s/kernel]} | median) x=$(echo ${res[$sp]} | median)
     ratio=$(awk -v k="$k" -v x="$x" 'BEGIN { if (k + 0 > 0 && x + 0 > 0) printf "%.2f", x / k; else print "-" }')
+    case $s in bridge) kd="Linux bridge (eth1 + port)" ;; vxlan) kd="vxlan dev + Linux bridge" ;; masq) kd="iptables MASQUERADE" ;; esac
     case $sp in
-      bridge/xdpnet) kd="Linux bridge (eth1 + port)" xd="bridge: XDP native on eth1, tc on port" ;;
-      bridge/xdpnet-tc) kd="Linux bridge (eth1 + port)" xd="bridge: tc on eth1 and port" ;;
-      vxlan/xdpnet) kd="vxlan dev + Linux bridge" xd="VTEP: XDP decap on eth1, tc encap" ;;
-      vxlan/xdpnet-tc) kd="vxlan dev + Linux bridge" xd="VTEP: tc decap on eth1, tc encap" ;;
-      masq/*) kd="iptables MASQUERADE" xd="nat masquerade" ;;
+      bridge/xdpnet) xd="bridge: XDP native on eth1, tc on port" ;;
+      bridge/xdpnet-tc) xd="bridge: tc on eth1 and port" ;;
+      vxlan/xdpnet) xd="VTEP: XDP decap on eth1, tc encap" ;;
+      vxlan/xdpnet-tc) xd="VTEP: tc decap on eth1, tc encap" ;;
+      masq/*) xd="nat masquerade" ;;
     esac
     echo "| $s | $kd | $k | $xd | $x | $ratio | ${res[$s/kernel]# }; ${res[$sp]# } |"
   done

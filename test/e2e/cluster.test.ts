@@ -242,7 +242,9 @@ describe('cluster: three hosts through etcd', { timeout: slow(180_000) }, () => 
       const dropped = (l: string) => /"vtepsRemoved":\[[^\]]*"192\.168\.77\.3"/.test(l);
       await waitFor(`${h}'s log line`, () => logs[h].split('\n').some(dropped), slow(5000)); // stdout may trail the maps
       const lines = logs[h].split('\n');
-      const left = at(lines.filter((l) => l.includes('"msg":"host left"') && l.includes('"node":"h3"')).pop()!);
+      const leftLine = lines.filter((l) => l.includes('"msg":"host left"') && l.includes('"node":"h3"')).pop();
+      expect(leftLine, `${h} logged "host left" for h3`).toBeDefined();
+      const left = at(leftLine!);
       const wrote = at(lines.filter(dropped).pop()!);
       // etcd's part: the last keepalive precedes the kill, the lease lasts TTL from it, expiry is checked every 500 ms
       expect(left, `${h} heard h3 left ${left} ms after the kill; etcd said:\n${etcd.log.slice(-2000)}`).toBeLessThanOrEqual(TTL * 1000 + 1500);

@@ -50,7 +50,7 @@ setup() {
       ctr "10.98.0.$n/24"
       ip link add br0 type bridge; ip link set br0 up
       ip link set "$UP" master br0; ip link set xbh master br0 ;;
-    bridge/xdpnet)
+    bridge/xdpnet|bridge/xdpnet-tc)
       ctr "10.98.0.$n/24"
       # eth1 keeps TSO and checksum offload, as in the kernel rows: the host's tap segments and
       # checksums for a receiver whose XDP turned its guest offloads off. (With tx off the sending
@@ -59,33 +59,22 @@ setup() {
       # MAC like real hardware, and xdpnet does not (yet) set promiscuous mode on bridge ports.
       ip link set "$UP" promisc on
       x bridge add br0
-      x attach "$UP" --bridge br0 --hook xdp --mode native
-      x attach xbh --bridge br0 --hook tc ;;
-    bridge/xdpnet-tc)
-      # The uplink on tc: virtio-net keeps its receive offloads (native XDP turns them off), so
-      # the host's tap hands over 64 KB TCP segments, as to the Linux bridge.
-      ctr "10.98.0.$n/24"
-      ip link set "$UP" promisc on
-      x bridge add br0
-      x attach "$UP" --bridge br0 --hook tc
+      # xdpnet-tc: virtio-net keeps its receive offloads (native XDP turns them off), so the
+      # host's tap hands over 64 KB TCP segments, as to the Linux bridge
+      if [ "$path" = xdpnet ]; then x attach "$UP" --bridge br0 --hook xdp --mode native; else x attach "$UP" --bridge br0 --hook tc; fi
       x attach xbh --bridge br0 --hook tc ;;
     vxlan/kernel)
       ctr "10.98.0.$n/24" 1450
       ip link add vx0 type vxlan id 1 local "$local" remote "$remote" dstport 4789 dev "$UP" nolearning
       ip link add br0 type bridge; ip link set br0 up; ip link set vx0 up
       ip link set vx0 master br0; ip link set xbh master br0 ;;
-    vxlan/xdpnet)
+    vxlan/xdpnet|vxlan/xdpnet-tc)
+      # decap in XDP or at eth1's tc ingress (docs/vagrant.md, "The seventh run": only XDP's
+      # redirect into the veth gives the container GRO)
       ctr "10.98.0.$n/24" 1450
       x bridge add br0
       x attach xbh --bridge br0 --hook tc
-      x vxlan add --bridge br0 --vni 1 --local "$local" --dev "$UP" --hook xdp
-      x vxlan remote add --vni 1 "$remote" ;;
-    vxlan/xdpnet-tc)
-      # decap on eth1's tc ingress: virtio-net keeps GRO, as for the bridge's tc row
-      ctr "10.98.0.$n/24" 1450
-      x bridge add br0
-      x attach xbh --bridge br0 --hook tc
-      x vxlan add --bridge br0 --vni 1 --local "$local" --dev "$UP" --hook tc
+      x vxlan add --bridge br0 --vni 1 --local "$local" --dev "$UP" --hook "$([ "$path" = xdpnet ] && echo xdp || echo tc)"
       x vxlan remote add --vni 1 "$remote" ;;
     masq/kernel|masq/xdpnet)
       [ "$me" = host-b ] && return 0   # host-b only answers on its underlay address
